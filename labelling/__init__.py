@@ -1,0 +1,1 @@
+"""Label Studio integration (server lifecycle, push/pull, QC, aggregation). Not built yet."""

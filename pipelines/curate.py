@@ -1,0 +1,332 @@
+"""The curation steps, without an orchestrator: plan units → build each unit → dedup → pack shards → summary.
+
+1. ``plan`` lists the input and splits it into deterministic units (pipelines.ingest).
+2. ``build_unit`` runs read → decode → measure/filter → hash → crop → degrade → PNG-encode for one unit and writes,
+   each atomically: the unit's staged samples (``staging/<unit>.tar``), its table parts (sources, images, rejects,
+   staged_samples), thumbnails, and last its completion marker. A unit whose marker exists with the same config
+   hash is skipped on rerun; a unit without one is rebuilt from scratch, overwriting its parts (no duplicates).
+3. ``dedup`` needs every image of the run, so it runs after all units, on the images table only (hashes; no pixels).
+   Duplicates become rejects (stage ``dedup``) in ``tables/rejects/part-dedup.parquet``.
+4. ``pack`` copies the staged samples of the kept images, sorted by sample key (a content hash, so the order is a
+   fixed pseudo-random shuffle), into size/count-limited shards, and writes the final ``samples`` table.
+   Building before dedup means duplicates cost a build each, but every source is decoded exactly once.
+
+The account ``seen = kept + rejected`` is checked by ``summarize`` at the end of every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+import pyarrow.parquet as pq
+import webdataset as wds
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipelines import catalog
+from pipelines.crop import CROP_VERSION, choose_crops
+from pipelines.decode import DECODE_VERSION, DecodeSettings, Decoded, decode_image
+from pipelines.dedup import DEDUP_VERSION, DedupItem, find_duplicates
+from pipelines.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
+from pipelines.filters import FILTERS_VERSION, FilterSettings, judge, measure
+from pipelines.ingest import Listing, Unit, list_inputs, read_source, split_units
+from pipelines.shards import FIXED_MTIME, ShardWriter
+from pipelines.storage import Workspace, atomic_open, write_json_atomic, write_table
+from schemas.records import (
+    IMAGES,
+    REJECTS,
+    SAMPLES,
+    SOURCES,
+    ImageRec,
+    Rejection,
+    RejectRec,
+    SampleRec,
+    SourceRec,
+)
+
+TOKEN_STRIDE = 32  # OP4KSR: F16 VAE x 2x2 token packing; HR sides must be multiples so the latent grid is whole
+
+
+class CurateConfig(BaseModel):
+    """Settings of ``sr4k curate`` (YAML via ``--config``, CLI flags override). Defaults are for a 4K training set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hr_size: tuple[int, int] = Field((4096, 4096), description="HR crop (width, height); '4096' or '3840x2160'")
+    scale: int = Field(4, description="SR scale factor; LR = HR / scale exactly")
+    crops_per_image: int = Field(1, ge=1, description="crops per source image, most detailed first")
+    crop_max_overlap: float = Field(0.25, ge=0, le=1, description="max IoU between crops of one image")
+    seed: int = Field(0, description="base seed of the degradation; each sample's seed derives from its key")
+    dataset: str = Field("train4k", pattern=r"^[A-Za-z0-9_-]+$", description="shard folder name under shards/")
+    unit_size: int = Field(8, ge=1, description="sources per work unit (the resume granularity)")
+    shard_max_count: int = Field(1000, ge=1, description="samples per shard at most")
+    shard_max_bytes: int = Field(2 << 30, ge=1, description="bytes per shard at most (one bigger sample still fits)")
+    near_dup_max_distance: int = Field(6, ge=-1, le=15, description="phash Hamming distance for near-duplicates; -1 off")
+    png_compression: int = Field(3, ge=0, le=9, description="PNG deflate level for HR/LR (speed vs size)")
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+    filters: FilterSettings = Field(default_factory=FilterSettings)
+    degrade: DegradeSettings = Field(default_factory=DegradeSettings)
+
+    @field_validator("hr_size", mode="before")
+    @classmethod
+    def _parse_size(cls, v):
+        if isinstance(v, int):
+            return (v, v)
+        if isinstance(v, str):
+            parts = v.lower().replace("×", "x").split("x")
+            if len(parts) == 1:
+                return (int(parts[0]), int(parts[0]))
+            if len(parts) == 2:
+                return (int(parts[0]), int(parts[1]))
+            raise ValueError(f"hr_size {v!r}: use '4096' or '3840x2160'")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        w, h = self.hr_size
+        if self.scale < 1:
+            raise ValueError("scale must be >= 1")
+        for side in (w, h):
+            if side % TOKEN_STRIDE or side % self.scale:
+                raise ValueError(
+                    f"hr_size {w}x{h}: each side must be a multiple of {TOKEN_STRIDE} (OP4KSR token stride) and of "
+                    f"scale {self.scale}; e.g. {w - w % TOKEN_STRIDE}x{h - h % TOKEN_STRIDE}"
+                )
+        return self
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes the output bytes (unit_size only regroups work)."""
+        data = self.model_dump(mode="json", exclude={"unit_size"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def versions(self) -> str:
+        steps = {"decode": DECODE_VERSION, "filters": FILTERS_VERSION, "crop": CROP_VERSION}
+        steps |= {"degrade": DEGRADE_VERSION, "dedup": DEDUP_VERSION, "config": self.config_hash()}
+        return json.dumps(steps, sort_keys=True)
+
+
+@dataclass(slots=True)
+class Plan:
+    listing: Listing
+    units: list[Unit]
+
+
+def plan(input_spec: str, cfg: CurateConfig) -> Plan:
+    listing = list_inputs(input_spec)
+    return Plan(listing, split_units(listing.uris, cfg.unit_size))
+
+
+def unit_done(ws: Workspace, unit: str, cfg: CurateConfig) -> bool:
+    marker = ws.marker(unit)
+    if not marker.exists():
+        return False
+    return json.loads(marker.read_text()).get("config_hash") == cfg.config_hash()
+
+
+def prune_stale_units(ws: Workspace, units: list[Unit]) -> int:
+    """Remove the outputs of units that are not in this plan (an earlier run over a different input)."""
+    live = {u.name for u in units}
+    removed = 0
+    for marker in sorted((ws.root / "units").glob("*.done")) if (ws.root / "units").exists() else []:
+        if marker.stem not in live:
+            for table in ("sources", "images", "rejects", "staged_samples"):
+                ws.part(table, marker.stem).unlink(missing_ok=True)
+            ws.staging(marker.stem).unlink(missing_ok=True)
+            marker.unlink()
+            removed += 1
+    return removed
+
+
+@dataclass(slots=True)
+class _UnitOut:
+    sources: list[SourceRec] = field(default_factory=list)
+    images: list[ImageRec] = field(default_factory=list)
+    rejects: list[RejectRec] = field(default_factory=list)
+    samples: list[SampleRec] = field(default_factory=list)
+
+
+def build_unit(unit: Unit, root: str | None, origin: str, ws_root: str | Path, cfg: CurateConfig) -> dict:
+    """Build one unit end to end and mark it complete. Returns its counters."""
+    ws = Workspace(ws_root)
+    out = _UnitOut()
+    staging = ws.staging(unit.name)
+    with atomic_open(staging) as f:
+        tar = wds.TarWriter(f, mtime=FIXED_MTIME, user="sr4k", group="sr4k", encoder=False)
+        for uri in unit.uris:
+            out.sources.append(SourceRec(uri, unit.name, origin))
+            _build_source(uri, root, unit.name, ws, cfg, out, tar)
+        tar.close()
+    write_table(ws.part("sources", unit.name), out.sources, SOURCES)
+    write_table(ws.part("images", unit.name), out.images, IMAGES)
+    write_table(ws.part("rejects", unit.name), out.rejects, REJECTS)
+    write_table(ws.part("staged_samples", unit.name), out.samples, SAMPLES)
+    counts = {
+        "seen": len(out.sources),
+        "built": len({s.image_key for s in out.samples}),
+        "samples": len(out.samples),
+        **Counter(f"rejected_{r.reason}" for r in out.rejects),
+    }
+    write_json_atomic(ws.marker(unit.name), {"unit": unit.name, "config_hash": cfg.config_hash(), "counts": counts})
+    return counts
+
+
+def _reject(out: _UnitOut, uri: str, unit: str, stage: str, rej: Rejection, key: str | None = None) -> None:
+    out.rejects.append(RejectRec(uri, stage, rej.reason, rej.detail, key, None, unit))
+
+
+def _build_source(uri: str, root: str | None, unit: str, ws: Workspace, cfg: CurateConfig, out: _UnitOut, tar) -> None:
+    data = read_source(uri, root)
+    if isinstance(data, Rejection):
+        return _reject(out, uri, unit, "ingest", data)
+    dec = decode_image(data, os.path.basename(uri), cfg.decode)
+    if isinstance(dec, Rejection):
+        return _reject(out, uri, unit, "decode", dec)
+    h, w = dec.rgb.shape[:2]
+    key = dec.pixel_sha256[:24]
+    scores = measure(dec.rgb, dec.quantization)
+    verdict = judge(w, h, scores, cfg.filters)
+    small = cv2.resize(dec.rgb, (128, 128), interpolation=cv2.INTER_AREA)
+    out.images.append(
+        ImageRec(
+            uri, key, hashlib.sha256(data).hexdigest(), dec.pixel_sha256, len(data), w, h, dec.format, dec.mode_in,
+            ",".join(dec.notes), str(imagehash.phash(Image.fromarray(small))), scores.sharpness, scores.jpeg_quality,
+            scores.flat_fraction, scores.mean_luma, scores.clip_low, scores.clip_high, scores.photo_score,
+            verdict is None, unit,
+        )
+    )  # fmt: skip
+    _write_thumb(ws.thumb(key), dec.rgb)
+    if verdict is not None:
+        return _reject(out, uri, unit, "filter", verdict, key)
+    boxes = choose_crops(dec.rgb, cfg.hr_size, cfg.crops_per_image, cfg.crop_max_overlap, TOKEN_STRIDE)
+    if not boxes:
+        cw, ch = cfg.hr_size
+        return _reject(out, uri, unit, "crop", Rejection("smaller_than_crop", f"{w}x{h} < crop {cw}x{ch}"), key)
+    for i, box in enumerate(boxes):
+        _build_sample(f"{key}-c{i}", key, uri, hashlib.sha256(data).hexdigest(), dec, box, unit, cfg, out, tar)
+
+
+def _build_sample(key, image_key, uri, source_sha, dec: Decoded, box, unit, cfg: CurateConfig, out, tar) -> None:
+    hr = np.ascontiguousarray(dec.rgb[box.y : box.y + box.h, box.x : box.x + box.w])
+    seed = seed_for(key, cfg.seed)
+    lr, params = degrade(hr, cfg.scale, seed, cfg.degrade)
+    hr_png, lr_png = encode_png(hr, cfg.png_compression), encode_png(lr, cfg.png_compression)
+    rec = SampleRec(
+        key, image_key, uri, source_sha, box.x, box.y, box.w, box.h, lr.shape[1], lr.shape[0], cfg.scale, seed,
+        json.dumps(params, sort_keys=True), box.score, hashlib.sha256(hr_png).hexdigest(),
+        hashlib.sha256(lr_png).hexdigest(), cfg.versions(), unit,
+    )  # fmt: skip
+    meta = json.dumps(rec.meta(), sort_keys=True).encode()
+    tar.write({"__key__": key, "hr.png": hr_png, "lr.png": lr_png, "json": meta})
+    out.samples.append(rec)
+
+
+def encode_png(rgb: np.ndarray, level: int) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, level])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _write_thumb(path: Path, rgb: np.ndarray, side: int = 256) -> None:
+    h, w = rgb.shape[:2]
+    f = side / max(h, w)
+    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    with atomic_open(path) as f:
+        f.write(buf.tobytes())
+
+
+def dedup(ws_root: str | Path, cfg: CurateConfig) -> int:
+    """Find duplicates among the images that produced samples; write them as rejects. Returns how many."""
+    ws = Workspace(ws_root)
+    con = catalog.connect(ws.root)
+    rows = con.execute(
+        """select key, uri, pixel_sha256, phash, width * height, sharpness, jpeg_quality, unit from images
+           where key in (select distinct image_key from staged_samples) order by uri"""
+    ).fetchall()
+    con.close()
+    items = [DedupItem(*r[:7]) for r in rows]
+    unit_of = {r[1]: r[7] for r in rows}
+    dups = find_duplicates(items, cfg.near_dup_max_distance)
+    recs = [
+        RejectRec(d.uri, "dedup", d.reason, f"hamming {d.distance} to {d.duplicate_of}", d.key, d.duplicate_of,
+                  unit_of[d.uri])
+        for d in dups
+    ]  # fmt: skip
+    write_table(ws.part("rejects", "dedup"), recs, REJECTS)
+    return len(recs)
+
+
+def pack(ws_root: str | Path, cfg: CurateConfig, split: str = "train") -> dict:
+    """Copy the kept staged samples into shards, sorted by key; write the samples table. Returns the manifest."""
+    ws = Workspace(ws_root)
+    con = catalog.connect(ws.root)
+    kept = con.execute(
+        """select * from staged_samples where image_key not in
+           (select key from rejects where stage = 'dedup') order by key"""
+    ).arrow()
+    con.close()
+    members = _staging_members(ws, set(kept.column("unit").to_pylist()))
+    writer = ShardWriter(ws.shard_dir(cfg.dataset), split, cfg.shard_max_count, cfg.shard_max_bytes)
+    try:
+        for key, image_key, unit in zip(*(kept.column(c).to_pylist() for c in ("key", "image_key", "unit"))):
+            files = {ext: _read_member(ws.staging(unit), *members[unit][f"{key}.{ext}"]) for ext in (
+                "hr.png", "lr.png", "json")}  # fmt: skip
+            writer.write(key, files, image_key)
+    except BaseException:
+        writer.abort()
+        raise
+    manifest = writer.finish(cfg.dataset, cfg.config_hash())
+    with atomic_open(ws.part("samples", cfg.dataset)) as f:
+        pq.write_table(kept.cast(SAMPLES), f, compression="zstd")
+    return {"samples": manifest.samples, "shards": len(manifest.shards), "bytes": sum(s.bytes for s in manifest.shards)}
+
+
+def _staging_members(ws: Workspace, units: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
+    index = {}
+    for unit in units:
+        with tarfile.open(ws.staging(unit)) as tf:
+            index[unit] = {m.name: (m.offset_data, m.size) for m in tf.getmembers()}
+    return index
+
+
+def _read_member(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def summarize(ws_root: str | Path, cfg: CurateConfig) -> dict:
+    """Counts of the finished run; raises if an input is unaccounted for (seen != kept + rejected)."""
+    con = catalog.connect(ws_root)
+    q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    seen = q("select count(distinct uri) from sources")[0][0]
+    kept = q("select count(distinct uri) from samples")[0][0]
+    rejected = q("select count(distinct uri) from rejects")[0][0]
+    by_reason = dict(q("select stage || ':' || reason, count(*) from rejects group by 1 order by 2 desc, 1"))
+    overlap = q("select count(*) from (select distinct uri from samples) join (select distinct uri from rejects)"
+                " using (uri)")[0][0]  # fmt: skip
+    con.close()
+    manifest = json.loads((Workspace(ws_root).shard_dir(cfg.dataset) / "manifest.json").read_text())
+    summary = {
+        "seen": seen, "kept": kept, "rejected": rejected, "rejected_by_reason": by_reason,
+        "samples": manifest["samples"], "shards": len(manifest["shards"]),
+        "bytes": sum(s["bytes"] for s in manifest["shards"]),
+    }  # fmt: skip
+    if seen != kept + rejected or overlap:
+        raise AccountingError(f"inputs unaccounted for: seen {seen} != kept {kept} + rejected {rejected} "
+                              f"(overlap {overlap}); this is a bug, please report it with the workspace")  # fmt: skip
+    return summary
+
+
+class AccountingError(RuntimeError):
+    pass
