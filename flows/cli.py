@@ -6,7 +6,6 @@ Run ``sr4k --help`` for the commands, ``sr4k <command> --help`` for their option
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -160,6 +159,42 @@ def sql(
         console.print(f"{len(rows)} row(s)", style="dim")
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
-    logging.captureWarnings(True)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for the demo")] = Path(
+        "./sr4k-data/demo"
+    ),
+    quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+) -> None:
+    """Run the pipeline end to end on real photographs with small, fast settings (no server to start by hand).
+
+    Sources: Debian's mate-backgrounds wallpapers (real photos, illustrations, and one picture at three sizes) when
+    installed, else scikit-image's bundled photos; plus a few broken files, so every reject path shows up.
+    """
+    from flows.curate import curate_flow, make_task_runner
+    from flows.demo import prepare_demo_input
+
+    src, overrides = prepare_demo_input(out / "demo-input")
+    console.print(f"[bold]sr4k demo[/] — sources: {src}; workspace: {out}")
+    cfg = load_curate_config(None, overrides)
+    summary = curate_flow.with_options(task_runner=make_task_runner("threads"))(
+        input=str(out / "demo-input"), out=str(out), cfg=cfg, show_progress=not quiet
+    )
+    print_curate_summary(summary)
+    _report_and_hint(out)
+
+
+def _report_and_hint(ws: Path) -> None:
+    try:
+        from pipelines.report import write_report
+    except ImportError:  # report module optional during development
+        return
+    path = write_report(ws)
+    console.print(f"report: [link=file://{path}]{path}[/]")
+    console.print(f'next: sr4k sql -w {ws} "select stage, reason, count(*) from rejects group by all order by 3 desc"')
+
+
+if __name__ == "__main__":
     app()

@@ -43,9 +43,11 @@ class _HashingFile:
     """A write-only file wrapper that hashes and counts what passes through (saves re-reading multi-GB shards)."""
 
     def __init__(self, f):
-        self.f, self.sha, self.bytes = f, hashlib.sha256(), 0
+        self.f, self.sha, self.bytes, self.discard = f, hashlib.sha256(), 0, False
 
     def write(self, b) -> int:
+        if self.discard:  # aborted: swallow the tar end blocks instead of writing to a closed file
+            return len(b)
         self.sha.update(b)
         self.bytes += len(b)
         return self.f.write(b)
@@ -117,9 +119,11 @@ class ShardWriter:
 
     def abort(self) -> None:
         if self._tar is not None:
+            self._hf.discard = True
+            self._tar.close()
             self._raw.close()
             self._tmp().unlink(missing_ok=True)
-            self._tar = None
+            self._tar = self._raw = self._hf = None
 
 
 def write_shards(

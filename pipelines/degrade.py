@@ -1,0 +1,527 @@
+"""Real-ESRGAN second-order degradation (Wang et al. 2021) in numpy + OpenCV: the LR input for an HR crop.
+
+The pipeline follows ``RealESRGANModel.feed_data`` (xinntao/Real-ESRGAN ``realesrgan/models/realesrgan_model.py``)
+with the kernels of ``RealESRGANDataset.__getitem__`` (XPixelGroup/BasicSR ``basicsr/data/realesrgan_dataset.py``)
+and the kernel/noise formulas of BasicSR ``basicsr/data/degradations.py``; the defaults are those of Real-ESRGAN
+``options/train_realesrgan_x4plus.yml``::
+
+    stage 1: blur(k1) -> resize(up/down/keep) -> noise(Gaussian | Poisson) -> JPEG
+    stage 2: blur(k2, p=second_blur_prob) -> resize to (H/scale*s2, W/scale*s2) -> noise
+    final:   [resize to (H//scale, W//scale) + sinc] -> JPEG   or   JPEG -> [resize + sinc]   (50/50)
+
+Images are RGB float32 in [0, 1] between steps. As in Real-ESRGAN, values are clamped after each noise step and
+before each JPEG, and the result is clamped and rounded to 8 bit at the end; nothing else is rounded.
+
+Deliberate differences from the reference (all documented where they happen):
+
+- JPEG uses a real codec (``cv2.imencode``/``imdecode``, libjpeg, 4:2:0) instead of ``DiffJPEG``, so the quality is an
+  integer and the JPEG input is rounded to 8 bit (which a real encoder needs anyway).
+- Filtering is ``cv2.filter2D`` with ``BORDER_REFLECT_101``, which is what BasicSR ``filter2D`` does with
+  ``F.pad(mode='reflect')``; kernels are *not* zero-padded to 21x21 since zero taps change nothing.
+- Resizing is ``cv2.resize`` (``INTER_AREA``/``INTER_LINEAR``/``INTER_CUBIC``) instead of ``F.interpolate``; both
+  use half-pixel centres and a = -0.75 bicubic, but torch's ``area`` is an adaptive average pool, so values differ
+  slightly.
+- The gray Poisson image uses OpenCV's BT.601 weights (0.299, 0.587, 0.114) instead of torchvision's 0.2989.
+- The HR is degraded as given: Real-ESRGAN degrades the USM-sharpened GT (``gt_usm``); sharpen before calling if
+  that is wanted.
+
+Every random choice is drawn by :func:`sample_params` from ``np.random.Generator(np.random.PCG64(seed))``; the same
+generator then draws the noise realisations, so ``(hr, scale, seed, settings)`` fixes the LR bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import special, stats
+
+__all__ = ["DEGRADE_VERSION", "DegradeSettings", "degrade", "sample_params", "seed_for"]
+
+DEGRADE_VERSION = "realesrgan-2nd-order/1"
+
+_KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+_UPDOWN = ("up", "down", "keep")
+# F.interpolate modes used by feed_data, chosen uniformly, and their OpenCV equivalents.
+_RESIZE_MODES = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+# Hard-coded in realesrgan_dataset.py: rotation of anisotropic kernels, and sinc cutoffs (smaller kernels cannot
+# represent a low cutoff, hence pi/3 below size 13); the final sinc always uses [pi/3, pi].
+_ROTATION_RANGE = (-math.pi, math.pi)
+_SINC_CUTOFF_SMALL = (math.pi / 3, math.pi)
+_SINC_CUTOFF_LARGE = (math.pi / 5, math.pi)
+_SINC_SMALL_BELOW = 13
+_FINAL_RESIZE_FIRST_PROB = 0.5  # feed_data: `if np.random.uniform() < 0.5` -> [resize + sinc] then JPEG
+_BORDER = cv2.BORDER_REFLECT_101  # == torch F.pad(mode="reflect") used by BasicSR filter2D
+_CHUNK = 1 << 16  # elements per noise block: temporaries stay in cache instead of being image-sized arrays
+
+
+@dataclass(frozen=True, slots=True)
+class DegradeSettings:
+    """Degradation settings; defaults are Real-ESRGAN x4plus training (train_realesrgan_x4plus.yml).
+
+    Ranges are ``(low, high)`` tuples and the dataclass is frozen, so settings are hashable and can key caches.
+    Field names follow the yml keys; ``kernel_range`` is hard-coded in BasicSR ``realesrgan_dataset.py``.
+    """
+
+    # ---- first degradation: blur kernel (yml datasets.train) ----
+    kernel_list: tuple[str, ...] = _KERNELS  # kernel families to draw from
+    kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # probability of each family
+    blur_sigma: tuple[float, float] = (0.2, 3.0)  # sigma_x / sigma_y of Gaussian-family kernels (pixels)
+    betag_range: tuple[float, float] = (0.5, 4.0)  # shape beta of generalized Gaussian kernels
+    betap_range: tuple[float, float] = (1.0, 2.0)  # shape beta of plateau kernels
+    sinc_prob: float = 0.1  # probability that the stage-1 kernel is a 2D sinc instead
+    # ---- second degradation: blur kernel ----
+    kernel_list2: tuple[str, ...] = _KERNELS  # kernel families, stage 2
+    kernel_prob2: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # probability of each family, stage 2
+    blur_sigma2: tuple[float, float] = (0.2, 1.5)  # Gaussian-family sigma range, stage 2
+    betag_range2: tuple[float, float] = (0.5, 4.0)  # generalized Gaussian beta, stage 2
+    betap_range2: tuple[float, float] = (1.0, 2.0)  # plateau beta, stage 2
+    sinc_prob2: float = 0.1  # probability of a sinc kernel, stage 2
+    # ---- final sinc and kernel sizes ----
+    final_sinc_prob: float = 0.8  # probability of the final sinc filter (else identity)
+    kernel_range: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)  # odd kernel sizes, drawn uniformly
+    # ---- first degradation: resize, noise, JPEG (yml top level) ----
+    resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
+    resize_range: tuple[float, float] = (0.15, 1.5)  # down scale from [lo, 1], up scale from [1, hi]
+    gaussian_noise_prob: float = 0.5  # Gaussian noise with this probability, else Poisson
+    noise_range: tuple[float, float] = (1.0, 30.0)  # Gaussian sigma, in 8-bit levels
+    poisson_scale_range: tuple[float, float] = (0.05, 3.0)  # multiplier of the Poisson noise
+    gray_noise_prob: float = 0.4  # probability that the noise is the same in all channels
+    jpeg_range: tuple[int, int] = (30, 95)  # JPEG quality, inclusive
+    # ---- second degradation: blur probability, resize, noise, JPEG ----
+    second_blur_prob: float = 0.8  # probability of applying the stage-2 blur
+    resize_prob2: tuple[float, float, float] = (0.3, 0.4, 0.3)  # up, down, keep
+    resize_range2: tuple[float, float] = (0.3, 1.2)  # stage-2 scale range relative to the LR size
+    gaussian_noise_prob2: float = 0.5  # Gaussian (else Poisson) noise probability, stage 2
+    noise_range2: tuple[float, float] = (1.0, 25.0)  # Gaussian sigma in 8-bit levels, stage 2
+    poisson_scale_range2: tuple[float, float] = (0.05, 2.5)  # Poisson multiplier, stage 2
+    gray_noise_prob2: float = 0.4  # gray-noise probability, stage 2
+    jpeg_range2: tuple[int, int] = (30, 95)  # final JPEG quality, inclusive
+
+    def __post_init__(self) -> None:
+        for names, probs in ((self.kernel_list, self.kernel_prob), (self.kernel_list2, self.kernel_prob2)):
+            if len(names) != len(probs) or not set(names) <= set(_KERNELS) or min(probs) < 0 or sum(probs) <= 0:
+                raise ValueError(f"bad kernel list/probabilities: {names} {probs}")
+        if not self.kernel_range or any(k % 2 == 0 or k < 3 for k in self.kernel_range):
+            raise ValueError(f"kernel sizes must be odd and >= 3: {self.kernel_range}")
+        for probs in (self.resize_prob, self.resize_prob2):
+            if len(probs) != 3 or min(probs) < 0 or sum(probs) <= 0:
+                raise ValueError(f"resize_prob must be 3 non-negative weights (up, down, keep): {probs}")
+        for lo, hi in (self.resize_range, self.resize_range2):
+            if not 0 < lo <= 1 <= hi:
+                raise ValueError(f"resize range must satisfy 0 < lo <= 1 <= hi: {(lo, hi)}")
+        for lo, hi in (self.blur_sigma, self.blur_sigma2):
+            if not 0 < lo <= hi:
+                raise ValueError(f"blur sigma range must satisfy 0 < lo <= hi: {(lo, hi)}")
+        for lo, hi in (self.betag_range, self.betap_range, self.betag_range2, self.betap_range2):
+            if not 0 < lo <= 1 <= hi:  # BasicSR draws half the betas from [lo, 1] and half from [1, hi]
+                raise ValueError(f"beta range must satisfy 0 < lo <= 1 <= hi: {(lo, hi)}")
+        for lo, hi in (self.jpeg_range, self.jpeg_range2):
+            if not 1 <= lo <= hi <= 100:
+                raise ValueError(f"JPEG quality range must lie in [1, 100]: {(lo, hi)}")
+
+
+def seed_for(key: str, base_seed: int = 0) -> int:
+    """Deterministic 63-bit seed from a sample key (sha256 of f"{base_seed}:{key}").
+
+    63 bits so the seed fits a signed int64 column; sha256 rather than ``hash()`` because the latter is salted per
+    process.
+    """
+    digest = hashlib.sha256(f"{base_seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+# Parameter sampling
+# ----------------------------------------------------------------------------------------------------------------- #
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(rng.uniform(bounds[0], bounds[1]))
+
+
+def _choice(rng: np.random.Generator, options: tuple, weights: tuple[float, ...] | None = None):
+    # random.choices in the reference normalises the weights, so do the same.
+    p = None if weights is None else np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+    return options[int(rng.choice(len(options), p=p))]
+
+
+def _sample_beta(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    # BasicSR random_bivariate_{generalized_Gaussian,plateau}: half the draws from [lo, 1], half from [1, hi]
+    # (with betap_range = (1, 2) the first half is exactly 1).
+    return _uniform(rng, (bounds[0], 1.0)) if rng.uniform() < 0.5 else _uniform(rng, (1.0, bounds[1]))
+
+
+def _sample_kernel(rng: np.random.Generator, s: DegradeSettings, stage: int) -> dict:
+    """One blur kernel spec as in ``RealESRGANDataset.__getitem__`` + BasicSR ``random_mixed_kernels``."""
+    names, probs, sigma, betag, betap, sinc_prob = (
+        (s.kernel_list, s.kernel_prob, s.blur_sigma, s.betag_range, s.betap_range, s.sinc_prob)
+        if stage == 1
+        else (s.kernel_list2, s.kernel_prob2, s.blur_sigma2, s.betag_range2, s.betap_range2, s.sinc_prob2)
+    )
+    size = int(_choice(rng, tuple(s.kernel_range)))
+    if rng.uniform() < sinc_prob:
+        cutoff = _SINC_CUTOFF_SMALL if size < _SINC_SMALL_BELOW else _SINC_CUTOFF_LARGE
+        return {"type": "sinc", "size": size, "omega_c": _uniform(rng, cutoff)}
+    kind = str(_choice(rng, tuple(names), tuple(probs)))
+    sigma_x = _uniform(rng, sigma)
+    if kind.endswith("aniso"):
+        sigma_y, theta = _uniform(rng, sigma), _uniform(rng, _ROTATION_RANGE)
+    else:
+        sigma_y, theta = sigma_x, 0.0
+    spec = {"type": kind, "size": size, "sigma_x": sigma_x, "sigma_y": sigma_y, "theta": theta}
+    if kind.startswith("generalized"):
+        spec["beta"] = _sample_beta(rng, betag)
+    elif kind.startswith("plateau"):
+        spec["beta"] = _sample_beta(rng, betap)
+    return spec
+
+
+def _sample_resize(rng: np.random.Generator, probs: tuple[float, ...], bounds: tuple[float, float]) -> dict:
+    updown = str(_choice(rng, _UPDOWN, probs))
+    if updown == "up":
+        scale = _uniform(rng, (1.0, bounds[1]))
+    elif updown == "down":
+        scale = _uniform(rng, (bounds[0], 1.0))
+    else:
+        scale = 1.0
+    return {"updown": updown, "scale": scale, "mode": str(_choice(rng, tuple(_RESIZE_MODES)))}
+
+
+def _sample_noise(
+    rng: np.random.Generator, gauss_prob: float, sigma: tuple[float, float], pscale: tuple[float, float], gray: float
+) -> dict:
+    # The pt versions draw the level first, then the gray flag (random_generate_*_noise_pt).
+    if rng.uniform() < gauss_prob:
+        return {"kind": "gaussian", "sigma": _uniform(rng, sigma), "gray": bool(rng.uniform() < gray)}
+    return {"kind": "poisson", "scale": _uniform(rng, pscale), "gray": bool(rng.uniform() < gray)}
+
+
+def _sample_quality(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
+    # DiffJPEG takes a float quality; libjpeg needs an integer, so draw uniformly over the inclusive integer range.
+    return int(rng.integers(int(bounds[0]), int(bounds[1]), endpoint=True))
+
+
+def sample_params(rng: np.random.Generator, settings: DegradeSettings) -> dict:
+    """Draw every random choice of the pipeline into a JSON-serialisable dict of plain numbers/strings/bools.
+
+    Layout (kernel specs are ``{"type", "size", ...}`` with ``sigma_x, sigma_y, theta[, beta]`` for the Gaussian
+    families or ``omega_c`` for ``"sinc"``)::
+
+        blur1:   kernel spec
+        resize1: {"updown": "up"|"down"|"keep", "scale", "mode": "area"|"bilinear"|"bicubic"}
+        noise1:  {"kind": "gaussian", "sigma", "gray"} | {"kind": "poisson", "scale", "gray"}
+        jpeg1:   {"quality"}
+        blur2:   kernel spec, or None when the second blur is skipped (p = 1 - second_blur_prob)
+        resize2, noise2: as stage 1
+        final:   {"order": "resize_sinc_jpeg"|"jpeg_resize_sinc", "mode", "sinc": spec or None, "quality"}
+
+    The noise *realisation* is not stored; :func:`degrade` draws it from the same generator afterwards.
+    """
+    s = settings
+    blur1 = _sample_kernel(rng, s, 1)
+    resize1 = _sample_resize(rng, s.resize_prob, s.resize_range)
+    noise1 = _sample_noise(rng, s.gaussian_noise_prob, s.noise_range, s.poisson_scale_range, s.gray_noise_prob)
+    jpeg1 = {"quality": _sample_quality(rng, s.jpeg_range)}
+    blur2 = _sample_kernel(rng, s, 2) if rng.uniform() < s.second_blur_prob else None
+    resize2 = _sample_resize(rng, s.resize_prob2, s.resize_range2)
+    noise2 = _sample_noise(rng, s.gaussian_noise_prob2, s.noise_range2, s.poisson_scale_range2, s.gray_noise_prob2)
+    order = "resize_sinc_jpeg" if rng.uniform() < _FINAL_RESIZE_FIRST_PROB else "jpeg_resize_sinc"
+    sinc = None
+    if rng.uniform() < s.final_sinc_prob:
+        size = int(_choice(rng, tuple(s.kernel_range)))
+        sinc = {"type": "sinc", "size": size, "omega_c": _uniform(rng, _SINC_CUTOFF_SMALL)}
+    final = {
+        "order": order,
+        "mode": str(_choice(rng, tuple(_RESIZE_MODES))),
+        "sinc": sinc,
+        "quality": _sample_quality(rng, s.jpeg_range2),
+    }
+    return {
+        "blur1": blur1,
+        "resize1": resize1,
+        "noise1": noise1,
+        "jpeg1": jpeg1,
+        "blur2": blur2,
+        "resize2": resize2,
+        "noise2": noise2,
+        "final": final,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+# Kernels (BasicSR degradations.py)
+# ----------------------------------------------------------------------------------------------------------------- #
+
+
+def _mesh(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer offsets from the centre, x along columns and y along rows (BasicSR ``mesh_grid``)."""
+    ax = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    return np.meshgrid(ax, ax)
+
+
+def _quadratic_form(size: int, sigma_x: float, sigma_y: float, theta: float) -> np.ndarray:
+    """``q = p^T Sigma^-1 p`` for every offset ``p``, with ``Sigma = R(theta) diag(sx^2, sy^2) R(theta)^T``.
+
+    ``Sigma^-1 = R diag(1/sx^2, 1/sy^2) R^T``, so ``q = u^2/sx^2 + v^2/sy^2`` where ``(u, v) = R^T p`` are the
+    offsets in the kernel's principal axes (BasicSR ``sigma_matrix2`` + ``pdf2``, without the explicit inverse).
+    """
+    xx, yy = _mesh(size)
+    c, s = math.cos(theta), math.sin(theta)
+    u = c * xx + s * yy
+    v = -s * xx + c * yy
+    return (u / sigma_x) ** 2 + (v / sigma_y) ** 2
+
+
+def _sinc_kernel(size: int, omega_c: float) -> np.ndarray:
+    """Circularly symmetric ideal low-pass filter (BasicSR ``circular_lowpass_kernel``).
+
+    The inverse Fourier transform of the disc ``|w| <= omega_c`` is ``h(r) = omega_c J1(omega_c r) / (2 pi r)``;
+    its limit at ``r = 0`` is ``omega_c^2 / (4 pi)`` since ``J1(z) ~ z/2``. Truncated to ``size`` and normalised.
+    """
+    xx, yy = _mesh(size)
+    r = np.hypot(xx, yy)
+    centre = r == 0
+    safe_r = np.where(centre, 1.0, r)
+    kernel = np.where(
+        centre, omega_c**2 / (4 * math.pi), omega_c * special.j1(omega_c * safe_r) / (2 * math.pi * safe_r)
+    )
+    return kernel / kernel.sum()
+
+
+def _build_kernel(spec: dict) -> np.ndarray:
+    """The normalised float64 ``size x size`` kernel of a spec drawn by :func:`_sample_kernel`.
+
+    Gaussian ``exp(-q/2)``, generalized Gaussian ``exp(-q^beta / 2)``, plateau ``1 / (1 + q^beta)`` with ``q`` from
+    :func:`_quadratic_form`; iso variants have ``sigma_y = sigma_x`` and ``theta = 0``.
+    """
+    kind, size = spec["type"], int(spec["size"])
+    if kind == "sinc":
+        return _sinc_kernel(size, float(spec["omega_c"]))
+    q = _quadratic_form(size, float(spec["sigma_x"]), float(spec["sigma_y"]), float(spec["theta"]))
+    if kind in ("iso", "aniso"):
+        kernel = np.exp(-0.5 * q)
+    elif kind.startswith("generalized"):
+        kernel = np.exp(-0.5 * q ** float(spec["beta"]))
+    elif kind.startswith("plateau"):
+        kernel = 1.0 / (1.0 + q ** float(spec["beta"]))
+    else:
+        raise ValueError(f"unknown kernel type {kind!r}")
+    return kernel / kernel.sum()
+
+
+def _filter(img: np.ndarray, spec: dict, gain: float = 1.0) -> np.ndarray:
+    """Correlate with ``gain`` times the kernel of ``spec`` into float32 (== BasicSR ``filter2D``: reflect padding,
+    F.conv2d; every kernel here is point-symmetric, so correlation and convolution agree).
+
+    ``gain = 1/255`` lets the first blur read the uint8 HR directly, fusing the 8-bit -> [0, 1] conversion into the
+    filter instead of materialising a float copy of a 4K image.
+    """
+    kernel = _build_kernel(spec)
+    if spec["type"] == "iso":
+        # The isotropic Gaussian is the outer product of its normalised 1-D profile: two 1-D passes give the same
+        # result up to float rounding at a fraction of the cost.
+        row = kernel.sum(axis=0)
+        return cv2.sepFilter2D(
+            img, cv2.CV_32F, (row * gain).astype(np.float32), row.astype(np.float32), borderType=_BORDER
+        )
+    return cv2.filter2D(img, cv2.CV_32F, (kernel * gain).astype(np.float32), borderType=_BORDER)
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+# Resize, JPEG, 8-bit conversion
+# ----------------------------------------------------------------------------------------------------------------- #
+
+
+def _resize(img: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
+    height, width = max(1, height), max(1, width)
+    if img.shape[:2] == (height, width):
+        return img  # every mode is the identity at the same size (F.interpolate with scale 1)
+    return cv2.resize(img, (width, height), interpolation=_RESIZE_MODES[mode])
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Clamp to [0, 1] and round to 8 bit (``torch.clamp((out * 255).round(), 0, 255)``); modifies ``img``."""
+    np.maximum(img, 0.0, out=img)  # convertScaleAbs saturates above 255 but would mirror negatives
+    return cv2.convertScaleAbs(img, alpha=255.0)  # saturate_cast rounds half to even, like torch.round
+
+
+def _jpeg(img_u8: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through libjpeg (4:2:0). OpenCV assumes BGR, so swap channels for the right YCbCr transform."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img_u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("cv2.imencode failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _jpeg_float(img: np.ndarray, quality: int) -> np.ndarray:
+    """Clamp, round, JPEG round-trip, back to [0, 1]; the result overwrites ``img`` (same shape) to spare an
+    allocation of an image-sized array."""
+    return np.multiply(_jpeg(_to_uint8(img), quality), np.float32(1.0 / 255.0), out=img)
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+# Noise (BasicSR degradations.py, *_noise_pt)
+# ----------------------------------------------------------------------------------------------------------------- #
+
+
+def _rows_per_block(row_elems: int) -> int:
+    return max(1, _CHUNK // max(1, row_elems))
+
+
+def _add_gaussian_noise(img: np.ndarray, sigma: float, gray: bool, rng: np.random.Generator) -> None:
+    """``img += N(0, (sigma/255)^2)``, one field shared by all channels if ``gray``; clamp to [0, 1]. In place.
+
+    Generated block by block in float32, so no image-sized float64 temporary exists (same maths as
+    ``generate_gaussian_noise_pt``; the draw order differs, which only changes the realisation).
+    """
+    height, width, channels = img.shape
+    noise_channels = 1 if gray else channels
+    step = _rows_per_block(width * noise_channels)
+    for top in range(0, height, step):
+        block = img[top : top + step]
+        noise = rng.standard_normal((block.shape[0], width, noise_channels), dtype=np.float32)
+        noise *= np.float32(sigma / 255.0)
+        block += noise  # broadcasts the gray field over the channels
+    np.clip(img, 0.0, 1.0, out=img)
+
+
+_GUIDE_BINS = 1024  # power of two, so floor(u * B) is exact for u in [0, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Inverse-CDF tables of ``Poisson(level * vals / 255)`` for the 256 8-bit levels (vals is a power of two).
+
+    Returns the flattened CDF table (row stride ``K + 1``) and a guide table ``G[l, b] = min{k : F_l(k) >= b/B}``
+    for ``b = 0..B`` (Chen & Asau's indexed search), int16 to stay cache-resident. The support is cut at
+    ``K = lam + 12 sqrt(lam) + 12`` (tail probability below 1e-25) by setting ``F_l(K) = 1``.
+    """
+    lam = np.arange(256, dtype=np.float64) * (vals / 255.0)
+    top = math.ceil(vals + 12.0 * math.sqrt(vals) + 12.0)
+    cdf = stats.poisson.cdf(np.arange(top + 1, dtype=np.float64)[None, :], lam[:, None])
+    cdf[:, -1] = 1.0
+    thresholds = np.arange(_GUIDE_BINS + 1, dtype=np.float64) / _GUIDE_BINS
+    guide = np.stack([np.searchsorted(row, thresholds, side="left") for row in cdf]).astype(np.int16)
+    return cdf.ravel(), guide.ravel(), top + 1
+
+
+def _poisson_counts(levels: np.ndarray, vals: int, rng: np.random.Generator) -> np.ndarray:
+    """Exact Poisson draws ``k ~ Poisson(levels * vals / 255)`` by inversion, ``k = min{k : F(k) >= u}``.
+
+    ``Generator.poisson`` cost 60-100 ns a sample on a 2-core dev VM; since the rate takes only 256 values,
+    inverting tabulated CDFs costs ~15-20 ns there. With ``b = floor(u B)``, ``F(k) >= u >= b/B`` gives
+    ``k >= G[b]`` and ``F(G[b+1]) >= (b+1)/B > u`` gives ``k <= G[b+1]``; most bins hold one ``k``
+    (``G[b] == G[b+1]``), and a vectorised bisection over ``[G[b], G[b+1]]`` settles the rest.
+    """
+    cdf, guide, stride = _poisson_tables(vals)
+    lv = levels.astype(np.intp)
+    u = rng.random(lv.size)
+    slot = lv * (_GUIDE_BINS + 1) + (u * _GUIDE_BINS).astype(np.intp)
+    k = guide[slot]
+    need = np.flatnonzero(guide[slot + 1] != k)
+    if need.size:
+        lo, hi = k[need].astype(np.intp), guide[slot[need] + 1].astype(np.intp)
+        uu, row = u[need], lv[need] * stride
+        while np.any(lo < hi):  # invariant: F(lo - 1) < u <= F(hi)
+            mid = (lo + hi) >> 1
+            right = cdf[row + mid] < uu
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(right, hi, mid)
+        k[need] = lo
+    return k
+
+
+def _add_poisson_noise(img: np.ndarray, scale: float, gray: bool, rng: np.random.Generator) -> None:
+    """Real-ESRGAN shot noise; clamp to [0, 1]. In place.
+
+    Per ``generate_poisson_noise_pt``: round the image (or its luma, if ``gray``) to 8 bit, ``x = l / 255``; let
+    ``vals = 2 ** ceil(log2(#distinct levels))``; the noise is ``(Poisson(x * vals) / vals - x) * scale``, added to the
+    *unrounded* image (and to every channel when gray).
+    """
+    height, width = img.shape[:2]
+    src = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None] if gray else img
+    levels = cv2.convertScaleAbs(np.maximum(src, 0.0), alpha=255.0).reshape(height, width, -1)
+    hist = cv2.calcHist([levels.reshape(height, -1)], [0], None, [256], [0, 256])
+    vals = 2 ** math.ceil(math.log2(max(1, int(np.count_nonzero(hist)))))
+    offset = np.arange(256, dtype=np.float32) * np.float32(scale / 255.0)  # l / 255 * scale
+    gain = np.float32(scale / vals)
+    step = _rows_per_block(width * levels.shape[2])
+    for top in range(0, height, step):
+        lv = levels[top : top + step]
+        counts = _poisson_counts(lv.ravel(), vals, rng).reshape(lv.shape)
+        noise = counts.astype(np.float32) * gain - offset[lv]
+        img[top : top + step] += noise
+    np.clip(img, 0.0, 1.0, out=img)
+
+
+def _add_noise(img: np.ndarray, spec: dict, rng: np.random.Generator) -> None:
+    if spec["kind"] == "gaussian":
+        _add_gaussian_noise(img, float(spec["sigma"]), bool(spec["gray"]), rng)
+    else:
+        _add_poisson_noise(img, float(spec["scale"]), bool(spec["gray"]), rng)
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+# The pipeline
+# ----------------------------------------------------------------------------------------------------------------- #
+
+
+def _resize_and_sinc(img: np.ndarray, height: int, width: int, final: dict) -> np.ndarray:
+    """feed_data's grouped "[resize back + sinc filter]" (the identity pulse kernel when no sinc was drawn)."""
+    img = _resize(img, height, width, final["mode"])
+    return img if final["sinc"] is None else _filter(img, final["sinc"])
+
+
+def _check_input(hr: np.ndarray, scale: int) -> None:
+    if not isinstance(hr, np.ndarray) or hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
+        raise ValueError(f"hr must be an HxWx3 uint8 array, got {getattr(hr, 'dtype', type(hr))} {np.shape(hr)}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if hr.shape[0] % scale or hr.shape[1] % scale:
+        raise ValueError(f"HR size {hr.shape[:2]} is not divisible by scale {scale}")
+
+
+def degrade(hr: np.ndarray, scale: int, seed: int, settings: DegradeSettings | None = None) -> tuple[np.ndarray, dict]:
+    """Real-ESRGAN second-order degradation of an RGB uint8 HR crop (``feed_data`` of realesrgan_model.py).
+
+    ``hr`` is HxWx3 uint8 RGB with H and W divisible by ``scale``. Returns ``(lr, params)``: ``lr`` is uint8 of shape
+    ``(H // scale, W // scale, 3)`` and ``params`` is :func:`sample_params` plus ``seed``, ``scale`` and ``version``.
+    All randomness comes from ``np.random.Generator(np.random.PCG64(seed))``, so equal inputs give equal bytes.
+    """
+    _check_input(hr, scale)
+    hr = np.ascontiguousarray(hr)  # OpenCV rejects negative strides (e.g. a flipped view)
+    scale = int(scale)
+    settings = DegradeSettings() if settings is None else settings
+    rng = np.random.Generator(np.random.PCG64(seed))
+    params = sample_params(rng, settings)
+    height, width = hr.shape[:2]
+    lr_h, lr_w = height // scale, width // scale
+
+    # ---- first degradation: blur -> resize (floor(size * s), as F.interpolate(scale_factor=s)) -> noise -> JPEG
+    img = _filter(hr, params["blur1"], gain=1.0 / 255.0)
+    r1 = params["resize1"]
+    img = _resize(img, int(height * r1["scale"]), int(width * r1["scale"]), r1["mode"])
+    _add_noise(img, params["noise1"], rng)
+    img = _jpeg_float(img, params["jpeg1"]["quality"])  # clamps before JPEG, as feed_data
+
+    # ---- second degradation: blur (maybe) -> resize to (H / scale * s2, W / scale * s2) -> noise
+    if params["blur2"] is not None:
+        img = _filter(img, params["blur2"])
+    r2 = params["resize2"]
+    img = _resize(img, int(height / scale * r2["scale"]), int(width / scale * r2["scale"]), r2["mode"])
+    _add_noise(img, params["noise2"], rng)
+
+    # ---- final: [resize back + sinc] and JPEG in random order; the last step leaves 8-bit values
+    final = params["final"]
+    if final["order"] == "resize_sinc_jpeg":
+        lr = _jpeg(_to_uint8(_resize_and_sinc(img, lr_h, lr_w, final)), final["quality"])
+    else:
+        lr = _to_uint8(_resize_and_sinc(_jpeg_float(img, final["quality"]), lr_h, lr_w, final))
+
+    params.update({"seed": int(seed), "scale": scale, "version": DEGRADE_VERSION})
+    return lr, params
