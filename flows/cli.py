@@ -71,9 +71,13 @@ def curate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder (created if needed)")] = Path(
         DEFAULT_WORKSPACE
     ),
-    hr_size: Annotated[str | None, typer.Option(help="HR crop: '4096' (square) or '3840x2160' [default: 4096]")] = None,
+    hr_size: Annotated[
+        str | None, typer.Option(help="HR crop: '4096' (square) or '3840x2160' [default: 4096]")
+    ] = None,
     scale: Annotated[int | None, typer.Option(help="SR scale; LR = HR / scale [default: 4]")] = None,
-    min_short_side: Annotated[int | None, typer.Option(help="Reject sources smaller than this [default: 2160]")] = None,
+    min_short_side: Annotated[
+        int | None, typer.Option(help="Reject sources smaller than this [default: 2160]")
+    ] = None,
     crops_per_image: Annotated[int | None, typer.Option(help="HR crops per source [default: 1]")] = None,
     dataset: Annotated[str | None, typer.Option(help="Shard folder name under shards/ [default: train4k]")] = None,
     seed: Annotated[int | None, typer.Option(help="Base seed of the degradation [default: 0]")] = None,
@@ -144,7 +148,7 @@ def sql(
     except duckdb.Error as e:
         _fail(f"{type(e).__name__}: {e}")
     if output == "json":
-        sys.stdout.write(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1) + "\n")
+        sys.stdout.write(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str, indent=1) + "\n")
     elif output == "csv":
         import csv
 
@@ -159,13 +163,9 @@ def sql(
         console.print(f"{len(rows)} row(s)", style="dim")
 
 
-
-
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for the demo")] = Path(
-        "./sr4k-data/demo"
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for the demo")] = Path("./sr4k-data/demo"),
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Run the pipeline end to end on real photographs with small, fast settings (no server to start by hand).

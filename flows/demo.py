@@ -26,7 +26,7 @@ def prepare_demo_input(dest: Path) -> tuple[str, dict]:
     else:
         from skimage import data
 
-        for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left"):
+        for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"):
             path = dest / "photos" / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             img = getattr(data, name)()

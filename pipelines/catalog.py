@@ -31,9 +31,7 @@ def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
             con.execute(f"create view {name} as select {cols} where false")
     indexes = sorted((root / "shards").glob("*/index.parquet"))
     if indexes:
-        parts = " union all ".join(
-            f"select '{p.parent.name}' as dataset, * from read_parquet('{p}')" for p in indexes
-        )
+        parts = " union all ".join(f"select '{p.parent.name}' as dataset, * from read_parquet('{p}')" for p in indexes)
         con.execute(f"create view shard_index as {parts}")
     return con
 

@@ -75,10 +75,10 @@ def choose_crops(
             x1, y1 = min((x + cw) // factor, dm.shape[1]), min((y + ch) // factor, dm.shape[0])
             area = max(1, (x1 - x0) * (y1 - y0))
             s = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-            cands.append(CropBox(x, y, cw, ch, float(s / area)))
+            cands.append(CropBox(x, y, cw, ch, round(float(s / area), 6)))
     # Highest score first; ties broken by position. Scores are rounded because OpenCV's SIMD paths can differ in
     # the last bits with the buffer's alignment, and the choice must not.
-    cands.sort(key=lambda b: (-round(b.score, 6), b.y, b.x))
+    cands.sort(key=lambda b: (-b.score, b.y, b.x))
     chosen: list[CropBox] = []
     for box in cands:
         if all(box.iou(c) <= max_overlap for c in chosen):

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipelines import catalog
 from pipelines.crop import CROP_VERSION, choose_crops
-from pipelines.decode import DECODE_VERSION, DecodeSettings, Decoded, decode_image
+from pipelines.decode import DECODE_VERSION, Decoded, DecodeSettings, decode_image
 from pipelines.dedup import DEDUP_VERSION, DedupItem, find_duplicates
 from pipelines.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
 from pipelines.filters import FILTERS_VERSION, FilterSettings, judge, measure
@@ -70,7 +70,9 @@ class CurateConfig(BaseModel):
     unit_size: int = Field(8, ge=1, description="sources per work unit (the resume granularity)")
     shard_max_count: int = Field(1000, ge=1, description="samples per shard at most")
     shard_max_bytes: int = Field(2 << 30, ge=1, description="bytes per shard at most (one bigger sample still fits)")
-    near_dup_max_distance: int = Field(6, ge=-1, le=15, description="phash Hamming distance for near-duplicates; -1 off")
+    near_dup_max_distance: int = Field(
+        6, ge=-1, le=15, description="phash Hamming distance for near-duplicates; -1 off"
+    )
     png_compression: int = Field(3, ge=0, le=9, description="PNG deflate level for HR/LR (speed vs size)")
     decode: DecodeSettings = Field(default_factory=DecodeSettings)
     filters: FilterSettings = Field(default_factory=FilterSettings)
@@ -225,8 +227,13 @@ def _build_sample(key, image_key, uri, source_sha, dec: Decoded, box, unit, cfg:
         hashlib.sha256(lr_png).hexdigest(), cfg.versions(), unit,
     )  # fmt: skip
     meta = json.dumps(rec.meta(), sort_keys=True).encode()
-    tar.write({"__key__": key, "hr.png": hr_png, "lr.png": lr_png, "json": meta})
+    tar.write({"__key__": staging_key(uri, key), "hr.png": hr_png, "lr.png": lr_png, "json": meta})
     out.samples.append(rec)
+
+
+def staging_key(uri: str, key: str) -> str:
+    """Exact duplicates share sample keys (keys hash the pixels), so staged members are told apart by source."""
+    return f"{hashlib.sha256(uri.encode()).hexdigest()[:12]}-{key}"
 
 
 def encode_png(rgb: np.ndarray, level: int) -> bytes:
@@ -240,7 +247,7 @@ def _write_thumb(path: Path, rgb: np.ndarray, side: int = 256) -> None:
     h, w = rgb.shape[:2]
     f = side / max(h, w)
     small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    _, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     with atomic_open(path) as f:
         f.write(buf.tobytes())
 
@@ -257,9 +264,10 @@ def dedup(ws_root: str | Path, cfg: CurateConfig) -> int:
     items = [DedupItem(*r[:7]) for r in rows]
     unit_of = {r[1]: r[7] for r in rows}
     dups = find_duplicates(items, cfg.near_dup_max_distance)
+    uri_of = {it.key: it.uri for it in reversed(items) if it.uri not in {d.uri for d in dups}}
     recs = [
-        RejectRec(d.uri, "dedup", d.reason, f"hamming {d.distance} to {d.duplicate_of}", d.key, d.duplicate_of,
-                  unit_of[d.uri])
+        RejectRec(d.uri, "dedup", d.reason, f"hamming {d.distance} to {uri_of.get(d.duplicate_of)}", d.key,
+                  d.duplicate_of, unit_of[d.uri])
         for d in dups
     ]  # fmt: skip
     write_table(ws.part("rejects", "dedup"), recs, REJECTS)
@@ -270,17 +278,19 @@ def pack(ws_root: str | Path, cfg: CurateConfig, split: str = "train") -> dict:
     """Copy the kept staged samples into shards, sorted by key; write the samples table. Returns the manifest."""
     ws = Workspace(ws_root)
     con = catalog.connect(ws.root)
-    kept = con.execute(
-        """select * from staged_samples where image_key not in
-           (select key from rejects where stage = 'dedup') order by key"""
-    ).arrow()
+    # Exact duplicates share their image key (it is a hash of the pixels), so the kept set is decided by URI.
+    kept = con.sql(
+        """select * from staged_samples where uri not in
+           (select uri from rejects where stage = 'dedup') order by key"""
+    ).to_arrow_table()
     con.close()
     members = _staging_members(ws, set(kept.column("unit").to_pylist()))
     writer = ShardWriter(ws.shard_dir(cfg.dataset), split, cfg.shard_max_count, cfg.shard_max_bytes)
     try:
-        for key, image_key, unit in zip(*(kept.column(c).to_pylist() for c in ("key", "image_key", "unit"))):
-            files = {ext: _read_member(ws.staging(unit), *members[unit][f"{key}.{ext}"]) for ext in (
-                "hr.png", "lr.png", "json")}  # fmt: skip
+        cols = (kept.column(c).to_pylist() for c in ("key", "image_key", "unit", "uri"))
+        for key, image_key, unit, uri in zip(*cols, strict=True):
+            staged = members[unit]
+            files = {e: _read_member(ws.staging(unit), *staged[f"{staging_key(uri, key)}.{e}"]) for e in _EXTS}
             writer.write(key, files, image_key)
     except BaseException:
         writer.abort()
@@ -288,7 +298,14 @@ def pack(ws_root: str | Path, cfg: CurateConfig, split: str = "train") -> dict:
     manifest = writer.finish(cfg.dataset, cfg.config_hash())
     with atomic_open(ws.part("samples", cfg.dataset)) as f:
         pq.write_table(kept.cast(SAMPLES), f, compression="zstd")
-    return {"samples": manifest.samples, "shards": len(manifest.shards), "bytes": sum(s.bytes for s in manifest.shards)}
+    return {
+        "samples": manifest.samples,
+        "shards": len(manifest.shards),
+        "bytes": sum(s.bytes for s in manifest.shards),
+    }
+
+
+_EXTS = ("hr.png", "lr.png", "json")
 
 
 def _staging_members(ws: Workspace, units: set[str]) -> dict[str, dict[str, tuple[int, int]]]:

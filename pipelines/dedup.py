@@ -6,8 +6,9 @@
   resolution and mild recompression) within ``max_distance`` bits of Hamming distance. This catches the same
   picture at several sizes, recompressed or lightly edited.
 
-The representative of a group is the "best" member: largest pixel count, then highest sharpness, then highest JPEG
-quality (non-JPEG counts as 100), then the smallest URI — a total order, so the choice is deterministic. Others get
+The representative of an exact group is its smallest URI. The representative of a near group is the "best" member:
+largest pixel count, then highest sharpness, then highest JPEG quality (non-JPEG counts as 100), then the smallest
+URI — a total order, so the choice is deterministic. Others get
 a reject ``exact_duplicate`` / ``near_duplicate`` with ``duplicate_of`` = the representative's key.
 
 Near-duplicate search is all-pairs within buckets: the 64-bit hash is split into ``max_distance + 1`` bands, and by
@@ -59,7 +60,9 @@ def find_duplicates(items: list[DedupItem], max_distance: int = 6) -> list[Dupli
         by_pixels[it.pixel_sha256].append(it)
     unique = []
     for group in by_pixels.values():
-        group.sort(key=_rank)
+        # Same pixels: only the URI tells copies apart (float scores of equal pixels may differ in the last bits,
+        # since OpenCV's SIMD paths depend on buffer alignment, and must not decide).
+        group.sort(key=lambda it: it.uri)
         unique.append(group[0])
         dups += [Duplicate(d.key, d.uri, "exact_duplicate", group[0].key, 0) for d in group[1:]]
     if max_distance < 0:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +59,9 @@ def list_inputs(spec: str) -> Listing:
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
         return _list_file(path)
     if not path.exists():
-        raise ValueError(f"--input {spec!r} does not exist; pass a folder, a .txt/.csv/.parquet list, or an fsspec URL")
+        raise ValueError(
+            f"--input {spec!r} does not exist; pass a folder, a .txt/.csv/.parquet list, or an fsspec URL"
+        )
     raise ValueError(f"--input {spec!r} is a file but not a list (.txt, .csv, .parquet); pass its folder instead")
 
 

@@ -90,7 +90,7 @@ class ShardWriter:
         return self.dir / f".{self._name()}.tmp-{os.getpid()}"
 
     def _open(self) -> None:
-        self._raw = open(self._tmp(), "wb")
+        self._raw = open(self._tmp(), "wb")  # noqa: SIM115 - closed in _close or abort
         self._hf = _HashingFile(self._raw)
         self._tar = wds.TarWriter(self._hf, mtime=FIXED_MTIME, user="sr4k", group="sr4k", encoder=False)
 

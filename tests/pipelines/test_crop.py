@@ -37,7 +37,7 @@ def test_image_smaller_than_the_crop_gives_no_crop_and_exact_fit_gives_one():
 def test_rectangular_crops_stay_inside(size):
     img = np.random.default_rng(2).integers(0, 255, (130, 170, 3), dtype=np.uint8)
     for b in choose_crops(img, size, count=4, max_overlap=0.5, align=8):
-        assert 0 <= b.x and b.x + b.w <= 170 and 0 <= b.y and b.y + b.h <= 130 and (b.w, b.h) == size
+        assert b.x >= 0 and b.x + b.w <= 170 and b.y >= 0 and b.y + b.h <= 130 and (b.w, b.h) == size
 
 
 def test_choice_is_deterministic():

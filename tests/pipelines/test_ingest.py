@@ -70,6 +70,6 @@ def test_units_are_deterministic_and_cover_every_uri():
     uris = [f"/x/{i:03d}.jpg" for i in range(23)]
     units = split_units(uris, 5)
     assert [len(u.uris) for u in units] == [5, 5, 5, 5, 3]
-    assert sum((u.uris for u in units), []) == uris
+    assert [x for u in units for x in u.uris] == uris
     assert [u.name for u in units] == [u.name for u in split_units(list(uris), 5)]
     assert units[0].name != split_units(["/other.jpg", *uris[1:]], 5)[0].name

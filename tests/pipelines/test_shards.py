@@ -73,7 +73,7 @@ def test_rewrite_with_fewer_samples_removes_stale_shards(tmp_path):
 @pytest.mark.parametrize("key", ["a.b", "", "x/y"])
 def test_keys_with_dots_or_slashes_are_refused(tmp_path, key):
     w = ShardWriter(tmp_path)
-    with pytest.raises(ValueError, match="no '.'"):
+    with pytest.raises(ValueError, match=r"no '\.'"):
         w.write(key, {"json": b"{}"})
 
 
@@ -84,4 +84,8 @@ def test_error_mid_write_leaves_no_partial_shard(tmp_path):
 
     with pytest.raises(RuntimeError):
         write_shards(tmp_path, boom(), dataset="d", max_count=10)
-    assert not list(tmp_path.glob("*.tar")) and not list(tmp_path.glob(".*")) and not (tmp_path / "manifest.json").exists()
+    assert (
+        not list(tmp_path.glob("*.tar"))
+        and not list(tmp_path.glob(".*"))
+        and not (tmp_path / "manifest.json").exists()
+    )
