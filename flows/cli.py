@@ -164,6 +164,22 @@ def sql(
 
 
 @app.command()
+def report(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")] = Path(DEFAULT_WORKSPACE),
+    dataset: Annotated[str | None, typer.Option(help="Shard dataset to summarise [default: all]")] = None,
+    max_thumbs: Annotated[int, typer.Option(help="Thumbnails per contact sheet")] = 48,
+) -> None:
+    """Write an HTML report of a curation run: counts per reject reason, score histograms, contact sheets."""
+    from pipelines.report import write_report
+
+    try:
+        path = write_report(workspace, dataset, max_thumbs)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    console.print(f"report: [link=file://{path}]{path}[/]")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for the demo")] = Path("./sr4k-data/demo"),
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
@@ -187,10 +203,8 @@ def demo(
 
 
 def _report_and_hint(ws: Path) -> None:
-    try:
-        from pipelines.report import write_report
-    except ImportError:  # report module optional during development
-        return
+    from pipelines.report import write_report
+
     path = write_report(ws)
     console.print(f"report: [link=file://{path}]{path}[/]")
     console.print(f'next: sr4k sql -w {ws} "select stage, reason, count(*) from rejects group by all order by 3 desc"')

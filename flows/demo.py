@@ -39,5 +39,5 @@ def prepare_demo_input(dest: Path) -> tuple[str, dict]:
     (broken / "truncated.jpg").write_bytes(data_bytes[: len(data_bytes) // 3])
     (broken / "notes.jpg").write_text("this is a text file with an image extension\n")
     (broken / "empty.png").write_bytes(b"")
-    (broken / f"copy-of-{first_photo.name}").write_bytes(data_bytes)
+    (first_photo.parent / f"copy-of-{first_photo.name}").write_bytes(data_bytes)  # an exact duplicate
     return desc, overrides
