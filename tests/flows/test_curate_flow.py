@@ -190,3 +190,16 @@ def test_sigkill_mid_run_then_rerun_gives_identical_shards(photo_dir, first_run,
     shards = lambda w: {p.name: p.read_bytes() for p in (w / "shards" / "t").glob("*.tar")}  # noqa: E731
     assert shards(ws) == shards(ref_ws)
     assert not list(ws.rglob(".*.tmp-*"))
+
+
+@pytest.mark.parametrize("runner", ["processes", "dask"])
+def test_other_task_runners_give_identical_shards(runner, first_run, photo_dir, tmp_path):
+    """The process pool and a local Dask cluster (prefect-dask) run the same units to the same bytes."""
+    from flows.curate import curate_flow, make_task_runner
+
+    ref_ws, ref = first_run
+    flow = curate_flow.with_options(task_runner=make_task_runner(runner, workers=2))
+    s = flow(input=str(photo_dir[0]), out=str(tmp_path), cfg=small_cfg(), show_progress=False)
+    assert (s["seen"], s["kept"], s["samples"]) == (ref["seen"], ref["kept"], ref["samples"])
+    shards = lambda w: {p.name: p.read_bytes() for p in (w / "shards" / "t").glob("*.tar")}  # noqa: E731
+    assert shards(tmp_path) == shards(ref_ws)
