@@ -52,6 +52,11 @@ def dedup_task(ws_root: str, cfg_json: str) -> int:
     return steps.dedup(ws_root, steps.CurateConfig.model_validate_json(cfg_json))
 
 
+@task(name="holdout")
+def holdout_task(ws_root: str, cfg_json: str) -> int:
+    return steps.holdout(ws_root, steps.CurateConfig.model_validate_json(cfg_json))
+
+
 @task(name="pack-shards")
 def pack_task(ws_root: str, cfg_json: str) -> dict:
     return steps.pack(ws_root, steps.CurateConfig.model_validate_json(cfg_json))
@@ -81,6 +86,7 @@ def curate_flow(input: str, out: str, cfg: steps.CurateConfig | None = None, sho
             counts.update(fut.result())
             bar.advance(job)
     dedup_task(str(ws.root), cfg_json)
+    holdout_task(str(ws.root), cfg_json)
     pack_task(str(ws.root), cfg_json)
     summary = steps.summarize(ws.root, cfg)
     summary["skipped_hidden"] = p.listing.skipped_hidden

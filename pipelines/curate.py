@@ -7,7 +7,8 @@
    hash is skipped on rerun; a unit without one is rebuilt from scratch, overwriting its parts (no duplicates).
 3. ``dedup`` needs every image of the run, so it runs after all units, on the images table only (hashes; no pixels).
    Duplicates become rejects (stage ``dedup``) in ``tables/rejects/part-dedup.parquet``.
-4. ``pack`` copies the staged samples of the kept images, sorted by sample key (a content hash, so the order is a
+4. ``holdout`` keeps benchmark images out of training (pipelines.split): rejects of stage ``split``.
+5. ``pack`` copies the staged samples of the kept images, sorted by sample key (a content hash, so the order is a
    fixed pseudo-random shuffle), into size/count-limited shards, and writes the final ``samples`` table.
    Building before dedup means duplicates cost a build each, but every source is decoded exactly once.
 
@@ -40,6 +41,7 @@ from pipelines.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_fo
 from pipelines.filters import FILTERS_VERSION, FilterSettings, judge, measure
 from pipelines.ingest import Listing, Unit, list_inputs, read_source, split_units
 from pipelines.shards import FIXED_MTIME, ShardWriter
+from pipelines.split import holdout_split
 from pipelines.storage import Workspace, atomic_open, write_json_atomic, write_table
 from schemas.records import (
     IMAGES,
@@ -70,6 +72,9 @@ class CurateConfig(BaseModel):
     unit_size: int = Field(8, ge=1, description="sources per work unit (the resume granularity)")
     shard_max_count: int = Field(1000, ge=1, description="samples per shard at most")
     shard_max_bytes: int = Field(2 << 30, ge=1, description="bytes per shard at most (one bigger sample still fits)")
+    holdout_permille: int = Field(
+        10, ge=0, le=1000, description="per-mille of images held out of training for benchmarks (pipelines.split)"
+    )
     near_dup_max_distance: int = Field(
         6, ge=-1, le=15, description="phash Hamming distance for near-duplicates; -1 off"
     )
@@ -274,6 +279,38 @@ def dedup(ws_root: str | Path, cfg: CurateConfig) -> int:
     return len(recs)
 
 
+def holdout(ws_root: str | Path, cfg: CurateConfig) -> int:
+    """Hold out of training the images that the split reserves for benchmarks and those that a benchmark in this
+    workspace already uses (rejects of stage ``split``). Runs after dedup, on the surviving images only."""
+    ws = Workspace(ws_root)
+    con = catalog.connect(ws.root)
+    rows = con.execute(
+        """select distinct image_key, uri, unit from staged_samples
+           where uri not in (select uri from rejects where stage = 'dedup') order by uri"""
+    ).fetchall()
+    con.close()
+    in_bench = benchmark_keys(ws.root)
+    recs = []
+    for key, uri, unit in rows:
+        if key in in_bench:
+            recs.append(RejectRec(uri, "split", "in_benchmark", f"used by benchmark {in_bench[key]}", key, None, unit))
+        elif holdout_split(key, cfg.holdout_permille):
+            recs.append(RejectRec(uri, "split", "held_out", f"benchmark holdout ({cfg.holdout_permille}‰)", key, None,
+                                  unit))  # fmt: skip
+    write_table(ws.part("rejects", "split"), recs, REJECTS)
+    return len(recs)
+
+
+def benchmark_keys(root: Path) -> dict[str, str]:
+    """image key -> benchmark name, for every benchmark built in this workspace."""
+    keys: dict[str, str] = {}
+    for index in sorted((root / "benchmarks").glob("*/index.parquet")):
+        for key in pq.read_table(index, columns=["image_key"]).column("image_key").to_pylist():
+            if key:
+                keys.setdefault(key, index.parent.name)
+    return keys
+
+
 def pack(ws_root: str | Path, cfg: CurateConfig, split: str = "train") -> dict:
     """Copy the kept staged samples into shards, sorted by key; write the samples table. Returns the manifest."""
     ws = Workspace(ws_root)
@@ -281,7 +318,7 @@ def pack(ws_root: str | Path, cfg: CurateConfig, split: str = "train") -> dict:
     # Exact duplicates share their image key (it is a hash of the pixels), so the kept set is decided by URI.
     kept = con.sql(
         """select * from staged_samples where uri not in
-           (select uri from rejects where stage = 'dedup') order by key"""
+           (select uri from rejects where stage in ('dedup', 'split')) order by key"""
     ).to_arrow_table()
     con.close()
     members = _staging_members(ws, set(kept.column("unit").to_pylist()))

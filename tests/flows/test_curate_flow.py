@@ -26,7 +26,7 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "h
 
 def small_cfg(**kw) -> CurateConfig:
     base = {"hr_size": "128", "scale": 4, "unit_size": 3, "shard_max_count": 4, "dataset": "t",
-            "filters": {"min_short_side": 128}}  # fmt: skip
+            "holdout_permille": 0, "filters": {"min_short_side": 128}}  # fmt: skip
     base.update(kw)
     return CurateConfig.model_validate(base)
 
@@ -203,3 +203,27 @@ def test_other_task_runners_give_identical_shards(runner, first_run, photo_dir, 
     assert (s["seen"], s["kept"], s["samples"]) == (ref["seen"], ref["kept"], ref["samples"])
     shards = lambda w: {p.name: p.read_bytes() for p in (w / "shards" / "t").glob("*.tar")}  # noqa: E731
     assert shards(tmp_path) == shards(ref_ws)
+
+
+def test_held_out_and_benchmark_images_never_reach_the_training_shards(first_run, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines import curate as steps
+
+    ws = tmp_path / "ws"
+    shutil.copytree(first_run[0], ws)
+    kept = sorted(
+        k for (k,) in duckdb.sql(f"select distinct image_key from '{ws}/tables/samples/*.parquet'").fetchall()
+    )
+    (ws / "benchmarks" / "b1").mkdir(parents=True)
+    pq.write_table(pa.table({"image_key": [kept[0]]}), ws / "benchmarks" / "b1" / "index.parquet")
+    cfg = small_cfg(holdout_permille=1000)  # everything else is held out
+    assert steps.holdout(ws, cfg) == len(kept)
+    steps.pack(ws, cfg)
+    s = steps.summarize(ws, cfg)
+    assert s["samples"] == 0 and s["kept"] == 0 and s["seen"] == s["rejected"]
+    reasons = dict(duckdb.sql(f"select key, reason from '{ws}/tables/rejects/part-split.parquet'").fetchall())
+    assert reasons[kept[0]] == "in_benchmark" and set(reasons.values()) == {"in_benchmark", "held_out"}
