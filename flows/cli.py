@@ -163,6 +163,109 @@ def sql(
         console.print(f"{len(rows)} row(s)", style="dim")
 
 
+bench_app = typer.Typer(help="Benchmarks: build a synthetic set, import real-world sets, evaluate models on them.",
+                        no_args_is_help=True)  # fmt: skip
+bench_import_app = typer.Typer(help="Import a real-world benchmark from folders.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+bench_app.add_typer(bench_import_app, name="import")
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")]
+
+
+def _run_bench_build(workspace: Path, **kw) -> None:
+    from flows.bench import bench_build_flow
+
+    try:
+        summary = bench_build_flow(workspace=str(workspace), **kw)
+    except ValueError as e:
+        _fail(str(e))
+    t = Table("what", "value", title=f"benchmark {kw['name']} ({kw['kind']})")
+    for k, v in summary.items():
+        if isinstance(v, list):
+            t.add_row(k, str(len(v)))
+            for x in v[:10]:
+                t.add_row("", str(x))
+        elif not isinstance(v, dict):
+            t.add_row(k, str(v))
+    console.print(t)
+
+
+@bench_app.command("build")
+def bench_build(
+    kind: Annotated[str, typer.Argument(help="Only 'synthetic' is built; real sets are imported (bench import)")],
+    src: Annotated[str, typer.Option("--from", help="A curated workspace (held-out images) or a folder of HR images")],
+    name: Annotated[str, typer.Option(help="Benchmark name (folder under <workspace>/benchmarks)")],
+    count: Annotated[int, typer.Option(help="Number of LR/HR pairs")] = 100,
+    hr_size: Annotated[str, typer.Option(help="HR size: '4096' or '3840x2160'")] = "4096",
+    scale: Annotated[int, typer.Option(help="Scale factor")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the benchmark's own degradation seed space")] = 0,
+    holdout_permille: Annotated[int, typer.Option(help="Held-out share used by the curation (per mille)")] = 10,
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+) -> None:
+    """Build the synthetic benchmark: held-out HR crops + fixed-seed Real-ESRGAN degradation (rebuilds identical)."""
+    if kind != "synthetic":
+        _fail(f"cannot build {kind!r}: use `sr4k bench build synthetic`, or `sr4k bench import paired|lr-only`")
+    from pipelines.curate import CurateConfig
+
+    size = CurateConfig._parse_size(hr_size)
+    _run_bench_build(workspace, kind="synthetic", name=name, src=src, count=count, hr_size=size, scale=scale,
+                     seed=seed, holdout_permille=holdout_permille)  # fmt: skip
+
+
+@bench_import_app.command("paired")
+def bench_import_paired(
+    hr: Annotated[Path, typer.Option(help="Folder of HR images")],
+    lr: Annotated[Path, typer.Option(help="Folder of LR images (names matched: X_HR/X_LR4, X_x1/X_x4, X/X)")],
+    name: Annotated[str, typer.Option(help="Benchmark name")],
+    scale: Annotated[int | None, typer.Option(help="Scale [default: inferred from the first pair]")] = None,
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+) -> None:
+    """Import real LR/HR pairs (RealSR/DRealSR layouts); unmatched, wrong-size and misaligned files are reported."""
+    _run_bench_build(workspace, kind="paired", name=name, hr=str(hr), lr=str(lr), scale=scale)
+
+
+@bench_import_app.command("lr-only")
+def bench_import_lr_only(
+    lr: Annotated[Path, typer.Option(help="Folder of real LR images (no ground truth)")],
+    name: Annotated[str, typer.Option(help="Benchmark name")],
+    square: Annotated[int | None, typer.Option(help="Crop each image to one detailed NxN square")] = None,
+    scale: Annotated[int, typer.Option(help="Scale the models will be run at")] = 4,
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+) -> None:
+    """Import real LR-only images (RealLQ-style), at their own sizes or as square crops (--square N)."""
+    _run_bench_build(workspace, kind="lr_only", name=name, lr=str(lr), square=square, scale=scale)
+
+
+@bench_app.command("eval")
+def bench_eval(
+    bench: Annotated[str, typer.Option(help="Benchmark name")],
+    model: Annotated[list[str], typer.Option(help="Model to evaluate (repeat); e.g. bicubic, lanczos")],
+    token_stride: Annotated[int, typer.Option(help="Lag stride of the periodicity score (OP4KSR token: 32 px)")] = 32,
+    lpips_weights: Annotated[str | None, typer.Option(help="Local folder with LPIPS weights")] = None,
+    dists_weights: Annotated[str | None, typer.Option(help="Local folder with DISTS weights")] = None,
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+) -> None:
+    """Evaluate models on a benchmark: table here, Parquet in the catalog (bench_results), HTML report."""
+    from flows.bench import bench_eval_flow
+    from pipelines.evaluate import summarize_results
+
+    try:
+        out = bench_eval_flow(workspace=str(workspace), bench=bench, models=model, token_stride=token_stride,
+                              lpips=lpips_weights, dists=dists_weights, show_progress=not quiet)  # fmt: skip
+    except ValueError as e:
+        _fail(str(e))
+    rows = summarize_results(Path(out["results"]))
+    t = Table(title=f"{bench}: mean over {out['items']} items (run {out['run']})")
+    for c in rows[0]:
+        t.add_column(c, justify="left" if c == "model" else "right")
+    for r in rows:
+        t.add_row(*("n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()))
+    console.print(t)
+    for k, v in out["availability"].items():
+        console.print(f"{k}: {v}", style="dim")
+    console.print(f"results: {out['results']}\nreport: {out['report']}")
+
+
 @app.command()
 def report(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")] = Path(DEFAULT_WORKSPACE),
