@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_WORKSPACE = "./sr4k-data"
 
@@ -72,7 +72,7 @@ def curate(
         DEFAULT_WORKSPACE
     ),
     hr_size: Annotated[
-        str | None, typer.Option(help="HR crop: '4096' (square) or '3840x2160' [default: 4096]")
+        str | None, typer.Option(help="HR crop: '4096' (square) or '3840x2144' [default: 4096]")
     ] = None,
     scale: Annotated[int | None, typer.Option(help="SR scale; LR = HR / scale [default: 4]")] = None,
     min_short_side: Annotated[
@@ -195,7 +195,7 @@ def bench_build(
     src: Annotated[str, typer.Option("--from", help="A curated workspace (held-out images) or a folder of HR images")],
     name: Annotated[str, typer.Option(help="Benchmark name (folder under <workspace>/benchmarks)")],
     count: Annotated[int, typer.Option(help="Number of LR/HR pairs")] = 100,
-    hr_size: Annotated[str, typer.Option(help="HR size: '4096' or '3840x2160'")] = "4096",
+    hr_size: Annotated[str, typer.Option(help="HR size: '4096' or '3840x2144'")] = "4096",
     scale: Annotated[int, typer.Option(help="Scale factor")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the benchmark's own degradation seed space")] = 0,
     holdout_permille: Annotated[int, typer.Option(help="Held-out share used by the curation (per mille)")] = 10,

@@ -63,7 +63,7 @@ class CurateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hr_size: tuple[int, int] = Field((4096, 4096), description="HR crop (width, height); '4096' or '3840x2160'")
+    hr_size: tuple[int, int] = Field((4096, 4096), description="HR crop (width, height); '4096' or '3840x2144'")
     scale: int = Field(4, description="SR scale factor; LR = HR / scale exactly")
     crops_per_image: int = Field(1, ge=1, description="crops per source image, most detailed first")
     crop_max_overlap: float = Field(0.25, ge=0, le=1, description="max IoU between crops of one image")
@@ -94,7 +94,7 @@ class CurateConfig(BaseModel):
                 return (int(parts[0]), int(parts[0]))
             if len(parts) == 2:
                 return (int(parts[0]), int(parts[1]))
-            raise ValueError(f"hr_size {v!r}: use '4096' or '3840x2160'")
+            raise ValueError(f"hr_size {v!r}: use '4096' or '3840x2144'")
         return v
 
     @model_validator(mode="after")
