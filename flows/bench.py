@@ -30,8 +30,9 @@ def _import(kind: str, out_dir: str, name: str, hr: str | None, lr: str, scale: 
 
 @flow(name="bench-build")
 def bench_build_flow(workspace: str, kind: str, name: str, src: str | None = None, hr: str | None = None,
-                     lr: str | None = None, count: int = 100, hr_size: tuple[int, int] = (4096, 4096), scale: int | None = 4,
-                     seed: int = 0, holdout_permille: int = 10, square: int | None = None) -> dict:  # fmt: skip
+                     lr: str | None = None, count: int = 100, hr_size: tuple[int, int] = (4096, 4096),
+                     scale: int | None = 4, seed: int = 0, holdout_permille: int = 10,
+                     square: int | None = None) -> dict:  # fmt: skip
     """Build (``synthetic``) or import (``paired``, ``lr_only``) the benchmark ``name`` into the workspace.
     ``scale=None`` lets a paired import infer the scale from its first pair."""
     out_dir = str(Workspace(workspace).root / "benchmarks")

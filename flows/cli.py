@@ -246,21 +246,37 @@ def bench_eval(
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Evaluate models on a benchmark: table here, Parquet in the catalog (bench_results), HTML report."""
+    _run_bench_eval(workspace, bench, model, token_stride, lpips_weights, dists_weights, quiet)
+
+
+EVAL_COLUMNS = [  # (header, summary column, format)
+    ("model", "model", "{}"), ("n", "items", "{}"), ("PSNR-Y", "psnr_y", "{:.2f}"), ("SSIM-Y", "ssim_y", "{:.4f}"),
+    ("LPIPS", "lpips", "{:.4f}"), ("DISTS", "dists", "{:.4f}"), ("sharp", "nr_sharpness", "{:.3f}"),
+    ("period", "periodicity_peak", "{:.4f}"), ("period@stride", "periodicity_stride_mean", "{:.4f}"),
+    ("s/img", "seconds", "{:.3f}"), ("MB", "peak_mem_mb", "{:.0f}"),
+]  # fmt: skip
+
+
+def _run_bench_eval(workspace: Path, bench: str, models: list[str], token_stride: int = 32,
+                    lpips: str | None = None, dists: str | None = None, quiet: bool = False) -> None:  # fmt: skip
     from flows.bench import bench_eval_flow
     from pipelines.evaluate import summarize_results
 
     try:
-        out = bench_eval_flow(workspace=str(workspace), bench=bench, models=model, token_stride=token_stride,
-                              lpips=lpips_weights, dists=dists_weights, show_progress=not quiet)  # fmt: skip
+        out = bench_eval_flow(workspace=str(workspace), bench=bench, models=models, token_stride=token_stride,
+                              lpips=lpips, dists=dists, show_progress=not quiet)  # fmt: skip
     except ValueError as e:
         _fail(str(e))
     rows = summarize_results(Path(out["results"]))
     t = Table(title=f"{bench}: mean over {out['items']} items (run {out['run']})")
-    for c in rows[0]:
-        t.add_column(c, justify="left" if c == "model" else "right")
+    shown = [col for col in EVAL_COLUMNS if any(r[col[1]] is not None for r in rows)]  # all-n/a columns: see below
+    for label, _, _ in shown:
+        t.add_column(label, justify="left" if label == "model" else "right")
     for r in rows:
-        t.add_row(*("n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()))
+        t.add_row(*("n/a" if r[c] is None else fmt.format(r[c]) for _, c, fmt in shown))
     console.print(t)
+    note = "period = largest off-centre autocorrelation peak of the high-pass residual; period@stride = its mean"
+    console.print(f"{note} at multiples of {token_stride} px (> 0.004 suggests a periodic artefact)", style="dim")
     for k, v in out["availability"].items():
         console.print(f"{k}: {v}", style="dim")
     console.print(f"results: {out['results']}\nreport: {out['report']}")
@@ -297,12 +313,20 @@ def demo(
 
     src, overrides = prepare_demo_input(out / "demo-input")
     console.print(f"[bold]sr4k demo[/] — sources: {src}; workspace: {out}")
-    cfg = load_curate_config(None, overrides)
+    cfg = load_curate_config(None, {k: v for k, v in overrides.items() if not k.startswith("_")})
     summary = curate_flow.with_options(task_runner=make_task_runner("threads"))(
         input=str(out / "demo-input"), out=str(out), cfg=cfg, show_progress=not quiet
     )
     print_curate_summary(summary)
     _report_and_hint(out)
+
+    console.rule("benchmarks: a synthetic set and a real LR-only set, two interpolation baselines")
+    photos = str(out / "demo-input" / overrides.get("_photos", "nature"))
+    hr = int(overrides["hr_size"]) // 2
+    _run_bench_build(out, kind="synthetic", name="demo-syn", src=photos, count=4, hr_size=(hr, hr), scale=4)
+    _run_bench_build(out, kind="lr_only", name="demo-lq", lr=photos, square=hr // 4, scale=4)
+    for bench in ("demo-syn", "demo-lq"):
+        _run_bench_eval(out, bench, ["bicubic", "lanczos"], quiet=quiet)
 
 
 def _report_and_hint(ws: Path) -> None:

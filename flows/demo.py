@@ -32,7 +32,8 @@ def prepare_demo_input(dest: Path) -> tuple[str, dict]:
             img = getattr(data, name)()
             Image.fromarray(img if img.ndim == 3 else np.stack([img] * 3, -1)).save(path)
         first_photo = dest / "photos" / "astronaut.png"
-        desc, overrides = "scikit-image's bundled photos", {"hr_size": "256", "filters.min_short_side": 256}
+        desc = "scikit-image's bundled photos"
+        overrides = {"hr_size": "256", "filters.min_short_side": 256, "_photos": "photos"}
     broken = dest / "broken"
     broken.mkdir(exist_ok=True)
     data_bytes = first_photo.read_bytes()
