@@ -21,7 +21,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipelines import curate as steps
-from pipelines.storage import Workspace
+from pipelines.storage import Workspace, remove_stale_temps
 
 RUNNERS = ("threads", "processes", "dask")
 
@@ -71,6 +71,8 @@ def curate_flow(input: str, out: str, cfg: steps.CurateConfig | None = None, sho
     cfg_json = cfg.model_dump_json()
     p = steps.plan(input, cfg)
     pruned = steps.prune_stale_units(ws, p.units)
+    if ws.root.exists():
+        remove_stale_temps(ws.root)
     todo = [u for u in p.units if not steps.unit_done(ws, u.name, cfg)]
     logger.info(
         "%d sources in %d units; %d already done, %d to build; %d stale units pruned",

@@ -45,6 +45,28 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
+def remove_stale_temps(root: Path) -> int:
+    """Delete temporary files (``.<name>.tmp-<pid>``) left by processes that died (a SIGKILL skips cleanup).
+    Files of a process that is still alive are left alone. Returns how many were removed."""
+    removed = 0
+    for tmp in Path(root).rglob(".*.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     with atomic_open(path) as f:
         f.write(data)

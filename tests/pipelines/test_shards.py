@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import tarfile
 
 import duckdb
@@ -89,3 +90,19 @@ def test_error_mid_write_leaves_no_partial_shard(tmp_path):
         and not list(tmp_path.glob(".*"))
         and not (tmp_path / "manifest.json").exists()
     )
+
+
+def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+
+    from pipelines.storage import remove_stale_temps
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "units").mkdir()
+    stale = tmp_path / "units" / f".u1.done.tmp-{dead.pid}"
+    live = tmp_path / "units" / f".u2.done.tmp-{os.getpid()}"
+    stale.write_text("x")
+    live.write_text("x")
+    assert remove_stale_temps(tmp_path) == 1
+    assert not stale.exists() and live.exists()
