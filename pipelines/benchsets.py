@@ -102,6 +102,7 @@ from pipelines.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_fo
 from pipelines.ingest import read_source
 from pipelines.split import holdout_split
 from pipelines.storage import sha256_file, write_bytes_atomic, write_json_atomic, write_table
+from schemas.bench import BENCH_INDEX, BENCH_SCHEMA_VERSION, IMPORT_REPORT, BenchItem, ReportRow
 from schemas.records import Rejection
 
 __all__ = [
@@ -123,7 +124,6 @@ __all__ = [
 ]
 
 BENCH_VERSION = "bench/1"
-BENCH_SCHEMA_VERSION = 1
 PNG_LEVEL = 3  # the curation default: HR PNGs of 4K crops are large, so favour speed over a few % of size
 ALIGN_MIN_PSNR_DB = 15.0
 ALIGN_GAP_DB = 6.0
@@ -135,52 +135,6 @@ STATUSES = (
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _ROLE_SUFFIX = re.compile(r"_(?:(?P<hr>hr)|lr(?P<lr>\d*)|x(?P<x>\d+))$", re.IGNORECASE)
 _NOT_IMAGE_REASONS = frozenset({"not_an_image", "empty_file"})
-
-
-# ----------------------------------------------------------------------------------------------------------------- #
-# Records and schemas (to move to schemas/ later)
-# ----------------------------------------------------------------------------------------------------------------- #
-
-
-@dataclass(slots=True)
-class BenchItem:
-    key: str  # no dots; file names lr/<key>.png, hr/<key>.png
-    lr_path: str  # relative to the benchmark folder
-    hr_path: str | None  # None for lr_only
-    lr_width: int
-    lr_height: int
-    hr_width: int | None
-    hr_height: int | None
-    scale: int
-    seed: int | None  # synthetic only: the degradation seed
-    degradation: str | None  # synthetic only: JSON of every sampled degradation parameter
-    source_uri: str  # synthetic/paired: the HR source; lr_only: the LR file
-    image_key: str  # pixel-hash key (24 hex) of that source, as in tables/images
-    schema_version: int = BENCH_SCHEMA_VERSION
-
-
-@dataclass(slots=True)
-class ReportRow:
-    file: str  # absolute path of the input entry
-    status: str  # one of STATUSES
-    detail: str = ""
-    key: str | None = None  # the benchmark key it was (or would have been) imported under
-    schema_version: int = BENCH_SCHEMA_VERSION
-
-
-def _schema(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
-    schema = pa.schema([pa.field(n, t, nullable=nullable) for n, t, nullable in fields])
-    return schema.with_metadata({"schema_version": str(BENCH_SCHEMA_VERSION), "bench_version": BENCH_VERSION})
-
-
-_S, _I32, _I64 = pa.string(), pa.int32(), pa.int64()
-_V = ("schema_version", pa.int16(), False)
-BENCH_INDEX = _schema(
-    ("key", _S, False), ("lr_path", _S, False), ("hr_path", _S, True), ("lr_width", _I32, False),
-    ("lr_height", _I32, False), ("hr_width", _I32, True), ("hr_height", _I32, True), ("scale", _I32, False),
-    ("seed", _I64, True), ("degradation", _S, True), ("source_uri", _S, False), ("image_key", _S, False), _V,
-)  # fmt: skip
-IMPORT_REPORT = _schema(("file", _S, False), ("status", _S, False), ("detail", _S, False), ("key", _S, True), _V)
 
 
 class BenchmarkError(ValueError):

@@ -24,48 +24,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.curate import encode_png
 from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic, write_table
 from pipelines.upscalers import Upscaler
-from schemas.records import SCHEMA_VERSION
+from schemas.bench import CANDIDATES, CandidateRec
 
 CANDIDATES_VERSION = "candidates/1"
-_F = pa.float64()
-CANDIDATES = pa.schema(
-    [
-        pa.field("lr_set", pa.string(), False),
-        pa.field("lr_key", pa.string(), False),
-        pa.field("model", pa.string(), False),
-        pa.field("model_version", pa.string(), False),
-        pa.field("output_path", pa.string(), False),  # relative to the workspace root
-        pa.field("output_sha256", pa.string(), False),
-        pa.field("width", pa.int32(), False),
-        pa.field("height", pa.int32(), False),
-        pa.field("seconds", _F, False),
-        pa.field("peak_mem_mb", _F, False),
-        pa.field("unit", pa.string(), False),
-        pa.field("schema_version", pa.int16(), False),
-    ]
-).with_metadata({"schema_version": str(SCHEMA_VERSION)})
-
-
-@dataclass(slots=True)
-class CandidateRec:
-    lr_set: str
-    lr_key: str
-    model: str
-    model_version: str
-    output_path: str
-    output_sha256: str
-    width: int
-    height: int
-    seconds: float
-    peak_mem_mb: float
-    unit: str
-    schema_version: int = SCHEMA_VERSION
 
 
 @dataclass(slots=True)

@@ -18,73 +18,20 @@ import json
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import metrics
 from pipelines.crop import choose_crops
 from pipelines.storage import Workspace, write_bytes_atomic, write_table
 from pipelines.upscalers import Upscaler
-from schemas.records import SCHEMA_VERSION
+from schemas.bench import BENCH_RESULTS, ResultRow
 
 EVAL_VERSION = "eval/1"
 CROP = 192  # side of the comparison crops in the HTML report (HR pixels)
-
-_F = pa.float64()
-BENCH_RESULTS = pa.schema(
-    [
-        pa.field(n, t, nullable=nl)
-        for n, t, nl in [
-            ("bench", pa.string(), False),
-            ("kind", pa.string(), False),
-            ("key", pa.string(), False),
-            ("model", pa.string(), False),
-            ("model_version", pa.string(), False),
-            ("scale", pa.int32(), False),
-            ("psnr_y", _F, True),
-            ("ssim_y", _F, True),
-            ("lpips", _F, True),
-            ("dists", _F, True),
-            ("nr_sharpness", _F, True),
-            ("nr_hf_energy", _F, True),
-            ("periodicity_peak", _F, False),
-            ("periodicity_stride_mean", _F, False),
-            ("periodicity_stride_peak", _F, False),
-            ("seconds", _F, False),
-            ("peak_mem_mb", _F, False),
-            ("run", pa.string(), False),
-            ("schema_version", pa.int16(), False),
-        ]
-    ]
-).with_metadata({"schema_version": str(SCHEMA_VERSION)})
-
-
-@dataclass(slots=True)
-class ResultRow:
-    bench: str
-    kind: str
-    key: str
-    model: str
-    model_version: str
-    scale: int
-    psnr_y: float | None
-    ssim_y: float | None
-    lpips: float | None
-    dists: float | None
-    nr_sharpness: float | None
-    nr_hf_energy: float | None
-    periodicity_peak: float
-    periodicity_stride_mean: float
-    periodicity_stride_peak: float
-    seconds: float
-    peak_mem_mb: float
-    run: str
-    schema_version: int = SCHEMA_VERSION
 
 
 def load_rgb(path: Path) -> np.ndarray:
