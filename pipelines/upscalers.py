@@ -97,21 +97,21 @@ def _check_scale(model: Upscaler, scale: int) -> Upscaler:
 def list_upscalers() -> list[dict]:
     """What can run here, with versions and where the weights come from (for ``sr4k candidates list``)."""
     rows = [
-        {"name": n, "kind": "interpolation", "scale": None, "version": f"opencv-{cv2.__version__}",
+        {"name": n, "kind": "opencv", "scale": "any", "version": f"opencv-{cv2.__version__}",
          "weights": "none", "ok": True, "status": "ok"}
         for n in UPSCALERS
     ]  # fmt: skip
-    try:
-        from pipelines.ncnn_sr import NCNN_MODELS, NcnnRealESRGAN
-    except ImportError as e:
-        return [*rows, {"name": "realesrgan-*", "kind": "ncnn", "scale": None, "version": "", "weights": "",
-                        "ok": False, "status": f"not available: {e}"}]  # fmt: skip
-    for n in NCNN_MODELS:
+    from pipelines.ncnn_sr import NCNN_MODELS, weights_dir, weights_version
+
+    for n, (stem, scale) in NCNN_MODELS.items():
+        row = {"name": n, "kind": "ncnn (CPU)", "scale": scale, "version": "", "weights": "", "ok": False}
         try:
-            m = NcnnRealESRGAN.load(n)
-            rows.append({"name": n, "kind": "ncnn", "scale": m.scale, "version": m.version,
-                         "weights": str(m.param_path.parent), "ok": True, "status": "ok"})  # fmt: skip
-        except (FileNotFoundError, ValueError) as e:
-            rows.append({"name": n, "kind": "ncnn", "scale": None, "version": "", "weights": "", "ok": False,
-                         "status": str(e)})  # fmt: skip
+            import ncnn  # noqa: F401  (runs the models)
+
+            folder = weights_dir()
+            param, bin_ = (folder / f"{stem}.param").read_bytes(), (folder / f"{stem}.bin").read_bytes()
+            row |= {"version": weights_version(param, bin_), "weights": str(folder), "ok": True, "status": "ok"}
+        except (ImportError, FileNotFoundError) as e:
+            row["status"] = f"not available: {e}"
+        rows.append(row)
     return rows
