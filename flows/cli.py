@@ -282,6 +282,81 @@ def _run_bench_eval(workspace: Path, bench: str, models: list[str], token_stride
     console.print(f"results: {out['results']}\nreport: {out['report']}")
 
 
+cand_app = typer.Typer(help="Candidate SR models: list what runs here, run them over an LR set.", no_args_is_help=True)
+pairs_app = typer.Typer(help="Pairs of candidate outputs for human ranking.", no_args_is_help=True)
+app.add_typer(cand_app, name="candidates")
+app.add_typer(pairs_app, name="pairs")
+
+
+@cand_app.command("list")
+def candidates_list() -> None:
+    """What can run here: name, kind, scale, version (weights hash) and where the weights come from."""
+    from pipelines.upscalers import list_upscalers
+
+    t = Table("model", "kind", "scale", "version", "weights", "status")
+    for r in list_upscalers():
+        t.add_row(r["name"], r["kind"], str(r["scale"] or ""), r["version"], r["weights"],
+                  "[green]ok[/]" if r["ok"] else f"[yellow]{r['status']}[/]")  # fmt: skip
+    console.print(t)
+    console.print("Also: spandrel:<path to .pth/.safetensors>, diffusers:<pipeline folder>, op4ksr:<checkpoint>",
+                  style="dim")  # fmt: skip
+
+
+@cand_app.command("run")
+def candidates_run(
+    lr: Annotated[str, typer.Option(help="LR set: a benchmark name or a shard dataset of the workspace")],
+    model: Annotated[list[str], typer.Option(help="Model (repeat): bicubic, realesrgan-x4plus, spandrel:<path> ...")],
+    scale: Annotated[int, typer.Option(help="Scale factor")] = 4,
+    unit_size: Annotated[int, typer.Option(help="LR images per cached unit")] = 8,
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+) -> None:
+    """Run candidate models over an LR set; outputs are content-addressed and cached by (model version, LR key)."""
+    from flows.candidates import candidates_flow
+
+    try:
+        s = candidates_flow(workspace=str(workspace), lr_set=lr, models=model, scale=scale, unit_size=unit_size,
+                            show_progress=not quiet)  # fmt: skip
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    t = Table("what", "value", title=f"candidates on {lr}")
+    for k in ("lr_images", "units", "units_run", "units_cached", "images_written"):
+        t.add_row(k, str(s[k]))
+    for m, v in s["versions"].items():
+        t.add_row(f"version {m}", v)
+    console.print(t)
+
+
+@pairs_app.command("build")
+def pairs_build(
+    target: Annotated[int, typer.Option(help="Number of pairs (e.g. 18000 for RefSR-18K; 0 with --strategy all)")],
+    strategy: Annotated[str, typer.Option(help="balanced | all | active")] = "balanced",
+    seed: Annotated[int, typer.Option(help="Seed (selection and on-screen sides)")] = 0,
+    lr: Annotated[str | None, typer.Option(help="Only candidates of this LR set")] = None,
+    min_distance: Annotated[
+        float | None, typer.Option(help="Prune pairs closer than this perceptual distance")
+    ] = None,
+    estimates: Annotated[Path | None, typer.Option(help="JSON {model: [mean, std]} for --strategy active")] = None,
+    name: Annotated[str, typer.Option(help="Name of the pairs table part")] = "pairs",
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+) -> None:
+    """Choose the pairs worth a human's time from the candidates; writes tables/pairs (query with `sr4k sql`)."""
+    from flows.candidates import pairs_flow
+
+    if strategy not in ("balanced", "all", "active"):
+        _fail(f"--strategy {strategy!r}: choose balanced, all or active")
+    try:
+        est = str(estimates) if estimates else None
+        r = pairs_flow(workspace=str(workspace), target=target, strategy=strategy, seed=seed, lr_set=lr,
+                       min_distance=min_distance, estimates_path=est, name=name)  # fmt: skip
+    except ValueError as e:
+        _fail(str(e))
+    t = Table("what", "value", title=f"pairs ({strategy})")
+    for k, v in r.items():
+        t.add_row(k, json.dumps(v) if isinstance(v, dict) and len(json.dumps(v)) < 200 else str(v)[:200])
+    console.print(t)
+
+
 @app.command()
 def report(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")] = Path(DEFAULT_WORKSPACE),
@@ -327,6 +402,13 @@ def demo(
     _run_bench_build(out, kind="lr_only", name="demo-lq", lr=photos, square=hr // 4, scale=4)
     for bench in ("demo-syn", "demo-lq"):
         _run_bench_eval(out, bench, ["bicubic", "lanczos"], quiet=quiet)
+
+    console.rule("RefSR-style pairs: candidate SR models on the synthetic LR set, balanced pairs")
+    models = ["bicubic", "lanczos", "realesr-animevideov3-x4", "realesrgan-x4plus"]
+    candidates_run(lr="demo-syn", model=models, scale=4, unit_size=2, workspace=out, quiet=quiet)
+    pairs_build(target=12, strategy="balanced", seed=0, lr="demo-syn", min_distance=None, estimates=None,
+                name="demo", workspace=out)  # fmt: skip
+    console.print(f'next: sr4k sql -w {out} "select lr_key, model_a, model_b, left from pairs limit 5"')
 
 
 def _report_and_hint(ws: Path) -> None:

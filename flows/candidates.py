@@ -1,0 +1,91 @@
+"""Prefect flows: run candidate SR models over an LR set (cached, resumable), and build the pairs table.
+
+Thin wiring over pipelines.candidates and pipelines.pairs. Units already marked done are not submitted, so a rerun
+with the same models calls no model at all; a killed run redoes only its unfinished units. Models parallelise
+internally (ncnn / torch threads), so units run one at a time by default (``workers=1``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pipelines import candidates as cand
+from pipelines.storage import Workspace, remove_stale_temps, write_table
+from pipelines.upscalers import get_upscaler
+
+
+@task(name="run-candidate-unit", task_run_name="candidates-{unit_name}")
+def _run_unit(workspace: str, lr_set: str, unit_name: str, model_spec: str, scale: int, keys: list[str]) -> int:
+    ws = Workspace(workspace)
+    model = get_upscaler(model_spec, scale)
+    items = {it.key: it for it in cand.lr_items(ws, lr_set) if it.key in set(keys)}
+    return cand.run_unit(ws, lr_set, cand.CandUnit(unit_name, model.name, keys), model, items)
+
+
+@flow(name="candidates-run", task_runner=ThreadPoolTaskRunner(max_workers=1))
+def candidates_flow(workspace: str, lr_set: str, models: list[str], scale: int = 4, unit_size: int = 8,
+                    show_progress: bool = True) -> dict:  # fmt: skip
+    """Run every model on every LR of ``lr_set``; returns counts (units run / cached, images written)."""
+    ws = Workspace(workspace)
+    if ws.root.exists():
+        remove_stale_temps(ws.root)
+    keys = [it.key for it in cand.lr_items(ws, lr_set)]
+    plan, upscalers = [], {}
+    for spec in models:
+        up = get_upscaler(spec, scale)  # fails fast: unknown model, missing weights (path named)
+        upscalers[spec] = up
+        plan += [(spec, u) for u in cand.plan_units(lr_set, keys, up, unit_size)]
+    todo = [(spec, u) for spec, u in plan if not cand.unit_done(ws, u)]
+    written = 0
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), disable=not show_progress) as bar:  # fmt: skip
+        job = bar.add_task(
+            f"{len(models)} model(s) x {len(keys)} LR", total=len(plan), completed=len(plan) - len(todo)
+        )
+        futures = [_run_unit.submit(str(ws.root), lr_set, u.name, spec, scale, u.keys) for spec, u in todo]
+        for fut in as_completed(futures):
+            written += fut.result()
+            bar.advance(job)
+    return {"lr_set": lr_set, "lr_images": len(keys), "models": models, "units": len(plan),
+            "units_run": len(todo), "units_cached": len(plan) - len(todo), "images_written": written,
+            "versions": {s: u.version for s, u in upscalers.items()}}  # fmt: skip
+
+
+@task(name="build-pairs")
+def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str, seed: int, min_distance: float,
+                 estimates: dict | None, name: str) -> dict:  # fmt: skip
+    from pipelines import catalog, pairs
+
+    ws = Workspace(workspace)
+    where = "" if lr_set is None else f"where lr_set = '{lr_set.replace(chr(39), '')}'"
+    con = catalog.connect(ws.root)
+    rows = con.execute(f"select * from candidates {where} order by lr_set, lr_key, model").fetchall()
+    cols = [d[0] for d in con.description]
+    con.close()
+    if not rows:
+        raise ValueError(f"no candidates in {ws.root}{' for ' + lr_set if lr_set else ''}: run `sr4k candidates run`")
+    cands = [dict(zip(cols, r, strict=True)) for r in rows]
+    for c in cands:
+        c["output_path"] = str(ws.root / c["output_path"])
+    built, report = pairs.build_pairs(cands, target, strategy, seed, min_distance, estimates)
+    write_table(ws.part("pairs", name), built, pairs.PAIRS)
+    report["table"] = str(ws.part("pairs", name))
+    return json.loads(json.dumps(report, default=str))
+
+
+@flow(name="pairs-build")
+def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: int = 0, lr_set: str | None = None,
+               min_distance: float | None = None, estimates_path: str | None = None,
+               name: str = "pairs") -> dict:  # fmt: skip
+    """Build the pairs table ``tables/pairs/part-<name>.parquet`` from the workspace's candidates."""
+    from pipelines import pairs
+
+    estimates = json.loads(Path(estimates_path).read_text()) if estimates_path else None
+    dist = pairs.MIN_DISTANCE if min_distance is None else min_distance
+    return _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name)

@@ -1,0 +1,101 @@
+"""Candidate runs and pairs end to end with a real local Prefect API: cache, resume after SIGKILL, pairs table."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory, prefect_local):
+    """A workspace with a 6-item synthetic benchmark of real photos (HR 128, LR 32)."""
+    from skimage import data
+
+    from flows.bench import bench_build_flow
+
+    root = tmp_path_factory.mktemp("cand")
+    photos = root / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry"):
+        img = getattr(data, name)()
+        Image.fromarray(img).convert("RGB").save(photos / f"{name}.png")
+    ws = root / "ws"
+    bench_build_flow(str(ws), "synthetic", "b", src=str(photos), count=6, hr_size=(128, 128), scale=4)
+    return ws
+
+
+def test_rerun_is_a_no_op_and_new_models_only_add(ws, monkeypatch):
+    from flows.candidates import candidates_flow
+    from pipelines.upscalers import Interpolation
+
+    calls = []
+    real = Interpolation.upscale
+    monkeypatch.setattr(Interpolation, "upscale", lambda self, img: calls.append(self.name) or real(self, img))
+    s = candidates_flow(str(ws), "b", ["bicubic", "lanczos"], unit_size=4, show_progress=False)
+    assert (s["units_run"], s["images_written"], len(calls)) == (4, 12, 12)
+    calls.clear()
+    s = candidates_flow(str(ws), "b", ["bicubic", "lanczos"], unit_size=4, show_progress=False)
+    assert (s["units_run"], s["units_cached"], len(calls)) == (0, 4, 0)
+    s = candidates_flow(str(ws), "b", ["bicubic", "lanczos", "area"], unit_size=4, show_progress=False)
+    assert s["units_run"] == 2 and set(calls) == {"area"} and len(calls) == 6
+    rows = duckdb.sql(f"select model, count(*), count(distinct lr_key) from '{ws}/tables/candidates/*.parquet' "
+                      "group by 1 order by 1").fetchall()  # fmt: skip
+    assert rows == [("area", 6, 6), ("bicubic", 6, 6), ("lanczos", 6, 6)]
+    paths = duckdb.sql(f"select output_path, output_sha256 from '{ws}/tables/candidates/*.parquet'").fetchall()
+    assert all((ws / p).is_file() and p.split("/")[-1] == f"{sha}.png" for p, sha in paths)
+
+
+def test_unknown_model_and_missing_weights_are_clear_errors(ws, tmp_path):
+    from flows.candidates import candidates_flow
+
+    with pytest.raises(ValueError, match="unknown model 'magic'"):
+        candidates_flow(str(ws), "b", ["magic"], show_progress=False)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope.safetensors")):
+        candidates_flow(str(ws), "b", [f"spandrel:{tmp_path / 'nope.safetensors'}"], show_progress=False)
+    with pytest.raises(ValueError, match="no benchmark or shard set 'zzz'"):
+        candidates_flow(str(ws), "zzz", ["bicubic"], show_progress=False)
+
+
+def test_pairs_balanced_from_candidates(ws):
+    from flows.candidates import candidates_flow, pairs_flow
+
+    candidates_flow(str(ws), "b", ["bicubic", "lanczos", "area", "nearest"], unit_size=4, show_progress=False)
+    r = pairs_flow(str(ws), target=30, strategy="balanced", seed=3, lr_set="b", min_distance=0.0)
+    assert r["built"] == 30
+    rows = duckdb.sql(f"select least(model_a, model_b) m1, greatest(model_a, model_b) m2, count(*) n "
+                      f"from '{ws}/tables/pairs/part-pairs.parquet' group by all").fetchall()  # fmt: skip
+    counts = [n for *_, n in rows]
+    assert len(rows) == 6 and max(counts) - min(counts) <= 1
+    assert all(m1 != m2 for m1, m2, _ in rows)
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_mid_run_then_rerun_completes(ws, tmp_path):
+    pytest.importorskip("ncnn")
+    cmd = [sys.executable, "-m", "flows.cli", "candidates", "run", "--lr", "b", "--model", "realesrgan-x4plus",
+           "--unit-size", "1", "--workspace", str(ws), "--quiet"]  # fmt: skip
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "ph")}
+    env.pop("PREFECT_API_URL", None)
+    markers = lambda: list((ws / "units").glob("cand-realesrgan-x4plus-*.done"))  # noqa: E731
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while time.time() < deadline and not markers() and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(markers())
+    assert 1 <= done_before < 6
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert len(markers()) == 6
+    n, keys = duckdb.sql(f"select count(*), count(distinct lr_key) from '{ws}/tables/candidates/*.parquet' "
+                         "where model = 'realesrgan-x4plus'").fetchall()[0]  # fmt: skip
+    assert n == keys == 6
