@@ -353,7 +353,13 @@ def pairs_build(
         _fail(str(e))
     t = Table("what", "value", title=f"pairs ({strategy})")
     for k, v in r.items():
-        t.add_row(k, json.dumps(v) if isinstance(v, dict) and len(json.dumps(v)) < 200 else str(v)[:200])
+        if isinstance(v, dict) and len(v) > 3:
+            vals = sorted(v.values())
+            t.add_row(k, f"{len(v)} groups, min {vals[0]}, max {vals[-1]}")
+            for kk, vv in list(v.items())[:12]:
+                t.add_row("", f"{kk}: {vv}")
+        else:
+            t.add_row(k, str(v))
     console.print(t)
 
 
