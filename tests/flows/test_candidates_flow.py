@@ -84,12 +84,12 @@ def test_sigkill_mid_run_then_rerun_completes(ws, tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "ph")}
     env.pop("PREFECT_API_URL", None)
     markers = lambda: list((ws / "units").glob("cand-realesrgan-x4plus-*.done"))  # noqa: E731
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not markers() and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its ephemeral Prefect server: leave no orphan
     proc.wait()
     done_before = len(markers())
     assert 1 <= done_before < 6

@@ -174,12 +174,12 @@ def test_sigkill_mid_run_then_rerun_gives_identical_shards(photo_dir, first_run,
            "--quiet", "--workers", "1"]  # fmt: skip
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "ph")}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((ws / "units").glob("*.done"))) < 3 and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed: " + proc.stdout.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its ephemeral Prefect server: leave no orphan
     proc.wait()
     n_units = len(list(Path(root).rglob("*.*")))
     assert len(list((ws / "units").glob("*.done"))) < n_units
