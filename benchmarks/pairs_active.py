@@ -45,7 +45,7 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.pairs import Candidate, build_pairs, fit_bradley_terry  # noqa: E402
+from pipelines.pairs import BT_ALPHA, Candidate, build_pairs, fit_bradley_terry
 
 
 @dataclass(slots=True)
@@ -112,7 +112,8 @@ def run(world: World, method: str, args: argparse.Namespace, seed: int) -> list[
         for lr, a, b in batch:
             win = world.answer(lr, a, b, rng_ans)
             comps.append((world.models[a], world.models[b]) if win else (world.models[b], world.models[a]))
-        est = fit_bradley_terry(comps, world.models, bootstrap=args.bootstrap if active else 0, seed=len(comps))
+        boot = args.bootstrap if active else 0
+        est = fit_bradley_terry(comps, world.models, bootstrap=boot, seed=len(comps), alpha=args.alpha)
         tau = kendalltau([est[m][0] for m in world.models], world.quality).statistic
         curve.append((len(comps), float(tau)))
         if tau >= args.tau and not args.settle:
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr-sigma", type=float, default=0.3)
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--tau", type=float, default=0.9)
+    ap.add_argument("--alpha", type=float, default=BT_ALPHA, help="fit_bradley_terry's regularisation")
     ap.add_argument("--acquisition", nargs="+", default=["misorder"], choices=["misorder", "variance"])
     ap.add_argument("--settle", action="store_true", help="run to the budget and report 'settled' too")
     args = ap.parse_args(argv)
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         for m in methods:
             print(f"  {m:18s} {summarise(m, settled[m], args.budget)}")
         for m in methods[1:]:
-            print(f"  ratio {m} / random (means): {statistics.mean(settled[m]) / statistics.mean(settled['random']):.2f}")
+            ratio = statistics.mean(settled[m]) / statistics.mean(settled["random"])
+            print(f"  ratio {m} / random (means): {ratio:.2f}")
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -111,7 +111,7 @@ BT_ALPHA = 0.01
 MAX_STD = 10.0
 
 Strategy = Literal["balanced", "all", "active"]
-Acquisition = Literal["misorder", "variance"]
+Acquisition = Literal["kendall", "misorder", "variance"]
 
 
 @dataclass(slots=True)
@@ -238,24 +238,30 @@ def _grid(candidates: Sequence[Any], min_distance: float, exclude: Iterable[Any]
         has[lr, m] = True
     pi, pj = (np.array([p[k] for p in pairs], int) for k in (0, 1))
     present = has[:, pi] & has[:, pj] if pairs else np.zeros((len(lrs), 0), bool)
-    distance = _distances(cand, len(lrs), pairs, present, min_distance > 0, root)
+    distance = _distances(cand, pairs, present, min_distance > 0, root)
     pruned = present & (distance < min_distance)  # nan compares False: unknown distance is never pruned
     excluded = _excluded(exclude, lrs, models, pairs, cand) & present
     return _Grid(lrs, models, pairs, cand, present, distance, pruned, excluded)
 
 
-def _distances(cand: dict, n_lr: int, pairs: list, present: np.ndarray, load: bool, root: Path | None) -> np.ndarray:
+def _distances(cand: dict, pairs: list, present: np.ndarray, load: bool, root: Path | None) -> np.ndarray:
+    """(L, P) perceptual distances; 0 for equal output hashes (nothing loaded for those), nan where unknown."""
     dist = np.full(present.shape, np.nan)
     shas = {k: _get(c, "output_sha256") for k, c in cand.items()}
-    thumbs = _thumbs(cand, load, root)
+    if not load and not any(shas.values()) and all(_get(c, "thumb") is None for c in cand.values()):
+        return dist
+    todo = []
     for p, (i, j) in enumerate(pairs):
-        for lr in np.flatnonzero(present[:, p]):
-            sa, sb = shas[(lr, i)], shas[(lr, j)]
-            ta, tb = thumbs.get((lr, i)), thumbs.get((lr, j))
-            if sa and sa == sb:
+        for lr in np.flatnonzero(present[:, p]).tolist():
+            sa = shas[(lr, i)]
+            if sa and sa == shas[(lr, j)]:
                 dist[lr, p] = 0.0
-            elif ta is not None and tb is not None:
-                dist[lr, p] = float(np.mean(np.abs(ta - tb)))
+            else:
+                todo.append((lr, p, (lr, i), (lr, j)))
+    thumbs = _thumbs({k: cand[k] for _, _, a, b in todo for k in (a, b)}, load, root)
+    for lr, p, a, b in todo:
+        if a in thumbs and b in thumbs:
+            dist[lr, p] = float(np.mean(np.abs(thumbs[a] - thumbs[b])))
     return dist
 
 
@@ -275,24 +281,24 @@ def _thumbs(cand: dict, load: bool, root: Path | None) -> dict[tuple[int, int], 
 
 
 def _excluded(exclude: Iterable[Any], lrs: list, models: list, pairs: list, cand: dict) -> np.ndarray:
+    """(L, P) cells named in ``exclude`` by ``(lr_key, model, model)`` (either order) or by ``pair_id``."""
     out = np.zeros((len(lrs), len(pairs)), bool)
-    exclude = list(exclude)
-    if not exclude:
-        return out
-    ids, cells = set(), set()
+    li, mi = {k: n for n, k in enumerate(lrs)}, {m: n for n, m in enumerate(models)}
+    pi = {pair: n for n, pair in enumerate(pairs)}
+    ids = set()
     for e in exclude:
         if isinstance(e, str):
             ids.add(e)
-        else:
-            lr, x, y = e
-            cells.add((lr, *sorted((x, y))))
-    for p, (i, j) in enumerate(pairs):
-        for lr_idx, lr in enumerate(lrs):
-            a, b = cand.get((lr_idx, i)), cand.get((lr_idx, j))
-            if a is None or b is None:
-                continue
-            if (lr, models[i], models[j]) in cells or (ids and _cell_id(lr, models, i, j, a, b) in ids):
-                out[lr_idx, p] = True
+            continue
+        lr, x, y = e
+        if lr in li and x in mi and y in mi and x != y:
+            out[li[lr], pi[tuple(sorted((mi[x], mi[y])))]] = True
+    if ids:
+        for (lr, i), a in cand.items():
+            for j in range(i + 1, len(models)):
+                b = cand.get((lr, j))
+                if b is not None and _cell_id(lrs[lr], models, i, j, a, b) in ids:
+                    out[lr, pi[(i, j)]] = True
     return out
 
 
@@ -385,53 +391,71 @@ def _balanced(grid: _Grid, target: int, rng: np.random.Generator) -> tuple[np.nd
 
 
 def _prior(grid: _Grid, estimates: Mapping[str, tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Means and covariance over ``grid.models``: the estimates' ``covariance`` where they carry one (``BTEstimates``),
+    else diagonal; models missing from the estimates get the mean of the known means and std ``max(1, largest known
+    std)``; stds are capped at ``MAX_STD`` (a capped model's covariances are dropped)."""
     known = [estimates[m] for m in grid.models if m in estimates]
     if not known:
         raise ValueError(f"estimates cover none of the models {grid.models}")
     mean0 = float(np.mean([mu for mu, _ in known]))
-    std0 = max(1.0, max(min(float(s), MAX_STD) for _, s in known))
+    std0 = max(1.0, max(min(float(sd), MAX_STD) for _, sd in known))
     mu = np.array([float(estimates[m][0]) if m in estimates else mean0 for m in grid.models])
-    sd = np.array([min(float(estimates[m][1]), MAX_STD) if m in estimates else std0 for m in grid.models])
+    sd = np.array([float(estimates[m][1]) if m in estimates else std0 for m in grid.models])
     if not np.all(np.isfinite(mu)) or np.any(np.isnan(sd)) or np.any(sd < 0):
         raise ValueError("estimates must be finite means and non-negative stds")
-    return mu, np.maximum(sd, 1e-6)
+    cov = np.diag(np.minimum(sd, MAX_STD) ** 2)
+    full, names = getattr(estimates, "covariance", None), getattr(estimates, "models", None)
+    if full is not None and names is not None:
+        at = {m: k for k, m in enumerate(names)}
+        idx = [k for k, m in enumerate(grid.models) if m in at and sd[k] < MAX_STD]
+        src = [at[grid.models[k]] for k in idx]
+        cov[np.ix_(idx, idx)] = np.asarray(full)[np.ix_(src, src)]
+    return mu, cov + np.eye(len(mu)) * 1e-9
 
 
-def acquisition_scores(d: np.ndarray, v: np.ndarray, kind: Acquisition = "misorder") -> np.ndarray:
-    """Informativeness of one more comparison of pairs with mean difference ``d`` and variance ``v`` (module doc)."""
+def acquisition_scores(
+    mu: np.ndarray, cov: np.ndarray, pairs: Sequence[tuple[int, int]], kind: Acquisition = "kendall"
+) -> np.ndarray:
+    """Informativeness of one more comparison of each model pair, given means ``mu`` and covariance ``cov`` of the
+    models' BT parameters (formulas in the module doc)."""
+    pi, pj = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+    d = mu[pi] - mu[pj]
+    x = np.zeros((len(mu), len(pi)))  # column k: e_a - e_b of pair k
+    x[pi, np.arange(len(pi))], x[pj, np.arange(len(pi))] = 1.0, -1.0
+    u = x.T @ cov @ x  # u[q, k] = cov(d_q, d_k)
+    v = np.maximum(np.diag(u), 1e-12)
     p = expit(d)
     info = p * (1 - p)
     if kind == "variance":
         return info * v
+    # after one outcome of pair k (Fisher information info_k, Kalman/Laplace update), var(d_q) drops to:
+    v_after = np.maximum(v[:, None] - info[None, :] * u**2 / (1 + info[None, :] * v[None, :]), 1e-12)
+    drop = ndtr(-np.abs(d) / np.sqrt(v))[:, None] - ndtr(-np.abs(d)[:, None] / np.sqrt(v_after))
     if kind == "misorder":
-        v_after = 1.0 / (1.0 / v + info)
-        return ndtr(-np.abs(d) / np.sqrt(v)) - ndtr(-np.abs(d) / np.sqrt(v_after))
-    raise ValueError(f"unknown acquisition {kind!r}")
+        return np.diag(drop).copy()
+    if kind == "kendall":
+        return drop.sum(axis=0)
+    raise ValueError(f"unknown acquisition {kind!r}: kendall, misorder or variance")
 
 
 def _active_counts(
     grid: _Grid, estimates: Mapping[str, tuple[float, float]], target: int, rng: np.random.Generator, kind: Acquisition
 ) -> tuple[np.ndarray, list[list[float]]]:
-    """Greedy batch: how many comparisons each model pair gets, and the score of each pick, best first."""
-    mu, sd = _prior(grid, estimates)
-    prec = 1.0 / sd**2
-    pi = np.array([i for i, _ in grid.pairs])
-    pj = np.array([j for _, j in grid.pairs])
-    d = mu[pi] - mu[pj]
-    p = expit(d)
-    info = p * (1 - p)
+    """Greedy batch: how many comparisons each model pair gets, and the score of each pick, in pick order."""
+    mu, cov = _prior(grid, estimates)
     cap = grid.avail.sum(axis=0)
     counts = np.zeros(len(grid.pairs), np.int64)
     scores: list[list[float]] = [[] for _ in grid.pairs]
     order = rng.permutation(len(grid.pairs))  # ties go to the earlier pair in this seeded order
     for _ in range(target):
-        s = acquisition_scores(d, 1.0 / prec[pi] + 1.0 / prec[pj], kind)
-        s = np.where(counts < cap, s, -np.inf)[order]
-        k = order[int(np.argmax(s))]
+        s = np.where(counts < cap, acquisition_scores(mu, cov, grid.pairs, kind), -np.inf)[order]
+        k = int(order[int(np.argmax(s))])
         counts[k] += 1
         scores[k].append(float(s.max()))
-        prec[pi[k]] += info[k]
-        prec[pj[k]] += info[k]
+        i, j = grid.pairs[k]
+        info = expit(mu[i] - mu[j]) * expit(mu[j] - mu[i])
+        sx = cov[:, i] - cov[:, j]  # believer update: cov -= info * (cov x)(cov x)^T / (1 + info * x^T cov x)
+        cov = cov - np.outer(sx, sx) * (info / (1 + info * (sx[i] - sx[j])))
     return counts, scores
 
 
@@ -494,7 +518,7 @@ def build_pairs(
     min_distance: float = MIN_DISTANCE,
     estimates: Mapping[str, tuple[float, float]] | None = None,
     *,
-    acquisition: Acquisition = "misorder",
+    acquisition: Acquisition = "kendall",
     exclude: Iterable[str | tuple[str, str, str]] = (),
     root: str | Path | None = None,
 ) -> tuple[list[PairRec], dict[str, Any]]:
@@ -567,39 +591,53 @@ def _ilsr_counts(wins: np.ndarray, alpha: float, max_iter: int = 100, tol: float
     return params
 
 
+class BTEstimates(dict):
+    """``fit_bradley_terry``'s answer: a plain ``{model: (theta, std)}`` dict that also carries the bootstrap
+    ``covariance`` of theta (rows/columns in ``models`` order; None without bootstrap), which ``build_pairs`` uses for
+    the variance of a difference, var(theta_a - theta_b) = C_aa + C_bb - 2 C_ab, where a bare dict only gives
+    std_a^2 + std_b^2 (models compared mostly with each other are far more certain about their difference than
+    about their place on the scale)."""
+
+    def __init__(self, items: dict[str, tuple[float, float]], models: list[str], covariance: np.ndarray | None):
+        super().__init__(items)
+        self.models = models
+        self.covariance = covariance
+
+
 def fit_bradley_terry(
     comparisons: Sequence[tuple[str, str]],
     models: Sequence[str],
     bootstrap: int = 200,
     seed: int = 0,
     alpha: float = BT_ALPHA,
-) -> dict[str, tuple[float, float]]:
+) -> BTEstimates:
     """(winner, loser) answers -> {model: (theta, bootstrap std)}; theta = ``choix.ilsr_pairwise(len(models), data,
     alpha=alpha)`` with data = (index of winner, index of loser) in ``models`` order. std is nan when
     ``bootstrap == 0`` and inf for a model in no comparison (module doc)."""
+    models = list(models)
     index = {m: k for k, m in enumerate(models)}
     if len(index) != len(models):
         raise ValueError("models must be distinct")
     if alpha <= 0:
         raise ValueError("alpha must be > 0 (without it a model with no wins has no finite estimate)")
-    unknown = {m for c in comparisons for m in c} - index.keys()
-    if unknown:
+    if unknown := {m for c in comparisons for m in c} - index.keys():
         raise ValueError(f"comparisons name models not in the list: {sorted(unknown)}")
     data = [(index[w], index[lo]) for w, lo in comparisons]
     if any(w == lo for w, lo in data):
         raise ValueError("a comparison of a model with itself")
     n = len(models)
     if not data:
-        return {m: (0.0, math.inf) for m in models}
+        return BTEstimates({m: (0.0, math.inf) for m in models}, models, None)
     theta = choix.ilsr_pairwise(n, data, alpha=alpha)
     seen = np.zeros(n, bool)
     seen[[w for w, _ in data] + [lo for _, lo in data]] = True
-    std = np.full(n, np.nan)
-    if bootstrap > 0:
+    std, cov = np.full(n, np.nan), None
+    if bootstrap > 1:
         counts = np.zeros((n, n))
         np.add.at(counts, tuple(np.array(data).T), 1.0)
         rng = np.random.default_rng(seed)
         reps = rng.multinomial(len(data), counts.ravel() / len(data), size=bootstrap).reshape(bootstrap, n, n)
-        std = _ilsr_counts(reps.astype(float), alpha).std(axis=0, ddof=1)
+        cov = np.atleast_2d(np.cov(_ilsr_counts(reps.astype(float), alpha), rowvar=False))
+        std = np.sqrt(np.diag(cov))
     std[~seen] = math.inf
-    return {m: (float(theta[k]), float(std[k])) for k, m in enumerate(models)}
+    return BTEstimates({m: (float(theta[k]), float(std[k])) for k, m in enumerate(models)}, models, cov)

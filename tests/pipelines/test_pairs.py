@@ -1,0 +1,312 @@
+import dataclasses
+import time
+from collections import Counter
+
+import choix
+import cv2
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from pipelines.pairs import (
+    BT_ALPHA,
+    PAIRS,
+    BTEstimates,
+    Candidate,
+    PairRec,
+    _ilsr_counts,
+    build_pairs,
+    fit_bradley_terry,
+    pair_id,
+    pairs_table,
+    perceptual_distance,
+    thumbnail,
+)
+
+
+def grid(n_lr: int, n_models: int, thumbs: bool = False, seed: int = 0) -> list[Candidate]:
+    rng = np.random.default_rng(seed)
+    return [
+        Candidate(f"lr{lr:04d}", f"m{m}", "v1", f"out/{lr}-{m}.png",
+                  thumb=rng.random((64, 64), dtype=np.float32) if thumbs else None)
+        for lr in range(n_lr) for m in range(n_models)
+    ]  # fmt: skip
+
+
+def spread(counts: dict) -> int:
+    return max(counts.values()) - min(counts.values())
+
+
+def check_valid(pairs: list[PairRec]) -> None:
+    cells = [(p.lr_key, p.model_a, p.model_b) for p in pairs]
+    assert all(p.model_a < p.model_b for p in pairs), "self-pair or unordered pair"
+    assert len(set(cells)) == len(cells), "the same (LR, model pair) twice"
+    assert len({p.pair_id for p in pairs}) == len(pairs)
+    assert all("." not in p.pair_id and p.pair_id.startswith("pr-") for p in pairs)
+
+
+@pytest.mark.parametrize(("n_lr", "n_models", "target"), [(5, 4, 7), (5, 4, 13), (5, 4, 30), (7, 5, 23), (3, 6, 40),
+                                                          (40, 3, 17), (12, 7, 100)])  # fmt: skip
+def test_balanced_counts_differ_by_at_most_one(n_lr, n_models, target):
+    pairs, rep = build_pairs(grid(n_lr, n_models), target, min_distance=0, seed=3)
+    check_valid(pairs)
+    assert len(pairs) == rep["built"] == target
+    per_pair = Counter(f"{p.model_a} vs {p.model_b}" for p in pairs)
+    assert per_pair == Counter({k: v for k, v in rep["per_model_pair"].items() if v})
+    assert len(rep["per_model_pair"]) == n_models * (n_models - 1) // 2
+    assert spread(rep["per_model_pair"]) <= 1
+    assert len(rep["per_lr"]) == n_lr and spread(rep["per_lr"]) <= 1
+    assert rep["lr_band_widened_by"] == 0
+
+
+def test_balanced_18000_pairs_on_1500_lrs_is_fast_and_exact():
+    cands = grid(1500, 6)
+    t0 = time.perf_counter()
+    pairs, rep = build_pairs(cands, 18000, min_distance=0, seed=1)
+    assert time.perf_counter() - t0 < 5.0
+    check_valid(pairs)
+    assert set(rep["per_model_pair"].values()) == {1200}  # 18000 / 15
+    assert set(rep["per_lr"].values()) == {12}  # 18000 / 1500
+    assert rep["left_a"] == 9000
+
+
+def test_balanced_with_thumbnails_at_scale_is_fast():
+    cands = grid(1500, 6, thumbs=True)
+    t0 = time.perf_counter()
+    pairs, rep = build_pairs(cands, 17999, seed=2)
+    assert time.perf_counter() - t0 < 10.0
+    assert rep["pruned_near_identical"] == 0 and spread(rep["per_model_pair"]) <= 1 and spread(rep["per_lr"]) <= 1
+    assert all(p.distance is not None and p.distance > 0.1 for p in pairs)
+
+
+def identical_models(n_lr: int = 6, n_models: int = 4) -> list[Candidate]:
+    """m0 and m1 produce identical outputs on every LR."""
+    cands = grid(n_lr, n_models, thumbs=True)
+    by = {(c.lr_key, c.model): c for c in cands}
+    for lr in range(n_lr):
+        by[(f"lr{lr:04d}", "m1")].thumb = by[(f"lr{lr:04d}", "m0")].thumb.copy()
+    return cands
+
+
+def test_pruning_removes_near_identical_pairs_and_keeps_the_rest_balanced():
+    pairs, rep = build_pairs(identical_models(), 20, seed=0)
+    check_valid(pairs)
+    assert rep["pruned_near_identical"] == 6 and rep["possible"] == 6 * 6 - 6
+    assert not any((p.model_a, p.model_b) == ("m0", "m1") for p in pairs)
+    assert rep["per_model_pair"]["m0 vs m1"] == 0
+    others = {k: v for k, v in rep["per_model_pair"].items() if k != "m0 vs m1"}
+    assert set(others.values()) == {4}  # 20 over the 5 remaining pairs
+    assert spread(rep["per_lr"]) <= 1
+    # min_distance=0 keeps them; the distance is recorded as 0
+    pairs, rep = build_pairs(identical_models(), 36, seed=0, min_distance=0)
+    assert rep["pruned_near_identical"] == 0
+    assert {p.distance for p in pairs if p.model_b == "m1"} == {0.0}
+
+
+def test_pruning_loads_pngs_and_uses_equal_hashes(tmp_path):
+    rng = np.random.default_rng(0)
+    img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
+    other = np.ascontiguousarray(img[:, ::-1])
+    for name, px in {"a": img, "b": img, "c": other}.items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), px)
+    cands = [{"lr_key": "x", "model": m, "model_version": "1", "output_path": f"{m}.png"} for m in "abc"]
+    pairs, rep = build_pairs(cands, 2, root=tmp_path)  # relative paths resolve against root
+    assert rep["pruned_near_identical"] == 1
+    assert {(p.model_a, p.model_b) for p in pairs} == {("a", "c"), ("b", "c")}
+    assert perceptual_distance(tmp_path / "a.png", tmp_path / "b.png") == 0.0
+    assert perceptual_distance(tmp_path / "a.png", tmp_path / "c.png") > 0.01
+    # the thumbnail of a file equals the thumbnail of its pixels (BT.601 luma, area-downscaled, in [0, 1])
+    # (up to rounding: OpenCV's grayscale PNG read and cvtColor round differently, by one grey level at most)
+    rgb = img[..., ::-1]  # imwrite took img as BGR
+    assert perceptual_distance(tmp_path / "a.png", rgb) < 0.5 / 255
+    assert thumbnail(rgb).shape == (64, 64) and thumbnail(rgb).dtype == np.float32
+    sixteen = thumbnail(rgb.astype(np.uint16) * 257)  # 16-bit input is scaled by 65535
+    np.testing.assert_allclose(sixteen, thumbnail(rgb), atol=1 / 255)
+
+
+def test_equal_output_hashes_are_identical_without_loading():
+    cands = [Candidate("x", m, "1", "/nonexistent.png", output_sha256="same") for m in "ab"]
+    cands.append(Candidate("x", "c", "1", "/nonexistent.png", thumb=np.zeros((64, 64), np.float32)))
+    with pytest.raises(ValueError, match=r"only 0 distinct pairs.*1 pruned as near-identical"):
+        build_pairs(cands[:2], 1)
+    pairs, _ = build_pairs(cands[:2], 0, "all", min_distance=0)
+    assert [p.distance for p in pairs] == [0.0]
+    with pytest.raises(FileNotFoundError):  # a different output: its thumbnail must be loaded
+        build_pairs(cands, 1)
+
+
+def test_unreachable_target_says_how_many_and_why():
+    cands = identical_models(n_lr=3, n_models=4)
+    with pytest.raises(ValueError) as e:
+        build_pairs(cands, 20)
+    msg = str(e.value)
+    assert "target 20 is not reachable: only 15 distinct pairs" in msg
+    assert "3 LR images x 6 model pairs (4 models) = 18 distinct pairs" in msg
+    assert "3 pruned as near-identical" in msg and "lower --target" in msg
+    missing = [c for c in grid(3, 4) if (c.lr_key, c.model) != ("lr0000", "m3")]
+    with pytest.raises(ValueError, match=r"only 15 distinct pairs .*3 lack an output"):
+        build_pairs(missing, 16, min_distance=0)
+    with pytest.raises(ValueError, match="target must be positive"):
+        build_pairs(grid(3, 4), 0, min_distance=0)
+
+
+def test_all_means_all():
+    pairs, rep = build_pairs(grid(4, 4), 0, "all", min_distance=0)
+    check_valid(pairs)
+    assert len(pairs) == rep["possible"] == 24
+    assert build_pairs(grid(4, 4), 24, "all", min_distance=0)[0] == pairs
+    with pytest.raises(ValueError, match="use strategy 'balanced' to choose 10"):
+        build_pairs(grid(4, 4), 10, "all", min_distance=0)
+    with pytest.raises(ValueError, match="only 24 distinct pairs"):
+        build_pairs(grid(4, 4), 25, "all", min_distance=0)
+
+
+def test_no_duplicate_candidates_and_no_self_pairs():
+    cands = [*grid(2, 3), Candidate("lr0000", "m0", "v2", "other.png")]
+    with pytest.raises(ValueError, match="two candidates for LR 'lr0000' and model 'm0'"):
+        build_pairs(cands, 1, min_distance=0)
+    pairs, _ = build_pairs(grid(1, 1), 0, "all", min_distance=0)
+    assert pairs == []
+
+
+def test_exclude_never_rebuilds_a_cell():
+    cands = grid(5, 4)
+    first, _ = build_pairs(cands, 15, min_distance=0, seed=0)
+    second, rep = build_pairs(cands, 15, min_distance=0, seed=0, exclude=[p.pair_id for p in first])
+    assert rep["excluded"] == 15 and rep["possible"] == 15
+    assert not {p.pair_id for p in first} & {p.pair_id for p in second}
+    by_cell, _ = build_pairs(cands, 15, min_distance=0, exclude=[(p.lr_key, p.model_b, p.model_a) for p in first])
+    assert {p.pair_id for p in by_cell} == {p.pair_id for p in second}
+    with pytest.raises(ValueError, match="15 excluded as already built"):
+        build_pairs(cands, 16, min_distance=0, exclude=[p.pair_id for p in first])
+
+
+def test_deterministic_for_a_seed_and_input_order_free():
+    cands = grid(30, 5)
+    a, rep_a = build_pairs(cands, 77, seed=5, min_distance=0)
+    b, rep_b = build_pairs(list(reversed(cands)), 77, seed=5, min_distance=0)
+    assert a == b and rep_a == rep_b
+    c, _ = build_pairs(cands, 77, seed=6, min_distance=0)
+    assert {p.pair_id for p in a} != {p.pair_id for p in c}
+    assert [p.left for p in a] != [p.left for p in c]
+
+
+def test_sides_are_half_and_half_overall_and_per_model_pair():
+    pairs, rep = build_pairs(grid(200, 6), 1001, seed=9, min_distance=0)
+    assert abs(rep["left_a"] - 1001 / 2) <= 0.5
+    per = Counter()
+    for p in pairs:
+        per[(p.model_a, p.model_b)] += 1 if p.left == "a" else -1
+    assert all(abs(v) <= 1 for v in per.values())
+    # and not a fixed pattern: across seeds each cell's side varies
+    lefts = [{p.pair_id: p.left for p in build_pairs(grid(10, 3), 30, seed=s, min_distance=0)[0]} for s in range(8)]
+    assert all(len({lft[k] for lft in lefts}) == 2 for k in lefts[0])
+
+
+def test_pair_id_is_stable_and_order_free():
+    assert pair_id("x", "b", "2", "a", "1") == pair_id("x", "a", "1", "b", "2")
+    assert pair_id("x", "a", "1", "b", "2") != pair_id("x", "a", "1", "b", "3")
+
+
+def test_table_matches_schema():
+    pairs, _ = build_pairs(grid(3, 3, thumbs=True), 5, "active", estimates={"m0": (0, 1), "m1": (0.2, 1)})
+    table = pairs_table(pairs)
+    assert table.schema.equals(PAIRS, check_metadata=True)
+    assert [f.name for f in dataclasses.fields(PairRec)] == PAIRS.names
+    assert PAIRS.metadata[b"schema_version"] == b"1"
+
+
+def test_active_prefers_close_uncertain_models():
+    est = {"A": (0.0, 1.0), "B": (0.1, 1.0), "C": (5.0, 1.0)}
+    cands = [Candidate(f"lr{k}", m, "1", f"{k}{m}.png") for k in range(20) for m in "ABC"]
+    for acquisition in ("kendall", "misorder", "variance"):
+        (one,), _ = build_pairs(cands, 1, "active", estimates=est, min_distance=0, acquisition=acquisition)
+        assert (one.model_a, one.model_b) == ("A", "B") and one.score > 0
+        pairs, rep = build_pairs(cands, 12, "active", estimates=est, min_distance=0, acquisition=acquisition)
+        check_valid(pairs)
+        assert rep["per_model_pair"]["A vs B"] >= 10 and spread(rep["per_lr"]) <= 1
+    # a certain pair is worth less than an uncertain one at the same distance
+    est = {"A": (0.0, 0.05), "B": (0.3, 0.05), "C": (10.0, 1.0), "D": (10.3, 1.0)}
+    cands = [Candidate("x", m, "1", f"{m}.png") for m in "ABCD"]
+    (one,), _ = build_pairs(cands, 1, "active", estimates=est, min_distance=0)
+    assert (one.model_a, one.model_b) == ("C", "D")
+
+
+def test_active_uses_the_covariance_of_differences():
+    """A and B float together on the scale (large, strongly correlated stds: their difference is well known); C and D
+    are moderately uncertain and independent. Marginal stds alone say A vs B; the covariance says C vs D."""
+    names = ["A", "B", "C", "D"]
+    cov = np.array([[4.0, 3.99, 0, 0], [3.99, 4.0, 0, 0], [0, 0, 0.25, 0], [0, 0, 0, 0.25]])
+    mean = {"A": 0.0, "B": 0.2, "C": 20.0, "D": 20.2}  # A, B far from C, D: cross pairs are clear
+    plain = {m: (mean[m], float(np.sqrt(cov[k, k]))) for k, m in enumerate(names)}
+    full = BTEstimates(plain, names, cov)
+    cands = [Candidate("x", m, "1", f"{m}.png") for m in names]
+    for acquisition in ("kendall", "misorder", "variance"):
+        (p,), _ = build_pairs(cands, 1, "active", estimates=plain, min_distance=0, acquisition=acquisition)
+        assert (p.model_a, p.model_b) == ("A", "B")
+        (p,), _ = build_pairs(cands, 1, "active", estimates=full, min_distance=0, acquisition=acquisition)
+        assert (p.model_a, p.model_b) == ("C", "D")
+
+
+def test_active_without_estimates_starts_balanced():
+    pairs, rep = build_pairs(grid(10, 4), 18, "active", min_distance=0)
+    assert rep["cold_start"] and all(p.score is None and p.strategy == "active" for p in pairs)
+    assert spread(rep["per_model_pair"]) <= 1 and spread(rep["per_lr"]) <= 1
+
+
+def simulate(theta: np.ndarray, n: int, seed: int) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.choice(len(theta), 2, replace=False)
+        win = rng.random() < expit(theta[a] - theta[b])
+        out.append((f"m{a}", f"m{b}") if win else (f"m{b}", f"m{a}"))
+    return out
+
+
+def test_bradley_terry_recovers_the_order_and_matches_choix():
+    theta = np.array([-1.5, -0.8, 0.0, 0.6, 1.2, 2.0])
+    models = [f"m{k}" for k in range(6)]
+    comps = simulate(theta, 3000, seed=0)
+    est = fit_bradley_terry(comps, models, bootstrap=100)
+    mean = np.array([est[m][0] for m in models])
+    assert est.models == models and est.covariance.shape == (6, 6)
+    np.testing.assert_allclose(np.sqrt(np.diag(est.covariance)), [est[m][1] for m in models])
+    assert list(np.argsort(mean)) == list(range(6))
+    data = [(int(w[1:]), int(lo[1:])) for w, lo in comps]
+    np.testing.assert_array_equal(mean, choix.ilsr_pairwise(6, data, alpha=BT_ALPHA))
+    np.testing.assert_allclose(mean, theta - theta.mean(), atol=0.2)
+
+
+def test_vectorised_bootstrap_fit_equals_choix():
+    comps = simulate(np.array([0.0, 0.5, 3.0, -2.0]), 60, seed=1)
+    data = [(int(w[1:]), int(lo[1:])) for w, lo in comps]
+    counts = np.zeros((4, 4))
+    np.add.at(counts, tuple(np.array(data).T), 1.0)
+    for alpha in (BT_ALPHA, 0.5):
+        np.testing.assert_allclose(_ilsr_counts(counts[None], alpha)[0], choix.ilsr_pairwise(4, data, alpha=alpha),
+                                   atol=1e-9)  # fmt: skip
+
+
+def test_bradley_terry_std_shrinks_with_more_data():
+    theta = np.array([0.0, 0.4, 0.8, 1.2, 1.6])
+    models = [f"m{k}" for k in range(5)]
+    small = fit_bradley_terry(simulate(theta, 200, seed=2), models, bootstrap=200, seed=0)
+    large = fit_bradley_terry(simulate(theta, 2000, seed=2), models, bootstrap=200, seed=0)
+    s_small = np.mean([small[m][1] for m in models])
+    s_large = np.mean([large[m][1] for m in models])
+    assert s_large < 0.5 * s_small  # ~1/sqrt(10)
+    assert fit_bradley_terry(simulate(theta, 200, seed=2), models, bootstrap=200, seed=0) == small  # seeded
+
+
+def test_bradley_terry_edge_cases():
+    models = ["a", "b", "c"]
+    est = fit_bradley_terry([("a", "b")] * 5, models, bootstrap=50)
+    assert est["a"][0] > est["b"][0] and np.isfinite(est["a"][0])  # a model with no wins still gets a finite value
+    assert est["c"][1] == float("inf")  # never compared
+    assert fit_bradley_terry([], models) == {m: (0.0, float("inf")) for m in models}
+    assert np.isnan(fit_bradley_terry([("a", "b")], models, bootstrap=0)["a"][1])
+    with pytest.raises(ValueError, match="not in the list"):
+        fit_bradley_terry([("a", "z")], models)
+    with pytest.raises(ValueError, match="itself"):
+        fit_bradley_terry([("a", "a")], models)
