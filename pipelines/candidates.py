@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-import time
-import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipelines.curate import encode_png
 from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic, write_table
-from pipelines.upscalers import Upscaler
+from pipelines.upscalers import Upscaler, timed_upscale
 from schemas.bench import CANDIDATES, CandidateRec
 
 CANDIDATES_VERSION = "candidates/1"
@@ -106,22 +104,14 @@ def run_unit(ws: Workspace, lr_set: str, unit: CandUnit, model: Upscaler, items:
     rows = []
     for key in unit.keys:
         lr = items[key].load()
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        sr = model.upscale(lr)
-        seconds = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        want = (lr.shape[0] * model.scale, lr.shape[1] * model.scale, 3)
-        if sr.shape != want or sr.dtype != np.uint8:
-            raise ValueError(f"{model.name} returned {sr.shape} {sr.dtype} for LR {key} {lr.shape}; expected {want}")
+        sr, seconds, peak_mb = timed_upscale(model, lr)
         png = encode_png(sr, 3)
         sha = hashlib.sha256(png).hexdigest()
         rel = f"images/{sha[:2]}/{sha}.png"
         if not (ws.root / rel).exists():
             write_bytes_atomic(ws.root / rel, png)
         rows.append(CandidateRec(lr_set, key, model.name, model.version, rel, sha, sr.shape[1], sr.shape[0], seconds,
-                                 peak / 2**20, unit.name))  # fmt: skip
+                                 peak_mb, unit.name))  # fmt: skip
     write_table(ws.part("candidates", unit.name), rows, CANDIDATES)
     write_json_atomic(ws.marker(f"cand-{unit.name}"), {"unit": unit.name, "images": len(rows)})
     return len(rows)

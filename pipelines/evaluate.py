@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import pyarrow.parquet as pq
 from pipelines import metrics
 from pipelines.crop import choose_crops
 from pipelines.storage import Workspace, write_bytes_atomic, write_table
-from pipelines.upscalers import Upscaler
+from pipelines.upscalers import Upscaler, timed_upscale
 from schemas.bench import BENCH_RESULTS, ResultRow
 
 EVAL_VERSION = "eval/1"
@@ -98,16 +96,7 @@ def evaluate(
 
 
 def _measure(m: Upscaler, lr, hr, item, bench, kind, run, stride, scale) -> tuple[ResultRow, np.ndarray]:
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    t0 = time.perf_counter()
-    sr = m.upscale(lr)
-    seconds = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    want = (lr.shape[0] * scale, lr.shape[1] * scale, 3)
-    if sr.shape != want or sr.dtype != np.uint8:
-        raise ValueError(f"{m.name} returned {sr.shape} {sr.dtype} for LR {lr.shape}; expected {want} uint8")
+    sr, seconds, peak_mb = timed_upscale(m, lr)
     psnr = ssim = None
     if hr is not None:
         psnr, ssim = metrics.psnr_y(sr, hr, scale), metrics.ssim_y(sr, hr, scale)
@@ -116,7 +105,7 @@ def _measure(m: Upscaler, lr, hr, item, bench, kind, run, stride, scale) -> tupl
     per = metrics.periodicity(sr, stride=stride)
     row = ResultRow(
         bench, kind, item["key"], m.name, m.version, scale, psnr, ssim, None, None, nr.get("sharpness"),
-        nr.get("hf_energy"), per.peak, per.stride_mean, per.stride_peak, seconds, peak / 2**20, run,
+        nr.get("hf_energy"), per.peak, per.stride_mean, per.stride_peak, seconds, peak_mb, run,
     )  # fmt: skip
     return row, sr
 

@@ -19,6 +19,8 @@ Weights never download: a missing file is a ``FileNotFoundError`` naming the pat
 
 from __future__ import annotations
 
+import time
+import tracemalloc
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -49,6 +51,23 @@ class Interpolation:
     def upscale(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         return cv2.resize(image, (w * self.scale, h * self.scale), interpolation=self.flag)
+
+
+def timed_upscale(model: Upscaler, lr: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(SR image, wall seconds, peak MiB) of one ``upscale`` call, with the output checked to be exactly
+    (H*scale, W*scale, 3) uint8. Peak memory is tracemalloc's: Python/numpy-visible allocations, not the internal
+    buffers of ncnn or torch."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    t0 = time.perf_counter()
+    sr = model.upscale(lr)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    want = (lr.shape[0] * model.scale, lr.shape[1] * model.scale, 3)
+    if sr.shape != want or sr.dtype != np.uint8:
+        raise ValueError(f"{model.name} returned {sr.shape} {sr.dtype} for LR {lr.shape}; expected {want} uint8")
+    return sr, seconds, peak / 2**20
 
 
 _INTERPOLATIONS = {
