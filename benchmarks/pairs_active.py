@@ -96,13 +96,14 @@ def _active_batch(world: World, cands: list, asked: set, est: dict | None, n: in
     return out
 
 
-def run(world: World, method: str, args: argparse.Namespace, seed: int) -> list[tuple[int, float]]:
-    """(comparisons so far, tau) after every batch."""
+def run(world: World, method: str, args: argparse.Namespace, seed: int) -> tuple[int | None, int | None]:
+    """Comparisons at which tau >= args.tau was first reached, and at which it was reached and then held for
+    ``args.hold`` consecutive checks (None = not within the budget)."""
     cands = [Candidate(lr, m, "v1", f"{lr}/{m}.png") for lr in world.lrs for m in world.models]
     rng_sel, rng_ans = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
     asked: set = set()
     comps: list[tuple[str, str]] = []
-    est, curve = None, []
+    est, first, streak_start, streak = None, None, None, 0
     active = method != "random"
     while len(comps) < args.budget:
         if active:
@@ -114,32 +115,37 @@ def run(world: World, method: str, args: argparse.Namespace, seed: int) -> list[
             comps.append((world.models[a], world.models[b]) if win else (world.models[b], world.models[a]))
         boot = args.bootstrap if active else 0
         est = fit_bradley_terry(comps, world.models, bootstrap=boot, seed=len(comps), alpha=args.alpha)
-        tau = kendalltau([est[m][0] for m in world.models], world.quality).statistic
-        curve.append((len(comps), float(tau)))
-        if tau >= args.tau and not args.settle:
-            break
-    return curve
+        ok = kendalltau([est[m][0] for m in world.models], world.quality).statistic >= args.tau
+        first = first or (len(comps) if ok else None)
+        streak_start, streak = (streak_start or len(comps), streak + 1) if ok else (None, 0)
+        if streak >= args.hold:
+            return first, streak_start
+    return first, None
 
 
-def first_and_settled(curve: list[tuple[int, float]], tau: float, budget: int) -> tuple[int, int]:
-    first = next((n for n, t in curve if t >= tau), budget)
-    settled = budget
-    for k in range(len(curve) - 1, -1, -1):
-        if curve[k][1] < tau:
-            break
-        settled = curve[k][0]
-    return first, settled
+def summarise(values: list[int | None], budget: int) -> tuple[float, float, str]:
+    """Mean and median with runs that never got there counted as the budget (a lower bound on their cost)."""
+    x = [budget if v is None else v for v in values]
+    censored = sum(v is None for v in values)
+    note = f"   ({censored} not within {budget}: counted as {budget})" if censored else ""
+    return statistics.mean(x), statistics.median(x), note
 
 
-def summarise(name: str, values: list[int], budget: int) -> str:
-    censored = sum(v >= budget for v in values)
-    c = f", {censored} censored at {budget}" if censored else ""
-    return f"mean {statistics.mean(values):7.1f}  median {statistics.median(values):6.0f}{c}"
+def report(title: str, results: dict[str, list[int | None]], budget: int) -> None:
+    print(f"\n{title}")
+    stats = {m: summarise(v, budget) for m, v in results.items()}
+    for m, (mean, median, note) in stats.items():
+        print(f"  {m:18s} mean {mean:7.1f}   median {median:6.0f}{note}")
+    base_mean, base_median, _ = stats["random"]
+    for m, (mean, median, _) in stats.items():
+        if m != "random":
+            print(f"  ratio {m} / random: {mean / base_mean:.2f} (means)   {median / base_median:.2f} (medians)")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--seeds", type=int, default=12)
+    ap.add_argument("--seeds", type=int, default=40)
+    ap.add_argument("--seed0", type=int, default=0, help="first seed (worlds are seeds seed0 .. seed0+seeds-1)")
     ap.add_argument("--models", type=int, default=8)
     ap.add_argument("--lrs", type=int, default=300)
     ap.add_argument("--batch", type=int, default=20)
@@ -147,41 +153,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--noise", type=float, default=0.1)
     ap.add_argument("--lr-sigma", type=float, default=0.3)
     ap.add_argument("--bootstrap", type=int, default=100)
-    ap.add_argument("--tau", type=float, default=0.9)
     ap.add_argument("--alpha", type=float, default=BT_ALPHA, help="fit_bradley_terry's regularisation")
-    ap.add_argument("--acquisition", nargs="+", default=["misorder"], choices=["misorder", "variance"])
-    ap.add_argument("--settle", action="store_true", help="run to the budget and report 'settled' too")
+    ap.add_argument("--tau", type=float, default=0.9)
+    ap.add_argument("--hold", type=int, default=5, help="checks (batches) tau must stay >= --tau for 'held'")
+    ap.add_argument("--acquisition", nargs="+", default=["order"], choices=["order", "variance", "kendall"])
     args = ap.parse_args(argv)
     methods = ["random"] + [f"active-{a}" for a in args.acquisition]
-    first: dict[str, list[int]] = {m: [] for m in methods}
-    settled: dict[str, list[int]] = {m: [] for m in methods}
+    first: dict[str, list[int | None]] = {m: [] for m in methods}
+    held: dict[str, list[int | None]] = {m: [] for m in methods}
     t0 = time.perf_counter()
+    last = args.seed0 + args.seeds - 1
     print(f"{args.models} models, {args.lrs} LRs, batch {args.batch}, noise {args.noise}, lr-sigma {args.lr_sigma}, "
-          f"tau >= {args.tau}, {args.seeds} seeds, budget {args.budget}")  # fmt: skip
-    for seed in range(args.seeds):
+          f"alpha {args.alpha}, tau >= {args.tau} (held {args.hold} checks), seeds {args.seed0}..{last}, "
+          f"budget {args.budget}")  # fmt: skip
+    for seed in range(args.seed0, args.seed0 + args.seeds):
         world = make_world(seed, args.models, args.lrs, args.lr_sigma, args.noise)
         row = []
         for m in methods:
-            f, s = first_and_settled(run(world, m, args, seed), args.tau, args.budget)
+            f, h = run(world, m, args, seed)
             first[m].append(f)
-            settled[m].append(s)
-            row.append(f"{m} {f:5d}" + (f" / {s:5d}" if args.settle else ""))
-        gaps = np.diff(np.sort(world.quality))
-        print(f"seed {seed:3d}  min gap {gaps.min():.3f}  " + "   ".join(row), flush=True)
-    print(f"\ncomparisons to first reach tau >= {args.tau}:")
-    for m in methods:
-        print(f"  {m:18s} {summarise(m, first[m], args.budget)}")
-    base = statistics.mean(first["random"])
-    for m in methods[1:]:
-        print(f"  ratio {m} / random (means): {statistics.mean(first[m]) / base:.2f}   (medians: "
-              f"{statistics.median(first[m]) / statistics.median(first['random']):.2f})")  # fmt: skip
-    if args.settle:
-        print(f"\ncomparisons after which tau stays >= {args.tau} (to the budget):")
-        for m in methods:
-            print(f"  {m:18s} {summarise(m, settled[m], args.budget)}")
-        for m in methods[1:]:
-            ratio = statistics.mean(settled[m]) / statistics.mean(settled["random"])
-            print(f"  ratio {m} / random (means): {ratio:.2f}")
+            held[m].append(h)
+            row.append(f"{m} {f or '-':>5} / {h or '-':>5}")
+        gaps = np.sort(np.diff(np.sort(world.quality)))
+        print(
+            f"seed {seed:3d}  two smallest gaps {gaps[0]:.2f} {gaps[1]:.2f}   first / held:  " + "   ".join(row),
+            flush=True,
+        )
+    report(f"comparisons until tau >= {args.tau} is first reached:", first, args.budget)
+    report(f"comparisons until tau >= {args.tau} is reached and held for {args.hold} checks:", held, args.budget)
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -45,24 +45,34 @@ Strategies (``target`` = number of pairs; no pair of a candidate with itself, no
     reward-model scores with uncertainty on that scale. First *how many* comparisons each model pair gets, greedily
     one at a time, then *which LRs*, by the same flow as ``balanced`` with the pair counts fixed (so LRs stay spread
     within one of each other: the per-LR cap that keeps a batch diverse). A model pair's score, with d = mu_a - mu_b,
-    v = var_a + var_b, p = sigmoid(d), ``acquisition=``:
+    v = var(theta_a - theta_b), p = sigmoid(d), Phi the normal CDF, ``acquisition=``:
 
-    - ``"variance"``: p (1 - p) v: the Fisher information of one outcome times the prior variance of the difference,
-      i.e. (monotonically) the expected information gain about d under a Laplace approximation, 1/2 log(1 + p(1-p)v)
-      (uncertainty sampling for Bradley–Terry; Houlsby et al. 2011 "BALD"; Chen et al. 2013, "Pairwise ranking
-      aggregation in a crowdsourced setting", WSDM, choose pairs by expected information gain on the BT posterior).
-    - ``"misorder"`` (default): the expected drop in the probability that the pair is ranked the wrong way round,
-      Phi(-|d| / sqrt(v)) - Phi(-|d| / sqrt(v')), v' = 1 / (1/v + p(1-p)) (one more outcome's Fisher information),
-      after Chen et al.'s "expected reduction in ranking error". It spends comparisons on pairs that are neighbours
-      in the current ranking and not yet resolved — what Kendall tau counts — and none on pairs that are already
-      clear (far apart) or hopeless (v tiny); ``benchmarks/pairs_active.py`` measures both.
+    - ``"variance"``: p (1 - p) v: the Fisher information of one outcome times the variance of the difference, i.e.
+      (monotonically) the expected information gain about d under a Laplace approximation, 1/2 log(1 + p(1-p) v):
+      uncertainty sampling for Bradley–Terry (Houlsby et al. 2011, "BALD"; Chen et al. 2013, "Pairwise ranking
+      aggregation in a crowdsourced setting", WSDM: pairs chosen by expected information gain on the BT posterior).
+    - ``"order"`` (default): p (1 - p) v * 2 Phi(-|d| / sqrt(v)): the same information, weighted by how likely the
+      pair's current order is wrong (1 when it is a coin toss, -> 0 once settled). Kendall tau counts wrongly ordered
+      pairs, so this spends comparisons on neighbours in the current ranking that are not yet resolved, and none on
+      pairs that are merely uncertain in scale but clear in order.
+    - ``"kendall"``: the expected drop in the expected number of wrongly ordered pairs, sum_q Phi(-|d_q|/sqrt(v_q))
+      - Phi(-|d_q|/sqrt(v_q')), after one more outcome of the pair (v' from the Kalman update below), the lookahead
+      form of Chen et al.'s "expected reduction in ranking error".
 
-    Batch selection is greedy with a "believer" update: after choosing a pair, both models' precisions
-    (1/var) grow by p(1-p) as if the answer were in, so later picks in the same batch see the reduced uncertainty
-    (diagonal Laplace approximation). Models missing from ``estimates`` get the mean of the known means and a std of
-    ``max(1, largest known std)``; stds are capped at ``MAX_STD`` (inf = never compared). ``score`` records the
-    greedy score at the time of each pick. Without ``estimates`` (a cold start) ``active`` builds a balanced set
-    (``score`` null, ``report["cold_start"]``).
+    ``benchmarks/pairs_active.py`` compares them (simulated annotators; see its doc for the numbers): ``order`` needs
+    about BENCH_ORDER of random selection's comparisons to rank 8 models right.
+
+    The variance of a difference needs the covariance: var(theta_a - theta_b) = C_aa + C_bb - 2 C_ab. A
+    ``BTEstimates`` (what ``fit_bradley_terry`` returns) carries the bootstrap covariance; a plain dict gives
+    std_a^2 + std_b^2, which overstates it for models compared mostly with each other (their difference is known well
+    before their place on the scale is) — with that diagonal approximation active selection kept comparing the same
+    pair and lost to random in the benchmark. Batch selection is greedy with a "believer" update: after choosing a
+    pair, the covariance is updated as if its answer were in (one outcome's Fisher information p(1-p) on
+    x = e_a - e_b: C -= p(1-p) C x x^T C / (1 + p(1-p) x^T C x), the Kalman/Laplace update), so later picks in the
+    batch see the reduced uncertainty. Models missing from ``estimates`` get the mean of the known means and std
+    ``max(1, largest known std)``; stds are capped at ``MAX_STD`` (inf = never compared). ``score`` is the greedy
+    score at the pick. Without ``estimates`` (a cold start) ``active`` builds a balanced set (``score`` null,
+    ``report["cold_start"]``).
 
 Sides
     ``left`` says which candidate is shown on the left. The model pairs in seeded order, each one's chosen cells in
@@ -76,11 +86,16 @@ same arguments, same seed -> the same pairs and sides (input order does not matt
 Bradley–Terry
     ``fit_bradley_terry`` maximises the BT likelihood P(i beats j) = sigmoid(theta_i - theta_j) with
     ``choix.ilsr_pairwise`` (iterative Luce spectral ranking, Maystre & Grossglauser 2015), regularised with
-    ``alpha`` (choix adds alpha to every transition rate of the LSR Markov chain: a model with no wins, or a set of
-    models never compared with the rest, still gets a finite, unique estimate). theta is centred (mean 0). The std
-    is the nonparametric bootstrap (Efron 1979): resample the comparisons with replacement ``bootstrap`` times and
-    refit each; the refits run the same ILSR iteration, vectorised over the replicates on count matrices (tests check
-    it equals choix on the same data). A model in no comparison gets std = inf.
+    ``alpha``: choix adds alpha to every transition rate of the LSR Markov chain, which amounts to alpha (w_i + w_j)
+    virtual wins each way for every pair (w the strengths, mean 1): about 2 alpha = 0.6 at the default 0.3, i.e. a
+    virtual tie or so per model pair. It keeps a model with no wins (or a group never compared with the rest) finite
+    and early fits modest, and is negligible once pairs have tens of comparisons (alpha 0.01 let early fits blow
+    gaps up to 3-5 logits, which then looked settled to active selection; 0.1 and 1.0 were worse than 0.3 in the
+    benchmark). theta is centred (mean 0). The std is the nonparametric bootstrap (Efron 1979): resample the
+    comparisons with replacement ``bootstrap`` times and refit each; the refits run choix's ILSR iteration,
+    vectorised over the replicates on count matrices (a test checks it equals choix on the same data). The result
+    is a dict ``{model: (theta, std)}`` that also carries the bootstrap covariance (``BTEstimates``). A model in no
+    comparison gets std = inf.
 """
 
 from __future__ import annotations
@@ -107,11 +122,11 @@ PAIRS_VERSION = "pairs/1"
 PAIRS_SCHEMA_VERSION = 1
 THUMB_SIDE = 64
 MIN_DISTANCE = 1e-3
-BT_ALPHA = 0.01
+BT_ALPHA = 0.3
 MAX_STD = 10.0
 
 Strategy = Literal["balanced", "all", "active"]
-Acquisition = Literal["kendall", "misorder", "variance"]
+Acquisition = Literal["order", "variance", "kendall"]
 
 
 @dataclass(slots=True)
@@ -177,11 +192,11 @@ def thumbnail(src: np.ndarray | str | Path, side: int = THUMB_SIDE) -> np.ndarra
         img = np.asarray(src)
         if img.shape == (side, side) and img.dtype.kind == "f":
             return img.astype(np.float32, copy=False)
-        if img.dtype.kind == "f" or img.dtype == np.float16:
-            img = img.astype(np.float32)
+        if img.dtype.kind == "f":
+            img = img.astype(np.float32)  # OpenCV's colour conversion and resize want float32
         if img.ndim == 3:
             img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)
-    scale = float(np.iinfo(img.dtype).max) if img.dtype.kind in "ui" else 1.0
+    scale = float(np.iinfo(img.dtype).max) if img.dtype.kind == "u" else 1.0  # uint8 / 255, uint16 / 65535
     small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
     return small.astype(np.float32) / np.float32(scale)
 
@@ -414,7 +429,7 @@ def _prior(grid: _Grid, estimates: Mapping[str, tuple[float, float]]) -> tuple[n
 
 
 def acquisition_scores(
-    mu: np.ndarray, cov: np.ndarray, pairs: Sequence[tuple[int, int]], kind: Acquisition = "kendall"
+    mu: np.ndarray, cov: np.ndarray, pairs: Sequence[tuple[int, int]], kind: Acquisition = "order"
 ) -> np.ndarray:
     """Informativeness of one more comparison of each model pair, given means ``mu`` and covariance ``cov`` of the
     models' BT parameters (formulas in the module doc)."""
@@ -428,14 +443,12 @@ def acquisition_scores(
     info = p * (1 - p)
     if kind == "variance":
         return info * v
-    # after one outcome of pair k (Fisher information info_k, Kalman/Laplace update), var(d_q) drops to:
-    v_after = np.maximum(v[:, None] - info[None, :] * u**2 / (1 + info[None, :] * v[None, :]), 1e-12)
-    drop = ndtr(-np.abs(d) / np.sqrt(v))[:, None] - ndtr(-np.abs(d)[:, None] / np.sqrt(v_after))
-    if kind == "misorder":
-        return np.diag(drop).copy()
-    if kind == "kendall":
-        return drop.sum(axis=0)
-    raise ValueError(f"unknown acquisition {kind!r}: kendall, misorder or variance")
+    if kind == "order":
+        return info * v * 2 * ndtr(-np.abs(d) / np.sqrt(v))
+    if kind == "kendall":  # after one outcome of pair k (Fisher information info_k; Kalman update) var(d_q) drops to:
+        v_after = np.maximum(v[:, None] - info[None, :] * u**2 / (1 + info[None, :] * v[None, :]), 1e-12)
+        return (ndtr(-np.abs(d) / np.sqrt(v))[:, None] - ndtr(-np.abs(d)[:, None] / np.sqrt(v_after))).sum(axis=0)
+    raise ValueError(f"unknown acquisition {kind!r}: order, variance or kendall")
 
 
 def _active_counts(
@@ -518,7 +531,7 @@ def build_pairs(
     min_distance: float = MIN_DISTANCE,
     estimates: Mapping[str, tuple[float, float]] | None = None,
     *,
-    acquisition: Acquisition = "kendall",
+    acquisition: Acquisition = "order",
     exclude: Iterable[str | tuple[str, str, str]] = (),
     root: str | Path | None = None,
 ) -> tuple[list[PairRec], dict[str, Any]]:

@@ -79,6 +79,16 @@ def test_balanced_with_thumbnails_at_scale_is_fast():
     assert all(p.distance is not None and p.distance > 0.1 for p in pairs)
 
 
+def test_when_lrs_cannot_be_even_pairs_stay_balanced_and_the_report_says_so():
+    """m0 has an output for lr0000 only, so two of the three model pairs exist on lr0000 alone: with 3 pairs (one per
+    model pair) lr0000 must take two, beyond the LR band of 0..1 (3 pairs over 4 LRs)."""
+    cands = [c for c in grid(4, 3) if c.model != "m0" or c.lr_key == "lr0000"]
+    pairs, rep = build_pairs(cands, 3, min_distance=0)
+    check_valid(pairs)
+    assert set(rep["per_model_pair"].values()) == {1}
+    assert rep["per_lr"]["lr0000"] == 2 and rep["lr_band_widened_by"] == 1
+
+
 def identical_models(n_lr: int = 6, n_models: int = 4) -> list[Candidate]:
     """m0 and m1 produce identical outputs on every LR."""
     cands = grid(n_lr, n_models, thumbs=True)
@@ -219,7 +229,7 @@ def test_table_matches_schema():
 def test_active_prefers_close_uncertain_models():
     est = {"A": (0.0, 1.0), "B": (0.1, 1.0), "C": (5.0, 1.0)}
     cands = [Candidate(f"lr{k}", m, "1", f"{k}{m}.png") for k in range(20) for m in "ABC"]
-    for acquisition in ("kendall", "misorder", "variance"):
+    for acquisition in ("order", "variance", "kendall"):
         (one,), _ = build_pairs(cands, 1, "active", estimates=est, min_distance=0, acquisition=acquisition)
         assert (one.model_a, one.model_b) == ("A", "B") and one.score > 0
         pairs, rep = build_pairs(cands, 12, "active", estimates=est, min_distance=0, acquisition=acquisition)
@@ -241,7 +251,7 @@ def test_active_uses_the_covariance_of_differences():
     plain = {m: (mean[m], float(np.sqrt(cov[k, k]))) for k, m in enumerate(names)}
     full = BTEstimates(plain, names, cov)
     cands = [Candidate("x", m, "1", f"{m}.png") for m in names]
-    for acquisition in ("kendall", "misorder", "variance"):
+    for acquisition in ("order", "variance", "kendall"):
         (p,), _ = build_pairs(cands, 1, "active", estimates=plain, min_distance=0, acquisition=acquisition)
         assert (p.model_a, p.model_b) == ("A", "B")
         (p,), _ = build_pairs(cands, 1, "active", estimates=full, min_distance=0, acquisition=acquisition)
