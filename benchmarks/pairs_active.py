@@ -107,14 +107,15 @@ def run(world: World, method: str, args: argparse.Namespace, seed: int) -> tuple
     active = method != "random"
     while len(comps) < args.budget:
         if active:
-            batch = _active_batch(world, cands, asked, est, args.batch, seed + len(comps), method.split("-", 1)[1])
+            acq = method.split("-")[1]
+            batch = _active_batch(world, cands, asked, est, args.batch, seed + len(comps), acq)
         else:
             batch = _random_batch(world, asked, args.batch, rng_sel)
         for lr, a, b in batch:
             win = world.answer(lr, a, b, rng_ans)
             comps.append((world.models[a], world.models[b]) if win else (world.models[b], world.models[a]))
-        boot = args.bootstrap if active else 0
-        est = fit_bradley_terry(comps, world.models, bootstrap=boot, seed=len(comps), alpha=args.alpha)
+        boot, unc = (args.bootstrap, method.rsplit("-", 1)[1]) if active else (0, "bootstrap")
+        est = fit_bradley_terry(comps, world.models, boot, seed=len(comps), alpha=args.alpha, uncertainty=unc)
         ok = kendalltau([est[m][0] for m in world.models], world.quality).statistic >= args.tau
         first = first or (len(comps) if ok else None)
         streak_start, streak = (streak_start or len(comps), streak + 1) if ok else (None, 0)
@@ -135,7 +136,7 @@ def report(title: str, results: dict[str, list[int | None]], budget: int) -> Non
     print(f"\n{title}")
     stats = {m: summarise(v, budget) for m, v in results.items()}
     for m, (mean, median, note) in stats.items():
-        print(f"  {m:18s} mean {mean:7.1f}   median {median:6.0f}{note}")
+        print(f"  {m:24s} mean {mean:7.1f}   median {median:6.0f}{note}")
     base_mean, base_median, _ = stats["random"]
     for m, (mean, median, _) in stats.items():
         if m != "random":
@@ -157,8 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tau", type=float, default=0.9)
     ap.add_argument("--hold", type=int, default=5, help="checks (batches) tau must stay >= --tau for 'held'")
     ap.add_argument("--acquisition", nargs="+", default=["order"], choices=["order", "variance", "kendall"])
+    ap.add_argument("--uncertainty", nargs="+", default=["bootstrap", "laplace"], choices=["bootstrap", "laplace"])
     args = ap.parse_args(argv)
-    methods = ["random"] + [f"active-{a}" for a in args.acquisition]
+    methods = ["random"] + [f"active-{a}-{u}" for a in args.acquisition for u in args.uncertainty]
     first: dict[str, list[int | None]] = {m: [] for m in methods}
     held: dict[str, list[int | None]] = {m: [] for m in methods}
     t0 = time.perf_counter()

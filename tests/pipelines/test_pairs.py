@@ -307,6 +307,12 @@ def test_bradley_terry_std_shrinks_with_more_data():
     s_large = np.mean([large[m][1] for m in models])
     assert s_large < 0.5 * s_small  # ~1/sqrt(10)
     assert fit_bradley_terry(simulate(theta, 200, seed=2), models, bootstrap=200, seed=0) == small  # seeded
+    # the Laplace approximation: same point estimate, a std of the same size as the bootstrap's
+    lap = fit_bradley_terry(simulate(theta, 2000, seed=2), models, uncertainty="laplace")
+    assert all(lap[m][0] == large[m][0] for m in models)
+    ratio = np.array([lap[m][1] / large[m][1] for m in models])
+    assert np.all((ratio > 0.7) & (ratio < 1.4))
+    np.testing.assert_allclose(lap.covariance.sum(axis=0), 0.0, atol=1e-12)  # centred, like theta
 
 
 def test_bradley_terry_edge_cases():
