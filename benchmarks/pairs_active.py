@@ -148,11 +148,12 @@ def run(world: World, method: str, args: argparse.Namespace, seed: int) -> tuple
     est, first, streak_start, streak = None, None, None, 0
     active = method != "random"
     while len(comps) < args.budget:
+        n = min(args.batch, args.budget - len(comps))
         if active:
             acq = method.split("-")[1]
-            batch = _active_batch(world, cands, asked, est, args.batch, seed + len(comps), acq)
+            batch = _active_batch(world, cands, asked, est, n, seed + len(comps), acq)
         else:
-            batch = _random_batch(world, asked, args.batch, rng_sel)
+            batch = _random_batch(world, asked, n, rng_sel)
         for lr, a, b in batch:
             win = world.answer(lr, a, b, rng_ans)
             comps.append((world.models[a], world.models[b]) if win else (world.models[b], world.models[a]))
@@ -202,6 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--acquisition", nargs="+", default=["order"], choices=["order", "variance", "kendall"])
     ap.add_argument("--uncertainty", nargs="+", default=["bootstrap", "laplace"], choices=["bootstrap", "laplace"])
     args = ap.parse_args(argv)
+    cells = args.lrs * args.models * (args.models - 1) // 2
+    if args.budget > cells:
+        print(f"budget {args.budget} > {cells} distinct (LR, model pair) cells: budget lowered to {cells}")
+        args.budget = cells
     methods = ["random"] + [f"active-{a}-{u}" for a in args.acquisition for u in args.uncertainty]
     first: dict[str, list[int | None]] = {m: [] for m in methods}
     held: dict[str, list[int | None]] = {m: [] for m in methods}
