@@ -425,5 +425,10 @@ def _report_and_hint(ws: Path) -> None:
     console.print(f'next: sr4k sql -w {ws} "select stage, reason, count(*) from rejects group by all order by 3 desc"')
 
 
+from flows import label_cli, release_cli, reward_cli, sr_cli  # noqa: E402  (they register onto ``app``)
+
+for _module in (label_cli, release_cli, reward_cli, sr_cli):
+    _module.register(app)
+
 if __name__ == "__main__":
     app()

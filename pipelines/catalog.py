@@ -12,7 +12,10 @@ from pathlib import Path
 
 import duckdb
 
-from schemas.records import TABLES
+from schemas import bench, labels
+from schemas.records import TABLES as _RECORD_TABLES
+
+TABLES = _RECORD_TABLES | bench.TABLES | labels.TABLES
 
 
 def connect(root: str | Path) -> duckdb.DuckDBPyConnection:

@@ -2,13 +2,13 @@ import dataclasses
 
 import pytest
 
-from schemas import bench
+from schemas import bench, labels
 from schemas.records import SCHEMA_VERSION, SHARD_INDEX, TABLES, Rejection, RejectRec, to_table
 
 
-@pytest.mark.parametrize("name", sorted(TABLES | bench.TABLES))
+@pytest.mark.parametrize("name", sorted(TABLES | bench.TABLES | labels.TABLES))
 def test_dataclass_fields_match_the_table_schema(name):
-    rec_type, schema = (TABLES | bench.TABLES)[name]
+    rec_type, schema = (TABLES | bench.TABLES | labels.TABLES)[name]
     assert [f.name for f in dataclasses.fields(rec_type)] == schema.names
     assert schema.metadata[b"schema_version"] == str(SCHEMA_VERSION).encode()
     assert "schema_version" in schema.names
