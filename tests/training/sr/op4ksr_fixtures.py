@@ -1,0 +1,36 @@
+"""Shared fixtures of the OP4KSR tests: a tiny backbone (built once per session) and curated-style shards.
+
+The shards are written with ``pipelines.shards.ShardWriter`` (the writer ``sr4k curate`` uses), one sample =
+``<key>.hr.png`` + ``<key>.lr.png`` + ``<key>.json``, LR = area-downscaled HR.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from imagefixtures import natural_image
+
+from pipelines.curate import encode_png
+from pipelines.shards import ShardWriter
+
+
+def write_pairs_shards(out: Path, n: int = 4, hr: int = 128, scale: int = 4, seed: int = 0) -> Path:
+    """``n`` (HR, LR) samples of natural-looking images in ``out`` (2 shards); returns the shard folder."""
+    writer = ShardWriter(out, split="train", max_count=max(1, n // 2))
+    for i in range(n):
+        img = natural_image(hr, hr, seed + i)
+        lr = cv2.resize(img, (hr // scale, hr // scale), interpolation=cv2.INTER_AREA)
+        meta = json.dumps({"key": f"s{i:03d}", "scale": scale}).encode()
+        writer.write(f"s{i:03d}", {"hr.png": encode_png(img, 1), "lr.png": encode_png(lr, 1), "json": meta})
+    writer.finish("tiny")
+    return out
+
+
+def natural(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return natural_image(h, w, seed)

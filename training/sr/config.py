@@ -1,0 +1,179 @@
+"""The one typed config of ``sr4k train-sr`` (both stages) and of an OP4KSR checkpoint.
+
+YAML file (``--config sr.yaml``) + CLI overrides, validated at start: an invalid combination fails with a message
+that names the rule and the fix. The model part (:class:`ModelConfig`) is saved into every checkpoint
+(``op4ksr.json``), so ``OP4KSR.from_checkpoint`` rebuilds exactly the model that was trained, RFR included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TOKEN_STRIDE = 32  # px per token per axis: F16 VAE x 2x2 packing (same constant as pipelines.curate.TOKEN_STRIDE)
+
+
+class RFRConfig(BaseModel):
+    """RoPE base-frequency rescaling (training.sr.rfr has the derivation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["none", "ntk", "pi", "yarn"] = Field(
+        "ntk", description="none | ntk (theta' = theta s^(d/(d-2))) | pi (positions / s) | yarn (per-band ramp)"
+    )
+    pretrain_grid: int = Field(64, ge=1, description="token-grid side the backbone was pre-trained on (Flux: 64)")
+    target_grid: int = Field(128, ge=1, description="token-grid side at the working resolution (4096 px / 32 = 128)")
+    base_theta: float = Field(10000.0, gt=0, description="the backbone's RoPE base (Flux: 10000)")
+    beta_fast: float = Field(32.0, gt=0, description="yarn: bands with more periods than this over the trained grid")
+    beta_slow: float = Field(1.0, gt=0, description="yarn: bands with fewer periods than this are interpolated")
+
+    @property
+    def scale(self) -> float:
+        return self.target_grid / self.pretrain_grid
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(16, ge=1, description="LoRA rank")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj",
+                                 "to_add_out", "proj_mlp", "proj_out"],
+        description="transformer module names that get LoRA (peft target_modules)",
+    )  # fmt: skip
+
+
+class ModelConfig(BaseModel):
+    """What defines an OP4KSR model; saved with every checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transformer: str = Field(..., description="local diffusers FluxTransformer2DModel folder (save_pretrained)")
+    vae: str = Field(..., description="local diffusers AutoencoderKL folder with 16x compression (5 levels)")
+    text_embeds: str | None = Field(
+        None,
+        description="safetensors with 'prompt_embeds' [T, D] and 'pooled_prompt_embeds' [P] (the fixed cached "
+        "conditioning); default: <transformer>/text_embeds.safetensors, else zeros",
+    )
+    scale: int = Field(4, ge=1, description="SR factor")
+    timestep: float = Field(0.5, gt=0, le=1, description="the fixed flow time t of the one step (x0 = x_t - t v)")
+    guidance: float = Field(1.0, description="guidance-embedding value (Flux-dev is guidance-distilled)")
+    rfr: RFRConfig = Field(default_factory=RFRConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    vae_tiling: bool = Field(False, description="explicit fallback: VAE tiled encode/decode (not patch-free)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="inference/training dtype")
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shards: list[str] = Field(default_factory=list, description="curated shard tars, or folders with manifest.json")
+    crop: int = Field(512, ge=TOKEN_STRIDE, description="HR training crop side (px, multiple of 32 and of scale)")
+    batch_size: int = Field(1, ge=1, description="samples per step per process")
+    shuffle_buffer: int = Field(64, ge=1, description="sample shuffle buffer")
+
+
+class LossConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    latent_l2: float = Field(1.0, ge=0, description="weight of L2 between predicted and encoded HR latents")
+    pixel_l2: float = Field(1.0, ge=0, description="weight of pixel L2 after decoding")
+    lpips: float = Field(0.0, ge=0, description="weight of LPIPS (needs lpips_weights and the lpips package)")
+    lpips_weights: str | None = Field(None, description="folder with LPIPS v0.1 heads + backbone (no download)")
+    ap: float = Field(0.1, ge=0, description="weight lambda of L_AP (0 = off)")
+    ap_tau: float = Field(0.0, ge=0, description="L_AP margin tau")
+    ap_stride_weight: float = Field(4.0, ge=0, description="extra L_AP weight at token/VAE-stride lattice lags")
+    ap_lines_only: bool = Field(True, description="L_AP on the periodic (line-spectrum) part, as the metric")
+
+
+class GRPOConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group_size: int = Field(4, ge=2, description="G samples per LR")
+    sigma: float = Field(0.05, gt=0, description="std of the Gaussian policy on the output latent")
+    sigma_in: float = Field(0.1, ge=0, description="std of the noise injected into the one-step input latent")
+    clip: float = Field(0.2, gt=0, description="PPO clip epsilon on the ratio")
+    beta_kl: float = Field(0.01, ge=0, description="weight of KL(pi_theta || pi_ref), pi_ref = the stage-1 model")
+    inner_steps: int = Field(1, ge=1, description="policy updates per batch of samples")
+    fidelity: float = Field(0.0, ge=0, description="weight of the LR-fidelity reward term added to the reward")
+    guard_window: int = Field(20, ge=2, description="steps per early-stop comparison window")
+    guard_psnr_drop: float = Field(1.0, ge=0, description="early stop: LR-consistency PSNR drop (dB) vs the start")
+    guard_periodicity: float = Field(0.004, ge=0, description="early stop: mean periodicity peak above this")
+
+
+class TrainConfig(BaseModel):
+    """Everything ``sr4k train-sr`` reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
+    stage: Literal["supervised", "grpo"] = Field("supervised", description="supervised (stage 1) | grpo (stage 2)")
+    init_from: str | None = Field(None, description="stage-1 checkpoint to start from (stage 2: also pi_ref)")
+    reward: str | None = Field(None, description="RefReward checkpoint (stage 2); none = fidelity reward only")
+    out: str = Field("sr4k-data/models/op4ksr", description="output folder of checkpoints")
+    steps: int = Field(1000, ge=1, description="optimizer steps")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="max grad norm")
+    save_every: int = Field(500, ge=1, description="checkpoint every N steps (and at the end)")
+    log_every: int = Field(10, ge=1, description="log every N steps")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+    seed: int = Field(0, description="seed of data order, crops and noise")
+    resume: bool = Field(True, description="continue from the latest checkpoint in out/ if there is one")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        s, c = self.model.scale, self.data.crop
+        if c % TOKEN_STRIDE or c % s:
+            good = max(TOKEN_STRIDE * s, c - c % (TOKEN_STRIDE * s))
+            raise ValueError(
+                f"data.crop {c}: the HR side must be a multiple of {TOKEN_STRIDE} (F16 VAE x 2x2 packing) and of "
+                f"model.scale {s}; use e.g. data.crop={good}"
+            )
+        if self.stage == "grpo" and self.grpo.fidelity == 0 and not self.reward:
+            raise ValueError("stage grpo needs a reward: pass --reward <RefReward checkpoint> or grpo.fidelity > 0")
+        if self.loss.lpips > 0 and not self.loss.lpips_weights:
+            raise ValueError("loss.lpips > 0 needs loss.lpips_weights (a local folder; nothing downloads) or lpips=0")
+        return self
+
+
+def check_hr_size(width: int, height: int, scale: int) -> None:
+    """HR sides must be multiples of 32 and of the scale; the message names the nearest valid size."""
+    for side in (width, height):
+        if side % TOKEN_STRIDE or side % scale:
+            m = TOKEN_STRIDE * scale // _gcd(TOKEN_STRIDE, scale)
+            raise ValueError(
+                f"HR size {width}x{height}: each side must be a multiple of {TOKEN_STRIDE} (F16 VAE x 2x2 token "
+                f"packing) and of scale {scale}; crop or pad to {width - width % m}x{height - height % m}"
+            )
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """YAML (optional) + dotted-key overrides (``None`` values skipped) -> validated :class:`TrainConfig`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must be a YAML mapping of settings")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return TrainConfig.model_validate(data)
