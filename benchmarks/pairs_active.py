@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--alpha", type=float, default=BT_ALPHA, help="fit_bradley_terry's regularisation")
     ap.add_argument("--tau", type=float, default=0.9)
     ap.add_argument("--hold", type=int, default=5, help="checks (batches) tau must stay >= --tau for 'held'")
-    ap.add_argument("--acquisition", nargs="+", default=["order"], choices=["order", "variance", "kendall"])
+    ap.add_argument("--acquisition", nargs="+", default=["order"], choices=["order", "variance", "kendall", "kg"])
     ap.add_argument("--uncertainty", nargs="+", default=["bootstrap", "laplace"], choices=["bootstrap", "laplace"])
     args = ap.parse_args(argv)
     cells = args.lrs * args.models * (args.models - 1) // 2

@@ -125,7 +125,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
-from scipy.special import expit, ndtr
+from scipy.special import expit, ndtr, owens_t
 
 from schemas.records import to_table
 
@@ -137,7 +137,7 @@ BT_ALPHA = 0.3
 MAX_STD = 10.0
 
 Strategy = Literal["balanced", "all", "active"]
-Acquisition = Literal["order", "variance", "kendall"]
+Acquisition = Literal["order", "variance", "kendall", "kg"]
 
 
 @dataclass(slots=True)
@@ -459,7 +459,60 @@ def acquisition_scores(
     if kind == "kendall":  # after one outcome of pair k (Fisher information info_k; Kalman update) var(d_q) drops to:
         v_after = np.maximum(v[:, None] - info[None, :] * u**2 / (1 + info[None, :] * v[None, :]), 1e-12)
         return (ndtr(-np.abs(d) / np.sqrt(v))[:, None] - ndtr(-np.abs(d)[:, None] / np.sqrt(v_after))).sum(axis=0)
-    raise ValueError(f"unknown acquisition {kind!r}: order, variance or kendall")
+    if kind == "kg":  # KG(*): best per-comparison drop of expected discordant pairs over horizons of H comparisons
+        return _kg_star(d, u, v, info)
+    raise ValueError(f"unknown acquisition {kind!r}: order, variance, kendall or kg")
+
+
+KG_HORIZONS = (1, 4, 16, 64)
+
+
+def expected_misorder(d: np.ndarray, r: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """E[Phi(-|D'| / sqrt(v - r))] for D' ~ N(d, r): the expected probability that a pair's order is wrong after new
+    data that moves its posterior mean by N(0, r) and shrinks its variance from v to v - r (the preposterior).
+
+    Closed form (no quadrature: the integrand has a kink at D' = 0 that slows Gauss–Hermite to ~1e-3). With W, Z
+    independent standard normals, s^2 = v - r, X = d + sqrt(r) Z: E[Phi(-X/s); X > 0] = P(sW + X <= 0, X > 0) and
+    E[Phi(X/s); X < 0] = P(sW - X <= 0, X < 0); both are bivariate normal probabilities, and with a = d/sqrt(v),
+    b = d/sqrt(r), rho = sqrt(r/v) they add up to 1 - Phi2(a, b; rho) - Phi2(-a, -b; rho). Phi2 by Owen's T
+    (a and b share d's sign, so the hk < 0 correction never applies): Phi2(h, k; rho) = (Phi(h) + Phi(k))/2
+    - T(h, (k - rho h)/(h sqrt(1 - rho^2))) - T(k, (h - rho k)/(k sqrt(1 - rho^2))); d = 0 gives
+    1/2 - asin(rho)/pi, r = 0 gives Phi(-|d|/sqrt(v)). Tested against numerical integration."""
+    d, r, v = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (d, r, v)))
+    sig = np.sqrt(np.maximum(r, 0.0))
+    rho = np.clip(sig / np.sqrt(v), 0.0, 1 - 1e-9)
+    q = np.sqrt(1 - rho**2)
+    dd = np.where(d == 0, 1.0, d)
+    a, b = dd / np.sqrt(v), dd / np.maximum(sig, 1e-300)
+
+    def phi2(h: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return 0.5 * (ndtr(h) + ndtr(k)) - owens_t(h, (k - rho * h) / (h * q)) - owens_t(k, (h - rho * k) / (k * q))
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = 1 - phi2(a, b) - phi2(-a, -b)
+    out = np.where(d == 0, 0.5 - np.arcsin(rho) / np.pi, out)
+    return np.where(sig < 1e-12, ndtr(-np.abs(d) / np.sqrt(v)), out)
+
+
+def _kg_star(d: np.ndarray, u: np.ndarray, v: np.ndarray, info: np.ndarray) -> np.ndarray:
+    """Knowledge gradient with a horizon (KG(*), Frazier & Powell 2010): for each model pair k and horizon H, the
+    expected drop of the expected number of discordant pairs, sum_q Phi(-|d_q|/sqrt(v_q)), if pair k were compared H
+    more times, divided by H; the score is the best over ``KG_HORIZONS``.
+
+    After H outcomes of pair k (Fisher information H*info_k on d_k; the Kalman update of the Gaussian posterior)
+    var(d_q) drops by r_qk = H info_k u_qk^2 / (1 + H info_k v_k) and the posterior mean of d_q moves by a draw
+    from N(0, r_qk), so the expected misorder probability afterwards is ``expected_misorder(d_q, r_qk, v_q)``.
+    H = 1 is the ``kendall`` lookahead; but the value of information is not concave in the number of comparisons —
+    one outcome rarely flips an order, several can — so a one-step lookahead undervalues exactly the pairs that need
+    a few comparisons; KG(*) values a pair at its best average over a horizon."""
+    base = ndtr(-np.abs(d) / np.sqrt(v))
+    best = np.full(len(d), -np.inf)
+    for h in KG_HORIZONS:
+        g = h * info
+        r = np.minimum(g[None, :] * u**2 / (1 + g[None, :] * v[None, :]), v[:, None] * (1 - 1e-9))  # (Q, K)
+        after = expected_misorder(d[:, None], r, v[:, None])
+        best = np.maximum(best, (base[:, None] - after).sum(axis=0) / h)
+    return best
 
 
 def _active_counts(

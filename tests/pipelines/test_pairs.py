@@ -229,7 +229,7 @@ def test_table_matches_schema():
 def test_active_prefers_close_uncertain_models():
     est = {"A": (0.0, 1.0), "B": (0.1, 1.0), "C": (5.0, 1.0)}
     cands = [Candidate(f"lr{k}", m, "1", f"{k}{m}.png") for k in range(20) for m in "ABC"]
-    for acquisition in ("order", "variance", "kendall"):
+    for acquisition in ("order", "variance", "kendall", "kg"):
         (one,), _ = build_pairs(cands, 1, "active", estimates=est, min_distance=0, acquisition=acquisition)
         assert (one.model_a, one.model_b) == ("A", "B") and one.score > 0
         pairs, rep = build_pairs(cands, 12, "active", estimates=est, min_distance=0, acquisition=acquisition)
@@ -251,11 +251,60 @@ def test_active_uses_the_covariance_of_differences():
     plain = {m: (mean[m], float(np.sqrt(cov[k, k]))) for k, m in enumerate(names)}
     full = BTEstimates(plain, names, cov)
     cands = [Candidate("x", m, "1", f"{m}.png") for m in names]
-    for acquisition in ("order", "variance", "kendall"):
+    for acquisition in ("order", "variance", "kendall", "kg"):
         (p,), _ = build_pairs(cands, 1, "active", estimates=plain, min_distance=0, acquisition=acquisition)
         assert (p.model_a, p.model_b) == ("A", "B")
         (p,), _ = build_pairs(cands, 1, "active", estimates=full, min_distance=0, acquisition=acquisition)
         assert (p.model_a, p.model_b) == ("C", "D")
+
+
+@pytest.mark.parametrize("d, r, v", [(-0.4, 0.2, 0.6), (0.05, 0.01, 0.02), (1.0, 0.5, 0.51), (0.0, 0.3, 0.4),
+                                     (2.0, 0.001, 0.5), (-3.0, 0.4, 0.41), (0.3, 0.0, 0.2)])  # fmt: skip
+def test_expected_misorder_closed_form_equals_numerical_integration(d, r, v):
+    from scipy.integrate import quad
+    from scipy.special import ndtr
+
+    from pipelines.pairs import expected_misorder
+
+    if r > 0:
+        f = lambda z: ndtr(-abs(d + np.sqrt(r) * z) / np.sqrt(v - r)) * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # noqa: E731
+        want = quad(f, -14, 14, points=[-d / np.sqrt(r)], limit=400, epsabs=1e-13)[0]
+    else:
+        want = ndtr(-abs(d) / np.sqrt(v))
+    assert float(expected_misorder(d, r, v)) == pytest.approx(want, abs=1e-12)
+
+
+def test_kg_star_matches_monte_carlo_and_values_horizons(monkeypatch):
+    """The KG(*) score of a pair is the best over horizons H of the expected drop in sum_q P(misorder of q) per
+    comparison. Check one (pair, horizon) term against a Monte Carlo of the preposterior, and the reason for the
+    horizon: a pair whose order needs several outcomes to flip is worth more per comparison over 16 than over 1."""
+    from scipy.special import ndtr
+
+    from pipelines import pairs as P
+
+    mu = np.array([0.0, 0.4, 3.0])
+    cov = np.diag([0.1, 0.1, 0.1])  # pair 0: d = -0.4, sd(d) = 0.45: one outcome almost never flips it, 16 may
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    x = np.zeros((3, 3))
+    for k, (i, j) in enumerate(pairs):
+        x[i, k], x[j, k] = 1.0, -1.0
+    u = x.T @ cov @ x
+    d, v = np.array([mu[i] - mu[j] for i, j in pairs]), np.diag(u).copy()
+    info = expit(d) * expit(-d)
+    # Monte Carlo for pair 0 at H = 16: r_q = H info u_q0^2 / (1 + H info v_0); d_q' ~ N(d_q, r_q); v_q' = v_q - r_q
+    h, rng = 16, np.random.default_rng(0)
+    r = h * info[0] * u[:, 0] ** 2 / (1 + h * info[0] * v[0])
+    z = rng.standard_normal((400_000, 1))
+    mc = (ndtr(-np.abs(d) / np.sqrt(v)) - ndtr(-np.abs(d + np.sqrt(r) * z) / np.sqrt(v - r)).mean(0)).sum() / h
+    monkeypatch.setattr(P, "KG_HORIZONS", (16,))
+    at16 = P._kg_star(d, u, v, info)
+    monkeypatch.setattr(P, "KG_HORIZONS", (1,))
+    at1 = P._kg_star(d, u, v, info)
+    monkeypatch.undo()
+    assert at16[0] == pytest.approx(mc, rel=0.02)
+    assert at16[0] > 100 * at1[0] > 0  # non-concave value of information: per comparison, 16 >> 1
+    assert P._kg_star(d, u, v, info)[0] >= at16[0]
+    assert np.argmax(P._kg_star(d, u, v, info)) == 0  # the close pair, not the settled ones
 
 
 def test_active_without_estimates_starts_balanced():
