@@ -1,0 +1,242 @@
+"""RefReward recipe: fine-tune a Qwen2.5-VL judge with GRPO on pairwise human preferences (TRL GRPOTrainer).
+
+Run: ``sr4k train-reward --data <workspace|release> --model <checkpoint folder> [--config reward.yaml] [--lora]``
+or ``python -m training.reward.recipe <config.yaml>``.
+
+Steps, top to bottom:
+
+- ``setup``: check the config against the machine, load pairs (workspace or release), split held-out LR images,
+  render prompts under the pixel budget (``examples``), load model + processor, build the GRPOTrainer.
+- ``train``: GRPO (TRL): per prompt G rollouts; rewards = format + agreement-weighted accuracy (or Thurstone for the
+  score variant); advantages A_i = (r_i − mean_group(r)) / std (scale_rewards); clipped-ratio loss with KL β to the
+  reference model. Rollouts by ``model.generate`` (CPU/GPU) or vLLM (``use_vllm``: colocate = in-process, sharing
+  the GPU; server = a separate ``trl vllm-serve --model <path>`` process the trainer talks to). Checkpoints every
+  ``save_steps`` (model as safetensors; optimizer/scheduler state as torch files read back with
+  ``weights_only=True``); a rerun resumes from the last one. The final judge (LoRA merged by default) goes to
+  ``<output_dir>/final`` as safetensors with its processor and ``refreward.json`` (prompt and pixel budget).
+- ``evaluate``: held-out accuracy per criterion, position consistency, baselines (``evaluate.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.reward.config import ConfigError, RewardConfig, check_runtime, load_config
+from training.reward.data import PreferenceSample, filter_samples, load_preferences, split_by_lr
+from training.reward.examples import PROMPT_VERSION, make_examples
+from training.reward.judge import JUDGE_META, load_model, load_processor
+from training.reward.rewards import reward_functions
+
+
+@dataclass
+class Setup:
+    cfg: RewardConfig
+    trainer: Any
+    processor: Any
+    train_samples: list[PreferenceSample]
+    held_samples: list[PreferenceSample]
+    device: str
+    n_examples: int
+
+
+def _rows(samples: list[PreferenceSample], cfg_json: str):
+    """datasets generator: one row per prompt (a pair in one or both orders)."""
+    cfg = RewardConfig.model_validate_json(cfg_json)
+    for s in samples:
+        for ex in make_examples(s, cfg.pixel_budget, order=cfg.order, seed=cfg.seed, answer=cfg.answer):
+            yield ex.row()
+
+
+def build_dataset(samples: list[PreferenceSample], cfg: RewardConfig, cache_dir: Path):
+    """A datasets.Dataset of prompt rows, written to an Arrow cache on disk (4K pairs never sit in memory)."""
+    from datasets import Dataset
+
+    return Dataset.from_generator(
+        _rows, gen_kwargs={"samples": samples, "cfg_json": cfg.model_dump_json()}, cache_dir=str(cache_dir)
+    )
+
+
+def _check_budget(cfg: RewardConfig, processor: Any) -> None:
+    ip = processor.image_processor
+    size = getattr(ip, "size", None) or {}
+    max_pixels = size.get("longest_edge") or getattr(ip, "max_pixels", None)
+    need = cfg.pixel_budget.max_image_pixels()
+    if max_pixels and need > max_pixels:
+        raise ConfigError(
+            f"pixel_budget sends images of up to {need} px but the processor of {cfg.model} resizes anything above "
+            f"max_pixels={max_pixels}: lower pixel_budget.global_max_pixels / crop_size to ≤ {max_pixels} px "
+            "(crop_size² for crops), or raise max_pixels in the checkpoint's preprocessor config"
+        )
+
+
+def _grpo_args(cfg: RewardConfig, device: str):
+    from trl import GRPOConfig
+
+    bf16 = cfg.bf16 if cfg.bf16 is not None else device == "cuda"
+    return GRPOConfig(
+        output_dir=cfg.output_dir,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        learning_rate=cfg.learning_rate,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        reward_weights=cfg.reward_weights(),
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
+        vllm_server_host=cfg.vllm_server_host,
+        vllm_server_port=cfg.vllm_server_port,
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+    )
+
+
+def setup(cfg: RewardConfig, callbacks: list[Any] | None = None) -> Setup:
+    """Everything up to a ready GRPOTrainer; configuration errors raise ConfigError before any heavy work."""
+    device = check_runtime(cfg)
+    if cfg.data is None:
+        raise ConfigError("no preferences given: set data (CLI: --data <workspace or release folder>)")
+    samples = filter_samples(load_preferences(cfg.data), cfg.min_agreement)
+    if not samples:
+        raise ConfigError(f"no pair of {cfg.data} reaches min_agreement={cfg.min_agreement}: lower min_agreement")
+    train_s, held_s = split_by_lr(samples, cfg.holdout, cfg.seed)
+    if not train_s:
+        raise ConfigError(f"holdout={cfg.holdout} leaves no training pair out of {len(samples)}: lower holdout")
+    processor = load_processor(cfg.model)
+    _check_budget(cfg, processor)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = build_dataset(train_s, cfg, out / "dataset-cache")
+
+    from trl import GRPOTrainer
+
+    model = load_model(cfg.model, "cpu", dtype=None).train()  # the trainer places it (accelerate)
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_target_modules,
+            task_type="CAUSAL_LM",
+        )
+    elif cfg.freeze_vision:
+        visual = getattr(getattr(model, "model", model), "visual", None) or getattr(model, "visual", None)
+        if visual is not None:
+            visual.requires_grad_(False)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(cfg.answer, cfg.accuracy_weighting),
+        args=_grpo_args(cfg, device),
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    return Setup(cfg, trainer, processor, train_s, held_s, device, len(dataset))
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    d = Path(output_dir)
+    return get_last_checkpoint(str(d)) if d.is_dir() else None
+
+
+def save_final(s: Setup) -> Path:
+    """The judge as one loadable folder: safetensors weights (LoRA merged unless merge_lora: false), processor and
+    ``refreward.json``; with merge_lora: false the folder holds the adapter and names its base model."""
+    final = Path(s.cfg.output_dir) / "final"
+    model = s.trainer.model
+    if s.cfg.lora and s.cfg.merge_lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(final, safe_serialization=True)
+    s.processor.save_pretrained(final)
+    meta = {
+        "prompt_version": PROMPT_VERSION,
+        "answer": s.cfg.answer,
+        "pixel_budget": s.cfg.pixel_budget.model_dump(),
+        "max_new_tokens": s.cfg.max_completion_length,
+        "base_model": str(Path(s.cfg.model).expanduser().resolve()),
+        "lora_merged": bool(s.cfg.lora and s.cfg.merge_lora),
+        "global_step": int(s.trainer.state.global_step),
+        "config": json.loads(s.cfg.model_dump_json()),
+    }
+    (final / JUDGE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return final
+
+
+def train(cfg: RewardConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """setup → GRPO (resuming from the last checkpoint) → save the final judge. Returns a summary dict."""
+    t0 = time.perf_counter()
+    s = setup(cfg, callbacks)
+    resume_from = last_checkpoint(cfg.output_dir) if cfg.resume else None
+    t1 = time.perf_counter()
+    result = s.trainer.train(resume_from_checkpoint=resume_from)
+    t2 = time.perf_counter()
+    final = save_final(s)
+    history = s.trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    rewards = [h["reward"] for h in history if "reward" in h]
+    start_step = int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0
+    steps_run = int(s.trainer.state.global_step) - start_step
+    return {
+        "final": str(final),
+        "device": s.device,
+        "resumed_from": resume_from,
+        "global_step": int(s.trainer.state.global_step),
+        "steps_run": steps_run,
+        "train_pairs": len(s.train_samples),
+        "held_out_pairs": len(s.held_samples),
+        "prompts": s.n_examples,
+        "train_loss": float(result.training_loss) if result.training_loss is not None else math.nan,
+        "last_loss": losses[-1] if losses else math.nan,
+        "mean_reward": sum(rewards) / len(rewards) if rewards else math.nan,
+        "setup_s": t1 - t0,
+        "train_s": t2 - t1,
+        "steps_per_s": steps_run / (t2 - t1) if t2 > t1 else math.nan,
+        "log_history": history,
+        "held_out": [smp.rec.pair_id for smp in s.held_samples],
+    }
+
+
+def evaluate(summary: dict[str, Any], cfg: RewardConfig, device: str | None = None) -> dict[str, Any] | None:
+    """Held-out evaluation of the final judge (None when nothing was held out)."""
+    from training.reward.evaluate import evaluate_pairs
+    from training.reward.judge import load_judge
+
+    held = set(summary["held_out"])
+    if not held:
+        return None
+    samples = [s for s in load_preferences(cfg.data) if s.rec.pair_id in held]
+    judge = load_judge(summary["final"], device=device or summary["device"])
+    return evaluate_pairs(judge, samples)
+
+
+if __name__ == "__main__":
+    c = load_config(sys.argv[1] if len(sys.argv) > 1 else None)
+    summ = train(c)
+    print(json.dumps({k: v for k, v in summ.items() if k != "log_history"}, indent=2))
