@@ -1,9 +1,221 @@
-"""`sr4k` commands of the reward path; `register(app)` adds them to the main typer app (flows/cli.py)."""
+"""`sr4k` commands of the reward path; `register(app)` adds them to the main typer app (flows/cli.py).
+
+- ``sr4k train-reward``: GRPO fine-tuning of the LR-conditioned judge (training/reward/recipe.py);
+- ``sr4k eval-reward``: accuracy per criterion, position consistency and baselines on held-out preferences;
+- ``sr4k score``: rank candidate HR images of one LR with the judge's pairwise tournament.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _rich_callback(progress: Progress):
+    """A TrainerCallback that drives a rich progress bar (steps, last loss and reward)."""
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        task: Any = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.task = progress.add_task("GRPO", total=state.max_steps, completed=state.global_step, info="")
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs and self.task is not None:
+                info = f"loss {logs['loss']:.4g}  reward {logs.get('reward', float('nan')):.3f}"
+                progress.update(self.task, info=info)
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.task is not None:
+                progress.update(self.task, completed=state.global_step)
+
+    return RichProgress()
+
+
+def eval_table(report: dict[str, Any], title: str) -> Table:
+    from schemas.labels import CRITERIA
+
+    t = Table(title=title)
+    for col in ("", *CRITERIA):
+        t.add_column(col, justify="right" if col else "left")
+    rows = [("judge accuracy", "accuracy"), ("  a shown first", "accuracy_ab"), ("  b shown first", "accuracy_ba"),
+            ("  agreement-weighted", "weighted_accuracy"), ("position consistency", "position_consistency"),
+            ("malformed answers", "malformed")]  # fmt: skip
+    for name, key in rows:
+        t.add_row(
+            name, *(f"{report['judge'][c][key]:.3f}" for c in CRITERIA), style="bold" if key == "accuracy" else None
+        )
+    for name, accs in report["baselines"].items():
+        t.add_row(f"baseline: {name}", *(f"{accs[c]:.3f}" for c in CRITERIA), style="dim")
+    t.caption = f"{report['n_pairs']} pairs, both A/B orders"
+    return t
+
+
+def train_reward(
+    data: Annotated[str, typer.Option("--data", "-d", help="Preferences: workspace folder or release folder/.tar")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Local Qwen2-VL/Qwen2.5-VL checkpoint folder")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings (RewardConfig)")] = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Checkpoints and final judge")] = None,
+    use_vllm: Annotated[bool | None, typer.Option("--use-vllm/--no-use-vllm", help="vLLM rollouts (GPU)")] = None,
+    vllm_mode: Annotated[str | None, typer.Option(help="colocate | server (with `trl vllm-serve`)")] = None,
+    lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters only")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps (-1 = epochs)")] = None,
+    num_generations: Annotated[int | None, typer.Option(help="GRPO group size")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="per_device_train_batch_size")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate")] = None,
+    beta: Annotated[float | None, typer.Option(help="KL coefficient")] = None,
+    max_completion_length: Annotated[int | None, typer.Option(help="Max new tokens per rollout")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    resume: Annotated[
+        bool | None, typer.Option("--resume/--no-resume", help="Resume from the last checkpoint")
+    ] = None,
+    evaluate: Annotated[
+        bool, typer.Option("--eval/--no-eval", help="Evaluate on the held-out pairs at the end")
+    ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+) -> None:
+    """Fine-tune the LR-conditioned judge with GRPO on pairwise human preferences (TRL GRPOTrainer).
+
+    Rerunning with the same --output-dir resumes from the last checkpoint. The final judge (safetensors, processor,
+    refreward.json) is written to <output-dir>/final; `sr4k score --checkpoint <output-dir>/final` uses it.
+    """
+    from training.reward.config import ConfigError, load_config
+
+    overrides = {"data": data, "model": model, "output_dir": output_dir, "use_vllm": use_vllm,
+                 "vllm_mode": vllm_mode, "lora": lora, "max_steps": max_steps, "num_generations": num_generations,
+                 "per_device_train_batch_size": batch_size, "learning_rate": learning_rate, "beta": beta,
+                 "max_completion_length": max_completion_length, "device": device, "resume": resume}  # fmt: skip
+    try:
+        cfg = load_config(config, overrides)
+        from training.reward import recipe
+
+        progress = _progress()
+        callbacks = [] if quiet else [_rich_callback(progress)]
+        with progress if not quiet else _null():
+            summary = recipe.train(cfg, callbacks=callbacks)
+    except (ConfigError, FileNotFoundError) as e:
+        _fail(str(e))
+    t = Table(title=f"train-reward — {summary['final']}")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    for k in ("device", "resumed_from", "global_step", "steps_run", "train_pairs", "held_out_pairs", "prompts"):
+        t.add_row(k, str(summary[k]))
+    for k in ("train_loss", "mean_reward", "steps_per_s", "train_s"):
+        t.add_row(k, f"{summary[k]:.4g}")
+    console.print(t)
+    if evaluate and summary["held_out"]:
+        report = recipe.evaluate(summary, cfg)
+        from training.reward.evaluate import write_report
+
+        write_report(report, Path(summary["final"]) / "eval")
+        console.print(eval_table(report, "held-out evaluation"))
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def eval_reward(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Judge folder (e.g. <output-dir>/final)")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Held-out preferences: workspace or release")],
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder [default: <checkpoint>/eval]")] = None,
+    backend: Annotated[str, typer.Option(help="transformers | vllm")] = "transformers",
+    device: Annotated[str | None, typer.Option(help="cpu | cuda [default: cuda when available]")] = None,
+    batch_size: Annotated[int, typer.Option(help="Pairs per judge batch")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N pairs only")] = None,
+    baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="PSNR/sharpness baselines")] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+) -> None:
+    """Accuracy per criterion on held-out human preferences, position consistency, and simple baselines."""
+    from training.reward.data import load_preferences
+    from training.reward.evaluate import evaluate_pairs, write_report
+    from training.reward.judge import load_judge
+
+    try:
+        samples = load_preferences(data)
+        judge = load_judge(checkpoint, backend=backend, device=device)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        _fail(str(e))
+    samples = samples[:limit] if limit else samples
+    with _progress() as progress:
+        task = progress.add_task("judging pairs", total=len(samples), info="", visible=not quiet)
+        report = evaluate_pairs(
+            judge, samples, baselines=baselines, batch_size=batch_size, progress=lambda k: progress.advance(task, k)
+        )
+    js, md = write_report(report, out or checkpoint / "eval")
+    console.print(eval_table(report, f"eval-reward — {checkpoint}"))
+    console.print(f"report: {md} (per pair: {js})")
+
+
+def score(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Judge folder (e.g. <output-dir>/final)")],
+    lr: Annotated[Path, typer.Option("--lr", help="The LR input image")],
+    candidates: Annotated[list[Path], typer.Argument(help="Candidate HR images of that LR (2 or more)")],
+    backend: Annotated[str, typer.Option(help="transformers | vllm")] = "transformers",
+    device: Annotated[str | None, typer.Option(help="cpu | cuda [default: cuda when available]")] = None,
+    method: Annotated[str, typer.Option(help="bt (Bradley–Terry log-strength) | wins (share of games won)")] = "bt",
+) -> None:
+    """Rank candidates of one LR by a round-robin tournament of the judge (both A/B orders) + Bradley–Terry."""
+    from PIL import Image
+
+    from training.reward.scorer import RefRewardScorer
+
+    for p in [lr, *candidates]:
+        if not p.is_file():
+            _fail(f"{p} does not exist")
+    if len(candidates) < 2:
+        _fail("give at least two candidate images to compare")
+    try:
+        scorer = RefRewardScorer.from_checkpoint(checkpoint, backend=backend, device=device, method=method)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        _fail(str(e))
+    images = [Image.open(p).convert("RGB") for p in candidates]
+    n_games = len(images) * (len(images) - 1)
+    with console.status(f"judging {n_games} games ({len(images)} candidates, both orders)"):
+        scores = scorer.score(Image.open(lr).convert("RGB"), images)
+    t = Table(title=f"score — {lr}")
+    for col in ("rank", "candidate", "score"):
+        t.add_column(col, justify="right" if col != "candidate" else "left")
+    for rank, i in enumerate(sorted(range(len(images)), key=lambda k: -scores[k]), 1):
+        t.add_row(str(rank), str(candidates[i]), f"{scores[i]:+.3f}")
+    st = scorer.last_stats
+    t.caption = f"{st.judged} games, {st.malformed} malformed answers; scale: {method}"
+    console.print(t)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("train-reward")(train_reward)
+    app.command("eval-reward")(eval_reward)
+    app.command("score")(score)

@@ -156,6 +156,10 @@ def setup(cfg: RewardConfig, callbacks: list[Any] | None = None) -> Setup:
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    if callbacks:  # the caller shows progress: drop the Trainer's print-every-log-dict callback
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     return Setup(cfg, trainer, processor, train_s, held_s, device, len(dataset))
 
 
