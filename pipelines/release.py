@@ -216,11 +216,12 @@ def _png(data: bytes, what: str) -> bytes:
     return data
 
 
-def _only(candidates: list[str], what: str, flag: str) -> str:
+def _only(candidates: list[str], what: str, flag: str, make: str) -> str:
     if len(candidates) == 1:
         return candidates[0]
-    have = ", ".join(candidates) or "none"
-    raise ReleaseError(f"which {what}? pass {flag} (this workspace has: {have})")
+    if not candidates:
+        raise ReleaseError(f"no {what} in this workspace: {make} first")
+    raise ReleaseError(f"which {what}? pass {flag} (this workspace has: {', '.join(candidates)})")
 
 
 # ---------------------------------------------------------------------------------------------------- preferences
@@ -267,7 +268,7 @@ def _preferences(ws: Workspace, source: str | None) -> _Source:
 
 def _trainset(ws: Workspace, source: str | None) -> _Source:
     have = sorted(p.parent.name for p in (ws.root / "shards").glob("*/manifest.json"))
-    source = source or _only(have, "curated shard dataset", "--dataset")
+    source = source or _only(have, "curated shard dataset", "--dataset", "run `sr4k curate`")
     folder = ws.shard_dir(source)
     if not (folder / "manifest.json").exists():
         raise ReleaseError(f"no curated shard dataset {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); "
@@ -333,7 +334,7 @@ def _benchmark(ws: Workspace, source: str | None) -> _Source:
     from pipelines.benchsets import verify_benchmark
 
     have = sorted(p.parent.name for p in (ws.root / "benchmarks").glob("*/manifest.json"))
-    source = source or _only(have, "benchmark", "--bench")
+    source = source or _only(have, "benchmark", "--bench", "run `sr4k bench build` or `sr4k bench import`")
     folder = ws.root / "benchmarks" / source
     if not (folder / "manifest.json").exists():
         raise ReleaseError(f"no benchmark {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); build it "
