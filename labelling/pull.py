@@ -1,0 +1,226 @@
+"""Pull annotations from Label Studio into ``tables/annotations``: incremental, validated, mapped to candidates.
+
+``pull_annotations(workspace)`` exports the project's annotated tasks (``/api/projects/<id>/export``, JSON, only tasks
+with annotations) and writes one row per annotation *version* it has not seen:
+
+- Incremental and idempotent: the key of a row is (annotation_id, updated_at). Keys already in the table are
+  skipped, so a rerun with nothing new writes nothing, and an annotation that an annotator edits later comes back as a
+  new row with the new ``updated_at`` (readers take the latest row per annotation_id: nothing is counted twice, the
+  history is kept). An annotation deleted on the server keeps its rows here: nothing pulled is lost.
+- Atomic: all new rows of one pull are one Parquet part, written to a temporary name and renamed; a pull holds an
+  exclusive lock (``labelstudio/pull.lock``) so two concurrent pulls cannot both write the same new rows.
+- Validated: Label Studio stores whatever a client sends (an unknown choice, a missing question, a skip). Every
+  annotation becomes a row; an invalid one has ``valid = False`` and ``invalid_reason`` (``skipped``,
+  ``missing:<criterion>``, ``unknown_choice:<criterion>=<value>``, ``multiple:<criterion>``,
+  ``unknown_control:<name>``, ``unknown_task``), never a silent drop.
+- Mapped: answers are stored in screen terms (left / right / tie); the task's ``sr4k_left`` — what was actually on
+  the left, also in the mapping — turns them into candidate terms: left -> that candidate, right -> the other, tie ->
+  tie. ``lead_time`` (seconds Label Studio measured) and created/updated times are kept; the annotator is the user's
+  e-mail.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import time
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from labelling import gold as goldmod
+from labelling.interface import SCREEN_VALUES, UNUSABLE, UNUSABLE_VALUE
+from labelling.push import DEFAULT_PROJECT, mapping, project_file
+from labelling.server import Api, LabelSettings, LabelStudioError, list_users
+from pipelines.storage import Workspace, write_table
+from schemas.labels import ANNOTATIONS, CRITERIA, AnnotationRec
+
+
+def project_id(ws: Workspace, project: str) -> int:
+    path = project_file(ws, project)
+    if not path.exists():
+        raise LabelStudioError(f"no Label Studio project {project!r} in {ws.root}: push pairs first "
+                               f"(`sr4k label push --pairs all -w {ws.root}`)")  # fmt: skip
+    return json.loads(path.read_text())["id"]
+
+
+def seen_keys(ws: Workspace) -> dict[int, set[str]]:
+    """annotation_id -> the updated_at values already pulled."""
+    out: dict[int, set[str]] = {}
+    for p in sorted(ws.table_dir("annotations").glob("part-*.parquet")):
+        t = pq.read_table(p, columns=["annotation_id", "updated_at"]).to_pydict()
+        for aid, up in zip(t["annotation_id"], t["updated_at"], strict=True):
+            out.setdefault(aid, set()).add(up)
+    return out
+
+
+def to_candidate(screen: str, left: str) -> str:
+    """A screen answer (left/right/tie) in candidate terms (a/b/tie), given which candidate was on the left."""
+    if screen == "tie":
+        return "tie"
+    other = "b" if left == "a" else "a"
+    return left if screen == "left" else other
+
+
+def parse_result(result: list[dict], left: str) -> tuple[dict[str, str | None], bool, list[str]]:
+    """Label Studio's result list -> ({criterion: a|b|tie|None}, both_unusable, reasons it is invalid)."""
+    answers: dict[str, str | None] = dict.fromkeys(CRITERIA)
+    reasons: list[str] = []
+    unusable = False
+    seen: Counter[str] = Counter()
+    for item in result or []:
+        name = item.get("from_name")
+        choices = (item.get("value") or {}).get("choices")
+        seen[name] += 1
+        if name == UNUSABLE:
+            unusable = unusable or UNUSABLE_VALUE in (choices or [])
+            continue
+        if name not in answers:
+            reasons.append(f"unknown_control:{name}")
+            continue
+        if not isinstance(choices, list) or len(choices) != 1 or seen[name] > 1:
+            reasons.append(f"multiple:{name}" if isinstance(choices, list) and choices else f"missing:{name}")
+            answers[name] = None
+            continue
+        if choices[0] not in SCREEN_VALUES:
+            reasons.append(f"unknown_choice:{name}={str(choices[0])[:40]}")
+            continue
+        answers[name] = to_candidate(choices[0], left)
+    for c in CRITERIA:
+        if answers[c] is None and not any(r.endswith(f":{c}") or f":{c}=" in r for r in reasons):
+            reasons.append(f"missing:{c}")
+    if reasons:
+        answers = dict.fromkeys(CRITERIA)
+    return answers, unusable, reasons
+
+
+@contextmanager
+def _lock(ws: Workspace):
+    path = ws.root / "labelstudio" / "pull.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def export_annotated(api: Api, pid: int) -> list[dict]:
+    return api.get(f"/api/projects/{pid}/export?exportType=JSON&download_all_tasks=false")
+
+
+def pull_annotations(workspace: str | Workspace, project: str = DEFAULT_PROJECT,
+                     settings: LabelSettings | None = None) -> dict[str, Any]:  # fmt: skip
+    """Write the annotations not pulled yet (module doc). Returns a report dict."""
+    t0 = time.monotonic()
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    pid = project_id(ws, project)
+    api = Api.for_workspace(ws, settings)
+    with _lock(ws):
+        tasks = export_annotated(api, pid)
+        t_export = time.monotonic() - t0
+        emails = {u["id"]: u["email"] for u in list_users(api)}
+        known = {r["task_id"]: r for r in mapping(ws, pid).values()}
+        golds = goldmod.load_gold(ws, project)
+        seen = seen_keys(ws)
+        rows, updated = [], 0
+        total = 0
+        for task in tasks:
+            for ann in task.get("annotations") or []:
+                total += 1
+                if ann["updated_at"] in seen.get(ann["id"], ()):
+                    continue
+                updated += ann["id"] in seen
+                rows.append(_row(task, ann, pid, known, golds, emails))
+        if rows:
+            ident = hashlib.sha256(json.dumps(sorted([r.annotation_id, r.updated_at] for r in rows)).encode())
+            write_table(ws.part("annotations", f"p{pid}-{int(time.time())}-{ident.hexdigest()[:12]}"), rows,
+                        ANNOTATIONS)  # fmt: skip
+    invalid = Counter(r.invalid_reason.split("=")[0] for r in rows if not r.valid)
+    return {"project": project, "project_id": pid, "tasks_with_annotations": len(tasks),
+            "annotations_on_server": total,
+            "new_rows": len(rows), "updated": updated, "invalid_new": sum(invalid.values()),
+            "invalid_by_reason": dict(invalid), "seconds": round(time.monotonic() - t0, 2),
+            "export_seconds": round(t_export, 2)}  # fmt: skip
+
+
+def _row(task: dict, ann: dict, pid: int, known: dict, golds: dict, emails: dict) -> AnnotationRec:
+    data = task.get("data") or {}
+    m = known.get(task["id"])
+    pair_id = data.get("pair_id") or (m or {}).get("pair_id")
+    left = data.get("sr4k_left") or (m or {}).get("left")
+    gold = golds.get(pair_id) if pair_id else None
+    is_gold = bool(m["is_gold"]) if m else gold is not None
+    by = ann.get("completed_by")
+    by = by.get("id") if isinstance(by, dict) else by
+    base = {"annotation_id": int(ann["id"]), "task_id": int(task["id"]), "project_id": pid,
+            "pair_id": pair_id or "", "annotator": emails.get(by, f"user:{by}"), "left": left or "",
+            "is_gold": is_gold, "lead_time": ann.get("lead_time"), "created_at": ann["created_at"],
+            "updated_at": ann["updated_at"],
+            "raw_result": json.dumps(ann.get("result") or [], sort_keys=True)}  # fmt: skip
+    if not pair_id or left not in ("a", "b"):
+        return AnnotationRec(**base, consistency=None, naturalness=None, both_unusable=False, valid=False,
+                             invalid_reason="unknown_task")  # fmt: skip
+    if ann.get("was_cancelled"):
+        return AnnotationRec(**base, consistency=None, naturalness=None, both_unusable=False, valid=False,
+                             invalid_reason="skipped")  # fmt: skip
+    answers, unusable, reasons = parse_result(ann.get("result") or [], left)
+    return AnnotationRec(**base, consistency=answers["consistency"], naturalness=answers["naturalness"],
+                         both_unusable=unusable, valid=not reasons,
+                         invalid_reason=";".join(reasons) if reasons else None)  # fmt: skip
+
+
+def latest_annotations(ws: Workspace, project_id: int | None = None) -> list[dict]:
+    """The annotations table reduced to the latest row per annotation_id (of ``project_id`` if given)."""
+    latest: dict[int, dict] = {}
+    for p in sorted(ws.table_dir("annotations").glob("part-*.parquet")):
+        for r in pq.read_table(p).to_pylist():
+            if project_id is not None and r["project_id"] != project_id:
+                continue
+            cur = latest.get(r["annotation_id"])
+            if cur is None or r["updated_at"] > cur["updated_at"]:
+                latest[r["annotation_id"]] = r
+    return list(latest.values())
+
+
+def project_status(workspace: str | Workspace, project: str = DEFAULT_PROJECT, settings: LabelSettings | None = None,
+                   refresh: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Server-side progress plus per-annotator counts and gold accuracy from the pulled table (pulls first when
+    ``refresh``). Agreement comes from ``labelling.qc`` (the CLI adds it)."""
+    import statistics
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    pid = project_id(ws, project)
+    api = Api.for_workspace(ws, settings)
+    pulled = pull_annotations(ws, project, settings) if refresh else None
+    proj = api.get(f"/api/projects/{pid}")
+    tasks = mapping(ws, pid)
+    gold_answers = {r["pair_id"]: (r["gold_consistency"], r["gold_naturalness"]) for r in tasks.values()
+                    if r["is_gold"]}  # fmt: skip
+    rows = latest_annotations(ws, pid)
+    per: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        a = per.setdefault(r["annotator"], {"n": 0, "valid": 0, "gold_n": 0, "gold_correct": 0, "_lt": []})
+        a["n"] += 1
+        a["valid"] += r["valid"]
+        if r["lead_time"] is not None:
+            a["_lt"].append(r["lead_time"])
+        if r["valid"] and r["pair_id"] in gold_answers:
+            a["gold_n"] += 1
+            a["gold_correct"] += (r["consistency"], r["naturalness"]) == gold_answers[r["pair_id"]]
+    for a in per.values():
+        lt = a.pop("_lt")
+        a["median_lead_time"] = statistics.median(lt) if lt else None
+    overlap = proj.get("maximum_annotations") or 1
+    progress = {"url": api.url, "tasks": proj.get("task_number"), "gold tasks": len(gold_answers),
+                "overlap": overlap, "tasks with an annotation": proj.get("num_tasks_with_annotations"),
+                "tasks finished (overlap reached)": proj.get("finished_task_number"),
+                "annotations on server": proj.get("total_annotations_number"),
+                "skipped on server": proj.get("skipped_annotations_number"),
+                "annotation_rows": len(rows), "invalid rows": sum(not r["valid"] for r in rows),
+                "pulled now": None if pulled is None else pulled["new_rows"]}  # fmt: skip
+    return {"project_id": pid, "progress": progress, "annotators": per}

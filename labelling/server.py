@@ -1,0 +1,396 @@
+"""The Label Studio server of a workspace: settings, credentials, start / stop / health, and an API client.
+
+Label Studio (1.23.2) lives in its own virtualenv (``.venv-ls``, made by ``bash .ci/bootstrap``) because its pins
+(python-json-logger==2.0.4, ...) force an old Prefect beside the app; sr4k runs it as a subprocess and talks to it
+over HTTP only (label-studio-sdk in the app's venv). The binary is ``$SR4K_LABEL_STUDIO_BIN`` or else
+``<repo>/.venv-ls/bin/label-studio``.
+
+Layout under the workspace::
+
+    labelstudio/credentials.json   admin e-mail, password, API token, Django SECRET_KEY (mode 0600; generated once,
+                                   never printed or logged: the CLI shows only the e-mail)
+    labelstudio/server.json        pid / process group / port of the running server (removed on stop)
+    labelstudio/server.log         the server's stdout and stderr
+    labelstudio/label_studio.sqlite3, media/ ...   Label Studio's own data (its BASE_DATA_DIR)
+
+The server binds 127.0.0.1 only. The admin user and its token are preset through Label Studio's environment
+(``LABEL_STUDIO_USERNAME/PASSWORD/USER_TOKEN``); ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true`` is required or the
+preset token gets 401. Images are served by Label Studio's local-files storage with the workspace root as the document
+root (``/data/local-files/?d=<path relative to the workspace>``), so the browser needs no second server and no CORS.
+
+Settings (environment, prefix ``SR4K_LABEL_``; see ``LabelSettings``): ``PORT`` (8080), ``HOST`` (127.0.0.1),
+``DB`` = ``sqlite`` (default; ``labelstudio/label_studio.sqlite3``) or ``postgresql`` with ``PG_HOST``, ``PG_PORT``,
+``PG_NAME``, ``PG_USER``, ``PG_PASSWORD`` (passed to Label Studio as ``DJANGO_DB=postgresql`` and ``POSTGRE_*``),
+``START_TIMEOUT`` (s, default 240: a first start runs the migrations, ~35 s here), ``RETRIES`` (API tries before an
+"unreachable" error, default 4) and ``RETRY_WAIT`` (first back-off, doubling, default 0.5 s).
+
+Retries: ``api()`` retries connection errors, timeouts and 5xx / 429 answers with a doubling back-off, a bounded
+number of times, then raises ``LabelStudioUnavailable`` naming the URL and ``sr4k label serve``. A 4xx other than
+429 is the caller's bug or bad input and is raised at once (retrying would fail the same way). Non-idempotent calls
+(task import) pass ``retry=False``: the caller reconciles with the server instead of risking a double import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipelines.storage import Workspace, write_bytes_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+ADMIN_EMAIL = "admin@sr4k.local"
+
+
+class LabelStudioError(RuntimeError):
+    """A Label Studio problem the user can fix; the message names the fix."""
+
+
+class LabelStudioUnavailable(LabelStudioError):
+    """The server did not answer after the bounded retries."""
+
+
+class LabelSettings(BaseSettings):
+    """Label Studio settings from the environment (``SR4K_LABEL_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SR4K_LABEL_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to bind; keep 127.0.0.1 unless behind a proxy")
+    port: int = Field(8080, description="HTTP port of Label Studio")
+    db: Literal["sqlite", "postgresql"] = Field("sqlite", description="sqlite (in the workspace) or postgresql")
+    pg_host: str = Field("localhost", description="PostgreSQL host (db=postgresql)")
+    pg_port: int = Field(5432, description="PostgreSQL port")
+    pg_name: str = Field("labelstudio", description="PostgreSQL database")
+    pg_user: str = Field("postgres", description="PostgreSQL user")
+    pg_password: str = Field("", description="PostgreSQL password")
+    start_timeout: float = Field(240.0, description="Seconds to wait for /health after start (migrations ~35 s)")
+    retries: int = Field(4, ge=1, description="API tries before LabelStudioUnavailable")
+    retry_wait: float = Field(0.5, gt=0, description="First retry back-off in seconds (doubles)")
+    request_timeout: float = Field(120.0, description="Seconds per API request")
+
+
+def label_studio_bin() -> Path:
+    """``$SR4K_LABEL_STUDIO_BIN`` or ``<repo>/.venv-ls/bin/label-studio``; a clear error naming the fix."""
+    env = os.environ.get("SR4K_LABEL_STUDIO_BIN")
+    path = Path(env) if env else REPO / ".venv-ls" / "bin" / "label-studio"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise LabelStudioError(
+            f"Label Studio not found at {path}: run `bash .ci/bootstrap` (creates .venv-ls with label-studio==1.23.2) "
+            "or set SR4K_LABEL_STUDIO_BIN to a label-studio executable"
+        )
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ credentials
+
+
+def data_dir(ws: Workspace) -> Path:
+    return ws.root / "labelstudio"
+
+
+def credentials(ws: Workspace) -> dict[str, Any]:
+    """The workspace's admin credentials, generated once (``secrets``) and kept in a 0600 file.
+
+    Annotator logins are added under ``annotators`` by ``add_annotator``. Never print this dict."""
+    path = data_dir(ws) / "credentials.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    creds = {
+        "admin_email": ADMIN_EMAIL,
+        "admin_password": secrets.token_urlsafe(18),
+        "token": secrets.token_hex(20),  # the shape of Label Studio's legacy tokens (40 hex)
+        "secret_key": secrets.token_urlsafe(48),
+        "annotators": {},
+    }
+    save_credentials(ws, creds)
+    return creds
+
+
+def save_credentials(ws: Workspace, creds: dict[str, Any]) -> None:
+    path = data_dir(ws) / "credentials.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = os.umask(0o077)  # the temp file is created 0600 too, so the secret is never world-readable
+    try:
+        write_bytes_atomic(path, (json.dumps(creds, indent=2, sort_keys=True) + "\n").encode())
+    finally:
+        os.umask(old)
+    path.chmod(0o600)
+
+
+# ------------------------------------------------------------------------------------------------ the process
+
+
+@dataclass(slots=True)
+class ServerInfo:
+    url: str
+    pid: int | None
+    started: bool  # False when an already running server was reused
+    seconds: float
+
+
+def base_url(settings: LabelSettings | None = None) -> str:
+    s = settings or LabelSettings()
+    return f"http://{s.host}:{s.port}"
+
+
+def server_env(ws: Workspace, settings: LabelSettings) -> dict[str, str]:
+    """The environment Label Studio is started with (also used by ``label-studio reset_password``)."""
+    creds = credentials(ws)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))}
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(data_dir(ws)),
+        LABEL_STUDIO_USERNAME=creds["admin_email"],
+        LABEL_STUDIO_PASSWORD=creds["admin_password"],
+        LABEL_STUDIO_USER_TOKEN=creds["token"],
+        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+        LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+        LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
+        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(ws.root),
+        LATEST_VERSION_CHECK="false",
+        COLLECT_ANALYTICS="false",
+        SECRET_KEY=creds["secret_key"],
+        DJANGO_DB=settings.db,
+    )
+    if settings.db == "postgresql":
+        env.update(POSTGRE_HOST=settings.pg_host, POSTGRE_PORT=str(settings.pg_port), POSTGRE_NAME=settings.pg_name,
+                   POSTGRE_USER=settings.pg_user, POSTGRE_PASSWORD=settings.pg_password)  # fmt: skip
+    return env
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _port_busy(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _state_path(ws: Workspace) -> Path:
+    return data_dir(ws) / "server.json"
+
+
+def _token_ok(url: str, token: str) -> bool:
+    try:
+        r = requests.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=5)
+    except requests.RequestException:
+        return False
+    return r.status_code == 200
+
+
+def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerInfo:
+    """Start the workspace's Label Studio in the background (own process group) and wait for ``/health``.
+
+    Idempotent: a healthy server on the port that accepts this workspace's token is reused. A port held by anything
+    else is an error (naming the port setting), never silently shared."""
+    ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
+    s = settings or LabelSettings()
+    url = base_url(s)
+    creds = credentials(ws)
+    t0 = time.monotonic()
+    if healthy(url):
+        if _token_ok(url, creds["token"]):
+            return ServerInfo(url, _read_state(ws).get("pid"), False, time.monotonic() - t0)
+        raise LabelStudioError(f"port {s.port} already serves another Label Studio (not this workspace's): stop it or "
+                               "choose another port (--port / SR4K_LABEL_PORT)")  # fmt: skip
+    if _port_busy(s.host, s.port):
+        raise LabelStudioError(f"port {s.port} on {s.host} is in use by another program: choose another port "
+                               "(--port / SR4K_LABEL_PORT)")  # fmt: skip
+    binary = label_studio_bin()
+    data_dir(ws).mkdir(parents=True, exist_ok=True)
+    log = open(data_dir(ws) / "server.log", "ab")  # noqa: SIM115 (handed to the child)
+    cmd = [str(binary), "start", "--no-browser", "--internal-host", s.host, "--port", str(s.port),
+           "--data-dir", str(data_dir(ws))]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=server_env(ws, s), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir(ws))  # fmt: skip
+    log.close()
+    _write_state(ws, {"pid": proc.pid, "pgid": proc.pid, "port": s.port, "url": url, "started_at": time.time()})
+    deadline = t0 + s.start_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _clear_state(ws)
+            raise LabelStudioError(f"Label Studio exited with code {proc.returncode} during start; see "
+                                   f"{data_dir(ws) / 'server.log'}")  # fmt: skip
+        if healthy(url) and _token_ok(url, creds["token"]):
+            return ServerInfo(url, proc.pid, True, time.monotonic() - t0)
+        time.sleep(0.5)
+    _kill_group(proc.pid)
+    _clear_state(ws)
+    raise LabelStudioError(f"Label Studio did not become healthy within {s.start_timeout:.0f} s (raise "
+                           f"SR4K_LABEL_START_TIMEOUT); see {data_dir(ws) / 'server.log'}")  # fmt: skip
+
+
+def stop(ws: Workspace | str, timeout: float = 20.0) -> bool:
+    """Stop the server started by ``start`` for this workspace (SIGTERM to its process group, then SIGKILL).
+    Returns False when none was recorded as running."""
+    ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
+    state = _read_state(ws)
+    if not state:
+        return False
+    _kill_group(state["pgid"], timeout)
+    _clear_state(ws)
+    return True
+
+
+def kill(ws: Workspace | str) -> None:
+    """SIGKILL the server's process group at once (a crash, for fault tests); the state file stays, as after a
+    real crash."""
+    ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
+    state = _read_state(ws)
+    if state:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(state["pgid"], signal.SIGKILL)
+        _reap(state["pid"])
+
+
+def _kill_group(pgid: int, timeout: float = 20.0) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pgid)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    _reap(pgid)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _read_state(ws: Workspace) -> dict:
+    p = _state_path(ws)
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _write_state(ws: Workspace, state: dict) -> None:
+    write_bytes_atomic(_state_path(ws), json.dumps(state).encode())
+
+
+def _clear_state(ws: Workspace) -> None:
+    _state_path(ws).unlink(missing_ok=True)
+
+
+def running_pid(ws: Workspace) -> int | None:
+    return _read_state(ws).get("pid")
+
+
+# ------------------------------------------------------------------------------------------------ the API
+
+
+class Api:
+    """A small authenticated HTTP client of one Label Studio with bounded retries (module doc). ``sdk`` gives
+    label-studio-sdk's client with the same URL and token."""
+
+    def __init__(self, url: str, token: str, settings: LabelSettings | None = None):
+        self.url = url.rstrip("/")
+        self.settings = settings or LabelSettings()
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+        self._token = token
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace | str, settings: LabelSettings | None = None) -> Api:
+        ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
+        s = settings or LabelSettings()
+        if not (data_dir(ws) / "credentials.json").exists():
+            raise LabelStudioError(f"no Label Studio set up for {ws.root}: run `sr4k label serve -w {ws.root}`")
+        return cls(base_url(s), credentials(ws)["token"], s)
+
+    def sdk(self):
+        from label_studio_sdk import LabelStudio
+
+        return LabelStudio(base_url=self.url, api_key=self._token, timeout=self.settings.request_timeout)
+
+    def request(self, method: str, path: str, *, retry: bool = True, **kw) -> Any:
+        """JSON of ``method path``; retries as in the module doc; 4xx -> LabelStudioError with the server's body."""
+        tries = self.settings.retries if retry else 1
+        wait = self.settings.retry_wait
+        kw.setdefault("timeout", self.settings.request_timeout)
+        last = ""
+        for attempt in range(tries):
+            try:
+                r = self.session.request(method, f"{self.url}{path}", **kw)
+            except (requests.ConnectionError, requests.Timeout) as e:
+                last = f"{type(e).__name__}: {e}"
+            else:
+                if r.status_code < 400:
+                    return r.json() if r.content else None
+                if r.status_code != 429 and r.status_code < 500:
+                    raise LabelStudioError(f"Label Studio {method} {path} -> {r.status_code}: {r.text[:500]}")
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+            if attempt + 1 < tries:
+                time.sleep(wait)
+                wait *= 2
+        raise LabelStudioUnavailable(
+            f"Label Studio at {self.url} did not answer {method} {path} after {tries} tr{'y' if tries == 1 else 'ies'}"
+            f" ({last}); start it with `sr4k label serve` (port: --port / SR4K_LABEL_PORT)"
+        )
+
+    def get(self, path: str, **kw) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, json_body: Any = None, **kw) -> Any:
+        return self.request("POST", path, json=json_body, **kw)
+
+    def patch(self, path: str, json_body: Any = None, **kw) -> Any:
+        return self.request("PATCH", path, json=json_body, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ users
+
+
+def add_annotator(ws: Workspace | str, email: str, password: str | None = None,
+                  settings: LabelSettings | None = None) -> dict[str, Any]:  # fmt: skip
+    """Create (or update) an annotator login. Returns ``{"id", "email", "password", "created"}``.
+
+    Label Studio's community edition ignores the password of ``POST /api/users``, so it is set with
+    ``label-studio reset_password`` run against the same data directory / database. The password (generated when
+    not given) is stored in the 0600 credentials file so ``add-annotator`` can show it again."""
+    ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
+    s = settings or LabelSettings()
+    if "@" not in email or email.strip() != email:
+        raise LabelStudioError(f"{email!r} is not an e-mail address (annotators log in with their e-mail)")
+    api = Api.for_workspace(ws, s)
+    users = {u["email"]: u for u in list_users(api)}
+    created = email not in users
+    user = users.get(email) or api.post("/api/users/", {"email": email, "username": email})
+    creds = credentials(ws)
+    password = password or creds["annotators"].get(email) or secrets.token_urlsafe(9)
+    cmd = [str(label_studio_bin()), "reset_password", "--username", email, "--password", password]
+    out = subprocess.run(cmd, env=server_env(ws, s), capture_output=True, text=True, timeout=180, cwd=data_dir(ws))
+    if out.returncode != 0:
+        tail = (out.stdout + out.stderr)[-800:].replace(password, "***")
+        raise LabelStudioError(f"label-studio reset_password failed for {email}: {tail}")
+    creds["annotators"][email] = password
+    save_credentials(ws, creds)
+    return {"id": user["id"], "email": email, "password": password, "created": created}
+
+
+def list_users(api: Api) -> list[dict]:
+    data = api.get("/api/users/")
+    return data["results"] if isinstance(data, dict) and "results" in data else data

@@ -1,0 +1,100 @@
+"""One real Label Studio for all labelling tests (session scope), and cheap workspaces with pairs and candidates.
+
+The server's document root is its workspace, so every test writes its own LR set, candidates and pairs part into the
+shared workspace and pushes into its own project (``project=<test name>``); nothing a test does is visible to
+another's selection.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.pairs import PAIRS, Candidate, build_pairs
+from pipelines.storage import Workspace, write_bytes_atomic, write_table
+from schemas.bench import CANDIDATES, CandidateRec
+
+MODELS = ("m_good", "m_okay", "m_poor")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _png(ws: Workspace, rgb: np.ndarray) -> str:
+    import hashlib
+
+    _ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    data = buf.tobytes()
+    sha = hashlib.sha256(data).hexdigest()
+    rel = f"images/{sha[:2]}/{sha}.png"
+    write_bytes_atomic(ws.root / rel, data)
+    return rel
+
+
+def make_lr_set(ws: Workspace, lr_set: str, n_lr: int, models=MODELS, lr_side: int = 32, scale: int = 4,
+                seed: int = 0, distinct_images: bool = True) -> None:  # fmt: skip
+    """A benchmark-like LR set (``benchmarks/<lr_set>/index.parquet`` + LR PNGs) and a candidates table part with one
+    output per (LR, model). Candidate k is the bicubic upscale plus noise of strength k (so outputs differ). With
+    ``distinct_images=False`` all LRs share one output per model (fast for thousands of pairs)."""
+    rng = np.random.default_rng(seed)
+    bench = ws.root / "benchmarks" / lr_set
+    rows, cands = [], []
+    shared: dict[str, tuple[str, int]] = {}
+    for i in range(n_lr):
+        key = f"{lr_set}{i:05d}"
+        lr = (rng.random((lr_side, lr_side, 3)) * 255).astype(np.uint8)
+        lr = cv2.GaussianBlur(lr, (0, 0), 1.0)
+        lr_rel = f"lr/{key}.png"
+        _ok, buf = cv2.imencode(".png", cv2.cvtColor(lr, cv2.COLOR_RGB2BGR))
+        write_bytes_atomic(bench / lr_rel, buf.tobytes())
+        rows.append({"key": key, "lr_path": lr_rel})
+        up = cv2.resize(lr, (lr_side * scale, lr_side * scale), interpolation=cv2.INTER_CUBIC)
+        for k, m in enumerate(models):
+            if distinct_images or m not in shared:
+                noise = rng.normal(0, 12 * k, up.shape) if k else 0
+                out = np.clip(up.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+                shared[m] = (_png(ws, out), k)
+            rel = shared[m][0]
+            cands.append(CandidateRec(lr_set, key, m, "v1", rel, rel.split("/")[-1][:-4], lr_side * scale,
+                                      lr_side * scale, 0.01, 1.0, f"{lr_set}-unit"))  # fmt: skip
+    bench.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), bench / "index.parquet")
+    write_table(ws.part("candidates", f"{lr_set}-unit"), cands, CANDIDATES)
+
+
+def make_pairs(ws: Workspace, lr_set: str, target: int, name: str, seed: int = 0) -> list:
+    """Balanced pairs over the LR set's candidates, written as ``tables/pairs/part-<name>.parquet``."""
+    t = pq.read_table(ws.part("candidates", f"{lr_set}-unit")).to_pylist()
+    cands = [Candidate(r["lr_key"], r["model"], r["model_version"], r["output_path"]) for r in t]
+    pairs, _ = build_pairs(cands, target, "balanced", seed, min_distance=0)
+    write_table(ws.part("pairs", name), pairs, PAIRS)
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def ls(tmp_path_factory):
+    """(workspace, settings) of a real Label Studio on a free 127.0.0.1 port; stopped (process group) at the end."""
+    from labelling import server
+
+    root = tmp_path_factory.mktemp("ls-ws")
+    ws = Workspace(root)
+    settings = server.LabelSettings(port=free_port(), retries=3, retry_wait=0.2)
+    t0 = time.monotonic()
+    info = server.start(ws, settings)
+    print(f"\nLabel Studio up in {time.monotonic() - t0:.1f} s at {info.url}")
+    os.environ["SR4K_LABEL_PORT"] = str(settings.port)  # for the CLI in subprocesses and in-process
+    try:
+        yield ws, settings
+    finally:
+        server.stop(ws)
+        os.environ.pop("SR4K_LABEL_PORT", None)
