@@ -95,17 +95,23 @@ def _current(annotations: Sequence[AnnotationRec]) -> tuple[list[AnnotationRec],
     return sorted(per_cell.values(), key=lambda a: (a.pair_id, a.annotator)), len(latest)
 
 
+def reason_code(reason: str | None) -> str:
+    """The codes of an ``invalid_reason`` without their details: "unknown_choice:consistency=C;missing:naturalness"
+    -> "missing+unknown_choice" (the full text stays in the annotations table)."""
+    return "+".join(sorted({r.split(":", 1)[0] for r in (reason or "invalid").split(";") if r})) or "invalid"
+
+
 def current_annotations(annotations: Iterable[AnnotationRec]) -> tuple[list[AnnotationRec], dict[str, Any]]:
     """The annotations that count: latest version per annotation id, latest annotation per (pair, annotator), valid.
 
     Returns ``(valid, account)``; ``account`` has ``rows``, ``superseded_versions``, ``duplicate_annotations``,
-    ``invalid`` (count), ``invalid_by_reason``, ``invalid_by_annotator`` and ``valid``; rows = superseded + duplicate
-    + invalid + valid."""
+    ``invalid`` (count), ``invalid_by_reason`` (by ``reason_code``), ``invalid_by_annotator`` and ``valid``;
+    rows = superseded + duplicate + invalid + valid."""
     rows = list(annotations)
     chosen, n_latest = _current(rows)
     valid = [a for a in chosen if a.valid]
     invalid = [a for a in chosen if not a.valid]
-    by_reason = Counter(a.invalid_reason or "invalid" for a in invalid)
+    by_reason = Counter(reason_code(a.invalid_reason) for a in invalid)
     account = {
         "rows": len(rows), "superseded_versions": len(rows) - n_latest,
         "duplicate_annotations": n_latest - len(chosen), "invalid": len(invalid),

@@ -69,6 +69,11 @@ def test_account_keeps_latest_and_counts_everything():
     assert len(mine) == 10
 
 
+def test_reason_codes():
+    assert qc.reason_code("unknown_choice:consistency=C;missing:naturalness") == "missing+unknown_choice"
+    assert (qc.reason_code("skipped"), qc.reason_code(None)) == ("skipped", "invalid")
+
+
 def test_annotator_figures_by_hand():
     s = qc.annotator_stats(fixture_annotations(), fixture_tasks(), policy=False)
     # gold judgements (pair, criterion with a gold answer): p1/cons=a, p1/nat=b, p2/cons=b.
