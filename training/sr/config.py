@@ -176,4 +176,10 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
+    init = data.get("init_from")
+    if init and (Path(init) / "op4ksr.json").is_file():  # the model of the checkpoint, unless set explicitly
+        import json
+
+        saved = json.loads((Path(init) / "op4ksr.json").read_text())["model"]
+        data["model"] = saved | {k: v for k, v in (data.get("model") or {}).items() if v is not None}
     return TrainConfig.model_validate(data)

@@ -157,7 +157,7 @@ class OP4KSR:
         from peft.utils import get_peft_model_state_dict
 
         sd = get_peft_model_state_dict(self.transformer)
-        return {k: v.detach().float().cpu().contiguous() for k, v in sd.items()}
+        return {k: v.detach().float().cpu().clone() for k, v in sd.items()}
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
         """Write the checkpoint folder atomically (temporary folder, then rename). Only safetensors + JSON."""

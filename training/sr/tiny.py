@@ -20,7 +20,7 @@ TINY_TRANSFORMER = dict(
 TINY_VAE = dict(
     in_channels=3, out_channels=3,
     down_block_types=("DownEncoderBlock2D",) * 5, up_block_types=("UpDecoderBlock2D",) * 5,
-    block_out_channels=(8, 16, 16, 32, 32), layers_per_block=1, latent_channels=16, norm_num_groups=8,
+    block_out_channels=(8, 8, 16, 16, 16), layers_per_block=1, latent_channels=16, norm_num_groups=8,
     scaling_factor=1.0, shift_factor=0.0, use_quant_conv=False, use_post_quant_conv=False,
 )  # fmt: skip
 TEXT_TOKENS = 4
