@@ -80,6 +80,9 @@ def aggregate(
     for crit, labels in r["labels"].items():
         t.add_row(f"labels {crit}", ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
     console.print(t)
+    if r["lr_unresolved"]:
+        err.print(f"[yellow]warning:[/] {r['lr_unresolved']} preference(s) have no LR image (their LR set is not in "
+                  "the workspace); `sr4k release preferences` will refuse them until it is rebuilt")  # fmt: skip
     console.print(f"preferences: {out['paths']['preferences']}\nranking: {out['paths']['ranking']}")
 
 
