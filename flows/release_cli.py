@@ -88,13 +88,20 @@ def aggregate(
 
 def print_qc(qc: dict[str, Any]) -> None:
     """The per-annotator QC table and the agreement figures (also used by `sr4k label status`)."""
-    t = Table("annotator", "n", "invalid", "gold", "gold acc", "left share", "fast share", "peer agr", "excluded",
-              title="annotators")  # fmt: skip
+    t = Table(title="annotators")
+    t.add_column("annotator", no_wrap=True)
+    for head in ("n", "invalid", "gold", "gold acc", "left", "fast", "peer", "excluded"):
+        t.add_column(head, justify="right")
     for who, s in qc["annotators"].items():
         t.add_row(who, str(s["n"]), str(s.get("n_invalid", 0)), str(s["gold_n"]), _num(s["gold_accuracy"]),
                   _num(s["left_share"]), _num(s["fast_share"]), _num(s.get("peer_agreement")),
-                  f"[red]yes[/] ({s['reason']})" if s["excluded"] else "[green]no[/]")  # fmt: skip
+                  "[red]yes[/]" if s["excluded"] else "[green]no[/]")  # fmt: skip
     console.print(t)
+    console.print("left = share of decisive answers on the left side; fast = share under the time limit; peer = "
+                  "agreement with the other annotators' plurality", style="dim")  # fmt: skip
+    for who, s in qc["annotators"].items():
+        if s["excluded"]:
+            console.print(f"[red]excluded[/] {who}: {s['reason']}")
     a = Table("criterion", "Krippendorff α (all)", "α (kept)", "Cohen κ min", "κ max", title="agreement")
     for c, alpha in qc["alpha"].items():
         ks = [v[c] for v in qc["kappa"].values() if v.get(c) is not None]
