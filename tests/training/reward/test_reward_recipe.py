@@ -1,0 +1,106 @@
+"""The GRPO recipe on a tiny random Qwen2.5-VL on CPU with images: 2 steps, resume, LoRA; config errors."""
+
+import json
+
+import pytest
+import torch
+from refreward_fixtures import TEST_BUDGET
+from safetensors.torch import load_file
+
+from training.reward import recipe
+from training.reward.config import ConfigError, RewardConfig, check_runtime, load_config
+
+
+def _cfg(model, data, out, **kw):
+    base = {"model": str(model), "data": str(data), "output_dir": str(out), "num_generations": 2,
+            "per_device_train_batch_size": 4, "max_steps": 2, "max_completion_length": 64, "holdout": 0.0,
+            "order": "mirror", "pixel_budget": TEST_BUDGET, "learning_rate": 1e-3, "save_steps": 1,
+            "temperature": 1.0}  # fmt: skip
+    # 2 prompts x 2 rollouts x 64 tokens per step: a random tiny model emits a format tag often enough that some
+    # group's rewards differ (a reward constant across every group gives no gradient)
+    base.update(kw)
+    return load_config(None, base)
+
+
+def _changed(before: dict, after: dict) -> list[str]:
+    return [k for k in before if k in after and not torch.equal(before[k], after[k])]
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_judge, prefs_workspace, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("grpo-full")
+    return out, recipe.train(_cfg(tiny_judge, prefs_workspace, out))
+
+
+def test_two_grpo_steps_change_the_model(full_run, tiny_judge):
+    out, s = full_run
+    assert s["global_step"] == 2 and s["steps_run"] == 2 and s["device"] == "cpu"
+    losses = [h["loss"] for h in s["log_history"] if "loss" in h]
+    assert len(losses) == 2 and all(map(lambda x: x == x and abs(x) < 1e6, losses))  # finite
+    before, after = load_file(tiny_judge / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    changed = _changed(before, after)
+    # saved under the hub checkpoint names: "model.*" = language model, "visual.*" = vision tower (frozen)
+    assert any(k.startswith("model.layers.") for k in changed)
+    assert not any("visual" in k for k in changed) and any("visual" in k for k in before)
+    meta = json.loads((out / "final" / "refreward.json").read_text())
+    assert meta["pixel_budget"] == {**meta["pixel_budget"], **TEST_BUDGET} and meta["global_step"] == 2
+    ckpt = out / "checkpoint-2"
+    assert (ckpt / "model.safetensors").exists()
+    assert not list(out.rglob("pytorch_model*.bin"))  # weights only as safetensors
+
+
+def test_resume_from_the_last_checkpoint(full_run, tiny_judge, prefs_workspace):
+    out, _ = full_run
+    s = recipe.train(_cfg(tiny_judge, prefs_workspace, out, max_steps=3))
+    assert s["resumed_from"].endswith("checkpoint-2")
+    assert s["global_step"] == 3 and s["steps_run"] == 1
+
+
+def test_lora_score_variant(tiny_judge, prefs_workspace, tmp_path):
+    cfg = _cfg(tiny_judge, prefs_workspace, tmp_path, lora=True, lora_r=4, lora_alpha=8, answer="score", beta=0.0)
+    s = recipe.train(cfg)
+    assert s["global_step"] == 2
+    assert any(k.startswith("rewards/thurstone_reward") for k in s["log_history"][0])
+    adapter = load_file(tmp_path / "checkpoint-2" / "adapter_model.safetensors")
+    assert adapter and all("lora_" in k for k in adapter)
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())  # B starts at 0: it learned
+    merged, base = load_file(tmp_path / "final" / "model.safetensors"), load_file(tiny_judge / "model.safetensors")
+    assert _changed(base, merged)  # the adapters are merged into the saved judge
+    assert not any("lora_" in k for k in merged)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"num_generations": 1}, "set num_generations ≥ 2"),
+        ({"per_device_train_batch_size": 3}, "set per_device_train_batch_size to 4"),
+        ({"use_vllm": True, "device": "cpu"}, "set use_vllm: false"),
+        ({"bf16": True, "device": "cpu"}, "set bf16: false"),
+        ({"max_completion_length": 8}, "set it ≥ 24"),
+        ({"pixel_budget": {"crop_size": 30}}, "set it to 28"),
+        ({"num_generation": 4}, "num_generation"),
+    ],
+)
+def test_bad_settings_fail_at_start_with_the_fix(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, {"model": "m", "num_generations": 2, "per_device_train_batch_size": 2, **override})
+    assert message in str(e.value)
+
+
+def test_runtime_checks_name_the_fix(tiny_judge, prefs_workspace, tmp_path):
+    import importlib.util
+
+    with pytest.raises(ConfigError, match="build_tiny_qwen_vl"):
+        check_runtime(RewardConfig(model=str(tmp_path / "missing")))
+    cfg = RewardConfig(model=str(tiny_judge), use_vllm=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="use_vllm: false"):
+            check_runtime(cfg)
+    elif importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ConfigError, match=r"pip install 'sr4k\[vllm\]'"):
+            check_runtime(cfg)
+    # the tiny processor stops at 112² px: a 448² budget would be resized behind the judge's back
+    big = _cfg(tiny_judge, prefs_workspace, tmp_path / "o", pixel_budget={"global_max_pixels": 448 * 448})
+    with pytest.raises(ConfigError, match="max_pixels=12544"):
+        recipe.setup(big)
