@@ -1,0 +1,36 @@
+"""The GPU timing script runs end to end in its --tiny mode on the CPU and says clearly when CUDA is missing."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "op4ksr_gpu.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("op4ksr_gpu", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_script_tiny_mode(capsys):
+    assert _load().main(["--tiny", "--size", "128", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "128x128" in out and "paper: one NVIDIA H20" in out and "5.75" in out and "patch-free" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
+def test_gpu_script_without_cuda(capsys):
+    assert _load().main([]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_flux_dev_config_is_full_size():
+    mod = _load()
+    cfg = mod.FLUX_DEV
+    assert (cfg["num_layers"], cfg["num_single_layers"], cfg["num_attention_heads"]) == (19, 38, 24)
+    assert sum(cfg["axes_dims_rope"]) == cfg["attention_head_dim"] == 128
+    assert len(mod.F16_VAE["block_out_channels"]) == 5 and mod.F16_VAE["latent_channels"] == 16
