@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds, peak = min(runs)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     tokens = (size // 32) ** 2
-    print(f"OP4KSR {'tiny' if args.tiny else 'Flux-dev-size'} transformer ({n_params / 1e9:.2f} B params, "
-          f"{dtype}), F16 VAE, RoPE theta {model.theta:.0f} (RFR {model.cfg.rfr.mode}); built in {build_s:.1f} s")  # fmt: skip
+    kind = "tiny" if args.tiny else "Flux-dev-size"
+    rfr = f"RoPE theta {model.theta:.0f} (RFR {model.cfg.rfr.mode})"
+    print(f"OP4KSR {kind} transformer ({n_params / 1e6:,.1f} M params, {dtype}), F16 VAE, {rfr}; {build_s:.1f} s")
     print(f"{'device':<28}{'SR size':>12}{'tokens':>8}{'seconds':>10}{'peak GiB':>10}  mode")
     mode = "VAE tiled" if args.vae_tiling else "patch-free"
     print(f"{name:<28}{f'{size}x{size}':>12}{tokens:>8}{seconds:>10.2f}{peak:>10.2f}  {mode}")
