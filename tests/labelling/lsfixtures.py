@@ -1,8 +1,10 @@
-"""One real Label Studio for all labelling tests (session scope), and cheap workspaces with pairs and candidates.
+"""One real Label Studio for all labelling tests, and cheap workspaces with pairs and candidates.
 
 The server's document root is its workspace, so every test writes its own LR set, candidates and pairs part into the
 shared workspace and pushes into its own project (``project=<test name>``); nothing a test does is visible to
-another's selection.
+another's selection. ``ls`` is imported by ``tests/labelling/conftest.py`` and by ``tests/flows/test_label_flow.py``;
+the server itself is a module-level singleton (started by the first user, stopped when the last one finishes), so
+one pytest session starts Label Studio once however many modules use it.
 """
 
 from __future__ import annotations
@@ -81,20 +83,27 @@ def make_pairs(ws: Workspace, lr_set: str, target: int, name: str, seed: int = 0
     return pairs
 
 
+_SHARED: dict = {"users": 0}
+
+
 @pytest.fixture(scope="session")
 def ls(tmp_path_factory):
     """(workspace, settings) of a real Label Studio on a free 127.0.0.1 port; stopped (process group) at the end."""
     from labelling import server
 
-    root = tmp_path_factory.mktemp("ls-ws")
-    ws = Workspace(root)
-    settings = server.LabelSettings(port=free_port(), retries=3, retry_wait=0.2)
-    t0 = time.monotonic()
-    info = server.start(ws, settings)
-    print(f"\nLabel Studio up in {time.monotonic() - t0:.1f} s at {info.url}")
-    os.environ["SR4K_LABEL_PORT"] = str(settings.port)  # for the CLI in subprocesses and in-process
+    if not _SHARED["users"]:
+        ws = Workspace(tmp_path_factory.mktemp("ls-ws"))
+        settings = server.LabelSettings(port=free_port(), retries=3, retry_wait=0.2)
+        t0 = time.monotonic()
+        info = server.start(ws, settings)
+        print(f"\nLabel Studio up in {time.monotonic() - t0:.1f} s at {info.url}")
+        _SHARED.update(ws=ws, settings=settings)
+        os.environ["SR4K_LABEL_PORT"] = str(settings.port)  # for the CLI (in-process and subprocesses)
+    _SHARED["users"] += 1
     try:
-        yield ws, settings
+        yield _SHARED["ws"], _SHARED["settings"]
     finally:
-        server.stop(ws)
-        os.environ.pop("SR4K_LABEL_PORT", None)
+        _SHARED["users"] -= 1
+        if not _SHARED["users"]:
+            server.stop(_SHARED["ws"])
+            os.environ.pop("SR4K_LABEL_PORT", None)

@@ -1,0 +1,90 @@
+"""Labeling config, result validation and side mapping, gold degradation, matched-crop placement (no server)."""
+
+import json
+import os
+import stat
+from xml.etree import ElementTree as ET
+
+import cv2
+import numpy as np
+import pytest
+
+from labelling import gold, interface
+from labelling.pull import parse_result, to_candidate
+from labelling.push import detail_window
+from labelling.server import LabelStudioError, credentials, label_studio_bin
+from pipelines.storage import Workspace
+from schemas.labels import CRITERIA
+
+
+def res(**choices):
+    return [{"from_name": k, "to_name": "left_crop", "type": "choices", "value": {"choices": v}}
+            for k, v in choices.items()]  # fmt: skip
+
+
+def test_config_has_both_questions_with_unique_hotkeys_and_all_images():
+    cfg = interface.label_config()
+    root = ET.fromstring(cfg)
+    names = {c.get("name") for c in root.iter("Choices")}
+    assert names == {*CRITERIA, interface.UNUSABLE}
+    assert {i.get("value") for i in root.iter("Image")} == {
+        "$lr", "$left", "$right", "$lr_crop", "$left_crop", "$right_crop"}  # fmt: skip
+    keys = interface.hotkeys(cfg)
+    assert keys == {"1": ("consistency", "left"), "2": ("consistency", "right"), "3": ("consistency", "tie"),
+                    "4": ("naturalness", "left"), "5": ("naturalness", "right"), "6": ("naturalness", "tie"),
+                    "0": ("unusable", "both_unusable")}  # fmt: skip
+    assert all(c.get("required") == "true" for c in root.iter("Choices") if c.get("name") in CRITERIA)
+    assert cfg == interface.label_config()  # deterministic: the push compares it with the project's
+    with pytest.raises(ValueError, match="hotkey '1' bound twice"):
+        interface.hotkeys(cfg.replace('hotkey="2"', 'hotkey="1"'))
+
+
+@pytest.mark.parametrize(("screen", "left", "want"), [("left", "a", "a"), ("right", "a", "b"), ("left", "b", "b"),
+                                                      ("right", "b", "a"), ("tie", "b", "tie")])  # fmt: skip
+def test_screen_answers_map_to_candidates(screen, left, want):
+    assert to_candidate(screen, left) == want
+
+
+def test_parse_result_valid_and_every_kind_of_invalid():
+    ans, unusable, reasons = parse_result(res(consistency=["left"], naturalness=["right"],
+                                              unusable=["both_unusable"]), left="b")  # fmt: skip
+    assert (ans, unusable, reasons) == ({"consistency": "b", "naturalness": "a"}, True, [])
+    cases = {
+        "unknown_choice:naturalness=C": res(consistency=["tie"], naturalness=["C"]),
+        "missing:naturalness": res(consistency=["tie"]),
+        "multiple:consistency": res(consistency=["left", "right"], naturalness=["tie"]),
+        "unknown_control:colour": res(consistency=["tie"], naturalness=["tie"], colour=["red"]),
+    }
+    for want, result in cases.items():
+        ans, _, reasons = parse_result(result, left="a")
+        assert want in reasons and ans == {"consistency": None, "naturalness": None}, (want, reasons)
+    _, _, reasons = parse_result([], left="a")
+    assert reasons == ["missing:consistency", "missing:naturalness"]
+
+
+def test_gold_degradation_is_obvious():
+    rng = np.random.default_rng(0)
+    img = cv2.resize((rng.random((32, 32, 3)) * 255).astype(np.uint8), (256, 256), interpolation=cv2.INTER_NEAREST)
+    bad = gold.degrade(img)
+    sharp = lambda x: cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()  # noqa: E731
+    assert bad.shape == img.shape and sharp(bad) < 0.1 * sharp(img)
+    assert bad[..., 0].mean() > img[..., 0].mean() + 10 and bad[..., 2].mean() < img[..., 2].mean() - 10
+    assert gold.gold_pair_id("k", "m", "v", 0).startswith("pr-") and len(gold.gold_pair_id("k", "m", "v", 0)) == 23
+
+
+def test_detail_window_finds_the_textured_region():
+    lr = np.full((64, 64, 3), 128, np.uint8)
+    lr[32:48, 16:32] = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
+    assert detail_window(lr, 16) == (16, 32)
+
+
+def test_credentials_are_generated_once_private_and_missing_binary_names_the_fix(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path)
+    c1 = credentials(ws)
+    path = tmp_path / "labelstudio" / "credentials.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert credentials(ws) == c1 and len(c1["token"]) == 40 and len(c1["admin_password"]) >= 20
+    assert json.loads(path.read_text())["token"] == c1["token"]
+    monkeypatch.setenv("SR4K_LABEL_STUDIO_BIN", str(tmp_path / "nope"))
+    with pytest.raises(LabelStudioError, match=r"bash \.ci/bootstrap"):
+        label_studio_bin()
