@@ -222,6 +222,11 @@ def test_trainset_release_from_a_curated_workspace(tmp_path):
     assert len(released) == len(curated)
     for x in released:
         assert x["hr.png"] == curated[x["__key__"]]["hr.png"] and x["json"] == curated[x["__key__"]]["json"]
+    import datasets
+
+    ds = datasets.load_dataset("webdataset", data_files={"train": sorted(glob.glob(str(out / "*.tar")))},
+                               split="train", cache_dir=str(tmp_path / ".hf-cache"))  # fmt: skip
+    assert len(ds) == s["samples"] and ds[0]["hr.png"].size == (128, 128) and ds[0]["lr.png"].size == (32, 32)
     con = duckdb.connect()
     assert con.execute(f"select count(*), min(scale), max(hr_width) from '{out / 'index.parquet'}'").fetchone() == (
         s["samples"],
