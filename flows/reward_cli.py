@@ -205,10 +205,12 @@ def score(
     with console.status(f"judging {n_games} games ({len(images)} candidates, both orders)"):
         scores = scorer.score(Image.open(lr).convert("RGB"), images)
     t = Table(title=f"score — {lr}")
-    for col in ("rank", "candidate", "score"):
-        t.add_column(col, justify="right" if col != "candidate" else "left")
+    t.add_column("rank", justify="right")
+    t.add_column("candidate", no_wrap=True)
+    t.add_column("score", justify="right")
+    t.add_column("folder", overflow="fold")
     for rank, i in enumerate(sorted(range(len(images)), key=lambda k: -scores[k]), 1):
-        t.add_row(str(rank), str(candidates[i]), f"{scores[i]:+.3f}")
+        t.add_row(str(rank), candidates[i].name, f"{scores[i]:+.3f}", str(candidates[i].resolve().parent))
     st = scorer.last_stats
     t.caption = f"{st.judged} games, {st.malformed} malformed answers; scale: {method}"
     console.print(t)

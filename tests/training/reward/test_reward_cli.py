@@ -1,0 +1,59 @@
+"""`sr4k score`, `sr4k eval-reward` and `sr4k train-reward` through the real CLI app, and the GPU benchmark's CPU
+smoke mode."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from refreward_fixtures import pair_images
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_score_ranks_candidates(tiny_judge, tmp_path):
+    lr, a, b = pair_images(0)
+    paths = []
+    for name, arr in (("lr", lr), ("nearest", a), ("noisy", b)):
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(arr).save(paths[-1])
+    r = runner.invoke(
+        app, ["score", "--checkpoint", str(tiny_judge), "--lr", str(paths[0]), str(paths[1]), str(paths[2])]
+    )
+    assert r.exit_code == 0, r.output
+    assert "nearest.png" in r.output and "noisy.png" in r.output and "2 games" in r.output
+    r = runner.invoke(app, ["score", "--checkpoint", str(tiny_judge), "--lr", str(paths[0]), str(paths[1])])
+    assert r.exit_code == 2 and "at least two candidate" in r.output
+
+
+def test_eval_reward_writes_a_report(tiny_judge, prefs_workspace, tmp_path):
+    r = runner.invoke(app, ["eval-reward", "--checkpoint", str(tiny_judge), "--data", str(prefs_workspace),
+                            "--out", str(tmp_path / "ev"), "--limit", "2", "--quiet"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "position consistency" in r.output and "baseline: lr_psnr" in r.output
+    assert (tmp_path / "ev" / "eval.md").exists() and (tmp_path / "ev" / "eval.json").exists()
+
+
+def test_train_reward_config_errors_name_the_fix(tiny_judge, prefs_workspace, tmp_path):
+    base = ["train-reward", "--data", str(prefs_workspace), "--model", str(tiny_judge), "-o", str(tmp_path / "o")]
+    r = runner.invoke(app, [*base, "--use-vllm"])
+    assert r.exit_code == 2
+    assert "use_vllm" in r.output and ("use_vllm: false" in r.output or "sr4k[vllm]" in r.output)
+    r = runner.invoke(app, [*base, "--num-generations", "3", "--batch-size", "4"])
+    assert r.exit_code == 2 and "set per_device_train_batch_size to 6" in r.output
+    r = runner.invoke(app, ["train-reward", "--data", str(prefs_workspace), "--model", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "build_tiny_qwen_vl" in r.output
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_in_tiny_mode():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "reward_gpu.py"), "--tiny", "--batch", "1,2", "--repeats", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env={"OMP_NUM_THREADS": "1",
+                       "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "judge rollouts" in r.stdout and "transformers" in r.stdout
