@@ -193,30 +193,45 @@ def save_final(s: Setup) -> Path:
     return final
 
 
+def _finished(cfg: RewardConfig) -> dict[str, Any] | None:
+    """The final judge's metadata when a resumable run already reached max_steps (nothing left to train)."""
+    meta = Path(cfg.output_dir) / "final" / JUDGE_META
+    if not (cfg.resume and cfg.max_steps > 0 and meta.exists()):
+        return None
+    m = json.loads(meta.read_text())
+    return m if m.get("global_step", 0) >= cfg.max_steps and last_checkpoint(cfg.output_dir) else None
+
+
 def train(cfg: RewardConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """setup → GRPO (resuming from the last checkpoint) → save the final judge. Returns a summary dict."""
     t0 = time.perf_counter()
     s = setup(cfg, callbacks)
     resume_from = last_checkpoint(cfg.output_dir) if cfg.resume else None
+    start_step = int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0
     t1 = time.perf_counter()
-    result = s.trainer.train(resume_from_checkpoint=resume_from)
-    t2 = time.perf_counter()
-    final = save_final(s)
-    history = s.trainer.state.log_history
+    done = _finished(cfg)
+    t2 = t1
+    if done is not None:  # a rerun of a completed run: keep the final judge, train nothing
+        final, global_step, train_loss, history = Path(cfg.output_dir) / "final", done["global_step"], math.nan, []
+    else:
+        result = s.trainer.train(resume_from_checkpoint=resume_from)
+        t2 = time.perf_counter()  # GRPO steps only (rollouts + updates + checkpoints), not the final save
+        final, global_step = save_final(s), int(s.trainer.state.global_step)
+        train_loss = float(result.training_loss) if result.training_loss is not None else math.nan
+        history = s.trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     rewards = [h["reward"] for h in history if "reward" in h]
-    start_step = int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0
-    steps_run = int(s.trainer.state.global_step) - start_step
+    steps_run = global_step - start_step if done is None else 0
     return {
         "final": str(final),
         "device": s.device,
         "resumed_from": resume_from,
-        "global_step": int(s.trainer.state.global_step),
+        "global_step": global_step,
         "steps_run": steps_run,
         "train_pairs": len(s.train_samples),
         "held_out_pairs": len(s.held_samples),
         "prompts": s.n_examples,
-        "train_loss": float(result.training_loss) if result.training_loss is not None else math.nan,
+        "train_loss": train_loss,
         "last_loss": losses[-1] if losses else math.nan,
         "mean_reward": sum(rewards) / len(rewards) if rewards else math.nan,
         "setup_s": t1 - t0,
