@@ -63,26 +63,40 @@ def test_supervised_two_steps_then_resume(tiny_backbone, tiny_shards, tmp_path):
     assert logged == [1, 2, 3]
 
 
-def test_grpo_two_steps_with_a_deterministic_reward(tiny_backbone, tiny_shards, tmp_path):
+def _judge(lr, a, b):
+    """A deterministic pairwise judge: consistency = closer area-downscale to the LR, naturalness = more detail."""
+    fa, fb = grpo.fidelity_reward([lr], [[a, b]])[0]
+    da, db = (float(np.abs(np.diff(x.astype(np.float32), axis=1)).mean()) for x in (a, b))
+    return {"consistency": "A" if fa > fb else "B" if fb > fa else "tie", "naturalness": "A" if da > db else "B"}
+
+
+def test_grpo_two_steps_with_refreward_scorer(tiny_backbone, tiny_shards, tmp_path):
+    from training.reward.scorer import RefRewardScorer
+
     calls = []
 
-    class Sharpness:  # an object with score_batch, as RefRewardScorer: higher = more high-frequency energy
-        def score_batch(self, lrs, groups):
-            calls.append((len(lrs), len(groups[0])))
-            return [[float(np.abs(np.diff(sr.astype(np.float32), axis=1)).mean()) for sr in g] for g in groups]
+    def judge(lr, a, b):
+        calls.append(lr.shape)
+        return _judge(lr, a, b)
 
     cfg = _cfg(tiny_backbone, tiny_shards, tmp_path / "g", stage="grpo", **{"grpo.fidelity": 0.5,
                "grpo.group_size": 3, "grpo.beta_kl": 0.1})  # fmt: skip
-    run = grpo.setup(cfg, reward=grpo.combine_reward(Sharpness(), cfg.grpo.fidelity))
+    run = grpo.setup(cfg, reward=grpo.combine_reward(RefRewardScorer(judge), cfg.grpo.fidelity))
     before = run.model.lora_state_dict()
     run = grpo.train(run)
-    assert calls == [(1, 3), (1, 3)]
+    assert len(calls) == 2 * 3 * 2  # 2 steps x G(G-1) ordered games, G = 3
     assert run.step == 2 and all(np.isfinite(r["total"]) for r in run.history)
     assert {"reward", "lr_psnr", "periodicity", "kl", "ratio"} <= set(run.history[-1])
     assert run.history[0]["kl"] == pytest.approx(0.0, abs=1e-9) and run.history[1]["kl"] > 0  # moved off pi_ref
     assert _changed(before, run.model.lora_state_dict()) > 0
     saved = load_file(str(tmp_path / "g" / "model" / "lora.safetensors"))
     assert _changed(before, saved) > 0
+
+
+def test_grpo_reward_as_plain_callable():
+    r = grpo.combine_reward(lambda lrs, groups: np.array([[1.0, 2.0]]), 0.0)
+    lr = natural(8, 8, 0)
+    assert r([lr], [[lr, lr]]).tolist() == [[1.0, 2.0]]
 
 
 def test_fidelity_reward_prefers_lr_consistent_outputs():
