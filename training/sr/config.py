@@ -125,6 +125,7 @@ class TrainConfig(BaseModel):
     save_every: int = Field(500, ge=1, description="checkpoint every N steps (and at the end)")
     log_every: int = Field(10, ge=1, description="log every N steps")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+    gradient_checkpointing: bool = Field(False, description="recompute transformer activations (4K crops on GPU)")
     seed: int = Field(0, description="seed of data order, crops and noise")
     resume: bool = Field(True, description="continue from the latest checkpoint in out/ if there is one")
 

@@ -113,6 +113,8 @@ def setup(cfg: TrainConfig, reward: RewardFn | None = None) -> Run:
     model = load_model(cfg, acc.device)
     named = dict(model.transformer.named_parameters())
     ref = {n: p.detach().clone() for n, p in named.items() if "lora_" in n}
+    if cfg.gradient_checkpointing:
+        model.transformer.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(model.lora_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.call, opt = acc.prepare(model.transformer, opt)
     step = 0

@@ -83,6 +83,8 @@ def setup(cfg: TrainConfig) -> Run:
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     model = load_model(cfg, acc.device)
+    if cfg.gradient_checkpointing:
+        model.transformer.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(model.lora_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.call, opt = acc.prepare(model.transformer, opt)
     step = 0
