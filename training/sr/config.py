@@ -84,7 +84,10 @@ class LossConfig(BaseModel):
     pixel_l2: float = Field(1.0, ge=0, description="weight of pixel L2 after decoding")
     lpips: float = Field(0.0, ge=0, description="weight of LPIPS (needs lpips_weights and the lpips package)")
     lpips_weights: str | None = Field(None, description="folder with LPIPS v0.1 heads + backbone (no download)")
-    ap: float = Field(0.1, ge=0, description="weight lambda of L_AP (0 = off)")
+    # Magnitudes (tests/training/sr/test_op4ksr_periodicity_loss.py): a +8/255 32-px line grid on a photo gives
+    # L_AP ~ 6e-3, the photo itself ~ 3e-5; pixel L2 (in [-1, 1]) of a good x4 model is ~ 1e-2. With lambda = 1 a
+    # visible grid costs about half the pixel term, while natural images cost nothing.
+    ap: float = Field(1.0, ge=0, description="weight lambda of L_AP (0 = off)")
     ap_tau: float = Field(0.0, ge=0, description="L_AP margin tau")
     ap_stride_weight: float = Field(4.0, ge=0, description="extra L_AP weight at token/VAE-stride lattice lags")
     ap_lines_only: bool = Field(True, description="L_AP on the periodic (line-spectrum) part, as the metric")

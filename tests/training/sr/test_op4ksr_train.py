@@ -46,6 +46,9 @@ def test_supervised_two_steps_then_resume(tiny_backbone, tiny_shards, tmp_path):
     assert run.step == 2 and len(run.history) == 2
     assert all(np.isfinite(r["total"]) and "ap" in r for r in run.history)
     assert _changed(before, run.model.lora_state_dict()) > 0
+    hr = natural(128, 128, 9)
+    scores = supervised.evaluate(run.model, [(hr, hr[::4, ::4].copy())])
+    assert set(scores) == {"psnr_y", "peak", "stride_mean"} and 5 < scores["psnr_y"] < 60
     ck = tmp_path / "s1" / "checkpoint-000002"
     names = {p.name for p in ck.iterdir()}
     assert names == {"op4ksr.json", "lora.safetensors", "text_embeds.safetensors", "optimizer.safetensors",
