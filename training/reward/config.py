@@ -77,6 +77,9 @@ class RewardConfig(BaseModel):
     vllm_server_port: int = Field(8000, description="Server mode: port of `trl vllm-serve`")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="Colocate: GPU share vLLM may take")
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="Colocate: tensor-parallel size of vLLM")
+    vllm_max_model_length: int | None = Field(
+        None, description="Colocate: vLLM context (KV cache) length; None = prompt estimate + max_completion_length"
+    )
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available")
     bf16: bool | None = Field(None, description="bf16 training; None = on for CUDA, off for CPU")
@@ -115,6 +118,11 @@ class RewardConfig(BaseModel):
         if self.lora and self.freeze_vision is False:
             raise ValueError("lora trains adapters on the language model only: leave freeze_vision: true with lora")
         return self
+
+    def prompt_tokens_estimate(self) -> int:
+        """Upper estimate of one prompt's tokens: vision tokens of the pixel budget (one per 28² px) + ~1K of text."""
+        b = self.pixel_budget
+        return 3 * (b.global_max_pixels + b.n_crops * b.crop_size**2) // 784 + 1024
 
     def reward_weights(self) -> list[float]:
         """Weights of ``rewards.reward_functions(self.answer)``, same order (format, accuracy/Thurstone)."""

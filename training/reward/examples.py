@@ -119,12 +119,21 @@ class Example:
 
 
 def to_pil(img: Any) -> Image.Image:
-    """PIL RGB from a PIL image or an HxWx3 uint8 array (HxW grey is accepted)."""
+    """PIL RGB from a PIL image, an HxWx3 (or HxW) uint8 array, or a float array / torch tensor in [0, 1]
+    (HxWx3, or 3xHxW as SR models output it; rounded to 8 bits)."""
     if isinstance(img, Image.Image):
         return img if img.mode == "RGB" else img.convert("RGB")
+    if hasattr(img, "detach"):  # torch tensor
+        img = img.detach().float().cpu().numpy()
     arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
     if arr.dtype != np.uint8:
-        raise TypeError(f"images must be uint8 arrays or PIL images, got dtype {arr.dtype}")
+        raise TypeError(f"images must be PIL, uint8 arrays or float arrays in [0, 1], got dtype {arr.dtype}")
     return Image.fromarray(arr).convert("RGB")
 
 

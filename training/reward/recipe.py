@@ -109,6 +109,8 @@ def _grpo_args(cfg: RewardConfig, device: str):
         vllm_server_port=cfg.vllm_server_port,
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+        # Qwen2.5-VL's 128K context would make colocated vLLM reserve a KV cache for it: size it to the prompts
+        vllm_max_model_length=cfg.vllm_max_model_length or cfg.prompt_tokens_estimate() + cfg.max_completion_length,
     )
 
 

@@ -106,3 +106,16 @@ def test_prompt_renders_with_the_tiny_processor(tiny_judge):
     inputs = proc(text=[text], images=v.images, return_tensors="pt")
     assert inputs["image_grid_thw"].shape == (6, 3)
     assert "consistency: A|B|tie; naturalness: A|B|tie" in text
+
+
+def test_to_pil_accepts_what_sr_models_output():
+    import torch
+
+    from training.reward.examples import to_pil
+
+    u8 = np.random.default_rng(0).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    chw = torch.from_numpy(u8).permute(2, 0, 1).float() / 255.0
+    for x in (u8, Image.fromarray(u8), u8.astype(np.float32) / 255.0, chw, chw.numpy()):
+        np.testing.assert_array_equal(np.asarray(to_pil(x)), u8)
+    with pytest.raises(TypeError, match="float arrays in"):
+        to_pil(u8.astype(np.int64))
