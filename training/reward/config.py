@@ -70,6 +70,7 @@ class RewardConfig(BaseModel):
     merge_lora: bool = Field(True, description="Save the final model with the adapters merged (vLLM serves it)")
     freeze_vision: bool = Field(True, description="Keep the vision tower frozen during full fine-tuning")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory")
+    attn_implementation: str | None = Field(None, description="sdpa | flash_attention_2 | eager; None = default")
 
     use_vllm: bool = Field(False, description="Generate rollouts with vLLM (GPU only)")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="colocate | server")

@@ -46,13 +46,14 @@ def load_processor(path: str | Path):
     return proc
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: Any = None):
+def load_model(path: str | Path, device: str = "cpu", dtype: Any = None, attn_implementation: str | None = None):
     import torch
     from transformers import AutoModelForImageTextToText
 
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+    kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **kw)
     return model.to(device).eval()
 
 

@@ -131,9 +131,12 @@ def setup(cfg: RewardConfig, callbacks: list[Any] | None = None) -> Setup:
     out.mkdir(parents=True, exist_ok=True)
     dataset = build_dataset(train_s, cfg, out / "dataset-cache")
 
+    import torch
     from trl import GRPOTrainer
 
-    model = load_model(cfg.model, "cpu", dtype=None).train()  # the trainer places it (accelerate)
+    bf16 = cfg.bf16 if cfg.bf16 is not None else device == "cuda"
+    dtype = torch.bfloat16 if bf16 else torch.float32  # bf16 weights on GPU, as TRL's own recipes load them
+    model = load_model(cfg.model, "cpu", dtype, cfg.attn_implementation).train()  # the trainer places it
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig

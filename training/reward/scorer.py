@@ -50,10 +50,8 @@ def bradley_terry(wins: np.ndarray, l2: float = BT_L2, iters: int = 50, tol: flo
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(theta[:, None] - theta[None, :])))
         grad = (wins - games * p).sum(axis=1) - l2 * theta
-        h = games * p * (1.0 - p)
-        hess = h.copy()
-        np.fill_diagonal(hess, 0.0)
-        hess[np.diag_indices(n)] = -h.sum(axis=1) + np.diag(h) - l2
+        h = games * p * (1.0 - p)  # zero diagonal: no self-games
+        hess = h - np.diag(h.sum(axis=1) + l2)
         step = np.linalg.solve(hess, grad)
         theta = theta - step
         if np.abs(step).max() < tol:
