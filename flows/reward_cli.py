@@ -24,6 +24,15 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _quiet_libraries() -> None:
+    """transformers/datasets draw their own tqdm bars (weight loading, dataset cache): the CLI shows rich ones."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -108,6 +117,7 @@ def train_reward(
     """
     from training.reward.config import ConfigError, load_config
 
+    _quiet_libraries()
     overrides = {"data": data, "model": model, "output_dir": output_dir, "use_vllm": use_vllm,
                  "vllm_mode": vllm_mode, "lora": lora, "max_steps": max_steps, "num_generations": num_generations,
                  "per_device_train_batch_size": batch_size, "learning_rate": learning_rate, "beta": beta,
@@ -162,6 +172,7 @@ def eval_reward(
     from training.reward.evaluate import evaluate_pairs, write_report
     from training.reward.judge import load_judge
 
+    _quiet_libraries()
     try:
         samples = load_preferences(data)
         judge = load_judge(checkpoint, backend=backend, device=device)
@@ -191,6 +202,7 @@ def score(
 
     from training.reward.scorer import RefRewardScorer
 
+    _quiet_libraries()
     for p in [lr, *candidates]:
         if not p.is_file():
             _fail(f"{p} does not exist")

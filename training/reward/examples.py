@@ -213,8 +213,9 @@ def render_views(lr: Any, a: Any, b: Any, budget: PixelBudget, key: str = "") ->
     downscaled = gh * gw < H * W * 0.999
     if budget.n_crops > 0 and budget.crop_size > 0 and downscaled:
         scale = max(1, round(W / lr.size[0]))
-        side = min(budget.crop_size, (min(H, W) // PATCH_MULTIPLE) * PATCH_MULTIPLE)
-        side -= side % scale  # whole LR window
+        # side: a multiple of 28 (no resampling by the processor) and of the scale (a whole LR window)
+        step = math.lcm(PATCH_MULTIPLE, scale)
+        side = (min(budget.crop_size, H, W) // step) * step or (min(H, W) // scale) * scale
         lr_arr = np.asarray(lr)
         locs = crop_locations(lr_arr, scale, side, budget.n_crops, budget.crop_policy, key, (H, W))
         for i, (y, x) in enumerate(locs, 1):

@@ -161,10 +161,9 @@ def setup(cfg: RewardConfig, callbacks: list[Any] | None = None) -> Setup:
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    if callbacks:  # the caller shows progress: drop the Trainer's print-every-log-dict callback
-        from transformers import PrinterCallback
+    from transformers import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)  # logs go to state.log_history and the caller's callbacks, not stdout
     return Setup(cfg, trainer, processor, train_s, held_s, device, len(dataset))
 
 

@@ -119,3 +119,13 @@ def test_to_pil_accepts_what_sr_models_output():
         np.testing.assert_array_equal(np.asarray(to_pil(x)), u8)
     with pytest.raises(TypeError, match="float arrays in"):
         to_pil(u8.astype(np.int64))
+
+
+def test_crop_side_fits_tokens_and_scale():
+    lr = np.random.default_rng(1).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    hr = np.asarray(Image.fromarray(lr).resize((600, 300)))
+    v = render_views(lr, hr, hr, PixelBudget(global_max_pixels=112 * 112, crop_size=196, n_crops=2))
+    assert len(v.crops) == 2
+    for y, x, side in v.crops:
+        assert side == 168 and side % 28 == 0 and side % 3 == 0 and y % 3 == 0 and x % 3 == 0  # lcm(28, 3) = 84
+    assert abs(v.crops[0][0] - v.crops[1][0]) >= 168 or abs(v.crops[0][1] - v.crops[1][1]) >= 168  # no overlap
