@@ -179,10 +179,10 @@ def check_runtime(cfg: RewardConfig) -> str:
         raise ConfigError("device: cuda but no CUDA device is visible: set device: cpu (or auto)")
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda) else "cpu"
     if cfg.use_vllm:
-        if device != "cuda":
-            raise ConfigError("use_vllm needs a CUDA GPU and none is visible: set use_vllm: false on this machine")
         if importlib.util.find_spec("vllm") is None:
             raise ConfigError(f"use_vllm is set but the vllm package is not installed: {VLLM_FIX}")
+        if device != "cuda":
+            raise ConfigError("use_vllm needs a CUDA GPU and none is visible: set use_vllm: false on this machine")
     if cfg.bf16 and device != "cuda":
         raise ConfigError("bf16: true needs a CUDA device here: set bf16: false (or leave it unset)")
     return device

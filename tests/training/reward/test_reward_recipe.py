@@ -94,11 +94,13 @@ def test_runtime_checks_name_the_fix(tiny_judge, prefs_workspace, tmp_path):
     with pytest.raises(ConfigError, match="build_tiny_qwen_vl"):
         check_runtime(RewardConfig(model=str(tmp_path / "missing")))
     cfg = RewardConfig(model=str(tiny_judge), use_vllm=True)
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="use_vllm: false"):
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(
+            ConfigError, match=r"not installed: install vLLM .*pip install 'sr4k\[vllm\]'.*use_vllm: false"
+        ):
             check_runtime(cfg)
-    elif importlib.util.find_spec("vllm") is None:
-        with pytest.raises(ConfigError, match=r"pip install 'sr4k\[vllm\]'"):
+    elif not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="use_vllm: false"):
             check_runtime(cfg)
     # the tiny processor stops at 112² px: a 448² budget would be resized behind the judge's back
     big = _cfg(tiny_judge, prefs_workspace, tmp_path / "o", pixel_budget={"global_max_pixels": 448 * 448})
