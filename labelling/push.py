@@ -226,12 +226,10 @@ class ImageCache:
 
     def lr_image(self, lr_set: str | None, lr_key: str) -> tuple[str, np.ndarray]:
         if lr_key not in self.lr:
-            from pipelines.candidates import lr_items
-
             if lr_set is None:
                 raise ValueError(f"LR {lr_key!r} has no row in the candidates table: cannot find its LR image")
             if lr_set not in self.lr_loaders:
-                self.lr_loaders[lr_set] = {it.key: it.load for it in lr_items(self.ws, lr_set)}
+                self.lr_loaders[lr_set] = _lr_loaders(self.ws, lr_set)
             rgb = self.lr_loaders[lr_set][lr_key]()
             self.lr[lr_key] = (_store_png(self.ws, rgb), rgb)
         return self.lr[lr_key]
@@ -277,6 +275,29 @@ class ImageCache:
                      "left_crop": url(self.hr_crop(pair["lr_key"], pair[f"path_{left}"], box)),
                      "right_crop": url(self.hr_crop(pair["lr_key"], pair[f"path_{right}"], box))}  # fmt: skip
         return data
+
+
+def _lr_loaders(ws: Workspace, lr_set: str) -> dict[str, Callable[[], np.ndarray]]:
+    """key -> RGB loader of an LR set. A benchmark's index is read here directly (the same two columns as
+    ``pipelines.candidates.lr_items``), because importing that module pulls in the curation stack (webdataset, torch:
+    ~10 s) for what is a file read; shard sets go through ``lr_items``."""
+    index = ws.root / "benchmarks" / lr_set / "index.parquet"
+    if index.exists():
+        rows = pq.read_table(index, columns=["key", "lr_path"]).to_pylist()
+        return {r["key"]: _reader(index.parent / r["lr_path"]) for r in rows}
+    from pipelines.candidates import lr_items
+
+    return {it.key: it.load for it in lr_items(ws, lr_set)}
+
+
+def _reader(path) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"LR image {path} is missing or unreadable")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    return load
 
 
 def _size(ws: Workspace, rel: str) -> tuple[int, int]:

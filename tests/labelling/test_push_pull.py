@@ -28,8 +28,10 @@ def _ann(api, task_id: int, result: list, **kw) -> dict:
 
 
 def _res(c, n, extra=None):
-    out = [{"from_name": "consistency", "to_name": "left_crop", "type": "choices", "value": {"choices": [c]}},
-           {"from_name": "naturalness", "to_name": "left_crop", "type": "choices", "value": {"choices": [n]}}]
+    out = [
+        {"from_name": "consistency", "to_name": "left_crop", "type": "choices", "value": {"choices": [c]}},
+        {"from_name": "naturalness", "to_name": "left_crop", "type": "choices", "value": {"choices": [n]}},
+    ]
     return out + (extra or [])  # fmt: skip
 
 

@@ -1,0 +1,86 @@
+"""Faults: Label Studio killed during a push, an unreachable server, a restart that must keep every annotation."""
+
+import threading
+import time
+
+import pytest
+from lsfixtures import free_port, make_lr_set, make_pairs
+from typer.testing import CliRunner
+
+from labelling import push, server
+from labelling.pull import latest_annotations, pull_annotations
+
+pytestmark = pytest.mark.slow
+
+
+def test_unreachable_server_is_a_clear_error_after_bounded_retries(ls, tmp_path):
+    ws, _ = ls
+    dead = server.LabelSettings(port=free_port(), retries=3, retry_wait=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(server.LabelStudioUnavailable, match=r"after 3 tries .*sr4k label serve"):
+        server.Api.for_workspace(ws, dead).get("/api/projects/")
+    assert time.monotonic() - t0 < 5  # 0.2 + 0.4 s of back-off, no endless loop
+    with pytest.raises(server.LabelStudioUnavailable):
+        push.push_pairs(ws, "all", settings=dead)
+    from flows.cli import app
+
+    (ws.root / "labelstudio" / "projects" / "dead.json").parent.mkdir(parents=True, exist_ok=True)
+    (ws.root / "labelstudio" / "projects" / "dead.json").write_text('{"id": 999}')
+    args = ["-w", str(ws.root), "--port", str(dead.port), "--project", "dead"]
+    out = CliRunner().invoke(app, ["label", "pull", *args])
+    assert out.exit_code == 2 and "did not answer" in out.output and "sr4k label serve" in out.output
+    with pytest.raises(server.LabelStudioError, match="no Label Studio set up"):
+        server.Api.for_workspace(tmp_path, dead)
+
+
+def test_kill_during_push_then_rerun_has_no_duplicate_and_restart_keeps_annotations(ls):
+    ws, settings = ls
+    make_lr_set(ws, "fk", 120, seed=9, distinct_images=False)
+    make_pairs(ws, "fk", 360, "fk", seed=2)
+    first = push.push_pairs(ws, "pair_id < 'pr-4' and lr_key like 'fk%'", project="faults", gold_rate=0.0,
+                            settings=settings)  # fmt: skip
+    pid = first["project_id"]
+    api = server.Api.for_workspace(ws, settings)
+    mapped = list(push.mapping(ws, pid).values())[:3]
+    res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["left"]}}
+           for c in ("consistency", "naturalness")]  # fmt: skip
+    ann_ids = {api.post(f"/api/tasks/{m['task_id']}/annotations/", {"result": res})["id"] for m in mapped}
+    assert pull_annotations(ws, "faults", settings)["new_rows"] == 3
+
+    batches = threading.Event()
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            push.push_pairs(ws, "fk", project="faults", gold_rate=0.05, batch_size=20, settings=settings,
+                            on_batch=lambda done, total: batches.set())  # fmt: skip
+        except Exception as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert batches.wait(120), "the push never finished a batch"
+    server.kill(ws)  # SIGKILL the whole Label Studio process group mid-push
+    t.join(120)
+    assert errors and isinstance(errors[0], server.LabelStudioError), errors
+    assert "sr4k label serve" in str(errors[0]) or "Label Studio" in str(errors[0])
+    partial = len(push.mapping(ws, pid))
+
+    info = server.start(ws, settings)  # restart on the same data directory
+    assert info.started
+    print(f"\nLabel Studio restart: {info.seconds:.1f} s")
+    on_server = push.server_tasks(api, pid)
+    assert all(len(v) == 1 for v in on_server.values()) and len(on_server) >= partial
+    r = push.push_pairs(ws, "fk", project="faults", gold_rate=0.05, batch_size=20, settings=settings)
+    n_gold = round(0.05 * 360 / 0.95)
+    assert r["duplicates"] == 0 and r["tasks_on_server"] == 360 + n_gold
+    assert r["imported"] + r["already_on_server"] == 360
+    final = push.server_tasks(api, pid)
+    mapping = push.mapping(ws, pid)
+    assert len(final) == 360 + n_gold and all(len(v) == 1 for v in final.values())
+    assert {k: v[0]["id"] for k, v in final.items()} == {k: m["task_id"] for k, m in mapping.items()}
+
+    # the restarted server kept every annotation; pulling again adds nothing and loses nothing
+    assert {a["id"] for m in mapped for a in api.get(f"/api/tasks/{m['task_id']}/annotations/")} == ann_ids
+    assert pull_annotations(ws, "faults", settings)["new_rows"] == 0
+    assert {x["annotation_id"] for x in latest_annotations(ws, pid)} == ann_ids
