@@ -57,3 +57,23 @@ def test_gpu_benchmark_runs_in_tiny_mode():
                        "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "judge rollouts" in r.stdout and "transformers" in r.stdout
+
+
+@pytest.mark.slow
+def test_train_reward_runs_and_evaluates_held_out_pairs(tiny_judge, tmp_path):
+    import torch
+    from refreward_fixtures import TEST_BUDGET, write_workspace
+
+    torch.set_num_threads(1)
+    ws = write_workspace(tmp_path / "ws", n=6)
+    cfg = tmp_path / "reward.yaml"
+    cfg.write_text(
+        "num_generations: 2\nper_device_train_batch_size: 2\nmax_completion_length: 24\nholdout: 0.4\norder: random\n"
+        f"pixel_budget: {TEST_BUDGET}\n".replace("'", "")
+    )
+    out = tmp_path / "judge"
+    r = runner.invoke(app, ["train-reward", "--data", str(ws), "--model", str(tiny_judge), "-c", str(cfg),
+                            "-o", str(out), "--max-steps", "1", "--quiet"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "global_step" in r.output and "held-out evaluation" in r.output
+    assert (out / "final" / "model.safetensors").exists() and (out / "final" / "eval" / "eval.md").exists()

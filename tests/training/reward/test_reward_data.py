@@ -62,3 +62,13 @@ def test_split_keeps_each_lr_on_one_side(tmp_path):
     train, held = split_by_lr(samples + samples[:5], holdout=0.25, seed=1)
     assert {s.rec.lr_key for s in train}.isdisjoint({s.rec.lr_key for s in held})
     assert 3 <= len(held) <= 20 and len(train) + len(held) == 45
+
+
+def test_min_agreement_filter(tmp_path):
+    from training.reward.data import filter_samples
+
+    samples = load_preferences(write_release(tmp_path / "r", n=4))
+    assert len(filter_samples(samples, 0.9)) == 4  # naturalness is unanimous on every pair
+    for s in samples:
+        s.rec.naturalness_agreement = 0.5
+    assert filter_samples(samples, 0.9) == [] and len(filter_samples(samples, 2 / 3)) == 4

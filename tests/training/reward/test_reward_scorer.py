@@ -100,3 +100,14 @@ def test_scorer_on_the_tiny_model(tiny_judge):
     assert s.shape == (3,) and np.isfinite(s).all()
     assert sc.last_stats.judged == 6
     assert len(sc.judge.last_texts) == 6  # one batch of 6 games
+
+
+def test_vllm_backend_names_the_fix_when_missing(tiny_judge):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    with pytest.raises(RuntimeError, match=r"pip install 'sr4k\[vllm\]'"):
+        RefRewardScorer.from_checkpoint(tiny_judge, backend="vllm")
+    with pytest.raises(ValueError, match="choose 'transformers' or 'vllm'"):
+        RefRewardScorer.from_checkpoint(tiny_judge, backend="onnx")
