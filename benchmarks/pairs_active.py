@@ -56,6 +56,12 @@ Results (2-core CPU box; defaults: 8 models, 300 LRs, batch 20, epsilon 0.1, lr-
       0.1 and 1.0); the Laplace covariance: 0.57 vs 0.74 for the bootstrap over seeds 40..119 there, which did not
       hold up in the full loop (table above).
 
+    - ``kg`` (KG(*): the best per-comparison drop of the expected number of discordant pairs over horizons of 1, 4,
+      16, 64 comparisons, closed-form preposterior; ``pipelines.pairs._kg_star``): seeds 0..39 looked like a win
+      (held 0.51 / 0.61 with Laplace) but over 200 seeds it is 0.68 / 0.65 (Laplace; first 0.74 / 0.92), and
+      0.70 / 0.70 with the bootstrap over seeds 0..99 — no better than ``order``. Seven of 200 worlds (random: six)
+      never hold tau >= 0.9 within 4000 comparisons; each costs the budget and they carry ~20 % of the mean.
+
     Where it stands: split by the second-smallest quality gap (tau >= 0.9 tolerates one wrong pair, not two), held
     ratios mean / median are, for gaps >= 0.1 logit (133 worlds), 0.63 / 0.80 (bootstrap) and 0.59 / 0.60
     (Laplace); for gaps < 0.1 (67 worlds), 0.64 / 0.52 and 0.76 / 0.61. Where active loses, the pattern seen
@@ -69,7 +75,8 @@ Run
     .venv/bin/python benchmarks/pairs_active.py --acquisition order kendall variance --uncertainty bootstrap
     .venv/bin/python benchmarks/pairs_active.py --seed0 40 --seeds 80 --noise 0.2 --models 10
     options: --seeds N --seed0 S --models M --lrs L --batch B --budget N --noise EPS --lr-sigma S --bootstrap R
-             --alpha A --tau T --hold K --acquisition {order,variance,kendall}... --uncertainty {bootstrap,laplace}...
+             --alpha A --tau T --hold K --acquisition {order,variance,kendall,kg}...
+             --uncertainty {bootstrap,laplace}...
 """
 
 from __future__ import annotations

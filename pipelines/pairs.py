@@ -58,10 +58,12 @@ Strategies (``target`` = number of pairs; no pair of a candidate with itself, no
     - ``"kendall"``: the expected drop in the expected number of wrongly ordered pairs, sum_q Phi(-|d_q|/sqrt(v_q))
       - Phi(-|d_q|/sqrt(v_q')), after one more outcome of the pair (v' from the Kalman update below), the lookahead
       form of Chen et al.'s "expected reduction in ranking error".
+    - ``"kg"``: KG(*) (Frazier & Powell 2010), the ``kendall`` lookahead over horizons of 1 to 64 comparisons,
+      valued per comparison; see ``_kg_star``.
 
     ``benchmarks/pairs_active.py`` compares them with simulated annotators (numbers in its doc): over 200 simulated
     worlds of 8 models, ``order`` needed 0.63x the comparisons of random selection (mean; 0.67x median) to reach and
-    hold Kendall tau >= 0.9, ``kendall`` 0.68x (0.96x), ``variance`` 0.95x (1.00x).
+    hold Kendall tau >= 0.9, ``kendall`` 0.68x (0.96x), ``variance`` 0.95x (1.00x), ``kg`` 0.68x (0.65x; Laplace).
 
     The variance of a difference needs the covariance: var(theta_a - theta_b) = C_aa + C_bb - 2 C_ab. A
     ``BTEstimates`` (what ``fit_bradley_terry`` returns) carries the bootstrap covariance; a plain dict gives
