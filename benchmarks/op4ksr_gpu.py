@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     size = args.size or (256 if args.tiny else 4096)
-    if size % 128:
-        print(f"--size {size}: use a multiple of 128 (LR = size / 4 must give whole 32-px tokens at x4)")
+    if size % 32:
+        print(f"--size {size}: use a multiple of 32 (whole 32-px tokens)")
         return 2
     torch.backends.cuda.matmul.allow_tf32 = True
     t0 = time.perf_counter()
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         model.vae.enable_tiling()
     build_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
-    warm = rng.integers(0, 256, (max(32, size // 16), max(32, size // 16), 3), dtype=np.uint8)
+    warm = rng.integers(0, 256, (max(8, size // 16), max(8, size // 16), 3), dtype=np.uint8)
     lr = rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
     try:
         timed(model, warm, device)

@@ -17,9 +17,9 @@ def _load():
 
 
 def test_gpu_script_tiny_mode(capsys):
-    assert _load().main(["--tiny", "--size", "128", "--repeats", "1"]) == 0
+    assert _load().main(["--tiny", "--size", "64", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "128x128" in out and "paper: one NVIDIA H20" in out and "5.75" in out and "patch-free" in out
+    assert "64x64" in out and "paper: one NVIDIA H20" in out and "5.75" in out and "patch-free" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
