@@ -15,13 +15,15 @@ pytestmark = pytest.mark.slow
 
 def test_unreachable_server_is_a_clear_error_after_bounded_retries(ls, tmp_path):
     ws, _ = ls
+    make_lr_set(ws, "un", 2, seed=3)
+    make_pairs(ws, "un", 2, "un")
     dead = server.LabelSettings(port=free_port(), retries=3, retry_wait=0.2)
     t0 = time.monotonic()
     with pytest.raises(server.LabelStudioUnavailable, match=r"after 3 tries .*sr4k label serve"):
         server.Api.for_workspace(ws, dead).get("/api/projects/")
     assert time.monotonic() - t0 < 5  # 0.2 + 0.4 s of back-off, no endless loop
     with pytest.raises(server.LabelStudioUnavailable):
-        push.push_pairs(ws, "all", settings=dead)
+        push.push_pairs(ws, "un", settings=dead)
     from flows.cli import app
 
     (ws.root / "labelstudio" / "projects" / "dead.json").parent.mkdir(parents=True, exist_ok=True)
