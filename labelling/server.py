@@ -21,13 +21,17 @@ root (``/data/local-files/?d=<path relative to the workspace>``), so the browser
 Settings (environment, prefix ``SR4K_LABEL_``; see ``LabelSettings``): ``PORT`` (8080), ``HOST`` (127.0.0.1),
 ``DB`` = ``sqlite`` (default; ``labelstudio/label_studio.sqlite3``) or ``postgresql`` with ``PG_HOST``, ``PG_PORT``,
 ``PG_NAME``, ``PG_USER``, ``PG_PASSWORD`` (passed to Label Studio as ``DJANGO_DB=postgresql`` and ``POSTGRE_*``),
-``START_TIMEOUT`` (s, default 240: a first start runs the migrations, ~35 s here), ``RETRIES`` (API tries before an
+``START_TIMEOUT`` (s, default 240: a first start runs the migrations, ~35 s here, unless seeded from the
+migrated template of ``sqlite_template``), ``RETRIES`` (API tries before an
 "unreachable" error, default 4) and ``RETRY_WAIT`` (first back-off, doubling, default 0.5 s).
 
 Retries: ``api()`` retries connection errors, timeouts and 5xx / 429 answers with a doubling back-off, a bounded
 number of times, then raises ``LabelStudioUnavailable`` naming the URL and ``sr4k label serve``. A 4xx other than
 429 is the caller's bug or bad input and is raised at once (retrying would fail the same way). Non-idempotent calls
-(task import) pass ``retry=False``: the caller reconciles with the server instead of risking a double import.
+(task import) pass ``retry=False``: the caller reconciles with the server instead of risking a double import. That
+policy is why push and pull speak REST through ``Api`` rather than through label-studio-sdk's client (whose built-in
+retries cover status codes, not refused connections, and know nothing of idempotency); ``Api.sdk()`` gives the SDK
+client on the same URL and token for everything else.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -214,6 +219,8 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
                                "(--port / SR4K_LABEL_PORT)")  # fmt: skip
     binary = label_studio_bin()
     data_dir(ws).mkdir(parents=True, exist_ok=True)
+    if s.db == "sqlite" and not (data_dir(ws) / "label_studio.sqlite3").exists():
+        seed_sqlite(data_dir(ws) / "label_studio.sqlite3", binary)
     log = open(data_dir(ws) / "server.log", "ab")  # noqa: SIM115 (handed to the child)
     cmd = [str(binary), "start", "--no-browser", "--internal-host", s.host, "--port", str(s.port),
            "--data-dir", str(data_dir(ws))]  # fmt: skip
@@ -234,6 +241,60 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
     _clear_state(ws)
     raise LabelStudioError(f"Label Studio did not become healthy within {s.start_timeout:.0f} s (raise "
                            f"SR4K_LABEL_START_TIMEOUT); see {data_dir(ws) / 'server.log'}")  # fmt: skip
+
+
+def _site_packages(binary: Path) -> Path | None:
+    found = sorted(binary.resolve().parent.parent.glob("lib/python3*/site-packages/label_studio/manage.py"))
+    return found[0].parent.parent if found else None
+
+
+def sqlite_template(binary: Path | None = None) -> Path | None:
+    """A migrated, user-free Label Studio SQLite database for this Label Studio version, built once per machine.
+
+    A fresh data directory spends most of its first start (~35 s idle, 100+ s on a busy 2-core box) in Django
+    migrations; copying an already migrated empty database makes it ~6 s (Label Studio's own start still runs
+    ``migrate``, which then has nothing to do, and creates the admin). The template is what ``manage.py migrate``
+    writes into an empty directory — no user, no organization, no secret — cached under
+    ``$SR4K_CACHE_DIR`` (default ``~/.cache/sr4k``) as ``labelstudio-<version>/label_studio.sqlite3``, keyed by the
+    installed version so an upgrade builds a new one. None when the install layout is unknown (then the first start
+    migrates as usual)."""
+    binary = binary or label_studio_bin()
+    site = _site_packages(binary)
+    dist = sorted(site.glob("label_studio-*.dist-info")) if site else []
+    if not dist:
+        return None
+    version = dist[0].name.removeprefix("label_studio-").removesuffix(".dist-info")
+    cache = Path(os.environ.get("SR4K_CACHE_DIR") or Path.home() / ".cache" / "sr4k")
+    template = cache / f"labelstudio-{version}" / "label_studio.sqlite3"
+    if template.exists():
+        return template
+    build = template.parent / f".build-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))}
+    env.update(LABEL_STUDIO_BASE_DATA_DIR=str(build), DJANGO_DB="sqlite", LATEST_VERSION_CHECK="false",
+               COLLECT_ANALYTICS="false", SECRET_KEY=secrets.token_urlsafe(48))  # fmt: skip
+    python = binary.resolve().parent / "python"
+    try:
+        cmd = [str(python), str(site / "label_studio" / "manage.py"), "migrate", "--no-color", "-v", "0"]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=build)
+        if out.returncode != 0 or not (build / "label_studio.sqlite3").exists():
+            return None  # the normal first start will migrate (and show the error in server.log if it persists)
+        os.replace(build / "label_studio.sqlite3", template)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return template
+
+
+def seed_sqlite(db: Path, binary: Path | None = None) -> bool:
+    """Copy the migrated template (``sqlite_template``) to ``db`` if it is missing; True when seeded."""
+    template = sqlite_template(binary)
+    if template is None or db.exists():
+        return False
+    tmp = db.with_name(f".{db.name}.tmp-{os.getpid()}")
+    shutil.copyfile(template, tmp)
+    os.replace(tmp, db)
+    return True
 
 
 def stop(ws: Workspace | str, timeout: float = 20.0) -> bool:
