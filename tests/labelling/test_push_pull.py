@@ -128,8 +128,13 @@ def test_cli_push_pull_status_never_print_secrets(ls):
     assert re.search(r"imported\s*│\s*6", out.output) and re.search(r"duplicates\s*│\s*0", out.output)
     out2 = runner.invoke(app, ["label", "pull", "--project", "cli", *args])
     assert out2.exit_code == 0 and re.search(r"new_rows\s*│\s*0", out2.output), out2.output
-    out3 = runner.invoke(app, ["label", "status", "--project", "cli", *args])
-    assert out3.exit_code == 0 and "progress" in out3.output, out3.output
+    api = server.Api.for_workspace(ws, settings)
+    task = next(iter(push.mapping(ws, json.loads(push.project_file(ws, "cli").read_text())["id"]).values()))
+    _ann(api, task["task_id"], _res("tie", "left"))
+    out3 = runner.invoke(app, ["label", "status", "--project", "cli", *args])  # pulls first, then QC + agreement
+    assert out3.exit_code == 0, out3.output
+    assert re.search(r"pulled now\s*│\s*1", out3.output) and "admin@sr4k.local" in out3.output
+    assert "agreement" in out3.output and "Krippendorff" in out3.output
     creds = json.loads((ws.root / "labelstudio" / "credentials.json").read_text())
     everything = out.output + out2.output + out3.output + runner.invoke(app, ["label", "serve", *args]).output
     assert creds["token"] not in everything and creds["admin_password"] not in everything
