@@ -159,6 +159,7 @@ def pull(
     project: ProjectOpt = "pairs",
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
     port: PortOpt = None,
+    full: Annotated[bool, typer.Option(help="Export all annotated tasks, not only those changed since")] = False,
 ) -> None:
     """Pull new and edited annotations into tables/annotations (validated, mapped to candidates). Safe any time."""
     from labelling.pull import pull_annotations
@@ -166,7 +167,7 @@ def pull(
 
     try:
         with console.status("exporting annotations"):
-            r = pull_annotations(workspace, project, _settings(port))
+            r = pull_annotations(workspace, project, _settings(port), full=full)
     except LabelStudioError as e:
         _fail(str(e))
     _table(f"pull ← project {r['project']} (id {r['project_id']})", r)

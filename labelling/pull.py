@@ -1,8 +1,16 @@
 """Pull annotations from Label Studio into ``tables/annotations``: incremental, validated, mapped to candidates.
 
-``pull_annotations(workspace)`` exports the project's annotated tasks (``/api/projects/<id>/export``, JSON, only tasks
-with annotations) and writes one row per annotation *version* it has not seen:
+``pull_annotations(workspace)`` exports the project's annotated tasks that changed since the last pull and writes one
+row per annotation *version* it has not seen:
 
+- What is fetched: Label Studio bumps a task's ``updated_at`` whenever one of its annotations is created or edited, so
+  the pull lists the tasks with ``updated_at`` after the last pull's high-water mark (Data Manager filter
+  ``filter:tasks:updated_at``) and exports only those (``/api/projects/<id>/export?ids[]=..``, JSON, annotated tasks
+  only). The mark is the largest ``updated_at`` the server reported, minus ``MARGIN`` (5 min: a transaction that
+  commits late with an earlier timestamp is still caught; what is fetched twice is dropped by the key below); it is
+  saved in ``labelstudio/projects/<project>-pull.json`` only after the rows are written. The first pull, or one
+  where most tasks changed, exports everything. ``full=True`` forces a full export (a repair: it can only add
+  rows that are missing).
 - Incremental and idempotent: the key of a row is (annotation_id, updated_at). Keys already in the table are
   skipped, so a rerun with nothing new writes nothing, and an annotation that an annotator edits later comes back as a
   new row with the new ``updated_at`` (readers take the latest row per annotation_id: nothing is counted twice, the
@@ -25,8 +33,10 @@ import fcntl
 import hashlib
 import json
 import time
+import urllib.parse
 from collections import Counter
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -35,7 +45,7 @@ from labelling import gold as goldmod
 from labelling.interface import SCREEN_VALUES, UNUSABLE, UNUSABLE_VALUE
 from labelling.push import DEFAULT_PROJECT, mapping, project_file
 from labelling.server import Api, LabelSettings, LabelStudioError, list_users
-from pipelines.storage import Workspace, write_table
+from pipelines.storage import Workspace, write_json_atomic, write_table
 from schemas.labels import ANNOTATIONS, CRITERIA, AnnotationRec
 
 
@@ -109,19 +119,69 @@ def _lock(ws: Workspace):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def export_annotated(api: Api, pid: int) -> list[dict]:
-    return api.get(f"/api/projects/{pid}/export?exportType=JSON&download_all_tasks=false")
+MARGIN = timedelta(minutes=5)
+LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Label Studio's Datetime filter accepts
+
+
+def export_annotated(api: Api, pid: int, ids: list[int] | None = None, chunk: int = 300) -> list[dict]:
+    """The annotated tasks of the project (all, or those of ``ids``; chunked to keep URLs short)."""
+    base = f"/api/projects/{pid}/export?exportType=JSON&download_all_tasks=false"
+    if ids is None:
+        return api.get(base)
+    out: list[dict] = []
+    for i in range(0, len(ids), chunk):
+        out += api.get(base + "".join(f"&ids[]={t}" for t in ids[i : i + chunk]))
+    return out
+
+
+def changed_tasks(api: Api, pid: int, since: str, page_size: int = 2000) -> tuple[list[int], int, str | None]:
+    """(ids of tasks with updated_at > since, total tasks in the project, largest updated_at seen)."""
+    item = {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}
+    query = {"filters": {"conjunction": "and", "items": [item]}}
+    q = urllib.parse.quote(json.dumps(query))
+    ids, newest, page = [], None, 1
+    while True:
+        data = api.get(f"/api/tasks/?project={pid}&fields=task_only&page_size={page_size}&page={page}&query={q}")
+        for t in data["tasks"]:
+            ids.append(t["id"])
+            newest = max(newest or t["updated_at"], t["updated_at"])
+        if page * page_size >= data["total"] or not data["tasks"]:
+            break
+        page += 1
+    total = api.get(f"/api/projects/{pid}")["task_number"]
+    return ids, total, newest
+
+
+def _mark_file(ws: Workspace, project: str):
+    return project_file(ws, project).with_name(f"{project}-pull.json")
+
+
+def _fetch(api: Api, ws: Workspace, project: str, pid: int, full: bool,
+           margin: timedelta) -> tuple[list[dict], str | None, str]:  # fmt: skip
+    """(exported tasks, the new high-water mark or None, "full" | "incremental")."""
+    mark = _mark_file(ws, project)
+    since = None if full or not mark.exists() else json.loads(mark.read_text())["since"]
+    listed_since = since or "1970-01-01T00:00:00.000000Z"
+    ids, total, newest = changed_tasks(api, pid, listed_since)
+    new_mark = None
+    if newest:
+        t = datetime.fromisoformat(newest.replace("Z", "+00:00")).astimezone(UTC) - margin
+        new_mark = max(t.strftime(LS_TIME), since or "")
+    if since is None or len(ids) > total // 2:
+        return export_annotated(api, pid), new_mark, "full"
+    return (export_annotated(api, pid, ids) if ids else []), new_mark, "incremental"
 
 
 def pull_annotations(workspace: str | Workspace, project: str = DEFAULT_PROJECT,
-                     settings: LabelSettings | None = None) -> dict[str, Any]:  # fmt: skip
+                     settings: LabelSettings | None = None, full: bool = False,
+                     margin: timedelta = MARGIN) -> dict[str, Any]:  # fmt: skip
     """Write the annotations not pulled yet (module doc). Returns a report dict."""
     t0 = time.monotonic()
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     pid = project_id(ws, project)
     api = Api.for_workspace(ws, settings)
     with _lock(ws):
-        tasks = export_annotated(api, pid)
+        tasks, new_mark, mode = _fetch(api, ws, project, pid, full, margin)
         t_export = time.monotonic() - t0
         emails = {u["id"]: u["email"] for u in list_users(api)}
         known = {r["task_id"]: r for r in mapping(ws, pid).values()}
@@ -140,9 +200,11 @@ def pull_annotations(workspace: str | Workspace, project: str = DEFAULT_PROJECT,
             ident = hashlib.sha256(json.dumps(sorted([r.annotation_id, r.updated_at] for r in rows)).encode())
             write_table(ws.part("annotations", f"p{pid}-{int(time.time())}-{ident.hexdigest()[:12]}"), rows,
                         ANNOTATIONS)  # fmt: skip
+        if new_mark:
+            write_json_atomic(_mark_file(ws, project), {"since": new_mark})
     invalid = Counter(r.invalid_reason.split("=")[0] for r in rows if not r.valid)
-    return {"project": project, "project_id": pid, "tasks_with_annotations": len(tasks),
-            "annotations_on_server": total,
+    return {"project": project, "project_id": pid, "mode": mode, "tasks_exported": len(tasks),
+            "annotations_exported": total,
             "new_rows": len(rows), "updated": updated, "invalid_new": sum(invalid.values()),
             "invalid_by_reason": dict(invalid), "seconds": round(time.monotonic() - t0, 2),
             "export_seconds": round(t_export, 2)}  # fmt: skip

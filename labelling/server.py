@@ -392,13 +392,14 @@ class Api:
         tries = self.settings.retries if retry else 1
         wait = self.settings.retry_wait
         kw.setdefault("timeout", self.settings.request_timeout)
-        last = ""
+        last, down = "", True
         for attempt in range(tries):
             try:
                 r = self.session.request(method, f"{self.url}{path}", **kw)
             except (requests.ConnectionError, requests.Timeout) as e:
-                last = f"{type(e).__name__}: {e}"
+                last, down = f"{type(e).__name__}: {e}", True
             else:
+                down = False
                 if r.status_code < 400:
                     return r.json() if r.content else None
                 if r.status_code != 429 and r.status_code < 500:
@@ -407,9 +408,10 @@ class Api:
             if attempt + 1 < tries:
                 time.sleep(wait)
                 wait *= 2
+        what = "did not answer" if down else "kept failing on"
         raise LabelStudioUnavailable(
-            f"Label Studio at {self.url} did not answer {method} {path} after {tries} tr{'y' if tries == 1 else 'ies'}"
-            f" ({last}); start it with `sr4k label serve` (port: --port / SR4K_LABEL_PORT)"
+            f"Label Studio at {self.url} {what} {method} {path} after {tries} tr{'y' if tries == 1 else 'ies'} "
+            f"({last}); start it with `sr4k label serve` (port: --port / SR4K_LABEL_PORT), see its server.log"
         )
 
     def get(self, path: str, **kw) -> Any:

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+from datetime import timedelta
 
 import cv2
 import duckdb
@@ -79,8 +80,8 @@ def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
     a_skip = _ann(api, gold_row["task_id"], [], was_cancelled=True)
     gl = gold_row["left"]
     a_gold = _ann(api, gold_row["task_id"], _res("left" if gl == "a" else "right", "tie"))
-    rep = pull_annotations(ws, "pp", settings)
-    assert (rep["new_rows"], rep["invalid_new"], rep["updated"]) == (5, 3, 0)
+    rep = pull_annotations(ws, "pp", settings, margin=timedelta(0))
+    assert (rep["mode"], rep["new_rows"], rep["invalid_new"], rep["updated"]) == ("full", 5, 3, 0)
     rows = {r["annotation_id"]: r for r in latest_annotations(ws, pid)}
     ok = rows[a_ok["id"]]
     assert (ok["valid"], ok["consistency"], ok["naturalness"], ok["both_unusable"], ok["left"]) == (
@@ -93,11 +94,13 @@ def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
 
     # incremental: nothing new -> nothing written; an edit -> one new row, the latest wins, nothing counted twice
     parts = sorted(ws.table_dir("annotations").glob("part-*.parquet"))
-    assert pull_annotations(ws, "pp", settings)["new_rows"] == 0
+    rep = pull_annotations(ws, "pp", settings, margin=timedelta(0))
+    assert (rep["mode"], rep["tasks_exported"], rep["new_rows"]) == ("incremental", 0, 0)
     assert sorted(ws.table_dir("annotations").glob("part-*.parquet")) == parts
     api.patch(f"/api/annotations/{a_bad['id']}/", {"result": _res("left", "tie")})
-    rep = pull_annotations(ws, "pp", settings)
-    assert (rep["new_rows"], rep["updated"]) == (1, 1)
+    rep = pull_annotations(ws, "pp", settings, margin=timedelta(0))  # only the edited task is exported
+    assert (rep["mode"], rep["tasks_exported"], rep["new_rows"], rep["updated"]) == ("incremental", 1, 1, 1)
+    assert pull_annotations(ws, "pp", settings, full=True)["new_rows"] == 0  # a full re-export adds nothing
     fixed = {r["annotation_id"]: r for r in latest_annotations(ws, pid)}[a_bad["id"]]
     assert (fixed["valid"], fixed["consistency"], fixed["naturalness"]) == (True, other["left"], "tie")
     glob = str(ws.table_dir("annotations") / "part-*.parquet")
