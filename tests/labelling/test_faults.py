@@ -86,3 +86,34 @@ def test_kill_during_push_then_rerun_has_no_duplicate_and_restart_keeps_annotati
     assert {a["id"] for m in mapped for a in api.get(f"/api/tasks/{m['task_id']}/annotations/")} == ann_ids
     assert pull_annotations(ws, "faults", settings)["new_rows"] == 0
     assert {x["annotation_id"] for x in latest_annotations(ws, pid)} == ann_ids
+
+
+def test_push_dying_between_import_and_mapping_adopts_instead_of_reimporting(ls, monkeypatch):
+    """The client side of a crash: the import committed, the mapping part was never written (as after a SIGKILL of
+    `sr4k label push` at that instant). The rerun must adopt those tasks from the server, not import them again."""
+    ws, settings = ls
+    make_lr_set(ws, "ad", 10, seed=6, distinct_images=False)
+    make_pairs(ws, "ad", 30, "ad", seed=1)
+    real = push._write_mapping
+    calls = {"n": 0}
+
+    def die_on_second_batch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed after the import, before the mapping")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(push, "_write_mapping", die_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        push.push_pairs(ws, "ad", project="adopt", gold_rate=0.1, batch_size=10, settings=settings)
+    monkeypatch.setattr(push, "_write_mapping", real)
+    r = push.push_pairs(ws, "ad", project="adopt", gold_rate=0.1, batch_size=10, settings=settings)
+    n_gold = round(0.1 * 30 / 0.9)
+    assert r["adopted"] == 10 and r["duplicates"] == 0 and r["tasks_on_server"] == 30 + n_gold
+    assert r["imported"] + r["already_on_server"] == 30
+    api = server.Api.for_workspace(ws, settings)
+    final = push.server_tasks(api, r["project_id"])
+    mapping = push.mapping(ws, r["project_id"])
+    assert {k: v[0]["id"] for k, v in final.items()} == {k: m["task_id"] for k, m in mapping.items()}
+    gold = [m for m in mapping.values() if m["is_gold"]]
+    assert len(gold) == n_gold and all(m["gold_consistency"] == "a" for m in gold)  # answers survive adoption
