@@ -7,11 +7,12 @@ Run: ``python benchmarks/periodicity_ablation.py [--steps 300] [--vae-steps 300]
    autoencoder (L1, ``--vae-steps``) on 128² crops of the training photos; the same VAE serves every arm.
 2. Curated-style shards (pipelines.shards.ShardWriter, ``hr.png``/``lr.png``/``json``) of 128² HR tiles of
    scikit-image photos, LR = area ×1/4; held-out photos (chelsea, camera, moon, coins) for evaluation.
-3. Two supervised runs (training.sr.supervised, same seed, same data order) of ``--steps`` LoRA steps at 128² crops
-   (a 4×4 token grid): λ_AP = 0 and λ_AP = ``--lambda-ap``.
+3. Three supervised runs (training.sr.supervised, same seed, same data order) of ``--steps`` LoRA steps at
+   ``--crop`` (128² = a 4×4 token grid, the smallest crop whose L_AP lag range reaches the 32-px token stride):
+   λ_AP = 0; λ_AP = ``--lambda-ap`` with each R normalised by its own R(0) ("self"); and by the HR's R(0) ("ref").
 4. Each trained model upscales the held-out LR images at full size (HR 288-512 px: token grids up to 16×16, 4× the
    training grid per axis, the 64 → 128 situation of Flux → OP4KSR, exaggerated) with RFR off and with the ntk and
-   yarn rules (pretrain_grid = 4, target_grid = 16), applied at evaluation only (train-short / test-long).
+   yarn rules (pretrain_grid = crop / 32, target_grid = 16), applied at evaluation only (train-short / test-long).
 5. Table: periodicity peak and stride-32 lattice mean (pipelines.metrics.periodicity, the benchmark score), the
    share of images above its artefact threshold, PSNR-Y; bicubic and the HR images as references.
 """
@@ -109,10 +110,10 @@ def evaluate(upscale, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=300, help="LoRA steps per arm")
-    ap.add_argument("--vae-steps", type=int, default=300, help="autoencoder steps for the tiny VAE")
+    ap.add_argument("--vae-steps", type=int, default=1000, help="autoencoder steps for the tiny VAE")
     ap.add_argument("--lambda-ap", type=float, default=10.0, help="L_AP weight of the +L_AP arm")
     ap.add_argument("--batch", type=int, default=1, help="HR crops per step")
-    ap.add_argument("--crop", type=int, default=96, help="HR training crop (multiple of 32; the shards hold 128²)")
+    ap.add_argument("--crop", type=int, default=128, help="HR training crop (multiple of 32; the shards hold 128²)")
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: ~3x faster on a busy 2-core machine)")
     args = ap.parse_args(argv)
@@ -142,12 +143,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             {"arm": "bicubic", "rfr": "-", **evaluate(
                 lambda lr: cv2.resize(lr, (lr.shape[1] * SCALE, lr.shape[0] * SCALE), interpolation=cv2.INTER_CUBIC),
                 pairs)}]  # fmt: skip
-    for lam in (0.0, args.lambda_ap):
-        arm = "L2 only" if lam == 0 else f"L2 + {lam:g}·L_AP"
+    for lam, norm in ((0.0, "ref"), (args.lambda_ap, "self"), (args.lambda_ap, "ref")):
+        arm = "L2 only" if lam == 0 else f"L2+{lam:g}·L_AP/{norm}"
+        tag = f"ap{lam:g}-{norm}"
         cfg = TrainConfig.model_validate({
             "model": {"transformer": str(tdir), "vae": str(vdir), "rfr": {"mode": "none"}},
             "data": {"shards": [str(shards)], "crop": args.crop, "batch_size": args.batch, "shuffle_buffer": 32},
-            "loss": {"ap": lam}, "steps": args.steps, "lr": 5e-4, "out": str(work / f"run-ap{lam:g}"),
+            "loss": {"ap": lam, "ap_norm": norm}, "steps": args.steps, "lr": 5e-4, "out": str(work / f"run-{tag}"),
             "save_every": args.steps, "log_every": 50, "resume": False, "seed": 0,
         })  # fmt: skip
         t1 = time.perf_counter()
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{arm}: {args.steps} steps in {time.perf_counter() - t1:.0f} s; last-20 mean total "
               f"{np.mean([r['total'] for r in last]):.4f}, pixel_l2 {np.mean([r['pixel_l2'] for r in last]):.4f}"
               + (f", L_AP {np.mean([r['ap'] for r in last]):.5f}" if lam else ""), flush=True)  # fmt: skip
-        model = OP4KSR.from_checkpoint(work / f"run-ap{lam:g}" / "model", device="cpu")
+        model = OP4KSR.from_checkpoint(work / f"run-{tag}" / "model", device="cpu")
         for mode in ("none", "ntk", "yarn"):
             rfr = RFRConfig(mode=mode, pretrain_grid=args.crop // 32, target_grid=16)
             model.theta = apply_rfr(model.transformer, rfr)

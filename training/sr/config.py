@@ -91,6 +91,7 @@ class LossConfig(BaseModel):
     ap_tau: float = Field(0.0, ge=0, description="L_AP margin tau")
     ap_stride_weight: float = Field(4.0, ge=0, description="extra L_AP weight at token/VAE-stride lattice lags")
     ap_lines_only: bool = Field(True, description="L_AP on the periodic (line-spectrum) part, as the metric")
+    ap_norm: Literal["ref", "self"] = Field("ref", description="L_AP: divide by the reference's R(0) or each own")
 
 
 class GRPOConfig(BaseModel):

@@ -15,7 +15,9 @@ the bicubic-upsampled LR in stage 2), both (B, 3, H, W) in [0, 1]:
    share of the residual energy that repeats at lag ℓ. With ``lines_only=False``, R is the plain normalised
    autocorrelation (divided by the overlap count per lag).
 5. L_AP = Σ_ℓ w_ℓ ReLU(R_x(ℓ) − R_y(ℓ) − τ) / Σ_ℓ w_ℓ over the ring Λ = {ℓ : min_lag ≤ max(|dy|, |dx|) ≤ L},
-   L = min(max_lag, side/4); w_ℓ = 1 + w_stride at lags on the token-stride (32 px) or VAE-stride (16 px) lattice.
+   (``norm="ref"``, the default: both R divided by the reference's R_y(0), so the output cannot lower its shares by
+   adding residual energy elsewhere), L = min(max_lag, side/4); w_ℓ = 1 + w_stride at lags on the token-stride
+   (32 px) or VAE-stride (16 px) lattice.
    Subtracting R_y leaves natural periodic textures (brick, fabric) alone; only peaks the reference lacks count.
 
 Cost: two real FFTs of (H+L)×(W+L) per image and a 9×9 box filter of the spectrum: O(N log N); 4096² on one GPU in
@@ -73,9 +75,10 @@ def _periodic_part(power: torch.Tensor) -> torch.Tensor:
 
 
 def autocorrelation(
-    rgb: torch.Tensor, sigma: float = 2.0, max_lag: int = 256, lines_only: bool = True
-) -> torch.Tensor:
-    """Normalised lag map R (B, 2L+1, 2L+1), R[:, L + dy, L + dx], L = min(max_lag, H // 4, W // 4)."""
+    rgb: torch.Tensor, sigma: float = 2.0, max_lag: int = 256, lines_only: bool = True, normalise: bool = True
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Normalised lag map R (B, 2L+1, 2L+1), R[:, L + dy, L + dx], L = min(max_lag, H // 4, W // 4); with
+    ``normalise=False`` the pair (unnormalised map, R(0) of shape (B, 1, 1))."""
     h = masked_residual(rgb.float(), sigma)[:, 0]
     hh, ww = h.shape[-2:]
     lag = min(max_lag, hh // 4, ww // 4)
@@ -96,7 +99,7 @@ def autocorrelation(
         d = torch.arange(-lag, lag + 1, device=h.device).abs()
         acf = acf / torch.outer(hh - d, ww - d).to(acf)
     r0 = h.square().mean(dim=(-2, -1)).view(-1, 1, 1)
-    return acf / r0.clamp_min(1e-12)
+    return acf / r0.clamp_min(1e-12) if normalise else (acf, r0)
 
 
 def lag_weights(lag: int, min_lag: int, strides: tuple[int, ...], stride_weight: float, device=None) -> torch.Tensor:
@@ -121,13 +124,27 @@ def ap_loss(
     min_lag: int = 4,
     max_lag: int = 64,
     lines_only: bool = True,
+    norm: str = "ref",
 ) -> torch.Tensor:
-    """L_AP of output ``x`` against reference ``ref`` (None: R_y = 0), both (B, 3, H, W) in [0, 1]; scalar."""
-    rx = autocorrelation(x, sigma, max_lag, lines_only)
-    if ref is not None:
+    """L_AP of output ``x`` against reference ``ref`` (None: R_y = 0), both (B, 3, H, W) in [0, 1]; scalar.
+
+    ``norm="ref"`` divides both autocorrelations by the reference's R(0) (detached), ``"self"`` each by its own.
+    With "self" the loss can be lowered by adding residual energy at lags it does not read (measured in
+    benchmarks/periodicity_ablation.py: periodicity at the 32-px lag rose); "ref" closes that route.
+    """
+    if norm not in ("ref", "self"):
+        raise ValueError(f"norm {norm!r}: choose 'ref' or 'self'")
+    if ref is None or norm == "self":
+        rx = autocorrelation(x, sigma, max_lag, lines_only)
+        if ref is not None:
+            with torch.no_grad():
+                ry = autocorrelation(ref, sigma, max_lag, lines_only)
+            rx = rx - ry
+    else:
+        acf_x, _ = autocorrelation(x, sigma, max_lag, lines_only, normalise=False)
         with torch.no_grad():
-            rx_ref = autocorrelation(ref, sigma, max_lag, lines_only)
-        rx = rx - rx_ref
+            acf_y, r0_y = autocorrelation(ref, sigma, max_lag, lines_only, normalise=False)
+        rx = (acf_x - acf_y) / r0_y.clamp_min(1e-12)
     lag = rx.shape[-1] // 2
     w = lag_weights(lag, min(min_lag, lag), strides, stride_weight, rx.device)
     return ((F.relu(rx - tau) * w).sum(dim=(-2, -1)) / w.sum()).mean()

@@ -110,7 +110,7 @@ def losses(run: Run, hr: torch.Tensor, lr: torch.Tensor) -> dict[str, torch.Tens
         out["pixel_l2"] = F.mse_loss(x, hr)
         if lc.ap:
             out["ap"] = ap_loss((x + 1) / 2, (hr + 1) / 2, tau=lc.ap_tau, stride_weight=lc.ap_stride_weight,
-                                lines_only=lc.ap_lines_only)  # fmt: skip
+                                lines_only=lc.ap_lines_only, norm=lc.ap_norm)  # fmt: skip
         if run.lpips is not None:
             out["lpips"] = run.lpips(x, hr).mean()
     weights = {"latent_l2": lc.latent_l2, "pixel_l2": lc.pixel_l2, "ap": lc.ap, "lpips": lc.lpips}
