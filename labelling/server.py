@@ -19,6 +19,7 @@ preset token gets 401. Images are served by Label Studio's local-files storage w
 root (``/data/local-files/?d=<path relative to the workspace>``), so the browser needs no second server and no CORS.
 
 Settings (environment, prefix ``SR4K_LABEL_``; see ``LabelSettings``): ``PORT`` (8080), ``HOST`` (127.0.0.1),
+``ADMIN_EMAIL`` / ``ADMIN_PASSWORD`` / ``TOKEN`` (the preset admin; generated when unset, see ``credentials``),
 ``DB`` = ``sqlite`` (default; ``labelstudio/label_studio.sqlite3``) or ``postgresql`` with ``PG_HOST``, ``PG_PORT``,
 ``PG_NAME``, ``PG_USER``, ``PG_PASSWORD`` (passed to Label Studio as ``DJANGO_DB=postgresql`` and ``POSTGRE_*``),
 ``START_TIMEOUT`` (s, default 240: a first start runs the migrations, ~35 s here, unless seeded from the
@@ -50,7 +51,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import requests
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.storage import Workspace, write_bytes_atomic
@@ -84,6 +85,9 @@ class LabelSettings(BaseSettings):
     retries: int = Field(4, ge=1, description="API tries before LabelStudioUnavailable")
     retry_wait: float = Field(0.5, gt=0, description="First retry back-off in seconds (doubles)")
     request_timeout: float = Field(120.0, description="Seconds per API request")
+    admin_email: str = Field(ADMIN_EMAIL, description="Admin login, used when the workspace's server is created")
+    admin_password: SecretStr | None = Field(None, description="Admin password [default: generated]")
+    token: SecretStr | None = Field(None, description="Admin API token, > 5 characters [default: generated]")
 
 
 def label_studio_bin() -> Path:
@@ -105,17 +109,22 @@ def data_dir(ws: Workspace) -> Path:
     return ws.root / "labelstudio"
 
 
-def credentials(ws: Workspace) -> dict[str, Any]:
-    """The workspace's admin credentials, generated once (``secrets``) and kept in a 0600 file.
+def credentials(ws: Workspace, settings: LabelSettings | None = None) -> dict[str, Any]:
+    """The workspace's admin credentials, made once and kept in a 0600 file.
 
-    Annotator logins are added under ``annotators`` by ``add_annotator``. Never print this dict."""
+    Made from the settings ``SR4K_LABEL_ADMIN_EMAIL`` / ``SR4K_LABEL_ADMIN_PASSWORD`` / ``SR4K_LABEL_TOKEN`` when they
+    are set (a team that wants to know its admin login), else generated with ``secrets``. They take effect when the
+    workspace's Label Studio is first created (Label Studio creates its admin once); afterwards the file is the
+    truth. Annotator logins are added under ``annotators`` by ``add_annotator``. Never print this dict."""
     path = data_dir(ws) / "credentials.json"
     if path.exists():
         return json.loads(path.read_text())
+    s = settings or LabelSettings()
     creds = {
-        "admin_email": ADMIN_EMAIL,
-        "admin_password": secrets.token_urlsafe(18),
-        "token": secrets.token_hex(20),  # the shape of Label Studio's legacy tokens (40 hex)
+        "admin_email": s.admin_email,
+        "admin_password": s.admin_password.get_secret_value() if s.admin_password else secrets.token_urlsafe(18),
+        # 40 hex digits: the shape of Label Studio's legacy tokens
+        "token": s.token.get_secret_value() if s.token else secrets.token_hex(20),
         "secret_key": secrets.token_urlsafe(48),
         "annotators": {},
     }
@@ -152,7 +161,7 @@ def base_url(settings: LabelSettings | None = None) -> str:
 
 def server_env(ws: Workspace, settings: LabelSettings) -> dict[str, str]:
     """The environment Label Studio is started with (also used by ``label-studio reset_password``)."""
-    creds = credentials(ws)
+    creds = credentials(ws, settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))}
     env.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir(ws)),
@@ -207,7 +216,7 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
     ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
     s = settings or LabelSettings()
     url = base_url(s)
-    creds = credentials(ws)
+    creds = credentials(ws, s)
     t0 = time.monotonic()
     if healthy(url):
         if _token_ok(url, creds["token"]):

@@ -88,3 +88,16 @@ def test_credentials_are_generated_once_private_and_missing_binary_names_the_fix
     monkeypatch.setenv("SR4K_LABEL_STUDIO_BIN", str(tmp_path / "nope"))
     with pytest.raises(LabelStudioError, match=r"bash \.ci/bootstrap"):
         label_studio_bin()
+
+
+def test_admin_preset_from_settings_is_used_once_and_never_shown(tmp_path, monkeypatch):
+    from labelling.server import LabelSettings
+
+    monkeypatch.setenv("SR4K_LABEL_ADMIN_PASSWORD", "s3cret-pass-word")
+    monkeypatch.setenv("SR4K_LABEL_TOKEN", "a" * 40)
+    s = LabelSettings()
+    assert "s3cret" not in repr(s) and "a" * 40 not in str(s.model_dump())
+    creds = credentials(Workspace(tmp_path), s)
+    assert (creds["admin_password"], creds["token"]) == ("s3cret-pass-word", "a" * 40)
+    monkeypatch.setenv("SR4K_LABEL_TOKEN", "b" * 40)  # later changes do not rewrite an existing server's admin
+    assert credentials(Workspace(tmp_path), LabelSettings())["token"] == "a" * 40
