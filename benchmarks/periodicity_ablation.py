@@ -14,7 +14,8 @@ Run: ``python benchmarks/periodicity_ablation.py [--steps 300] [--vae-steps 300]
    training grid per axis, the 64 → 128 situation of Flux → OP4KSR, exaggerated) with RFR off and with the ntk and
    yarn rules (pretrain_grid = crop / 32, target_grid = 16), applied at evaluation only (train-short / test-long).
 5. Table: periodicity peak and stride-32 lattice mean (pipelines.metrics.periodicity, the benchmark score), the
-   share of images above its artefact threshold, PSNR-Y; bicubic and the HR images as references.
+   share of images above its artefact threshold, PSNR-Y; bicubic, the HR images and the HR through the VAE alone
+   as references.
 """
 
 from __future__ import annotations
@@ -95,6 +96,21 @@ def _hr_of(pairs: list[tuple[np.ndarray, np.ndarray]]):
     return lambda lr: by_lr[id(lr)]
 
 
+def _vae_round_trip(vae_dir: Path, hr_of):
+    """D(E(HR)): what the frozen tiny VAE alone does to the ground truth (its own artefacts, no SR involved)."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(vae_dir).eval()
+
+    @torch.no_grad()
+    def run(lr: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(hr_of(lr)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        return ((y[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+    return run
+
+
 def evaluate(upscale, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     rows = []
     for hr, lr in pairs:
@@ -143,6 +159,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             {"arm": "bicubic", "rfr": "-", **evaluate(
                 lambda lr: cv2.resize(lr, (lr.shape[1] * SCALE, lr.shape[0] * SCALE), interpolation=cv2.INTER_CUBIC),
                 pairs)}]  # fmt: skip
+    rows.append({"arm": "VAE round trip of HR", "rfr": "-", **evaluate(_vae_round_trip(vdir, _hr_of(pairs)), pairs)})
     for lam, norm in ((0.0, "ref"), (args.lambda_ap, "self"), (args.lambda_ap, "ref")):
         arm = "L2 only" if lam == 0 else f"L2+{lam:g}·L_AP/{norm}"
         tag = f"ap{lam:g}-{norm}"
