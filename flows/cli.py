@@ -415,7 +415,41 @@ def demo(
     candidates_run(lr="demo-syn", model=models, scale=4, unit_size=2, workspace=out, quiet=quiet)
     pairs_build(target=12, strategy="balanced", seed=0, lr="demo-syn", min_distance=None, estimates=None,
                 name="demo", workspace=out)  # fmt: skip
-    console.print(f'next: sr4k sql -w {out} "select lr_key, model_a, model_b, left from pairs limit 5"')
+
+    console.rule("labelling: a real Label Studio on 127.0.0.1; three simulated annotators answer the demo pairs")
+    from flows.demo import simulate_labelling
+
+    lab = simulate_labelling(out, "demo-syn", pairs="demo")
+    t = Table("what", "value", title=f"Label Studio {lab['url']} (stopped again)")
+    for k in ("imported", "gold_imported", "duplicates"):
+        t.add_row(f"push {k}", str(lab["push"].get(k)))
+    for k, v in lab["pull"].items():
+        if isinstance(v, int | float | str) and not k.endswith("seconds"):
+            t.add_row(f"pull {k}", str(v))
+    console.print(t)
+    console.print(f"annotate yourself: sr4k label serve -w {out}; sr4k label add-annotator you@lab.org -w {out}",
+                  style="dim")  # fmt: skip
+
+    console.rule("aggregation (QC, majority + Dawid–Skene, Bradley–Terry) and the preferences release")
+    from flows.release_cli import aggregate as aggregate_cmd
+    from flows.release_cli import release_preferences
+
+    aggregate_cmd(workspace=out, exclude=None, policy=True, bootstrap=200, seed=0)
+    if (out / "releases" / "demo-prefs-0.1.0").exists():
+        console.print(f"release {out / 'releases' / 'demo-prefs-0.1.0'} exists (releases are immutable)", style="dim")
+    else:
+        release_preferences(name="demo-prefs", version="0.1.0", workspace=out, max_count=1000, max_bytes=2 << 30)
+
+    console.rule("RefReward: a tiny random Qwen2.5-VL judge, 2 GRPO steps on the preferences, then it scores a group")
+    from training.reward import demo as reward_demo
+
+    r = reward_demo.run(out, steps=2)
+    t = Table("model", "RefReward score", title=f"tiny judge (step {r['global_step']}) on LR {r['lr_key']}")
+    for m, sc in r["ranking"]:
+        t.add_row(m, f"{sc:+.3f}")
+    console.print(t)
+    console.print("(a random tiny judge: the scores show the plumbing, not quality)", style="dim")
+    console.print(f'next: sr4k sql -w {out} "select model_a, model_b, consistency, naturalness from preferences"')
 
 
 def _report_and_hint(ws: Path) -> None:
