@@ -449,6 +449,16 @@ def demo(
         t.add_row(m, f"{sc:+.3f}")
     console.print(t)
     console.print("(a random tiny judge: the scores show the plumbing, not quality)", style="dim")
+
+    console.rule("OP4KSR: tiny random Flux + F16 VAE, 2 supervised steps on the curated shards, one upscale")
+    from training.sr.demo import run as op4ksr_demo
+
+    sr = op4ksr_demo(out)
+    console.print(
+        f"OP4KSR: {sr['steps']} steps, loss {sr['loss']:.4f} ({sr['train_seconds']:.1f} s); "
+        f"{sr['lr_size']} -> {sr['sr_size']} in {sr['upscale_seconds']:.2f} s -> {sr['output']}"
+    )
+    _run_bench_eval(out, "demo-syn", ["bicubic", f"op4ksr:{sr['model']}"], quiet=quiet)
     console.print(f'next: sr4k sql -w {out} "select model_a, model_b, consistency, naturalness from preferences"')
 
 

@@ -46,7 +46,11 @@ def prepare_demo_input(dest: Path) -> tuple[str, dict]:
 
 # ---------------------------------------------------------------------------------------------------- labelling
 
-SIM_ANNOTATORS = {"sim-careful@demo.sr4k": 0.5, "sim-average@demo.sr4k": 1.0, "sim-noisy@demo.sr4k": 2.0}
+SIM_ANNOTATORS = {
+    "sim-careful@sim.example.org": 0.5,
+    "sim-average@sim.example.org": 1.0,
+    "sim-noisy@sim.example.org": 2.0,
+}
 """Simulated annotators of the demo: e-mail -> noise temperature T (P(a preferred) = sigmoid((s_a - s_b) / T))."""
 
 

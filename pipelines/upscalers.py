@@ -103,7 +103,7 @@ def get_upscaler(name: str, scale: int) -> Upscaler:
         NCNN_MODELS, NcnnRealESRGAN = {}, None
     if name in NCNN_MODELS:
         return _check_scale(NcnnRealESRGAN.load(name), scale)
-    known = [*UPSCALERS, *NCNN_MODELS, "spandrel:<file>", "diffusers:<folder>"]
+    known = [*UPSCALERS, *NCNN_MODELS, "spandrel:<file>", "diffusers:<folder>", "op4ksr:<checkpoint>"]
     raise ValueError(f"unknown model {name!r}; available here: {', '.join(known)}")
 
 

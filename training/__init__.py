@@ -1,1 +1,1 @@
-"""Training recipes: reward/ (RefReward MLLM judge) and sr/ (OP4KSR). Not built yet."""
+"""Training recipes: reward/ (RefReward, the LR-conditioned MLLM judge, GRPO) and sr/ (OP4KSR, one-step 4K SR)."""
