@@ -441,9 +441,15 @@ def demo(
         release_preferences(name="demo-prefs", version="0.1.0", workspace=out, max_count=1000, max_bytes=2 << 30)
 
     console.rule("RefReward: a tiny random Qwen2.5-VL judge, 2 GRPO steps on the preferences, then it scores a group")
+    import warnings
+
+    from flows.reward_cli import _quiet_libraries
     from training.reward import demo as reward_demo
 
-    r = reward_demo.run(out, steps=2)
+    _quiet_libraries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' gradient_checkpointing renames, not ours
+        r = reward_demo.run(out, steps=2)
     t = Table("model", "RefReward score", title=f"tiny judge (step {r['global_step']}) on LR {r['lr_key']}")
     for m, sc in r["ranking"]:
         t.add_row(m, f"{sc:+.3f}")
