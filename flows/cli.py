@@ -43,6 +43,7 @@ def _fail(msg: str, code: int = 2) -> None:
 def load_curate_config(path: Path | None, overrides: dict[str, Any]):
     """YAML file (optional) + CLI overrides (dotted keys, e.g. ``filters.min_short_side``) → CurateConfig."""
     from pipelines.curate import CurateConfig
+    from pipelines.storage import merge_dotted
 
     data: dict[str, Any] = {}
     if path is not None:
@@ -51,14 +52,7 @@ def load_curate_config(path: Path | None, overrides: dict[str, Any]):
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             _fail(f"--config {path} must be a YAML mapping of settings (see `sr4k curate --help`)")
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    merge_dotted(data, overrides)
     try:
         return CurateConfig.model_validate(data)
     except ValidationError as e:

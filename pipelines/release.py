@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.shards import ShardWriter
-from pipelines.storage import Workspace, atomic_open, sha256_file, write_bytes_atomic, write_json_atomic
+from pipelines.storage import Workspace, atomic_open, pid_alive, sha256_file, write_bytes_atomic, write_json_atomic
 from schemas.labels import CRITERIA
 
 KINDS = ("preferences", "trainset", "benchmark")
@@ -147,18 +147,8 @@ def _build(tmp: Path, src: _Source, kind: str, name: str, version: str, max_coun
 def _remove_dead_builds(final: Path) -> None:
     for old in final.parent.glob(f".{final.name}.build-*"):
         pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_index(path: Path, metas: list[dict[str, Any]]) -> None:

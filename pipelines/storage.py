@@ -51,13 +51,14 @@ def remove_stale_temps(root: Path) -> int:
     removed = 0
     for tmp in Path(root).rglob(".*.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)) and tmp.is_file():
+        if pid.isdigit() and not pid_alive(int(pid)) and tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0; a process of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,6 +66,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def merge_dotted(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Set ``overrides`` (dotted keys, e.g. ``filters.min_short_side``; ``None`` values skipped) into the nested
+    settings mapping ``data`` (changed in place and returned): how every sr4k config merges YAML and CLI options."""
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return data
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from pipelines.storage import merge_dotted
 from training.reward.examples import PixelBudget
 
 # Only the language model's projections: the vision tower's MLP has the same names (gate/up/down_proj).
@@ -149,14 +150,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"--config {p} must be a YAML mapping of settings (see training/reward/README.md)")
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+    merge_dotted(data, overrides)
     try:
         return RewardConfig.model_validate(data)
     except ValidationError as e:

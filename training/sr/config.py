@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.storage import merge_dotted
+
 TOKEN_STRIDE = 32  # px per token per axis: F16 VAE x 2x2 packing (same constant as pipelines.curate.TOKEN_STRIDE)
 
 
@@ -173,14 +175,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path} must be a YAML mapping of settings")
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    merge_dotted(data, overrides)
     init = data.get("init_from")
     if init and (Path(init) / "op4ksr.json").is_file():  # the model of the checkpoint, unless set explicitly
         import json

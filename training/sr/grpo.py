@@ -40,11 +40,10 @@ import cv2
 import numpy as np
 import torch
 
-from training.sr import data
-from training.sr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from training.sr.checkpoint import save_checkpoint
 from training.sr.config import TrainConfig
 from training.sr.model import OP4KSR
-from training.sr.supervised import load_model
+from training.sr.supervised import prepare
 
 RewardFn = Callable[[list[np.ndarray], list[list[np.ndarray]]], Any]
 
@@ -105,26 +104,13 @@ class Run:
 
 
 def setup(cfg: TrainConfig, reward: RewardFn | None = None) -> Run:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    ref: dict[str, torch.Tensor] = {}  # pi_ref: the LoRA weights as loaded (the stage-1 model), before any resume
 
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    set_seed(cfg.seed)
-    model = load_model(cfg, acc.device)
-    named = dict(model.transformer.named_parameters())
-    ref = {n: p.detach().clone() for n, p in named.items() if "lora_" in n}
-    if cfg.gradient_checkpointing:
-        model.transformer.enable_gradient_checkpointing()
-    opt = torch.optim.AdamW(model.lora_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    model.call, opt = acc.prepare(model.transformer, opt)
-    step = 0
-    last = latest_checkpoint(cfg.out) if cfg.resume else None
-    if last is not None:
-        step = load_training_state(last, model, opt)["step"]
-    urls = data.shard_urls(cfg.data.shards)
-    stream = data.pairs(urls, cfg.data.crop, cfg.model.scale, cfg.seed, acc.process_index, acc.num_processes,
-                        cfg.data.shuffle_buffer, skip=step * cfg.data.batch_size)  # fmt: skip
-    lrs = (lr for _, lr in data.batches(stream, cfg.data.batch_size))
+    def keep_reference(model: OP4KSR) -> None:
+        ref.update({n: p.detach().clone() for n, p in model.transformer.named_parameters() if "lora_" in n})
+
+    acc, model, opt, step, batches = prepare(cfg, on_model=keep_reference)
+    lrs = (lr for _, lr in batches)
     return Run(cfg, model, opt, acc, lrs, reward or load_reward(cfg), ref, step)
 
 

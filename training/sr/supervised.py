@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,14 +76,21 @@ def make_lpips(cfg: TrainConfig, device):
     return model.to(device).eval().requires_grad_(False)
 
 
-def setup(cfg: TrainConfig) -> Run:
-    """Model, optimizer, accelerate, data stream; resumes from the latest checkpoint in ``cfg.out``."""
+def prepare(
+    cfg: TrainConfig, on_model: Callable[[OP4KSR], None] | None = None
+) -> tuple[Any, OP4KSR, torch.optim.Optimizer, int, Any]:
+    """What both stages share: accelerate, the model (LoRA), AdamW over the LoRA weights, resume from the latest
+    checkpoint in ``cfg.out``, and the shard stream positioned after the samples already seen. ``on_model(model)``
+    runs on the freshly loaded model, before any checkpoint is restored (GRPO keeps its reference weights there).
+    Returns (accelerator, model, optimizer, step, batches of (hr, lr))."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     model = load_model(cfg, acc.device)
+    if on_model is not None:
+        on_model(model)
     if cfg.gradient_checkpointing:
         model.transformer.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(model.lora_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -94,7 +102,13 @@ def setup(cfg: TrainConfig) -> Run:
     urls = data.shard_urls(cfg.data.shards)
     stream = data.pairs(urls, cfg.data.crop, cfg.model.scale, cfg.seed, acc.process_index, acc.num_processes,
                         cfg.data.shuffle_buffer, skip=step * cfg.data.batch_size)  # fmt: skip
-    return Run(cfg, model, opt, acc, data.batches(stream, cfg.data.batch_size), step, make_lpips(cfg, acc.device))
+    return acc, model, opt, step, data.batches(stream, cfg.data.batch_size)
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Model, optimizer, accelerate, data stream; resumes from the latest checkpoint in ``cfg.out``."""
+    acc, model, opt, step, batches = prepare(cfg)
+    return Run(cfg, model, opt, acc, batches, step, make_lpips(cfg, acc.device))
 
 
 def losses(run: Run, hr: torch.Tensor, lr: torch.Tensor) -> dict[str, torch.Tensor]:
