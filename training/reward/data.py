@@ -85,11 +85,27 @@ def _from_workspace(root: Path) -> list[PreferenceSample]:
             rec = _rec(row, str(part))
 
             def ref(p: str) -> ImageRef:
-                q = Path(p)
-                return ImageRef(str(q if q.is_absolute() else root / q))
+                return _workspace_ref(root, p)
 
             out.append(PreferenceSample(rec, ref(rec.lr_path), ref(rec.path_a), ref(rec.path_b)))
     return out
+
+
+def _workspace_ref(root: Path, location: str) -> ImageRef:
+    """A workspace image location: a path (relative to the workspace or absolute), or ``<shard>.tar#<member>`` — the
+    form ``labelling.aggregate.lr_locations`` gives LR inputs that live in a curated shard dataset — read as a byte
+    range of the uncompressed tar (no extraction)."""
+    path, sep, member = location.partition("#")
+    q = Path(path)
+    q = q if q.is_absolute() else root / q
+    if not sep:
+        return ImageRef(str(q))
+    with tarfile.open(q, "r:") as tf:
+        try:
+            info = tf.getmember(member)
+        except KeyError:
+            raise FileNotFoundError(f"{q} has no member {member!r} (from preference location {location!r})") from None
+    return ImageRef(str(q), info.offset_data, info.size)
 
 
 def _split_member(name: str) -> tuple[str, str]:

@@ -50,6 +50,38 @@ def test_workspace_table(tmp_path):
     np.testing.assert_array_equal(np.asarray(samples[1].load()[2]), pair_images(1)[2])
 
 
+def test_workspace_lr_inside_a_shard_is_read_from_the_tar(tmp_path):
+    """LR inputs of a curated shard dataset are located as ``shards/<set>/<shard>.tar#<key>.lr.png``."""
+    import io
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    from pipelines.storage import write_table
+    from schemas.labels import PREFERENCES, PreferenceRec
+
+    root = write_workspace(tmp_path / "ws", n=2)
+    lr_bytes = (root / "images" / "pair001_lr.png").read_bytes()
+    shard = root / "shards" / "train4k" / "train-000000.tar"
+    shard.parent.mkdir(parents=True)
+    with tarfile.open(shard, "w") as tf:
+        for name, data in (("k0.hr.png", b"not this one"), ("k1.lr.png", lr_bytes)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    part = root / "tables" / "preferences" / "part-000.parquet"
+    rows = pq.read_table(part).to_pylist()
+    rows[1]["lr_path"] = "shards/train4k/train-000000.tar#k1.lr.png"
+    write_table(part, [PreferenceRec(**r) for r in rows], PREFERENCES)
+    sample = load_preferences(root)[1]
+    assert sample.lr.path == str(shard) and sample.lr.read() == lr_bytes
+    np.testing.assert_array_equal(np.asarray(sample.load()[0]), pair_images(1)[0])
+    rows[1]["lr_path"] = "shards/train4k/train-000000.tar#missing.lr.png"
+    write_table(part, [PreferenceRec(**r) for r in rows], PREFERENCES)
+    with pytest.raises(FileNotFoundError, match=r"no member 'missing\.lr\.png'"):
+        load_preferences(root)
+
+
 def test_missing_sources_say_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_preferences(tmp_path / "nope")
