@@ -57,8 +57,8 @@ Results (2-core CPU box; defaults: 8 models, 300 LRs, batch 20, epsilon 0.1, lr-
       hold up in the full loop (table above).
 
     - ``kg`` (KG(*): the best per-comparison drop of the expected number of discordant pairs over horizons of 1, 4,
-      16, 64 comparisons, closed-form preposterior; ``pipelines.pairs._kg_star``): seeds 0..39 looked like a win
-      (held 0.51 / 0.61 with Laplace) but over 200 seeds it is 0.68 / 0.65 (Laplace; first 0.74 / 0.92), and
+      16, 64 comparisons, closed-form preposterior; ``pipelines.bradley_terry._kg_star``): seeds 0..39 looked like a
+      win (held 0.51 / 0.61 with Laplace) but over 200 seeds it is 0.68 / 0.65 (Laplace; first 0.74 / 0.92), and
       0.70 / 0.70 with the bootstrap over seeds 0..99 — no better than ``order``. Seven of 200 worlds (random: six)
       never hold tau >= 0.9 within 4000 comparisons; each costs the budget and they carry ~20 % of the mean.
 
@@ -94,7 +94,8 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.pairs import BT_ALPHA, Candidate, build_pairs, fit_bradley_terry
+from pipelines.bradley_terry import BT_ALPHA, fit_bradley_terry
+from pipelines.pairs import Candidate, build_pairs
 
 
 @dataclass(slots=True)

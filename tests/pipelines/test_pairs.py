@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from pipelines.bradley_terry import BT_ALPHA, BTEstimates, _ilsr_counts, fit_bradley_terry
 from pipelines.pairs import (
-    BT_ALPHA,
     PAIRS,
-    BTEstimates,
     Candidate,
     PairRec,
-    _ilsr_counts,
     build_pairs,
-    fit_bradley_terry,
     pair_id,
     pairs_table,
     perceptual_distance,
@@ -264,7 +261,7 @@ def test_expected_misorder_closed_form_equals_numerical_integration(d, r, v):
     from scipy.integrate import quad
     from scipy.special import ndtr
 
-    from pipelines.pairs import expected_misorder
+    from pipelines.bradley_terry import expected_misorder
 
     if r > 0:
         f = lambda z: ndtr(-abs(d + np.sqrt(r) * z) / np.sqrt(v - r)) * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # noqa: E731
@@ -280,7 +277,7 @@ def test_kg_star_matches_monte_carlo_and_values_horizons(monkeypatch):
     horizon: a pair whose order needs several outcomes to flip is worth more per comparison over 16 than over 1."""
     from scipy.special import ndtr
 
-    from pipelines import pairs as P
+    from pipelines import bradley_terry as P
 
     mu = np.array([0.0, 0.4, 3.0])
     cov = np.diag([0.1, 0.1, 0.1])  # pair 0: d = -0.4, sd(d) = 0.45: one outcome almost never flips it, 16 may
