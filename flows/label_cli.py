@@ -110,19 +110,27 @@ def stop(workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE)) -> None:
 def add_annotator(
     email: Annotated[str, typer.Argument(help="The annotator's e-mail (their login)")],
     password: Annotated[str | None, typer.Option(help="Password [default: generated]")] = None,
+    show_password: Annotated[
+        bool, typer.Option(help="Print the password (for handing over; it is otherwise only in the 0600 file)")
+    ] = False,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
     port: PortOpt = None,
 ) -> None:
-    """Create a Label Studio login for an annotator; prints the URL and the password to hand over."""
+    """Create a Label Studio login for an annotator. The password (generated unless given) is kept in the
+    workspace's 0600 credentials file, not printed — unless --show-password, to hand it over."""
     from labelling import server
+    from pipelines.storage import Workspace
 
     try:
         u = server.add_annotator(workspace, email, password, _settings(port))
     except server.LabelStudioError as e:
         _fail(str(e))
+    creds = server.data_dir(Workspace(workspace)) / "credentials.json"
     _table(f"annotator {email}", {"state": "created" if u["created"] else "existed (password reset)",
                                   "user id": u["id"], "log in at": server.base_url(_settings(port)),
-                                  "password": u["password"]})  # fmt: skip
+                                  "password": u["password"] if show_password else "not shown"})  # fmt: skip
+    if not show_password:
+        console.print(f'password kept in {creds} under "annotators" (or rerun with --show-password)', soft_wrap=True)
 
 
 @label_app.command("push")

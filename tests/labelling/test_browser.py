@@ -35,7 +35,7 @@ def test_annotator_ranks_a_pair_in_the_browser_and_pull_maps_it_to_models(ls, tm
     out = runner.invoke(app, ["label", "add-annotator", "alice@lab.org", *args])
     assert out.exit_code == 0, out.output
     password = json.loads((ws.root / "labelstudio" / "credentials.json").read_text())["annotators"]["alice@lab.org"]
-    assert password in out.output  # the annotator's own login is shown once to hand over
+    assert password not in out.output and "credentials.json" in out.output  # kept in the 0600 file, not printed
     r = push.push_pairs(ws, "web", overlap=1, gold_rate=0, project="web", settings=settings)
     task = next(m for m in push.mapping(ws, r["project_id"]).values() if m["left"] == "b")
     pair = pairs[task["pair_id"]]
