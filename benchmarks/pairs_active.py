@@ -135,10 +135,11 @@ def _random_batch(world: World, asked: set, n: int, rng: np.random.Generator) ->
     return out
 
 
-def _active_batch(world: World, cands: list, asked: set, est: dict | None, n: int, seed: int, acq: str) -> list:
+def _active_batch(world: World, cands: list, asked: set, est: dict | None, n: int, seed: int, acq: str,
+                  warmup: int = 0) -> list:  # fmt: skip
     exclude = [(world.lrs[lr], world.models[a], world.models[b]) for lr, a, b in asked]
     pairs, _ = build_pairs(cands, n, "active", seed=seed, min_distance=0, estimates=est, acquisition=acq,
-                           exclude=exclude)  # fmt: skip
+                           exclude=exclude, min_per_pair=warmup)  # fmt: skip
     li = {k: i for i, k in enumerate(world.lrs)}
     mi = {k: i for i, k in enumerate(world.models)}
     out = [(li[p.lr_key], mi[p.model_a], mi[p.model_b]) for p in pairs]
@@ -159,7 +160,7 @@ def run(world: World, method: str, args: argparse.Namespace, seed: int) -> tuple
         n = min(args.batch, args.budget - len(comps))
         if active:
             acq = method.split("-")[1]
-            batch = _active_batch(world, cands, asked, est, n, seed + len(comps), acq)
+            batch = _active_batch(world, cands, asked, est, n, seed + len(comps), acq, args.min_per_pair)
         else:
             batch = _random_batch(world, asked, n, rng_sel)
         for lr, a, b in batch:
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr-sigma", type=float, default=0.3)
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--alpha", type=float, default=BT_ALPHA, help="fit_bradley_terry's regularisation")
+    ap.add_argument(
+        "--min-per-pair", type=int, default=0, help="active: forced exploration (build_pairs min_per_pair)"
+    )
     ap.add_argument("--tau", type=float, default=0.9)
     ap.add_argument("--hold", type=int, default=5, help="checks (batches) tau must stay >= --tau for 'held'")
     ap.add_argument("--acquisition", nargs="+", default=["order"], choices=["order", "variance", "kendall", "kg"])

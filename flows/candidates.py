@@ -59,7 +59,7 @@ def candidates_flow(workspace: str, lr_set: str, models: list[str], scale: int =
 
 @task(name="build-pairs")
 def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str, seed: int, min_distance: float,
-                 estimates: dict | None, name: str) -> dict:  # fmt: skip
+                 estimates: dict | None, name: str, min_per_pair: int = 0) -> dict:  # fmt: skip
     from pipelines import catalog, pairs
 
     ws = Workspace(workspace)
@@ -67,13 +67,19 @@ def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str,
     con = catalog.connect(ws.root)
     rows = con.execute(f"select * from candidates {where} order by lr_set, lr_key, model").fetchall()
     cols = [d[0] for d in con.description]
+    # pairs of the workspace's other parts (earlier rounds) are never built again, and count as already asked
+    own = str(ws.part("pairs", name))
+    done = [r[0] for r in con.execute("select pair_id from read_parquet(?, filename=true) where filename != ?",
+                                      [str(ws.root / "tables" / "pairs" / "part-*.parquet"), own]).fetchall()
+            ] if any((ws.root / "tables" / "pairs").glob("part-*.parquet")) else []  # fmt: skip
     con.close()
     if not rows:
         raise ValueError(f"no candidates in {ws.root}{' for ' + lr_set if lr_set else ''}: run `sr4k candidates run`")
     cands = [dict(zip(cols, r, strict=True)) for r in rows]
     for c in cands:
         c["output_path"] = str(ws.root / c["output_path"])
-    built, report = pairs.build_pairs(cands, target, strategy, seed, min_distance, estimates)
+    built, report = pairs.build_pairs(cands, target, strategy, seed, min_distance, estimates, exclude=done,
+                                      min_per_pair=min_per_pair)  # fmt: skip
     write_table(ws.part("pairs", name), built, pairs.PAIRS)
     report["table"] = str(ws.part("pairs", name))
     return json.loads(json.dumps(report, default=str))
@@ -82,10 +88,11 @@ def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str,
 @flow(name="pairs-build")
 def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: int = 0, lr_set: str | None = None,
                min_distance: float | None = None, estimates_path: str | None = None,
-               name: str = "pairs") -> dict:  # fmt: skip
-    """Build the pairs table ``tables/pairs/part-<name>.parquet`` from the workspace's candidates."""
+               name: str = "pairs", min_per_pair: int = 0) -> dict:  # fmt: skip
+    """Build the pairs table ``tables/pairs/part-<name>.parquet`` from the workspace's candidates. Pairs already in
+    the workspace's other pairs parts (earlier rounds) are excluded and, for ``active``, count as asked."""
     from pipelines import pairs
 
     estimates = json.loads(Path(estimates_path).read_text()) if estimates_path else None
     dist = pairs.MIN_DISTANCE if min_distance is None else min_distance
-    return _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name)
+    return _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name, min_per_pair)

@@ -332,6 +332,9 @@ def pairs_build(
         float | None, typer.Option(help="Prune pairs closer than this perceptual distance")
     ] = None,
     estimates: Annotated[Path | None, typer.Option(help="JSON {model: [mean, std]} for --strategy active")] = None,
+    min_per_pair: Annotated[
+        int, typer.Option(help="active: model pairs compared fewer times than this are asked first (exploration)")
+    ] = 3,
     name: Annotated[str, typer.Option(help="Name of the pairs table part")] = "pairs",
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
 ) -> None:
@@ -343,7 +346,8 @@ def pairs_build(
     try:
         est = str(estimates) if estimates else None
         r = pairs_flow(workspace=str(workspace), target=target, strategy=strategy, seed=seed, lr_set=lr,
-                       min_distance=min_distance, estimates_path=est, name=name)  # fmt: skip
+                       min_distance=min_distance, estimates_path=est, name=name,
+                       min_per_pair=min_per_pair if strategy == "active" else 0)  # fmt: skip
     except ValueError as e:
         _fail(str(e))
     t = Table("what", "value", title=f"pairs ({strategy})")
@@ -408,7 +412,7 @@ def demo(
     models = ["bicubic", "lanczos", "realesr-animevideov3-x4", "realesrgan-x4plus"]
     candidates_run(lr="demo-syn", model=models, scale=4, unit_size=2, workspace=out, quiet=quiet)
     pairs_build(target=12, strategy="balanced", seed=0, lr="demo-syn", min_distance=None, estimates=None,
-                name="demo", workspace=out)  # fmt: skip
+                min_per_pair=0, name="demo", workspace=out)  # fmt: skip
 
     console.rule("labelling: a real Label Studio on 127.0.0.1; three simulated annotators answer the demo pairs")
     from flows.demo import simulate_labelling

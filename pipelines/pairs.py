@@ -425,16 +425,25 @@ def _prior(grid: _Grid, estimates: Mapping[str, tuple[float, float]]) -> tuple[n
 
 
 def _active_counts(
-    grid: _Grid, estimates: Mapping[str, tuple[float, float]], target: int, rng: np.random.Generator, kind: Acquisition
+    grid: _Grid,
+    estimates: Mapping[str, tuple[float, float]],
+    target: int,
+    rng: np.random.Generator,
+    kind: Acquisition,
+    min_per_pair: int = 0,
 ) -> tuple[np.ndarray, list[list[float]]]:
-    """Greedy batch: how many comparisons each model pair gets, and the score of each pick, in pick order."""
+    """Greedy batch: how many comparisons each model pair gets, and the score of each pick, in pick order.
+    ``min_per_pair``: model pairs with fewer comparisons than this (already asked, i.e. excluded cells, plus picks
+    in this batch) are picked first, whatever their score (forced exploration against early lock-in)."""
     mu, cov = _prior(grid, estimates)
     cap = grid.avail.sum(axis=0)
+    asked = (grid.present & grid.excluded).sum(axis=0)
     counts = np.zeros(len(grid.pairs), np.int64)
     scores: list[list[float]] = [[] for _ in grid.pairs]
     order = rng.permutation(len(grid.pairs))  # ties go to the earlier pair in this seeded order
     for _ in range(target):
-        s = np.where(counts < cap, acquisition_scores(mu, cov, grid.pairs, kind), -np.inf)[order]
+        s = np.where(counts < cap, acquisition_scores(mu, cov, grid.pairs, kind), -np.inf)
+        s = np.where((asked + counts < min_per_pair) & (counts < cap), np.inf, s)[order]
         k = int(order[int(np.argmax(s))])
         counts[k] += 1
         scores[k].append(float(s.max()))
@@ -507,6 +516,7 @@ def build_pairs(
     acquisition: Acquisition = "order",
     exclude: Iterable[str | tuple[str, str, str]] = (),
     root: str | Path | None = None,
+    min_per_pair: int = 0,
 ) -> tuple[list[PairRec], dict[str, Any]]:
     """Choose ``target`` A/B comparisons among the candidates (strategies, pruning, sides: see the module doc).
 
@@ -532,7 +542,7 @@ def build_pairs(
     if strategy == "all":
         sel = grid.avail.copy()
     elif strategy == "active" and estimates:
-        counts, scores = _active_counts(grid, estimates, target, rng, acquisition)
+        counts, scores = _active_counts(grid, estimates, target, rng, acquisition, min_per_pair)
         sel, widened = _spread(grid.avail, counts, counts, target, rng)
     else:
         sel, widened = _balanced(grid, target, rng)

@@ -74,6 +74,13 @@ def test_pairs_balanced_from_candidates(ws):
     counts = [n for *_, n in rows]
     assert len(rows) == 6 and max(counts) - min(counts) <= 1
     assert all(m1 != m2 for m1, m2, _ in rows)
+    # a second round (another part) never repeats a pair of the first; rebuilding the first part is unaffected
+    r2 = pairs_flow(str(ws), target=6, strategy="active", seed=4, lr_set="b", min_distance=0.0, name="round2",
+                    estimates_path=None, min_per_pair=3)  # fmt: skip
+    assert r2["built"] == 6 and r2["excluded"] == 30
+    parts = f"{ws}/tables/pairs/part-*.parquet"
+    assert duckdb.sql(f"select pair_id from '{parts}' group by 1 having count(*) > 1").fetchall() == []
+    assert pairs_flow(str(ws), target=30, strategy="balanced", seed=3, lr_set="b", min_distance=0.0)["built"] == 30
 
 
 @pytest.mark.timeout(600)

@@ -304,6 +304,23 @@ def test_kg_star_matches_monte_carlo_and_values_horizons(monkeypatch):
     assert np.argmax(P._kg_star(d, u, v, info)) == 0  # the close pair, not the settled ones
 
 
+def test_active_min_per_pair_explores_under_compared_pairs_first():
+    """Forced exploration: model pairs asked fewer than ``min_per_pair`` times (cells in ``exclude`` plus picks in
+    this batch) are picked before the acquisition score decides."""
+    est = {"A": (0.0, 1.0), "B": (0.1, 1.0), "C": (5.0, 1.0), "D": (9.0, 1.0)}
+    cands = [Candidate(f"lr{k}", m, "1", f"{k}{m}.png") for k in range(20) for m in "ABCD"]
+    asked = [(f"lr{k}", "A", "B") for k in range(5)] + [("lr0", "C", "D")]
+    pairs, rep = build_pairs(cands, 6, "active", estimates=est, min_distance=0, exclude=asked)
+    assert rep["per_model_pair"].get("A vs B", 0) >= 5  # the score alone: the close, uncertain pair
+    pairs, rep = build_pairs(cands, 12, "active", estimates=est, min_distance=0, exclude=asked, min_per_pair=2)
+    check_valid(pairs)
+    got = rep["per_model_pair"]
+    assert got["C vs D"] == 1  # asked once already
+    for p in ("A vs C", "A vs D", "B vs C", "B vs D"):
+        assert got[p] == 2, got
+    assert got.get("A vs B", 0) == 3  # 12 - 1 - 4 x 2 = 3 picks go back to the score
+
+
 def test_active_without_estimates_starts_balanced():
     pairs, rep = build_pairs(grid(10, 4), 18, "active", min_distance=0)
     assert rep["cold_start"] and all(p.score is None and p.strategy == "active" for p in pairs)
