@@ -62,6 +62,11 @@ Results (2-core CPU box; defaults: 8 models, 300 LRs, batch 20, epsilon 0.1, lr-
       0.70 / 0.70 with the bootstrap over seeds 0..99 — no better than ``order``. Seven of 200 worlds (random: six)
       never hold tau >= 0.9 within 4000 comparisons; each costs the budget and they carry ~20 % of the mean.
 
+    - forced exploration (``--min-per-pair k``: model pairs asked fewer than k times are picked first), ``order``
+      with Laplace: seeds 0..199 gave 0.59 / 0.63 (k = 3) and 0.64 / 0.61 (k = 5), with the bootstrap 0.64 / 0.67
+      (k = 3); on fresh seeds 200..399 k = 3 gave 0.77 / 0.76 against 0.67 / 0.76 without — the 0.59 was the luck
+      of one configuration among many tried, not a gain. Kept as an option, off by default.
+
     Where it stands: split by the second-smallest quality gap (tau >= 0.9 tolerates one wrong pair, not two), held
     ratios mean / median are, for gaps >= 0.1 logit (133 worlds), 0.63 / 0.80 (bootstrap) and 0.59 / 0.60
     (Laplace); for gaps < 0.1 (67 worlds), 0.64 / 0.52 and 0.76 / 0.61. Where active loses, the pattern seen

@@ -334,7 +334,7 @@ def pairs_build(
     estimates: Annotated[Path | None, typer.Option(help="JSON {model: [mean, std]} for --strategy active")] = None,
     min_per_pair: Annotated[
         int, typer.Option(help="active: model pairs compared fewer times than this are asked first (exploration)")
-    ] = 3,
+    ] = 0,
     name: Annotated[str, typer.Option(help="Name of the pairs table part")] = "pairs",
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
 ) -> None:

@@ -434,7 +434,8 @@ def _active_counts(
 ) -> tuple[np.ndarray, list[list[float]]]:
     """Greedy batch: how many comparisons each model pair gets, and the score of each pick, in pick order.
     ``min_per_pair``: model pairs with fewer comparisons than this (already asked, i.e. excluded cells, plus picks
-    in this batch) are picked first, whatever their score (forced exploration against early lock-in)."""
+    in this batch) are picked first, whatever their score (forced exploration against early lock-in; measured in
+    ``benchmarks/pairs_active.py``: no gain over fresh seeds, so it is off by default)."""
     mu, cov = _prior(grid, estimates)
     cap = grid.avail.sum(axis=0)
     asked = (grid.present & grid.excluded).sum(axis=0)
