@@ -51,8 +51,8 @@ def _down(hr: np.ndarray) -> np.ndarray:
 
 
 def write_shards(out: Path) -> tuple[Path, list[np.ndarray]]:
-    from pipelines.curate import encode_png
     from pipelines.shards import ShardWriter
+    from pipelines.storage import encode_png
 
     writer, tiles = ShardWriter(out, max_count=64), []
     for name in TRAIN_PHOTOS:

@@ -278,26 +278,10 @@ class ImageCache:
 
 
 def _lr_loaders(ws: Workspace, lr_set: str) -> dict[str, Callable[[], np.ndarray]]:
-    """key -> RGB loader of an LR set. A benchmark's index is read here directly (the same two columns as
-    ``pipelines.candidates.lr_items``), because importing that module pulls in the curation stack (webdataset, torch:
-    ~10 s) for what is a file read; shard sets go through ``lr_items``."""
-    index = ws.root / "benchmarks" / lr_set / "index.parquet"
-    if index.exists():
-        rows = pq.read_table(index, columns=["key", "lr_path"]).to_pylist()
-        return {r["key"]: _reader(index.parent / r["lr_path"]) for r in rows}
+    """key -> RGB loader of an LR set (a benchmark or a shard dataset)."""
     from pipelines.candidates import lr_items
 
     return {it.key: it.load for it in lr_items(ws, lr_set)}
-
-
-def _reader(path) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"LR image {path} is missing or unreadable")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    return load
 
 
 def _size(ws: Workspace, rel: str) -> tuple[int, int]:

@@ -14,7 +14,7 @@ Layout of one benchmark (what the evaluation harness and ``pipelines.curate.benc
 ``out_dir/<name>``.
 
 Determinism: the same inputs (at the same paths) and settings give byte-identical files. PNGs come from
-``pipelines.curate.encode_png`` (deterministic), Parquet carries no timestamps, the manifest is sorted JSON with no
+``pipelines.storage.encode_png`` (deterministic), Parquet carries no timestamps, the manifest is sorted JSON with no
 build time, and report paths are the absolute input paths. Items are processed in key order.
 
 Atomicity: everything is built in a hidden sibling ``.<name>.build-<pid>`` (each file itself written temp + rename),
@@ -96,12 +96,12 @@ from PIL import Image, UnidentifiedImageError
 
 from pipelines import catalog
 from pipelines.crop import CROP_VERSION, choose_crops
-from pipelines.curate import TOKEN_STRIDE, encode_png
+from pipelines.curate import TOKEN_STRIDE
 from pipelines.decode import ACCEPTED_FORMATS, DECODE_VERSION, Decoded, decode_image
 from pipelines.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
 from pipelines.ingest import read_source
 from pipelines.split import holdout_split
-from pipelines.storage import sha256_file, write_bytes_atomic, write_json_atomic, write_table
+from pipelines.storage import encode_png, sha256_file, write_bytes_atomic, write_json_atomic, write_table
 from schemas.bench import BENCH_INDEX, BENCH_SCHEMA_VERSION, IMPORT_REPORT, BenchItem, ReportRow
 from schemas.records import Rejection
 

@@ -24,8 +24,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.curate import encode_png
-from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic, write_table
+from pipelines.storage import Workspace, encode_png, write_bytes_atomic, write_json_atomic, write_table
 from pipelines.upscalers import Upscaler, timed_upscale
 from schemas.bench import CANDIDATES, CandidateRec
 
@@ -54,7 +53,10 @@ def lr_items(ws: Workspace, lr_set: str) -> list[LrItem]:
 
 def _file_loader(path: Path) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"LR image {path} is missing or unreadable")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     return load
 

@@ -42,7 +42,7 @@ from pipelines.filters import FILTERS_VERSION, FilterSettings, judge, measure
 from pipelines.ingest import Listing, Unit, list_inputs, read_source, split_units
 from pipelines.shards import FIXED_MTIME, ShardWriter
 from pipelines.split import holdout_split
-from pipelines.storage import Workspace, atomic_open, write_json_atomic, write_table
+from pipelines.storage import Workspace, atomic_open, encode_png, write_json_atomic, write_table
 from schemas.records import (
     IMAGES,
     REJECTS,
@@ -239,13 +239,6 @@ def _build_sample(key, image_key, uri, source_sha, dec: Decoded, box, unit, cfg:
 def staging_key(uri: str, key: str) -> str:
     """Exact duplicates share sample keys (keys hash the pixels), so staged members are told apart by source."""
     return f"{hashlib.sha256(uri.encode()).hexdigest()[:12]}-{key}"
-
-
-def encode_png(rgb: np.ndarray, level: int) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, level])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def _write_thumb(path: Path, rgb: np.ndarray, side: int = 256) -> None:

@@ -21,12 +21,15 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.records import to_table
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextlib.contextmanager
@@ -80,6 +83,17 @@ def merge_dotted(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict
             node = node.setdefault(part, {})
         node[leaf] = value
     return data
+
+
+def encode_png(rgb: np.ndarray, level: int) -> bytes:
+    """RGB uint8 -> PNG bytes (OpenCV, deterministic for a given level). Lives here, not in ``pipelines.curate``, so
+    that writers of images (candidates, benchmarks, releases) don't import the curation stack (webdataset, torch)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, level])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipelines import benchsets
-from pipelines.curate import encode_png
 from pipelines.pairs import PAIRS, build_pairs
-from pipelines.storage import write_bytes_atomic, write_table
+from pipelines.storage import encode_png, write_bytes_atomic, write_table
 from schemas.bench import CANDIDATES, CandidateRec
 from schemas.labels import ANNOTATIONS, LABEL_TASKS, AnnotationRec, LabelTaskRec
 

@@ -19,10 +19,9 @@ from PIL import Image
 from labelling.aggregate import aggregate_workspace
 from pipelines import benchsets
 from pipelines import curate as steps
-from pipelines.curate import encode_png
 from pipelines.pairs import PAIRS, build_pairs
 from pipelines.release import ReleaseError, release
-from pipelines.storage import write_bytes_atomic, write_table
+from pipelines.storage import encode_png, write_bytes_atomic, write_table
 from schemas.bench import CANDIDATES, CandidateRec
 from schemas.labels import ANNOTATIONS, CRITERIA, LABEL_TASKS, AnnotationRec, LabelTaskRec
 

@@ -68,8 +68,8 @@ def make_lpips(cfg: TrainConfig, device):
         raise ImportError("loss.lpips > 0 needs the `lpips` package (pip install lpips) or loss.lpips=0") from e
     net = "vgg" if (Path(where) / "vgg.pth").is_file() else "alex"
     model = lpips.LPIPS(net=net, pretrained=True, model_path=str(Path(where) / f"{net}.pth"), pnet_rand=True)
-    backbone = torch.load(Path(where) / dict(vgg="vgg16-397923af.pth", alex="alexnet-owt-7be5be79.pth")[net],
-                          weights_only=True)  # fmt: skip
+    torchvision_file = Path(where) / {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}[net]
+    backbone = torch.load(torchvision_file, weights_only=True)  # tensors only: no code runs from the file
     # lpips keeps torchvision's layer indices inside its slices: net.slice<k>.<i>.<param> = features.<i>.<param>
     mapped = {k: backbone[f"features.{k.split('.', 1)[1]}"] for k in model.net.state_dict()}
     model.net.load_state_dict(mapped)

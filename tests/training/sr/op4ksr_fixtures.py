@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from imagefixtures import natural_image
 
-from pipelines.curate import encode_png
 from pipelines.shards import ShardWriter
+from pipelines.storage import encode_png
 
 
 def write_pairs_shards(out: Path, n: int = 4, hr: int = 128, scale: int = 4, seed: int = 0) -> Path:
@@ -34,3 +34,20 @@ def write_pairs_shards(out: Path, n: int = 4, hr: int = 128, scale: int = 4, see
 
 def natural(h: int, w: int, seed: int = 0) -> np.ndarray:
     return natural_image(h, w, seed)
+
+
+def saved_checkpoint(backbone: tuple[Path, Path], out: Path) -> Path:
+    """An OP4KSR checkpoint at ``out`` whose LoRA is non-zero (a fresh LoRA is the identity: outputs would not tell
+    whether the checkpoint's weights were loaded)."""
+    import torch
+
+    from training.sr.config import ModelConfig
+    from training.sr.model import OP4KSR
+
+    t, v = backbone
+    m = OP4KSR.from_config(ModelConfig(transformer=str(t), vae=str(v)), device="cpu")
+    with torch.no_grad():
+        for p in m.lora_parameters():
+            p.add_(0.01)
+    m.save(out)
+    return out

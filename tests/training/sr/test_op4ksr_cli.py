@@ -2,9 +2,8 @@
 a bad crop fails before any model loads, with the fix in the message."""
 
 import cv2
-import torch
 import typer
-from op4ksr_fixtures import natural
+from op4ksr_fixtures import natural, saved_checkpoint
 from typer.testing import CliRunner
 
 from flows import sr_cli
@@ -17,15 +16,7 @@ def _app() -> typer.Typer:
 
 
 def test_upscale_cli(tiny_backbone, tmp_path):
-    from training.sr.config import ModelConfig
-    from training.sr.model import OP4KSR
-
-    t, v = tiny_backbone
-    m = OP4KSR.from_config(ModelConfig(transformer=str(t), vae=str(v)), device="cpu")
-    with torch.no_grad():
-        for p in m.lora_parameters():
-            p.add_(0.01)
-    m.save(tmp_path / "ck")
+    saved_checkpoint(tiny_backbone, tmp_path / "ck")
     cv2.imwrite(str(tmp_path / "in.png"), natural(24, 40, 1)[..., ::-1])
     res = CliRunner().invoke(_app(), ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"),
                                       "-o", str(tmp_path / "out.png")])  # fmt: skip

@@ -6,9 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 import webdataset as wds
-from op4ksr_fixtures import natural
+from op4ksr_fixtures import natural, saved_checkpoint
 from safetensors.torch import load_file
 
 from training.sr import grpo, supervised
@@ -129,15 +128,8 @@ def test_guard_stops_reward_hacking_and_periodic_artefacts():
 
 def test_op4ksr_upscaler(tiny_backbone, tmp_path):
     from pipelines.upscalers import Upscaler, get_upscaler, timed_upscale
-    from training.sr.config import ModelConfig
-    from training.sr.model import OP4KSR
 
-    t, v = tiny_backbone
-    m = OP4KSR.from_config(ModelConfig(transformer=str(t), vae=str(v)), device="cpu")
-    with torch.no_grad():
-        for p in m.lora_parameters():
-            p.add_(0.01)
-    m.save(tmp_path / "ck")
+    saved_checkpoint(tiny_backbone, tmp_path / "ck")
     up = get_upscaler(f"op4ksr:{tmp_path / 'ck'}", 4)
     assert isinstance(up, Upscaler) and up.scale == 4 and up.version.startswith("op4ksr:")
     sr, seconds, _ = timed_upscale(up, natural(24, 40, 0))
