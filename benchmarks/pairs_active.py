@@ -90,7 +90,10 @@ import argparse
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +102,7 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.bradley_terry import BT_ALPHA, fit_bradley_terry
+from pipelines.bradley_terry import ACQUISITIONS, BT_ALPHA, fit_bradley_terry
 from pipelines.pairs import Candidate, build_pairs
 
 
@@ -189,7 +192,30 @@ def summarise(values: list[int | None], budget: int) -> tuple[float, float, str]
     return statistics.mean(x), statistics.median(x), note
 
 
-def report(title: str, results: dict[str, list[int | None]], budget: int) -> None:
+def one_world(seed: int, methods: list[str], args: argparse.Namespace) -> tuple[int, dict, dict, list[float]]:
+    """Every method on world ``seed``: (seed, first by method, held by method, sorted quality gaps)."""
+    world = make_world(seed, args.models, args.lrs, args.lr_sigma, args.noise)
+    first, held = {}, {}
+    for m in methods:
+        first[m], held[m] = run(world, m, args, seed)
+    return seed, first, held, np.sort(np.diff(np.sort(world.quality))).tolist()
+
+
+def ratio_interval(active: list[int | None], random: list[int | None], budget: int, n_boot: int = 2000,
+                   seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """95 % percentile-bootstrap interval of the ratio of means, worlds resampled in pairs (active and random of one
+    world stay together): how far the headline ratio can move with another draw of worlds of the same kind."""
+    a = np.array([budget if v is None else v for v in active], dtype=float)
+    r = np.array([budget if v is None else v for v in random], dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(a), (n_boot, len(a)))
+    ratios = a[idx].mean(axis=1) / r[idx].mean(axis=1)
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def report(title: str, results: dict[str, list[int | None]], budget: int,
+           gap2: list[float] | None = None) -> None:  # fmt: skip
+    """Means, medians, ratios against random with their bootstrap interval, and (``gap2``: each world's
+    second-smallest quality gap) the same split by how hard the world is."""
     print(f"\n{title}")
     stats = {m: summarise(v, budget) for m, v in results.items()}
     for m, (mean, median, note) in stats.items():
@@ -197,7 +223,23 @@ def report(title: str, results: dict[str, list[int | None]], budget: int) -> Non
     base_mean, base_median, _ = stats["random"]
     for m, (mean, median, _) in stats.items():
         if m != "random":
-            print(f"  ratio {m} / random: {mean / base_mean:.2f} (means)   {median / base_median:.2f} (medians)")
+            lo, hi = ratio_interval(results[m], results["random"], budget)
+            print(f"  ratio {m} / random: {mean / base_mean:.2f} (means; 95 % interval over worlds {lo:.2f}-{hi:.2f})"
+                  f"   {median / base_median:.2f} (medians)")  # fmt: skip
+    if gap2 is None or len(gap2) < 2:
+        return
+    print("  by the second-smallest quality gap (tau >= 0.9 tolerates one wrong pair, not two); summed comparisons:")
+    for lo, hi in GAP_BANDS:
+        sel = [k for k, g in enumerate(gap2) if lo <= g < hi]
+        if not sel:
+            continue
+        sums = {m: sum(budget if v[k] is None else v[k] for k in sel) for m, v in results.items()}
+        cells = "   ".join(f"{m} {n}" + ("" if m == "random" else f" ({n / sums['random']:.2f})")
+                           for m, n in sums.items())  # fmt: skip
+        print(f"    gap {lo:.2f}-{hi:.2f}  {len(sel):3d} worlds   {cells}")
+
+
+GAP_BANDS = ((0.0, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, float("inf")))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,9 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--min-per-pair", type=int, default=0, help="active: forced exploration (build_pairs min_per_pair)"
     )
+    ap.add_argument("--jobs", type=int, default=1, help="worlds run in parallel processes (results do not change)")
     ap.add_argument("--tau", type=float, default=0.9)
     ap.add_argument("--hold", type=int, default=5, help="checks (batches) tau must stay >= --tau for 'held'")
-    ap.add_argument("--acquisition", nargs="+", default=["order"], choices=["order", "variance", "kendall", "kg"])
+    ap.add_argument("--acquisition", nargs="+", default=["ranking"], choices=ACQUISITIONS)
     ap.add_argument("--uncertainty", nargs="+", default=["bootstrap", "laplace"], choices=["bootstrap", "laplace"])
     args = ap.parse_args(argv)
     cells = args.lrs * args.models * (args.models - 1) // 2
@@ -227,26 +270,28 @@ def main(argv: list[str] | None = None) -> None:
     methods = ["random"] + [f"active-{a}-{u}" for a in args.acquisition for u in args.uncertainty]
     first: dict[str, list[int | None]] = {m: [] for m in methods}
     held: dict[str, list[int | None]] = {m: [] for m in methods}
+    gap2: list[float] = []
     t0 = time.perf_counter()
     last = args.seed0 + args.seeds - 1
     print(f"{args.models} models, {args.lrs} LRs, batch {args.batch}, noise {args.noise}, lr-sigma {args.lr_sigma}, "
           f"alpha {args.alpha}, tau >= {args.tau} (held {args.hold} checks), seeds {args.seed0}..{last}, "
           f"budget {args.budget}")  # fmt: skip
-    for seed in range(args.seed0, args.seed0 + args.seeds):
-        world = make_world(seed, args.models, args.lrs, args.lr_sigma, args.noise)
-        row = []
-        for m in methods:
-            f, h = run(world, m, args, seed)
-            first[m].append(f)
-            held[m].append(h)
-            row.append(f"{m} {f or '-':>5} / {h or '-':>5}")
-        gaps = np.sort(np.diff(np.sort(world.quality)))
-        print(
-            f"seed {seed:3d}  two smallest gaps {gaps[0]:.2f} {gaps[1]:.2f}   first / held:  " + "   ".join(row),
-            flush=True,
+    seeds = range(args.seed0, args.seed0 + args.seeds)
+    with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else nullcontext() as pool:
+        results = (
+            pool.map(one_world, seeds, repeat(methods), repeat(args))
+            if pool
+            else map(one_world, seeds, repeat(methods), repeat(args))
         )
+        for seed, fs, hs, gaps in results:  # in seed order, as each finishes
+            for m in methods:
+                first[m].append(fs[m])
+                held[m].append(hs[m])
+            gap2.append(gaps[1] if len(gaps) > 1 else float("inf"))
+            row = "   ".join(f"{m} {fs[m] or '-':>5} / {hs[m] or '-':>5}" for m in methods)
+            print(f"seed {seed:3d}  two smallest gaps {gaps[0]:.2f} {gaps[1]:.2f}   first / held:  {row}", flush=True)
     report(f"comparisons until tau >= {args.tau} is first reached:", first, args.budget)
-    report(f"comparisons until tau >= {args.tau} is reached and held for {args.hold} checks:", held, args.budget)
+    report(f"comparisons until tau >= {args.tau} is reached and held for {args.hold} checks:", held, args.budget, gap2)
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, task
 from prefect.futures import as_completed
@@ -59,7 +60,7 @@ def candidates_flow(workspace: str, lr_set: str, models: list[str], scale: int =
 
 @task(name="build-pairs")
 def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str, seed: int, min_distance: float,
-                 estimates: dict | None, name: str, min_per_pair: int = 0) -> dict:  # fmt: skip
+                 estimates: Any, name: str, min_per_pair: int = 0, acquisition: str = "ranking") -> dict:  # fmt: skip
     from pipelines import catalog, pairs
 
     ws = Workspace(workspace)
@@ -79,7 +80,7 @@ def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str,
     for c in cands:
         c["output_path"] = str(ws.root / c["output_path"])
     built, report = pairs.build_pairs(cands, target, strategy, seed, min_distance, estimates, exclude=done,
-                                      min_per_pair=min_per_pair)  # fmt: skip
+                                      min_per_pair=min_per_pair, acquisition=acquisition)  # fmt: skip
     write_table(ws.part("pairs", name), built, pairs.PAIRS)
     report["table"] = str(ws.part("pairs", name))
     return json.loads(json.dumps(report, default=str))
@@ -88,11 +89,39 @@ def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str,
 @flow(name="pairs-build")
 def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: int = 0, lr_set: str | None = None,
                min_distance: float | None = None, estimates_path: str | None = None,
-               name: str = "pairs", min_per_pair: int = 0) -> dict:  # fmt: skip
+               name: str = "pairs", min_per_pair: int = 0, acquisition: str = "ranking",
+               criteria: list[str] | None = None) -> dict:  # fmt: skip
     """Build the pairs table ``tables/pairs/part-<name>.parquet`` from the workspace's candidates. Pairs already in
-    the workspace's other pairs parts (earlier rounds) are excluded and, for ``active``, count as asked."""
+    the workspace's other pairs parts (earlier rounds) are excluded and, for ``active``, count as asked.
+
+    ``estimates_path`` (``active``): ``labelling/ranking.json`` as ``sr4k aggregate`` writes it (theta, std and the
+    covariance per criterion; ``criteria`` picks among them, default all: one answer informs both), or a plain JSON
+    ``{model: [mean, std]}`` (e.g. reward-model scores with uncertainty)."""
     from pipelines import pairs
 
-    estimates = json.loads(Path(estimates_path).read_text()) if estimates_path else None
+    estimates = load_estimates(estimates_path, criteria) if estimates_path else None
     dist = pairs.MIN_DISTANCE if min_distance is None else min_distance
-    return _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name, min_per_pair)
+    return _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name, min_per_pair, acquisition)
+
+
+def load_estimates(path: str | Path, criteria: list[str] | None = None) -> Any:
+    """``pairs_flow``'s estimates: a ranking file (-> one ``BTEstimates`` per criterion) or ``{model: [mean, std]}``.
+    Errors name the file and what was expected."""
+    from pipelines import pairs
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"estimates file {path} does not exist (run `sr4k aggregate` to write ranking.json)"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"estimates file {path} is not JSON: {e}") from None
+    if isinstance(doc, dict) and "rankings" in doc:
+        return pairs.estimates_from_ranking(doc, criteria)
+    if criteria:
+        raise ValueError(f"{path} is a plain {{model: [mean, std]}} file: it has no criteria to choose from")
+    try:
+        return {str(m): (float(v[0]), float(v[1])) for m, v in doc.items()}
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        raise ValueError(f"estimates file {path}: expected labelling/ranking.json or {{model: [mean, std]}}") from None

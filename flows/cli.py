@@ -331,7 +331,16 @@ def pairs_build(
     min_distance: Annotated[
         float | None, typer.Option(help="Prune pairs closer than this perceptual distance")
     ] = None,
-    estimates: Annotated[Path | None, typer.Option(help="JSON {model: [mean, std]} for --strategy active")] = None,
+    estimates: Annotated[
+        Path | None,
+        typer.Option(help="active: labelling/ranking.json from `sr4k aggregate` (or JSON {model: [mean, std]})"),
+    ] = None,
+    acquisition: Annotated[
+        str, typer.Option(help="active: ranking (default) | order | kg | kendall | variance (pipelines.pairs doc)")
+    ] = "ranking",
+    criterion: Annotated[
+        list[str] | None, typer.Option(help="active: criteria of the ranking file to use (default: all; repeatable)")
+    ] = None,
     min_per_pair: Annotated[
         int, typer.Option(help="active: model pairs compared fewer times than this are asked first (exploration)")
     ] = 0,
@@ -340,14 +349,20 @@ def pairs_build(
 ) -> None:
     """Choose the pairs worth a human's time from the candidates; writes tables/pairs (query with `sr4k sql`)."""
     from flows.candidates import pairs_flow
+    from pipelines.bradley_terry import ACQUISITIONS
 
     if strategy not in ("balanced", "all", "active"):
         _fail(f"--strategy {strategy!r}: choose balanced, all or active")
+    if acquisition not in ACQUISITIONS:
+        _fail(f"--acquisition {acquisition!r}: choose {', '.join(ACQUISITIONS)}")
+    if strategy != "active" and (estimates or criterion):
+        _fail("--estimates and --criterion are for --strategy active")
     try:
         est = str(estimates) if estimates else None
         r = pairs_flow(workspace=str(workspace), target=target, strategy=strategy, seed=seed, lr_set=lr,
                        min_distance=min_distance, estimates_path=est, name=name,
-                       min_per_pair=min_per_pair if strategy == "active" else 0)  # fmt: skip
+                       min_per_pair=min_per_pair if strategy == "active" else 0, acquisition=acquisition,
+                       criteria=criterion or None)  # fmt: skip
     except ValueError as e:
         _fail(str(e))
     t = Table("what", "value", title=f"pairs ({strategy})")

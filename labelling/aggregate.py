@@ -50,7 +50,7 @@ import pandas as pd
 from crowdkit.aggregation import DawidSkene
 
 from labelling import qc
-from pipelines.bradley_terry import BT_ALPHA, fit_bradley_terry
+from pipelines.bradley_terry import BT_ALPHA, BTEstimates, fit_bradley_terry
 from pipelines.storage import Workspace, write_json_atomic, write_table
 from schemas.labels import CRITERIA, LABEL_VALUES, PREFERENCES, AnnotationRec, LabelTaskRec, PreferenceRec
 
@@ -67,6 +67,9 @@ class Aggregate:
     preferences: list[PreferenceRec]
     rankings: dict[str, list[dict[str, Any]]]
     report: dict[str, Any] = field(default_factory=dict)
+    #: per criterion {"models": [...], "matrix": [[...]]}: the bootstrap covariance of theta (None with < 2 resamples),
+    #: what ``sr4k pairs build --strategy active --estimates labelling/ranking.json`` needs for var(theta_a - theta_b)
+    covariance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _get(row: Any, name: str) -> Any:
@@ -91,6 +94,12 @@ def dawid_skene(votes: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
 def bt_ranking(prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[str], bootstrap: int = 200,
                seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
     """Ranking rows (best first): rank, model, theta, std, ci_low, ci_high, wins, losses, ties, comparisons."""
+    return bt_fit(prefs, criterion, models, bootstrap, seed)[0]
+
+
+def bt_fit(prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[str], bootstrap: int = 200,
+           seed: int = 0) -> tuple[list[dict[str, Any]], BTEstimates]:  # fmt: skip
+    """``bt_ranking``'s rows and the fit behind them (with its covariance)."""
     comparisons = []
     tally: dict[str, Counter] = {m: Counter() for m in models}
     for p in prefs:
@@ -115,7 +124,7 @@ def bt_ranking(prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[
     rows.sort(key=lambda r: (-r["theta"], r["model"]))
     for k, r in enumerate(rows, 1):
         r["rank"] = k
-    return rows
+    return rows, est
 
 
 def aggregate(
@@ -160,7 +169,10 @@ def aggregate(
             if ds[c] is not None and ds[c].loc[pid].idxmax() != getattr(rec, c):
                 ds_disagree[c] += 1
     models = sorted({m for p in pairs for m in (_get(p, "model_a"), _get(p, "model_b"))})
-    rankings = {c: bt_ranking(prefs, c, models, bootstrap, seed) for c in CRITERIA}
+    fits = {c: bt_fit(prefs, c, models, bootstrap, seed) for c in CRITERIA}
+    rankings = {c: rows for c, (rows, _) in fits.items()}
+    covariance = {c: {"models": est.models, "matrix": None if est.covariance is None else est.covariance.tolist()}
+                  for c, (_, est) in fits.items()}  # fmt: skip
     used = sum(len(v) for v in votes.values())
     report = {
         "version": AGGREGATE_VERSION, "annotation_rows": account["rows"],
@@ -180,7 +192,7 @@ def aggregate(
     parts = ("superseded_versions", "duplicate_annotations", "invalid", "excluded_annotator_votes", "unknown_pair",
              "used")  # fmt: skip
     assert sum(report[k] for k in parts) == report["annotation_rows"], report
-    return Aggregate(prefs, rankings, report)
+    return Aggregate(prefs, rankings, report, covariance)
 
 
 def _preference(pair: Any, votes: Sequence[AnnotationRec], ds: Mapping[str, pd.DataFrame | None],
@@ -292,7 +304,7 @@ def aggregate_workspace(
                        bootstrap=bootstrap, seed=seed)  # fmt: skip
     table = ws.part("preferences", "all")
     write_table(table, result.preferences, PREFERENCES)
-    out = {"rankings": result.rankings, "report": result.report, "qc": report,
+    out = {"rankings": result.rankings, "covariance": result.covariance, "report": result.report, "qc": report,
            "agreement": _agreement(result.preferences)}  # fmt: skip
     ranking_path = ws.root / "labelling" / "ranking.json"
     write_json_atomic(ranking_path, _jsonable(out))

@@ -106,6 +106,7 @@ from scipy.sparse.csgraph import maximum_flow
 from scipy.special import expit
 
 from pipelines.bradley_terry import (  # noqa: F401  (re-exported: the pair builder's public API)
+    ACQUISITIONS,
     BT_ALPHA,
     KG_HORIZONS,
     Acquisition,
@@ -426,33 +427,60 @@ def _prior(grid: _Grid, estimates: Mapping[str, tuple[float, float]]) -> tuple[n
 
 def _active_counts(
     grid: _Grid,
-    estimates: Mapping[str, tuple[float, float]],
+    estimates: Mapping[str, tuple[float, float]] | Sequence[Mapping[str, tuple[float, float]]],
     target: int,
     rng: np.random.Generator,
     kind: Acquisition,
     min_per_pair: int = 0,
 ) -> tuple[np.ndarray, list[list[float]]]:
     """Greedy batch: how many comparisons each model pair gets, and the score of each pick, in pick order.
+    ``estimates``: one fit, or one per criterion judged in the same comparison (consistency and naturalness): one
+    answer informs every criterion, so a pair's score is the sum over criteria, and the believer update runs on each.
     ``min_per_pair``: model pairs with fewer comparisons than this (already asked, i.e. excluded cells, plus picks
     in this batch) are picked first, whatever their score (forced exploration against early lock-in; measured in
     ``benchmarks/pairs_active.py``: no gain over fresh seeds, so it is off by default)."""
-    mu, cov = _prior(grid, estimates)
+    fits = [estimates] if isinstance(estimates, Mapping) else list(estimates)
+    priors = [_prior(grid, e) for e in fits]
     cap = grid.avail.sum(axis=0)
     asked = (grid.present & grid.excluded).sum(axis=0)
     counts = np.zeros(len(grid.pairs), np.int64)
     scores: list[list[float]] = [[] for _ in grid.pairs]
     order = rng.permutation(len(grid.pairs))  # ties go to the earlier pair in this seeded order
     for _ in range(target):
-        s = np.where(counts < cap, acquisition_scores(mu, cov, grid.pairs, kind), -np.inf)
+        total = sum(acquisition_scores(mu, cov, grid.pairs, kind) for mu, cov in priors)
+        s = np.where(counts < cap, total, -np.inf)
         s = np.where((asked + counts < min_per_pair) & (counts < cap), np.inf, s)[order]
         k = int(order[int(np.argmax(s))])
         counts[k] += 1
         scores[k].append(float(s.max()))
         i, j = grid.pairs[k]
-        info = expit(mu[i] - mu[j]) * expit(mu[j] - mu[i])
-        sx = cov[:, i] - cov[:, j]  # believer update: cov -= info * (cov x)(cov x)^T / (1 + info * x^T cov x)
-        cov = cov - np.outer(sx, sx) * (info / (1 + info * (sx[i] - sx[j])))
+        for n, (mu, cov) in enumerate(priors):
+            info = expit(mu[i] - mu[j]) * expit(mu[j] - mu[i])
+            sx = cov[:, i] - cov[:, j]  # believer update: cov -= info * (cov x)(cov x)^T / (1 + info * x^T cov x)
+            priors[n] = (mu, cov - np.outer(sx, sx) * (info / (1 + info * (sx[i] - sx[j]))))
     return counts, scores
+
+
+def estimates_from_ranking(doc: Mapping[str, Any], criteria: Sequence[str] | None = None) -> list[BTEstimates]:
+    """Active-selection estimates from ``labelling/ranking.json`` (what ``sr4k aggregate`` writes): per criterion
+    the rows' theta and std plus the bootstrap covariance when the file carries it (older files: diagonal, with the
+    weaker plain-dict behaviour described in the module doc). ``criteria``: which ones (default: all in the file)."""
+    rankings = doc.get("rankings")
+    if not isinstance(rankings, Mapping) or not rankings:
+        raise ValueError("not a ranking file: no 'rankings' (expected labelling/ranking.json from `sr4k aggregate`)")
+    want = list(rankings) if criteria is None else list(criteria)
+    if unknown := [c for c in want if c not in rankings]:
+        raise ValueError(f"criteria {unknown} not in the ranking file (it has {sorted(rankings)})")
+    out = []
+    for c in want:
+        rows = {r["model"]: (float(r["theta"]), float(r["std"])) for r in rankings[c]}
+        cov = (doc.get("covariance") or {}).get(c) or {}
+        models, matrix = cov.get("models"), cov.get("matrix")
+        if models and matrix is not None:
+            out.append(BTEstimates(rows, list(models), np.asarray(matrix, dtype=float)))
+        else:
+            out.append(BTEstimates(rows, list(rows), None))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- build
@@ -512,9 +540,9 @@ def build_pairs(
     strategy: Strategy = "balanced",
     seed: int = 0,
     min_distance: float = MIN_DISTANCE,
-    estimates: Mapping[str, tuple[float, float]] | None = None,
+    estimates: Mapping[str, tuple[float, float]] | Sequence[Mapping[str, tuple[float, float]]] | None = None,
     *,
-    acquisition: Acquisition = "order",
+    acquisition: Acquisition = "ranking",
     exclude: Iterable[str | tuple[str, str, str]] = (),
     root: str | Path | None = None,
     min_per_pair: int = 0,

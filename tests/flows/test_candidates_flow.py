@@ -7,6 +7,7 @@ import sys
 import time
 
 import duckdb
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -81,6 +82,46 @@ def test_pairs_balanced_from_candidates(ws):
     parts = f"{ws}/tables/pairs/part-*.parquet"
     assert duckdb.sql(f"select pair_id from '{parts}' group by 1 having count(*) > 1").fetchall() == []
     assert pairs_flow(str(ws), target=30, strategy="balanced", seed=3, lr_set="b", min_distance=0.0)["built"] == 30
+
+
+def test_cli_active_round_from_a_ranking_file(ws, tmp_path):
+    """`sr4k pairs build --strategy active --estimates labelling/ranking.json`: the file `sr4k aggregate` writes
+    (rows + covariance per criterion) drives the next round; bad flags are clear errors."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.candidates import candidates_flow
+    from flows.cli import app
+    from pipelines.bradley_terry import fit_bradley_terry
+
+    models = ["area", "bicubic", "bilinear", "lanczos", "nearest"]  # bilinear: new cells for the new rounds
+    candidates_flow(str(ws), "b", models, unit_size=4, show_progress=False)
+    rng = np.random.default_rng(0)
+    comps = [(a, b) if rng.random() < 0.5 else (b, a) for a in models for b in models if a < b for _ in range(5)]
+    doc = {"rankings": {}, "covariance": {}}
+    for c in ("consistency", "naturalness"):
+        est = fit_bradley_terry(comps, models, 50, seed=1)
+        doc["rankings"][c] = [{"model": m, "theta": t, "std": s} for m, (t, s) in est.items()]
+        doc["covariance"][c] = {"models": est.models, "matrix": est.covariance.tolist()}
+    path = tmp_path / "ranking.json"
+    path.write_text(json.dumps(doc))
+    runner = CliRunner()
+    args = ["pairs", "build", "--target", "6", "--strategy", "active", "--estimates", str(path), "-w", str(ws)]
+    r = runner.invoke(app, [*args, "--name", "round3"])
+    assert r.exit_code == 0, r.output
+    rows = duckdb.sql(f"select strategy, score from '{ws}/tables/pairs/part-round3.parquet'").fetchall()
+    assert len(rows) == 6 and all(st == "active" and sc is not None and sc > 0 for st, sc in rows)
+    r = runner.invoke(app, [*args, "--name", "round4", "--criterion", "consistency", "--acquisition", "order"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*args, "--criterion", "sharpness"])
+    assert r.exit_code == 2 and "criteria ['sharpness'] not in the ranking file" in r.output
+    r = runner.invoke(app, [*args, "--acquisition", "magic"])
+    assert r.exit_code == 2 and "--acquisition 'magic'" in r.output
+    r = runner.invoke(app, ["pairs", "build", "--target", "6", "--estimates", str(path), "-w", str(ws)])
+    assert r.exit_code == 2 and "are for --strategy active" in r.output
+    r = runner.invoke(app, [*args[:-3], str(tmp_path / "missing.json"), "-w", str(ws)])
+    assert r.exit_code == 2 and "does not exist" in r.output
 
 
 @pytest.mark.timeout(600)

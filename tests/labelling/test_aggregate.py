@@ -222,6 +222,13 @@ def test_workspace_aggregate_writes_and_replaces(tmp_path, sim):
     ranking = json.loads((tmp_path / "labelling/ranking.json").read_text())
     assert ranking["qc"]["excluded"] == ["lefty@x", "spam@x"] == ranking["report"]["excluded_annotators"]
     assert ranking["rankings"]["consistency"][0]["model"] in ("m6", "m7")  # the two best
+    # the covariance travels with the rows: `sr4k pairs build --strategy active --estimates` reads both
+    from pipelines.pairs import estimates_from_ranking
+
+    for est in estimates_from_ranking(ranking):
+        cov = np.asarray(est.covariance)
+        assert cov.shape == (len(est), len(est)) and np.allclose(cov, cov.T)
+        assert np.allclose(np.sqrt(np.diag(cov)), [est[m][1] for m in est.models])
     # a rerun with everyone kept replaces the table (no second part, no duplicate rows)
     out2 = agg.aggregate_workspace(tmp_path, policy=False, bootstrap=20)
     assert out2["report"]["excluded_annotators"] == []

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from pipelines.bradley_terry import BT_ALPHA, BTEstimates, _ilsr_counts, fit_bradley_terry
+from pipelines.bradley_terry import (
+    ACQUISITIONS,
+    BT_ALPHA,
+    BTEstimates,
+    _ilsr_counts,
+    acquisition_scores,
+    fit_bradley_terry,
+)
 from pipelines.pairs import (
     PAIRS,
     Candidate,
@@ -226,7 +233,7 @@ def test_table_matches_schema():
 def test_active_prefers_close_uncertain_models():
     est = {"A": (0.0, 1.0), "B": (0.1, 1.0), "C": (5.0, 1.0)}
     cands = [Candidate(f"lr{k}", m, "1", f"{k}{m}.png") for k in range(20) for m in "ABC"]
-    for acquisition in ("order", "variance", "kendall", "kg"):
+    for acquisition in ACQUISITIONS:
         (one,), _ = build_pairs(cands, 1, "active", estimates=est, min_distance=0, acquisition=acquisition)
         assert (one.model_a, one.model_b) == ("A", "B") and one.score > 0
         pairs, rep = build_pairs(cands, 12, "active", estimates=est, min_distance=0, acquisition=acquisition)
@@ -248,7 +255,7 @@ def test_active_uses_the_covariance_of_differences():
     plain = {m: (mean[m], float(np.sqrt(cov[k, k]))) for k, m in enumerate(names)}
     full = BTEstimates(plain, names, cov)
     cands = [Candidate("x", m, "1", f"{m}.png") for m in names]
-    for acquisition in ("order", "variance", "kendall", "kg"):
+    for acquisition in ACQUISITIONS:
         (p,), _ = build_pairs(cands, 1, "active", estimates=plain, min_distance=0, acquisition=acquisition)
         assert (p.model_a, p.model_b) == ("A", "B")
         (p,), _ = build_pairs(cands, 1, "active", estimates=full, min_distance=0, acquisition=acquisition)
@@ -302,6 +309,101 @@ def test_kg_star_matches_monte_carlo_and_values_horizons(monkeypatch):
     assert at16[0] > 100 * at1[0] > 0  # non-concave value of information: per comparison, 16 >> 1
     assert P._kg_star(d, u, v, info)[0] >= at16[0]
     assert np.argmax(P._kg_star(d, u, v, info)) == 0  # the close pair, not the settled ones
+
+
+def _kalman_setup(mu: np.ndarray, cov: np.ndarray, pairs: list[tuple[int, int]]):
+    x = np.zeros((len(mu), len(pairs)))
+    for k, (i, j) in enumerate(pairs):
+        x[i, k], x[j, k] = 1.0, -1.0
+    u = x.T @ cov @ x
+    d, v = np.array([mu[i] - mu[j] for i, j in pairs]), np.diag(u).copy()
+    return d, u, v, expit(d) * expit(-d)
+
+
+def test_ranking_kg_equals_its_formula_and_approximates_the_joint_preposterior(monkeypatch):
+    """``ranking``: per horizon H, prod_q (1 - E[pi_q']) / prod_q (1 - pi_q) - 1 over H, each factor by numerical
+    integration here; and the independence approximation against a Monte Carlo of the joint update (one outcome
+    stream moves every d_q together: d_q' = d_q + sign(u_qk) sqrt(r_qk) Z with one Z)."""
+    from scipy.integrate import quad
+    from scipy.special import ndtr
+
+    from pipelines import bradley_terry as P
+
+    mu = np.array([0.0, 0.3, 0.5, 2.0])
+    cov = np.array([[0.2, 0.05, 0, 0], [0.05, 0.2, 0.02, 0], [0, 0.02, 0.15, 0], [0, 0, 0, 0.3]])
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    d, u, v, info = _kalman_setup(mu, cov, pairs)
+    h, k = 16, 0
+    r = h * info[k] * u[:, k] ** 2 / (1 + h * info[k] * v[k])
+    pi = ndtr(-np.abs(d) / np.sqrt(v))
+
+    def after(q: int) -> float:
+        if r[q] < 1e-14:
+            return float(pi[q])
+        f = lambda z: ndtr(-abs(d[q] + np.sqrt(r[q]) * z) / np.sqrt(v[q] - r[q])) * np.exp(-z * z / 2)  # noqa: E731
+        return quad(f, -14, 14, points=[-d[q] / np.sqrt(r[q])], limit=400)[0] / np.sqrt(2 * np.pi)
+
+    want = (np.prod([1 - after(q) for q in range(len(pairs))]) / np.prod(1 - pi) - 1) / h
+    monkeypatch.setattr(P, "KG_HORIZONS", (h,))
+    got = P._kg_star(d, u, v, info, "ranking")
+    assert got[k] == pytest.approx(want, rel=1e-9)
+    z = np.random.default_rng(0).standard_normal((400_000, 1))
+    moved = d + np.sign(u[:, k]) * np.sqrt(r) * z
+    joint = (np.prod(1 - ndtr(-np.abs(moved) / np.sqrt(v - r)), axis=1).mean() / np.prod(1 - pi) - 1) / h
+    assert got[k] == pytest.approx(joint, rel=0.25)  # the approximation the docstring states, measured here
+    monkeypatch.undo()
+    assert acquisition_scores(mu, cov, pairs, "ranking").argmax() in (0, 1, 3)  # a close pair: 0-1, 0-2 or 1-2
+
+
+def test_ranking_weights_open_pairs_more_than_kg():
+    """To first order ``ranking`` is ``kg`` with each pair's drop weighted by 1 / (1 - pi_q): of two pairs with the
+    same ``kg`` value, the one whose order is closer to a coin toss wins under ``ranking``."""
+    from scipy.optimize import brentq
+
+    # pair A-B: an exact tie, well measured; pair C-D: a clear lead, less measured. Tune C-D's variance until both
+    # have the same kg score, then compare under ranking.
+    def scores(var_cd: float, kind: str) -> np.ndarray:
+        cov = np.diag([0.01, 0.01, var_cd, var_cd])
+        mu = np.array([0.0, 0.0, 0.0, 0.5])
+        return acquisition_scores(mu, cov, [(0, 1), (2, 3)], kind)
+
+    var = brentq(lambda s: np.subtract(*scores(s, "kg")), 0.005, 0.5)
+    kg, rank = scores(var, "kg"), scores(var, "ranking")
+    assert kg[0] == pytest.approx(kg[1], rel=1e-6)
+    assert rank[0] > 1.2 * rank[1]
+
+
+def test_active_sums_the_criteria_of_one_comparison():
+    """One answer judges both criteria: with one fit per criterion the batch serves both (each criterion's close
+    pair), where either fit alone spends it on its own close pair."""
+    cands = [Candidate(f"lr{k}", m, "1", f"{k}{m}.png") for k in range(30) for m in "ABCD"]
+    consistency = {"A": (0.0, 0.5), "B": (0.05, 0.5), "C": (3.0, 0.5), "D": (6.0, 0.5)}
+    naturalness = {"A": (0.0, 0.5), "B": (3.0, 0.5), "C": (6.0, 0.5), "D": (6.05, 0.5)}
+    _, one = build_pairs(cands, 20, "active", estimates=consistency, min_distance=0)
+    assert one["per_model_pair"]["A vs B"] >= 15
+    _, both = build_pairs(cands, 20, "active", estimates=[consistency, naturalness], min_distance=0)
+    got = both["per_model_pair"]
+    assert got["A vs B"] >= 6 and got["C vs D"] >= 6, got
+
+
+def test_estimates_from_a_ranking_file_carry_the_covariance():
+    from pipelines.pairs import estimates_from_ranking
+
+    cov = [[0.2, 0.1], [0.1, 0.2]]
+    doc = {"rankings": {"consistency": [{"model": "x", "theta": 0.5, "std": 0.45},
+                                        {"model": "y", "theta": -0.5, "std": 0.45}],
+                        "naturalness": [{"model": "x", "theta": 0.0, "std": 1.0},
+                                        {"model": "y", "theta": 0.0, "std": 1.0}]},
+           "covariance": {"consistency": {"models": ["x", "y"], "matrix": cov}}}  # fmt: skip
+    c, n = estimates_from_ranking(doc)
+    assert c["x"] == (0.5, 0.45) and np.array_equal(c.covariance, cov) and c.models == ["x", "y"]
+    assert n.covariance is None and n["y"] == (0.0, 1.0)
+    (only,) = estimates_from_ranking(doc, ["naturalness"])
+    assert only["x"] == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"criteria \['zzz'\] not in the ranking file"):
+        estimates_from_ranking(doc, ["zzz"])
+    with pytest.raises(ValueError, match="not a ranking file"):
+        estimates_from_ranking({"x": [0, 1]})
 
 
 def test_active_min_per_pair_explores_under_compared_pairs_first():
