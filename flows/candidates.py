@@ -60,7 +60,7 @@ def candidates_flow(workspace: str, lr_set: str, models: list[str], scale: int =
 
 @task(name="build-pairs")
 def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str, seed: int, min_distance: float,
-                 estimates: Any, name: str, min_per_pair: int = 0, acquisition: str = "ranking") -> dict:  # fmt: skip
+                 estimates: Any, name: str, min_per_pair: int = 0, acquisition: str = "order") -> dict:  # fmt: skip
     from pipelines import catalog, pairs
 
     ws = Workspace(workspace)
@@ -89,7 +89,7 @@ def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str,
 @flow(name="pairs-build")
 def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: int = 0, lr_set: str | None = None,
                min_distance: float | None = None, estimates_path: str | None = None,
-               name: str = "pairs", min_per_pair: int = 0, acquisition: str = "ranking",
+               name: str = "pairs", min_per_pair: int = 0, acquisition: str = "order",
                criteria: list[str] | None = None) -> dict:  # fmt: skip
     """Build the pairs table ``tables/pairs/part-<name>.parquet`` from the workspace's candidates. Pairs already in
     the workspace's other pairs parts (earlier rounds) are excluded and, for ``active``, count as asked.

@@ -336,8 +336,8 @@ def pairs_build(
         typer.Option(help="active: labelling/ranking.json from `sr4k aggregate` (or JSON {model: [mean, std]})"),
     ] = None,
     acquisition: Annotated[
-        str, typer.Option(help="active: ranking (default) | order | kg | kendall | variance (pipelines.pairs doc)")
-    ] = "ranking",
+        str, typer.Option(help="active: order (default) | ranking | kg | kendall | variance (pipelines.pairs doc)")
+    ] = "order",
     criterion: Annotated[
         list[str] | None, typer.Option(help="active: criteria of the ranking file to use (default: all; repeatable)")
     ] = None,

@@ -60,10 +60,19 @@ Strategies (``target`` = number of pairs; no pair of a candidate with itself, no
       form of Chen et al.'s "expected reduction in ranking error".
     - ``"kg"``: KG(*) (Frazier & Powell 2010), the ``kendall`` lookahead over horizons of 1 to 64 comparisons,
       valued per comparison; see ``_kg_star``.
+    - ``"ranking"``: KG(*) on the probability that the whole ranking is right, prod_q (1 - pi_q) with
+      pi_q = Phi(-|d_q|/sqrt(v_q)) — to first order ``kg`` with each pair's drop weighted by 1 / (1 - pi_q), i.e.
+      leaning on the pairs whose order is still open; derivation and approximations in ``_kg_star``.
 
-    ``benchmarks/pairs_active.py`` compares them with simulated annotators (numbers in its doc): over 200 simulated
-    worlds of 8 models, ``order`` needed 0.63x the comparisons of random selection (mean; 0.67x median) to reach and
-    hold Kendall tau >= 0.9, ``kendall`` 0.68x (0.96x), ``variance`` 0.95x (1.00x), ``kg`` 0.68x (0.65x; Laplace).
+    Several criteria judged in one comparison (consistency and naturalness): pass one estimate per criterion (a
+    list); a pair's score is the sum, since one answer informs both. ``estimates_from_ranking`` reads them, with
+    their covariance, from ``labelling/ranking.json`` (``sr4k aggregate``).
+
+    ``benchmarks/pairs_active.py`` compares them with simulated annotators (numbers and both metrics in its doc):
+    with a fixed budget, ``order`` reaches a mean Kendall tau of 0.9 over simulated worlds of 8 models with 0.50x
+    the comparisons of random selection (200 fresh worlds; 95 % interval 0.38-0.64; 0.51x on another 100), and
+    ``ranking`` 0.53x. Stopping each world when its own tau first holds >= 0.9 (which needs the true ranking), the
+    ratios are 0.64-0.76 by mean: ``kendall`` 0.68x, ``variance`` 0.95x, ``kg`` 0.68x on 200 worlds.
 
     The variance of a difference needs the covariance: var(theta_a - theta_b) = C_aa + C_bb - 2 C_ab. A
     ``BTEstimates`` (what ``fit_bradley_terry`` returns) carries the bootstrap covariance; a plain dict gives
@@ -92,6 +101,7 @@ Bradley–Terry fits and the acquisition scores live in ``pipelines.bradley_terr
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -464,7 +474,8 @@ def _active_counts(
 def estimates_from_ranking(doc: Mapping[str, Any], criteria: Sequence[str] | None = None) -> list[BTEstimates]:
     """Active-selection estimates from ``labelling/ranking.json`` (what ``sr4k aggregate`` writes): per criterion
     the rows' theta and std plus the bootstrap covariance when the file carries it (older files: diagonal, with the
-    weaker plain-dict behaviour described in the module doc). ``criteria``: which ones (default: all in the file)."""
+    weaker plain-dict behaviour described in the module doc). ``criteria``: which ones (default: all in the file).
+    A model with std null (never compared) is treated as unknown (``MAX_STD``), as in ``_prior``."""
     rankings = doc.get("rankings")
     if not isinstance(rankings, Mapping) or not rankings:
         raise ValueError("not a ranking file: no 'rankings' (expected labelling/ranking.json from `sr4k aggregate`)")
@@ -473,7 +484,10 @@ def estimates_from_ranking(doc: Mapping[str, Any], criteria: Sequence[str] | Non
         raise ValueError(f"criteria {unknown} not in the ranking file (it has {sorted(rankings)})")
     out = []
     for c in want:
-        rows = {r["model"]: (float(r["theta"]), float(r["std"])) for r in rankings[c]}
+        # std null: a model in no comparison yet (JSON has no inf)
+        rows = {
+            r["model"]: (float(r["theta"]), math.inf if r["std"] is None else float(r["std"])) for r in rankings[c]
+        }
         cov = (doc.get("covariance") or {}).get(c) or {}
         models, matrix = cov.get("models"), cov.get("matrix")
         if models and matrix is not None:
@@ -542,7 +556,7 @@ def build_pairs(
     min_distance: float = MIN_DISTANCE,
     estimates: Mapping[str, tuple[float, float]] | Sequence[Mapping[str, tuple[float, float]]] | None = None,
     *,
-    acquisition: Acquisition = "ranking",
+    acquisition: Acquisition = "order",
     exclude: Iterable[str | tuple[str, str, str]] = (),
     root: str | Path | None = None,
     min_per_pair: int = 0,

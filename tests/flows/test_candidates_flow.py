@@ -112,7 +112,7 @@ def test_cli_active_round_from_a_ranking_file(ws, tmp_path):
     assert r.exit_code == 0, r.output
     rows = duckdb.sql(f"select strategy, score from '{ws}/tables/pairs/part-round3.parquet'").fetchall()
     assert len(rows) == 6 and all(st == "active" and sc is not None and sc > 0 for st, sc in rows)
-    r = runner.invoke(app, [*args, "--name", "round4", "--criterion", "consistency", "--acquisition", "order"])
+    r = runner.invoke(app, [*args, "--name", "round4", "--criterion", "consistency", "--acquisition", "ranking"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, [*args, "--criterion", "sharpness"])
     assert r.exit_code == 2 and "criteria ['sharpness'] not in the ranking file" in r.output

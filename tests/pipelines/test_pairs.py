@@ -1,4 +1,5 @@
 import dataclasses
+import math
 import time
 from collections import Counter
 
@@ -393,11 +394,11 @@ def test_estimates_from_a_ranking_file_carry_the_covariance():
     doc = {"rankings": {"consistency": [{"model": "x", "theta": 0.5, "std": 0.45},
                                         {"model": "y", "theta": -0.5, "std": 0.45}],
                         "naturalness": [{"model": "x", "theta": 0.0, "std": 1.0},
-                                        {"model": "y", "theta": 0.0, "std": 1.0}]},
+                                        {"model": "y", "theta": 0.0, "std": None}]},
            "covariance": {"consistency": {"models": ["x", "y"], "matrix": cov}}}  # fmt: skip
     c, n = estimates_from_ranking(doc)
     assert c["x"] == (0.5, 0.45) and np.array_equal(c.covariance, cov) and c.models == ["x", "y"]
-    assert n.covariance is None and n["y"] == (0.0, 1.0)
+    assert n.covariance is None and n["y"] == (0.0, math.inf)  # never compared: null in JSON
     (only,) = estimates_from_ranking(doc, ["naturalness"])
     assert only["x"] == (0.0, 1.0)
     with pytest.raises(ValueError, match=r"criteria \['zzz'\] not in the ranking file"):

@@ -36,4 +36,6 @@ def test_tiny_run_prints_ratios_and_the_gap_split(bench, capsys):
     for m in ("active-ranking-laplace", "active-order-laplace"):
         assert f"ratio {m} / random:" in out
     assert "95 % interval over worlds" in out and "by the second-smallest quality gap" in out
-    assert np.isfinite(float(out.split("ratio active-ranking-laplace / random: ")[-1].split()[0]))
+    held = [line for line in out.splitlines() if "ratio active-ranking-laplace / random:" in line and "(means" in line]
+    assert len(held) == 2 and all(np.isfinite(float(x.split("random: ")[1].split()[0])) for x in held)
+    assert "fixed budgets" in out and "mean tau >= 0.90" in out and out.count("mean tau  ") == 3
