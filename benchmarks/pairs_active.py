@@ -81,7 +81,7 @@ on worlds never used while designing the methods (seeds 200..299 and 300..499):
       7 / (w n) either way for 8 models), and leaves all other differences to the fit's prior.
 
 Run
-    .venv/bin/python benchmarks/pairs_active.py                      # 40 worlds, random vs order, ~3 min (2 cores)
+    .venv/bin/python benchmarks/pairs_active.py                      # 40 worlds, random vs order, ~4 min (2 cores)
     .venv/bin/python benchmarks/pairs_active.py --seeds 200 --seed0 300 --budget 3000     # the table, ~11 min
     .venv/bin/python benchmarks/pairs_active.py --acquisition order ranking kg --uncertainty laplace bootstrap
     .venv/bin/python benchmarks/pairs_active.py --metric held --noise 0.2 --models 10     # per-world stopping only
