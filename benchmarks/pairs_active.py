@@ -48,11 +48,12 @@ on worlds never used while designing the methods (seeds 200..299 and 300..499):
     300..499  active ``order``         480: 0.50 (0.38-0.64)   1180: 0.49 (0.34-1.03)  0.71 / 0.63
     =================================  ======================  ======================  ====================
 
-    (comparisons, then ratio to random with its 95 % interval over worlds). Mean tau at 200 / 500 / 1000 / 2000
+    (comparisons, then ratio to random with its 95 % interval over worlds; in the held column random's mean / median
+    comparisons and the active ratios of mean / median). Mean tau at 200 / 500 / 1000 / 2000
     comparisons, seeds 200..299: random 0.790 / 0.873 / 0.908 / 0.932, ``order`` 0.837 / 0.904 / 0.935 / 0.949,
     ``ranking`` 0.831 / 0.911 / 0.937 / 0.950. Seeds 300..499:
     random 0.775 / 0.857 / 0.905 / 0.933, ``order`` 0.828 / 0.902 / 0.934 / 0.948. 50 % of worlds at tau >= 0.9:
-    0.60x (200..299: 0.68x ``order``, 0.60x ``ranking``).
+    ``order`` 0.60x (300..499) and 0.68x (200..299), ``ranking`` 0.60x (200..299).
 
     So with a fixed budget active selection needs half the comparisons of random selection to reach tau 0.9 on
     average (0.51x and 0.50x on two fresh sets of worlds; goal <= 0.6), and 0.3-0.5x to bring 80 % of the worlds
