@@ -24,7 +24,7 @@ pairs in the wrong order)
     quality averaged over runs against the number of comparisons, the common way to compare selection rules), and the n
     from which 50 % and 80 % of the worlds are at tau >= 0.9. This is what a user gets who fixes a labelling budget
     in advance, which is how rounds are planned. Ratios active / random come with a 95 % paired bootstrap interval
-    over worlds (``ratio_interval``-style resampling; a resample where random never gets there counts the budget).
+    over worlds (``paired_bootstrap``; a resample where random never gets there counts the budget).
 
     *per-world stopping* (``--metric held``; the earlier headline): *first* = comparisons until tau >= 0.9 is first
     reached, *held* = until it is reached and then holds for ``--hold`` (5) checks, counted from the start of that
@@ -99,6 +99,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -218,9 +219,7 @@ def curve_report(taus: dict[str, np.ndarray], args: argparse.Namespace, n_boot: 
     measures = {f"mean tau >= {tau:.2f}": lambda t: t.mean(axis=0) >= tau,
                 f"tau >= {tau} in 50 % of worlds": lambda t: (t >= tau).mean(axis=0) >= 0.5,
                 f"tau >= {tau} in 80 % of worlds": lambda t: (t >= tau).mean(axis=0) >= 0.8}  # fmt: skip
-    rng = np.random.default_rng(0)
     n_worlds = len(taus["random"])
-    boots = rng.integers(0, n_worlds, (n_boot, n_worlds))
     for name, fn in measures.items():
         got = {m: settled(fn(t), batch) for m, t in taus.items()}
         cells = "   ".join(f"{m} {'>' + str(budget) if v is None else v}" for m, v in got.items())
@@ -232,11 +231,12 @@ def curve_report(taus: dict[str, np.ndarray], args: argparse.Namespace, n_boot: 
             if v is None:
                 print(f"    ratio {m} / random: not reached within the budget")
                 continue
-            ratios = []
-            for idx in boots:
+
+            def ratio(idx: np.ndarray, m: str = m, fn: Callable = fn) -> float:
                 a, r = settled(fn(taus[m][idx]), batch), settled(fn(taus["random"][idx]), batch)
-                ratios.append((a or budget) / (r or budget))
-            lo, hi = np.percentile(ratios, [2.5, 97.5])
+                return (a or budget) / (r or budget)
+
+            lo, hi = paired_bootstrap(n_worlds, ratio, n_boot)
             bound = "<= " if base is None else ""
             ratio = f"{bound}{v / (base or budget):.2f}"
             print(f"    ratio {m} / random: {ratio} (95 % interval over worlds {lo:.2f}-{hi:.2f})")
@@ -270,9 +270,16 @@ def ratio_interval(active: list[int | None], random: list[int | None], budget: i
     world stay together): how far the headline ratio can move with another draw of worlds of the same kind."""
     a = np.array([budget if v is None else v for v in active], dtype=float)
     r = np.array([budget if v is None else v for v in random], dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(a), (n_boot, len(a)))
-    ratios = a[idx].mean(axis=1) / r[idx].mean(axis=1)
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+    return paired_bootstrap(len(a), lambda idx: a[idx].mean() / r[idx].mean(), n_boot, seed)
+
+
+def paired_bootstrap(n_worlds: int, stat: Callable[[np.ndarray], float], n_boot: int,
+                     seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """95 % percentile interval of ``stat(idx)`` over ``n_boot`` resamples ``idx`` of the worlds (with replacement);
+    ``stat`` indexes every method's per-world results with the same ``idx``, so worlds stay paired."""
+    boots = np.random.default_rng(seed).integers(0, n_worlds, (n_boot, n_worlds))
+    values = [stat(idx) for idx in boots]
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
 def report(title: str, results: dict[str, list[int | None]], budget: int,

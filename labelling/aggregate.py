@@ -50,7 +50,7 @@ import pandas as pd
 from crowdkit.aggregation import DawidSkene
 
 from labelling import qc
-from pipelines.bradley_terry import BT_ALPHA, BTEstimates, fit_bradley_terry
+from pipelines.bradley_terry import BT_ALPHA, BTEstimates, covariance_record, fit_bradley_terry
 from pipelines.storage import Workspace, write_json_atomic, write_table
 from schemas.labels import CRITERIA, LABEL_VALUES, PREFERENCES, AnnotationRec, LabelTaskRec, PreferenceRec
 
@@ -171,8 +171,7 @@ def aggregate(
     models = sorted({m for p in pairs for m in (_get(p, "model_a"), _get(p, "model_b"))})
     fits = {c: bt_fit(prefs, c, models, bootstrap, seed) for c in CRITERIA}
     rankings = {c: rows for c, (rows, _) in fits.items()}
-    covariance = {c: {"models": est.models, "matrix": None if est.covariance is None else est.covariance.tolist()}
-                  for c, (_, est) in fits.items()}  # fmt: skip
+    covariance = {c: covariance_record(est) for c, (_, est) in fits.items()}
     used = sum(len(v) for v in votes.values())
     report = {
         "version": AGGREGATE_VERSION, "annotation_rows": account["rows"],

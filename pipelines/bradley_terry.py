@@ -37,8 +37,8 @@ Bradley–Terry
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import choix
 import numpy as np
@@ -238,3 +238,38 @@ def fit_bradley_terry(
     std = np.full(n, np.nan) if cov is None else np.sqrt(np.maximum(np.diag(cov), 0.0))
     std[(counts.sum(axis=0) + counts.sum(axis=1)) == 0] = math.inf
     return BTEstimates({m: (float(theta[k]), float(std[k])) for k, m in enumerate(models)}, models, cov)
+
+
+# ---------------------------------------------------------------------------------------------------- ranking.json
+
+
+def covariance_record(est: BTEstimates) -> dict[str, Any]:
+    """A fit's covariance as ``labelling/ranking.json`` stores it per criterion: ``{"models": [...], "matrix":
+    [[...]] | None}`` (None when not computed). ``estimates_from_ranking`` reads it back."""
+    return {"models": est.models, "matrix": None if est.covariance is None else est.covariance.tolist()}
+
+
+def estimates_from_ranking(doc: Mapping[str, Any], criteria: Sequence[str] | None = None) -> list[BTEstimates]:
+    """Active-selection estimates from ``labelling/ranking.json`` (what ``sr4k aggregate`` writes): per criterion
+    the rows' theta and std plus the covariance (``covariance_record``) when the file carries it (older files:
+    diagonal, with the weaker plain-dict behaviour described in ``pipelines.pairs``' module doc). ``criteria``: which
+    ones (default: all in the file). A model with std null (never compared; JSON has no inf) gets std inf, which
+    the pair builder treats as unknown."""
+    rankings = doc.get("rankings")
+    if not isinstance(rankings, Mapping) or not rankings:
+        raise ValueError("not a ranking file: no 'rankings' (expected labelling/ranking.json from `sr4k aggregate`)")
+    want = list(rankings) if criteria is None else list(criteria)
+    if unknown := [c for c in want if c not in rankings]:
+        raise ValueError(f"criteria {unknown} not in the ranking file (it has {sorted(rankings)})")
+    out = []
+    for c in want:
+        rows = {
+            r["model"]: (float(r["theta"]), math.inf if r["std"] is None else float(r["std"])) for r in rankings[c]
+        }
+        cov = (doc.get("covariance") or {}).get(c) or {}
+        models, matrix = cov.get("models"), cov.get("matrix")
+        if models and matrix is not None:
+            out.append(BTEstimates(rows, list(models), np.asarray(matrix, dtype=float)))
+        else:
+            out.append(BTEstimates(rows, list(rows), None))
+    return out

@@ -101,7 +101,6 @@ Bradley–Terry fits and the acquisition scores live in ``pipelines.bradley_terr
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -122,6 +121,7 @@ from pipelines.bradley_terry import (  # noqa: F401  (re-exported: the pair buil
     Acquisition,
     BTEstimates,
     acquisition_scores,
+    estimates_from_ranking,
     expected_misorder,
     fit_bradley_terry,
 )
@@ -469,32 +469,6 @@ def _active_counts(
             sx = cov[:, i] - cov[:, j]  # believer update: cov -= info * (cov x)(cov x)^T / (1 + info * x^T cov x)
             priors[n] = (mu, cov - np.outer(sx, sx) * (info / (1 + info * (sx[i] - sx[j]))))
     return counts, scores
-
-
-def estimates_from_ranking(doc: Mapping[str, Any], criteria: Sequence[str] | None = None) -> list[BTEstimates]:
-    """Active-selection estimates from ``labelling/ranking.json`` (what ``sr4k aggregate`` writes): per criterion
-    the rows' theta and std plus the bootstrap covariance when the file carries it (older files: diagonal, with the
-    weaker plain-dict behaviour described in the module doc). ``criteria``: which ones (default: all in the file).
-    A model with std null (never compared) is treated as unknown (``MAX_STD``), as in ``_prior``."""
-    rankings = doc.get("rankings")
-    if not isinstance(rankings, Mapping) or not rankings:
-        raise ValueError("not a ranking file: no 'rankings' (expected labelling/ranking.json from `sr4k aggregate`)")
-    want = list(rankings) if criteria is None else list(criteria)
-    if unknown := [c for c in want if c not in rankings]:
-        raise ValueError(f"criteria {unknown} not in the ranking file (it has {sorted(rankings)})")
-    out = []
-    for c in want:
-        # std null: a model in no comparison yet (JSON has no inf)
-        rows = {
-            r["model"]: (float(r["theta"]), math.inf if r["std"] is None else float(r["std"])) for r in rankings[c]
-        }
-        cov = (doc.get("covariance") or {}).get(c) or {}
-        models, matrix = cov.get("models"), cov.get("matrix")
-        if models and matrix is not None:
-            out.append(BTEstimates(rows, list(models), np.asarray(matrix, dtype=float)))
-        else:
-            out.append(BTEstimates(rows, list(rows), None))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- build
