@@ -66,6 +66,12 @@ partner_rejected  its partner file was rejected (so it could not be imported)
 not_an_image      not a picture (decode reasons not_an_image, empty_file)
 decode_failed     a picture that did not decode (truncated, animated, ...; detail names the reason)
 unreadable        the file could not be read (permissions, vanished)
+symlink_outside_  a link whose target lies outside the folder (never read; ``pipelines.safety``)
+root
+special_file      a FIFO, socket or device (never opened: it could block or never end)
+missing           a dangling link
+too_large         over the per-file byte cap, or an LR whose SR output (LR x scale^2) would exceed
+                  ``MAX_SR_PIXELS`` (detail names the limit)
 too_small         LR-only square mode: smaller than N x N
 duplicate         same decoded pixels as an earlier imported file
 skipped_hidden    a hidden entry (.DS_Store ...)
@@ -94,10 +100,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
-from pipelines import catalog
+from pipelines import catalog, safety
 from pipelines.crop import CROP_VERSION, choose_crops
 from pipelines.curate import TOKEN_STRIDE
-from pipelines.decode import ACCEPTED_FORMATS, DECODE_VERSION, Decoded, decode_image
+from pipelines.decode import ACCEPTED_FORMATS, DECODE_VERSION, Decoded, DecodeSettings, decode_image
 from pipelines.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
 from pipelines.ingest import read_source
 from pipelines.split import holdout_split
@@ -115,11 +121,15 @@ __all__ = [
     "ReportRow",
     "bench_base_seed",
     "build_synthetic",
+    "check_bench_name",
     "holdout_split",
     "import_lr_only",
     "import_paired",
+    "index_rows",
     "match_stem",
+    "read_index",
     "sanitize_key",
+    "sr_output_too_large",
     "verify_benchmark",
 ]
 
@@ -130,9 +140,13 @@ ALIGN_GAP_DB = 6.0
 STATUSES = (
     "imported", "unmatched", "ambiguous", "size_mismatch", "misaligned", "partner_rejected", "not_an_image",
     "decode_failed", "unreadable", "too_small", "duplicate", "skipped_hidden", "skipped_folder",
+    "symlink_outside_root", "special_file", "missing", "too_large",
 )  # fmt: skip
+# The largest SR output an LR may lead to: decode's default max_pixels (128 MiPx, 16384 x 8192), the largest picture
+# sr4k reads at all. An LR is refused when width * height * scale^2 exceeds it (an 11,500^2 LR at x4 would be 2.1
+# gigapixels, ~6 GB as 8-bit RGB, per model).
+MAX_SR_PIXELS = DecodeSettings().max_pixels
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _ROLE_SUFFIX = re.compile(r"_(?:(?P<hr>hr)|lr(?P<lr>\d*)|x(?P<x>\d+))$", re.IGNORECASE)
 _NOT_IMAGE_REASONS = frozenset({"not_an_image", "empty_file"})
 
@@ -151,8 +165,9 @@ class BenchmarkError(ValueError):
 
 
 def sanitize_key(stem: str) -> str:
-    """A file stem as a key: runs of characters outside [A-Za-z0-9_-] become "_"; "img" if nothing is left."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-") or "img"
+    """A file stem as a key: runs of characters outside [A-Za-z0-9_-] become "_", cut to 180 characters (room for a
+    ``-<8 hex>`` suffix under the 200 of ``safety.NAME_PATTERN``); "img" if nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:180].strip("_-") or "img"
 
 
 def _unique_key(base: str, salt: str, taken: set[str]) -> str:
@@ -185,8 +200,12 @@ def bench_base_seed(name: str, seed: int) -> int:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"benchmark name {name!r} must match [A-Za-z0-9_-]+ (it becomes a folder name)")
+    safety.check_name(name, "benchmark name")
+
+
+def check_bench_name(name: str, what: str = "benchmark name") -> str:
+    """``name`` if it can name a benchmark folder (``safety.NAME_PATTERN``), else a one-line ValueError."""
+    return safety.check_name(name, what)
 
 
 def _check_scale(scale: Any, what: str = "scale") -> int:
@@ -216,24 +235,32 @@ def _existing_dir(path: str | Path, label: str) -> Path:
 
 
 def _list_dir(path: Path, label: str) -> _Listing:
-    entries = sorted(path.iterdir(), key=lambda p: p.name)
+    """The top level of ``path`` under ``pipelines.safety``'s rules: regular files (or links to regular files inside
+    ``path``) are inputs; links outside, FIFOs, sockets and devices get a report row and are never opened."""
+    entries = safety.list_folder(path)
     if not entries:
         raise ValueError(f"{label} {path} is empty: put the images there or pass the right folder")
     out = _Listing([], [])
-    for p in entries:
-        if p.name.startswith("."):
-            out.rows.append(ReportRow(str(p), "skipped_hidden", "hidden entries are tool droppings, not inputs"))
-        elif p.is_dir():
-            out.rows.append(ReportRow(str(p), "skipped_folder", "subfolders are not searched"))
+    for e in entries:
+        if e.kind == "hidden":
+            out.rows.append(ReportRow(str(e.path), "skipped_hidden", "hidden entries are tool droppings, not inputs"))
+        elif e.kind == "folder":
+            out.rows.append(ReportRow(str(e.path), "skipped_folder", "subfolders are not searched"))
+        elif e.kind == "rejected":
+            out.rows.append(ReportRow(str(e.path), e.reason, e.detail))
         else:
-            out.files.append(p)
+            out.files.append(e.path)
     return out
 
 
 def _load(path: Path) -> Decoded | tuple[str, str]:
-    """Decoded pixels, or (status, detail) for a file that is not a usable picture."""
+    """Decoded pixels, or (status, detail) for a file that is not a usable picture. Read with ``safety.read_capped``
+    inside the file's own folder (imports read the top level only), so an entry swapped for a FIFO, a device or an
+    outside link after listing is still refused, not read."""
     try:
-        data = path.read_bytes()
+        data = safety.read_capped(path, path.parent)
+    except safety.UnsafeInput as e:
+        return e.reason, str(e)
     except OSError as e:
         return "unreadable", f"{type(e).__name__}: {e.strerror or e}"
     dec = decode_image(data, path.name)
@@ -246,8 +273,10 @@ def _load(path: Path) -> Decoded | tuple[str, str]:
 def _sniff(path: Path) -> tuple[str, str] | None:
     """(status, detail) if ``path`` is clearly not a picture, from its header only (no pixels are decoded)."""
     try:
-        with Image.open(path, formats=ACCEPTED_FORMATS):
+        with safety.open_regular(path, path.parent) as f, Image.open(f, formats=ACCEPTED_FORMATS):
             return None
+    except safety.UnsafeInput as e:
+        return e.reason, str(e)
     except UnidentifiedImageError:
         return "not_an_image", f"not_an_image: not {'/'.join(ACCEPTED_FORMATS)}"
     except (FileNotFoundError, PermissionError) as e:
@@ -356,20 +385,77 @@ def verify_benchmark(path: str | Path) -> list[str]:
     """Problems found in a built benchmark (missing files, hash mismatches, index/manifest disagreement); [] if ok."""
     root = Path(path)
     try:
-        manifest = json.loads((root / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
+        manifest = json.loads(safety.read_capped(root / "manifest.json", root, 64 << 20))
+    except (OSError, ValueError) as e:  # safety.UnsafeInput is a ValueError
         return [f"manifest.json unreadable: {e}"]
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or "index.parquet" not in files:
+        return ["manifest.json lists no files (or no index.parquet)"]
     problems = []
-    for rel, digest in manifest.get("files", {}).items():
-        if not (root / rel).is_file():
-            problems.append(f"{rel}: missing")
-        elif sha256_file(root / rel) != digest:
+    for rel, digest in files.items():
+        try:
+            p = safety.inside(root, rel, "manifest file")
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        if safety.classify(p, root).kind != "file":
+            problems.append(f"{rel}: missing or not a regular file")
+        elif sha256_file(p) != digest:
             problems.append(f"{rel}: sha256 differs from the manifest")
     if not problems:
-        rows = pq.ParquetFile(root / "index.parquet").metadata.num_rows
-        if rows != manifest.get("count"):
-            problems.append(f"index.parquet has {rows} rows, manifest count {manifest.get('count')}")
+        rows = pq.read_table(root / "index.parquet").to_pylist()
+        if len(rows) != manifest.get("count"):
+            problems.append(f"index.parquet has {len(rows)} rows, manifest count {manifest.get('count')}")
+        problems += _index_problems(root, rows, files)
     return problems
+
+
+def _index_problems(root: Path, rows: list[dict[str, Any]], files: dict[str, str] | None) -> list[str]:
+    """Keys must be safe names (``safety.NAME_PATTERN``: they become file and folder names downstream, e.g. the
+    evaluation's crop folders) and each row's ``lr_path``/``hr_path`` must be ``lr/<key>.png``/``hr/<key>.png``,
+    listed in the verified manifest and resolved inside the benchmark folder."""
+    problems = []
+    for i, r in enumerate(rows):
+        key = r.get("key")
+        if not safety.is_name(key):
+            problems.append(f"index row {i}: key {key!r} is not a valid key ({safety.NAME_RULE})")
+            continue
+        for col, want in (("lr_path", f"lr/{key}.png"), ("hr_path", f"hr/{key}.png")):
+            rel = r.get(col)
+            if rel is None and col == "hr_path":
+                continue
+            if rel != want:
+                problems.append(f"index row {i} ({key}): {col} {rel!r} is not {want!r}")
+                continue
+            try:
+                safety.inside(root, rel, f"index row {i} ({key}) {col}", files)
+            except ValueError as e:
+                problems.append(str(e))
+    return problems
+
+
+def index_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The index rows of a benchmark, sorted by key, after the cheap checks of :func:`verify_benchmark` (keys and
+    paths inside the folder, no hashing): for readers called per work unit once the flow ran :func:`read_index`."""
+    root = Path(path)
+    rows = sorted(pq.read_table(root / "index.parquet").to_pylist(), key=lambda r: r["key"])
+    if problems := _index_problems(root, rows, None):
+        raise ValueError(f"benchmark {root.name}: {problems[0]}; rebuild it with `sr4k bench build` / `sr4k bench "
+                         "import`")  # fmt: skip
+    return rows
+
+
+def read_index(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(manifest, index rows sorted by key) of a benchmark that passes :func:`verify_benchmark`; else a one-line
+    ValueError naming the first problems and the fix. Every consumer of a benchmark's paths reads them here."""
+    root = Path(path)
+    if problems := verify_benchmark(root):
+        more = f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""
+        raise ValueError(f"benchmark {root.name} fails verification: {'; '.join(problems[:2])}{more}; rebuild it with "
+                         "`sr4k bench build` / `sr4k bench import` (or restore its files)")  # fmt: skip
+    manifest = json.loads((root / "manifest.json").read_text())
+    rows = sorted(pq.read_table(root / "index.parquet").to_pylist(), key=lambda r: r["key"])
+    return manifest, rows
 
 
 # ----------------------------------------------------------------------------------------------------------------- #
@@ -505,7 +591,13 @@ def _synthetic_item(
     cand: _Candidate, out: _Out, size: tuple[int, int], scale: int, base_seed: int, settings: DegradeSettings,
     seen_pixels: dict[str, str],
 ) -> BenchItem | tuple[str, str]:  # fmt: skip
-    data = read_source(cand.uri, None)
+    if cand.image_key is None:  # a file of a plain folder (listed by _list_dir): the safe read, inside its folder
+        try:
+            data = safety.read_capped(cand.uri, os.path.dirname(cand.uri))
+        except safety.UnsafeInput as e:
+            return e.reason, str(e)
+    else:
+        data = read_source(cand.uri, None)
     if isinstance(data, Rejection):
         return data.reason, data.detail
     dec = decode_image(data, os.path.basename(cand.uri))
@@ -729,6 +821,8 @@ def import_lr_only(
     scale = _check_scale(scale)
     if square is not None:
         square = _check_scale(square, "square")
+        if too_big := sr_output_too_large(square, square, scale):
+            raise ValueError(f"--square {square}: {too_big}; pass a smaller --square or --scale")
     lr_dir = _existing_dir(lr_dir, "lr_dir")
     listing = _list_dir(lr_dir, "lr_dir")
     taken: set[str] = set()
@@ -746,15 +840,39 @@ def import_lr_only(
         return _finish_import(out, "lr_only", name, lr_dir, settings, items, rows)
 
 
+def sr_output_too_large(width: int, height: int, scale: int, limit: int = MAX_SR_PIXELS) -> str | None:
+    """Why an LR of ``width`` x ``height`` cannot be a benchmark item at ``scale`` (its SR output, LR x scale^2, is
+    over ``limit`` pixels), or None when it can. The text names both sizes and the limit."""
+    out = width * height * scale * scale
+    if out <= limit:
+        return None
+    return (f"LR {width}x{height} at x{scale} gives a {width * scale}x{height * scale} output = {out:,} px > the "
+            f"limit of {limit:,} px (LR x scale^2 <= MAX_SR_PIXELS)")  # fmt: skip
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the picture's header (no pixels decoded), or None when the header cannot tell."""
+    try:
+        with safety.open_regular(path, path.parent) as f, Image.open(f, formats=ACCEPTED_FORMATS) as im:
+            return im.size
+    except Exception:  # not a picture, unreadable, unsafe: _load reports it with its own reason
+        return None
+
+
 def _lr_only_item(
     path: Path, key: str, out: _Out, square: int | None, scale: int, seen: dict[str, str]
 ) -> tuple[ReportRow, BenchItem | None]:
+    size = None if square is not None else _header_size(path)
+    if size is not None and (too_big := sr_output_too_large(*size, scale)):
+        return ReportRow(str(path), "too_large", f"{too_big}: import with --square N or downscale it", key), None
     dec = _load(path)
     if isinstance(dec, tuple):
         return ReportRow(str(path), *dec, key), None
     if dec.pixel_sha256 in seen:
         return ReportRow(str(path), "duplicate", f"same pixels as {seen[dec.pixel_sha256]}", key), None
     rgb, detail = dec.rgb, ""
+    if square is None and (too_big := sr_output_too_large(rgb.shape[1], rgb.shape[0], scale)):
+        return ReportRow(str(path), "too_large", f"{too_big}: import with --square N or downscale it", key), None
     if square is not None:
         boxes = choose_crops(rgb, (square, square), 1)
         if not boxes:

@@ -426,3 +426,147 @@ def test_lr_only_square_crops_and_reports_too_small(tmp_path: Path):
     assert report["small.png"][0] == "too_small" and "40x30" in report["small.png"][1]
     assert report["tall.png"][1].startswith("crop 64x64 at")
     assert json.loads((bench / "manifest.json").read_text())["settings"]["square"] == 64
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+# Untrusted input (issue 13): hostile folders, crafted indexes, names, huge LRs
+# ----------------------------------------------------------------------------------------------------------------- #
+
+
+def _hostile(d: Path, outside: Path) -> None:
+    """A FIFO, a link to /dev/zero, a link to /etc/passwd and one to a file outside ``d``, beside real pictures."""
+    import os
+
+    os.mkfifo(d / "pipe.png")
+    (d / "zero.png").symlink_to("/dev/zero")
+    (d / "passwd.png").symlink_to("/etc/passwd")
+    outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (d / "away.png").symlink_to(outside)
+
+
+def _all_report_text(bench: Path) -> str:
+    return json.dumps(duckdb.sql(f"select * from '{bench}/import_report.parquet'").fetchall(), default=str)
+
+
+@pytest.mark.timeout(60)
+def test_lr_only_import_rejects_special_files_and_outside_links_without_reading_them(tmp_path: Path):
+    import time
+
+    lr = tmp_path / "lr"
+    _lr_only_dir(lr)
+    _hostile(lr, tmp_path / "secret.txt")
+    (lr / "inside.png").symlink_to(lr / "wide.png")  # a link that stays inside the folder is an ordinary input
+    t0 = time.monotonic()
+    s = bs.import_lr_only(lr, tmp_path / "benchmarks", "lq")
+    assert time.monotonic() - t0 < 30  # the FIFO did not block, /dev/zero was not read
+    bench = tmp_path / "benchmarks" / "lq"
+    rep = _report(bench)
+    assert rep["pipe.png"][0] == "special_file" and "FIFO" in rep["pipe.png"][1]
+    for name in ("zero.png", "passwd.png", "away.png"):
+        assert rep[name][0] == "symlink_outside_root", rep[name]
+    assert rep["inside.png"][0] == "duplicate"  # read (it is inside) and found to be wide.png
+    text = _all_report_text(bench)
+    assert "root:x:0" not in text and "/bin/bash" not in text  # no byte of an outside file reaches the report
+    assert s["count"] == len(_index(bench)) and all(r["source_uri"].startswith(str(lr)) for r in _index(bench))
+    assert sum(p.stat().st_size for p in bench.rglob("*") if p.is_file()) < 5_000_000  # nothing grew from /dev/zero
+
+
+@pytest.mark.timeout(60)
+def test_paired_and_synthetic_imports_reject_the_same_entries(tmp_path: Path, photo_dir: Path):
+    hr_dir, lr_dir = tmp_path / "HR", tmp_path / "LR"
+    hr = _hr("astronaut")
+    _write(hr_dir / "scene_HR.png", hr)
+    _write(lr_dir / "scene_LR4.png", _lr(hr))
+    _hostile(hr_dir, tmp_path / "secret.txt")
+    bs.import_paired(hr_dir, lr_dir, tmp_path / "benchmarks", "real", 4)
+    rep = _report(tmp_path / "benchmarks" / "real")
+    assert rep["scene_HR.png"][0] == "imported" and rep["pipe.png"][0] == "special_file"
+    assert {rep[n][0] for n in ("zero.png", "passwd.png", "away.png")} == {"symlink_outside_root"}
+    assert "root:x:0" not in _all_report_text(tmp_path / "benchmarks" / "real")
+    _hostile(photo_dir, tmp_path / "secret2.txt")
+    s = bs.build_synthetic(photo_dir, tmp_path / "benchmarks", "syn", count=10, hr_size=(HR, HR), scale=SCALE)
+    reasons = {Path(x["source"]).name: x["reason"] for x in s["skipped"]}
+    assert reasons["pipe.png"] == "special_file" and reasons["passwd.png"] == "symlink_outside_root"
+    assert s["count"] == len(PHOTOS) and "root:x:0" not in json.dumps(s)
+
+
+def _tamper(bench: Path, **row: object) -> None:
+    """Rewrite the first index row with ``row`` and re-hash the manifest, as someone forging a benchmark would."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(bench / "index.parquet").to_pylist()
+    rows[0] |= row
+    write_table(bench / "index.parquet", [bs.BenchItem(**r) for r in rows], bs.BENCH_INDEX)
+    manifest = json.loads((bench / "manifest.json").read_text())
+    manifest["files"]["index.parquet"] = hashlib.sha256((bench / "index.parquet").read_bytes()).hexdigest()
+    (bench / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ({"key": "../../../../X"}, "key '../../../../X' is not a valid key"),
+        ({"lr_path": "/etc/passwd"}, "lr_path '/etc/passwd' is not"),
+        ({"hr_path": "../../outside.png"}, "hr_path '../../outside.png' is not"),
+    ],
+)
+def test_a_forged_index_fails_verification_with_one_line(photo_dir: Path, tmp_path: Path, row: dict, message: str):
+    bs.build_synthetic(photo_dir, tmp_path / "b", "syn", count=2, hr_size=(HR, HR), scale=SCALE)
+    bench = tmp_path / "b" / "syn"
+    assert bs.verify_benchmark(bench) == []
+    _tamper(bench, **row)
+    assert any(message in p for p in bs.verify_benchmark(bench)), bs.verify_benchmark(bench)
+    with pytest.raises(ValueError) as e:
+        bs.read_index(bench)
+    assert message in str(e.value) and "\n" not in str(e.value) and "rebuild it" in str(e.value)
+    with pytest.raises(ValueError, match=r"not a valid key|is not"):
+        bs.index_rows(bench)
+
+
+def test_a_manifest_naming_files_outside_the_benchmark_is_refused(photo_dir: Path, tmp_path: Path):
+    bs.build_synthetic(photo_dir, tmp_path / "b", "syn", count=2, hr_size=(HR, HR), scale=SCALE)
+    bench = tmp_path / "b" / "syn"
+    (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\nsecret")
+    first = _index(bench)[0]
+    (bench / first["lr_path"]).unlink()
+    (bench / first["lr_path"]).symlink_to(tmp_path / "x.png")  # the listed file is a link out of the folder
+    manifest = json.loads((bench / "manifest.json").read_text())
+    manifest["files"][first["lr_path"]] = hashlib.sha256((tmp_path / "x.png").read_bytes()).hexdigest()
+    manifest["files"]["../x.png"] = manifest["files"][first["lr_path"]]
+    (bench / "manifest.json").write_text(json.dumps(manifest))
+    problems = " | ".join(bs.verify_benchmark(bench))
+    assert "outside" in problems and "'../x.png' leaves or hides its folder" in problems
+
+
+@pytest.mark.parametrize("name", ["../x", "../../../x", "a/b", "x.y", "-rf"])
+def test_benchmark_names_are_validated(photo_dir: Path, tmp_path: Path, name: str):
+    with pytest.raises(ValueError, match="is not a valid name: use letters, digits"):
+        bs.import_lr_only(photo_dir, tmp_path / "benchmarks", name)
+    with pytest.raises(ValueError, match="is not a valid name"):
+        bs.build_synthetic(photo_dir, tmp_path / "benchmarks", name, count=1, hr_size=(HR, HR))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # nothing created anywhere
+
+
+def test_output_size_limit_counts_lr_times_scale_squared():
+    limit = bs.MAX_SR_PIXELS
+    assert limit == 16384 * 8192
+    assert bs.sr_output_too_large(2896, 2896, 4) is None  # 134,189,056 px: just under
+    msg = bs.sr_output_too_large(2897, 2896, 4)
+    assert msg is not None and "11588x11584" in msg and f"{limit:,}" in msg
+    assert bs.sr_output_too_large(11500, 11500, 1) is None  # as an x1 set it is what decode admits
+    assert "46000x46000" in bs.sr_output_too_large(11500, 11500, 4)
+
+
+@pytest.mark.timeout(120)
+def test_a_huge_lr_is_reported_too_large_with_the_limit(tmp_path: Path):
+    from PIL import Image
+
+    lr = tmp_path / "lr"
+    _lr_only_dir(lr)
+    Image.new("1", (11500, 11500)).save(lr / "huge.png")  # 132 MPx: under decode's max_pixels, 2.1 GPx at x4
+    s = bs.import_lr_only(lr, tmp_path / "benchmarks", "lq", scale=4)
+    status, detail, _ = _report(tmp_path / "benchmarks" / "lq")["huge.png"]
+    assert status == "too_large" and f"{bs.MAX_SR_PIXELS:,} px" in detail and "--square" in detail
+    assert "huge" not in {r["key"] for r in _index(tmp_path / "benchmarks" / "lq")} and s["count"] >= 1
+    with pytest.raises(ValueError, match=r"--square 4096: .* > the limit of 134,217,728 px"):
+        bs.import_lr_only(lr, tmp_path / "benchmarks", "lq2", square=4096, scale=4)
