@@ -51,13 +51,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines import safety
 from pipelines.shards import ShardWriter
 from pipelines.storage import Workspace, atomic_open, pid_alive, sha256_file, write_bytes_atomic, write_json_atomic
 from schemas.labels import CRITERIA
 
 KINDS = ("preferences", "trainset", "benchmark")
 RELEASE_VERSION = "release/1"
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 _PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -86,8 +86,11 @@ def release(workspace: str | Path, kind: str, name: str, version: str, *, source
     (path, samples, shards, bytes, kind, name, version, source)."""
     if kind not in KINDS:
         raise ReleaseError(f"unknown release kind {kind!r}: choose one of {', '.join(KINDS)}")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ReleaseError(f"release name {name!r} must match [A-Za-z0-9_-]+ (it becomes a folder name)")
+    if not safety.is_name(name):
+        raise ReleaseError(f"release name {name!r} is not a valid name: use {safety.NAME_RULE}")
+    if source is not None and not safety.is_name(source):
+        flag = {"trainset": "--dataset", "benchmark": "--bench"}.get(kind, "source")
+        raise ReleaseError(f"{flag} {source!r} is not a valid name: use {safety.NAME_RULE}")
     if not isinstance(version, str) or not _VERSION.match(version):
         raise ReleaseError(f"release version {version!r} must look like 1.2.3 (semantic versioning, e.g. 0.1.0)")
     ws = Workspace(workspace)
@@ -173,31 +176,47 @@ def _json(meta: dict[str, Any]) -> bytes:
 
 
 class _Files:
-    """Reads workspace locations: a path (absolute, or relative to the workspace root) or ``<tar>#<member>``."""
+    """Reads workspace locations: a path (absolute, or relative to the workspace root) or ``<tar>#<member>``.
+
+    Only what lies inside the workspace ships: a path that resolves (links followed) outside the root, or that is
+    not a regular file (``pipelines.safety``), is refused, and so is a tar member that is not a regular file."""
 
     def __init__(self, root: Path):
         self.root = root
-        self._members: dict[Path, dict[str, tuple[int, int]]] = {}
+        self._members: dict[Path, dict[str, tuple[int, int] | str]] = {}
 
     def read(self, location: str, what: str) -> bytes:
         path, _, member = location.partition("#")
         p = Path(path) if Path(path).is_absolute() else self.root / path
-        if not location or not p.is_file():
+        if location and not safety.within(p, self.root):
+            raise ReleaseError(f"{what}: {location} lies outside the workspace {self.root}; a release ships only "
+                               "workspace files: rebuild the pairs/preferences from this workspace")  # fmt: skip
+        if not location or safety.classify(p, self.root).kind != "file":
             raise ReleaseError(
                 f"{what}: {location or '(no path)'} is missing; restore the workspace's images (or "
                 "rerun `sr4k candidates run` / rebuild the LR set) and run `sr4k aggregate` again"
             )
         if not member:
-            return p.read_bytes()
+            return safety.read_capped(p, self.root)
         if p not in self._members:
             with tarfile.open(p) as tf:
-                self._members[p] = {m.name: (m.offset_data, m.size) for m in tf.getmembers()}
+                self._members[p] = {m.name: (m.offset_data, m.size) if m.isfile() else _member_kind(m)
+                                    for m in tf.getmembers()}  # fmt: skip
         if member not in self._members[p]:
             raise ReleaseError(f"{what}: {member} is not in {p}")
+        if isinstance(self._members[p][member], str):
+            raise ReleaseError(f"{what}: tar member {member} of {p} is a {self._members[p][member]}, not a file; "
+                               "shards hold regular files only: rebuild the set (`sr4k curate`)")  # fmt: skip
         offset, size = self._members[p][member]
         with open(p, "rb") as f:
             f.seek(offset)
             return f.read(size)
+
+
+def _member_kind(m: tarfile.TarInfo) -> str:
+    if m.issym() or m.islnk():
+        return f"link to {m.linkname!r}"
+    return "folder" if m.isdir() else "special member"
 
 
 def _png(data: bytes, what: str) -> bytes:
@@ -228,6 +247,9 @@ def _preferences(ws: Workspace, source: str | None) -> _Source:
     if ranking["report"]["preferences"] != len(rows):
         raise ReleaseError(f"labelling/ranking.json describes {ranking['report']['preferences']} preferences but the "
                            f"table holds {len(rows)}: run `sr4k aggregate` again")  # fmt: skip
+    if bad := [r["pair_id"] for r in rows if not safety.is_name(r["pair_id"])]:
+        raise ReleaseError(f"preference pair_id {bad[0]!r} is not a valid key ({safety.NAME_RULE}); rebuild the pairs "
+                           "with `sr4k pairs build` and run `sr4k aggregate` again")  # fmt: skip
     if missing := [r["pair_id"] for r in rows if not r["lr_path"]]:
         raise ReleaseError(
             f"{len(missing)} preference(s) have no LR image (e.g. {missing[0]}): the LR set named in "
@@ -265,7 +287,14 @@ def _trainset(ws: Workspace, source: str | None) -> _Source:
                            "run `sr4k curate` first")  # fmt: skip
     manifest = json.loads((folder / "manifest.json").read_text())
     for s in manifest["shards"]:
-        if not (folder / s["name"]).is_file() or sha256_file(folder / s["name"]) != s["sha256"]:
+        try:
+            safety.inside(folder, s["name"], "shard")
+        except ValueError as e:
+            raise ReleaseError(f"curated set {source!r}: {e}; rerun `sr4k curate` on the same input") from None
+        if (
+            safety.classify(folder / s["name"], folder).kind != "file"
+            or sha256_file(folder / s["name"]) != s["sha256"]
+        ):
             raise ReleaseError(f"shard {folder / s['name']} is missing or differs from its manifest (sha256): the "
                                "curated set is damaged; rerun `sr4k curate` on the same input")  # fmt: skip
     fingerprint = sha256_file(folder / "manifest.json")
@@ -285,8 +314,12 @@ def _tar_samples(path: Path) -> Iterator[tuple[str, str, dict[str, bytes], dict[
     with tarfile.open(path) as tf:
         for m in tf:
             if not m.isfile():
-                continue
+                raise ReleaseError(f"shard {path}: member {m.name} is a {_member_kind(m)}, not a file; shards hold "
+                                   "regular files only: rebuild the set (`sr4k curate`)")  # fmt: skip
             k, _, ext = m.name.partition(".")
+            if not safety.is_name(k):
+                raise ReleaseError(f"shard {path}: member {m.name!r} has no valid key ({safety.NAME_RULE}); rebuild "
+                                   "the set (`sr4k curate`)")  # fmt: skip
             if key is not None and k != key:
                 yield _sample(key, files)
                 files = {}
@@ -321,7 +354,7 @@ def _curation_account(ws: Workspace) -> dict[str, Any] | None:
 
 
 def _benchmark(ws: Workspace, source: str | None) -> _Source:
-    from pipelines.benchsets import verify_benchmark
+    from pipelines.benchsets import read_index
 
     have = sorted(p.parent.name for p in (ws.root / "benchmarks").glob("*/manifest.json"))
     source = source or _only(have, "benchmark", "--bench", "run `sr4k bench build` or `sr4k bench import`")
@@ -329,17 +362,17 @@ def _benchmark(ws: Workspace, source: str | None) -> _Source:
     if not (folder / "manifest.json").exists():
         raise ReleaseError(f"no benchmark {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); build it "
                            "with `sr4k bench build` or `sr4k bench import`")  # fmt: skip
-    if problems := verify_benchmark(folder):
-        raise ReleaseError(f"benchmark {source!r} fails verification ({'; '.join(problems[:3])}); rebuild it")
-    bench = json.loads((folder / "manifest.json").read_text())
-    rows = sorted(pq.read_table(folder / "index.parquet").to_pylist(), key=lambda r: r["key"])
+    try:  # keys, paths inside the folder and listed in the verified manifest (pipelines.benchsets.read_index)
+        bench, rows = read_index(folder)
+    except ValueError as e:
+        raise ReleaseError(str(e)) from None
 
     def samples():
         for r in rows:
-            files = {"lr.png": _png((folder / r["lr_path"]).read_bytes(), f"{source}/{r['lr_path']}")}
+            files = {"lr.png": _png(safety.read_capped(folder / r["lr_path"], folder), f"{source}/{r['lr_path']}")}
             meta = dict(r) | {"lr_path": "lr.png", "hr_path": None, "bench": source, "bench_kind": bench["kind"]}
             if r["hr_path"]:
-                files["hr.png"] = _png((folder / r["hr_path"]).read_bytes(), f"{source}/{r['hr_path']}")
+                files["hr.png"] = _png(safety.read_capped(folder / r["hr_path"], folder), f"{source}/{r['hr_path']}")
                 meta["hr_path"] = "hr.png"
             files["json"] = _json(meta)
             yield r["key"], r["image_key"], files, meta

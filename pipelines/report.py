@@ -32,7 +32,7 @@ import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 
-from pipelines import catalog
+from pipelines import catalog, safety
 from pipelines.storage import Workspace, atomic_open
 
 __all__ = ["REPORT_NAME", "REPORT_VERSION", "write_report"]
@@ -152,7 +152,7 @@ def _totals(con: duckdb.DuckDBPyConnection, ws: Workspace, dataset: str | None) 
 def _manifests(ws: Workspace, dataset: str | None) -> list[dict[str, Any]]:
     """One entry per dataset: the named one, else every folder under shards/ (usually exactly one)."""
     if dataset is not None:
-        names = [dataset]
+        names = [safety.check_name(dataset, "--dataset")]
     else:
         shards = ws.root / "shards"
         names = sorted(p.name for p in shards.iterdir() if p.is_dir()) if shards.is_dir() else []
@@ -162,7 +162,7 @@ def _manifests(ws: Workspace, dataset: str | None) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"dataset": name, "found": False, "note": "no manifest.json"}
         if path.is_file():
             try:
-                m = json.loads(path.read_text())
+                m = json.loads(safety.read_capped(path, ws.root / "shards", 64 << 20))
                 shards = m.get("shards", [])
                 entry |= {
                     "found": True, "note": "", "split": m.get("split", ""), "samples": int(m.get("samples", 0)),
@@ -216,9 +216,9 @@ def _thumb_uri(ws: Workspace, key: str | None) -> str | None:
     """``data:`` URI of the key's thumbnail, or None when the key is unsafe or the file is missing/unreadable."""
     if not key or not _SAFE_KEY.match(key):
         return None
-    try:
-        data = ws.thumb(key).read_bytes()
-    except OSError:
+    try:  # regular files inside thumbs/ only: a FIFO or an outside link must neither hang nor leak into the report
+        data = safety.read_capped(ws.thumb(key), ws.root / "thumbs", 16 << 20)
+    except (OSError, ValueError):  # safety.UnsafeInput is a ValueError
         return None
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii") if data else None
 

@@ -265,3 +265,91 @@ def test_benchmark_release(tmp_path):
                                cache_dir=str(tmp_path / ".hf-cache"))  # fmt: skip
     assert len(ds) == 3 and ds[0]["lr.png"].size == (32, 32)
     assert "Benchmark `syn` of kind `synthetic`" in (out / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------- untrusted input
+
+
+def _forge_index(bench: Path, **row) -> None:
+    """Rewrite the first index row and re-hash the manifest, as someone forging a benchmark would."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(bench / "index.parquet").to_pylist()
+    rows[0] |= row
+    write_table(bench / "index.parquet", [benchsets.BenchItem(**r) for r in rows], benchsets.BENCH_INDEX)
+    manifest = json.loads((bench / "manifest.json").read_text())
+    manifest["files"]["index.parquet"] = hashlib.sha256((bench / "index.parquet").read_bytes()).hexdigest()
+    (bench / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("row", [{"lr_path": "ABSOLUTE"}, {"hr_path": "../../../outside.png"}, {"key": "../../X"}])
+def test_a_forged_benchmark_index_ships_nothing(tmp_path, row):
+    src = tmp_path / "hr"
+    src.mkdir()
+    for k in range(2):
+        Image.fromarray(photo(k, 256)).save(src / f"p{k}.png")
+    ws = tmp_path / "ws"
+    benchsets.build_synthetic(src, ws / "benchmarks", "syn", count=2, hr_size=(128, 128), scale=4)
+    secret = encode_png(np.full((8, 8, 3), 7, np.uint8), 3) + b"SECRET-OUTSIDE-THE-WORKSPACE"
+    (tmp_path / "outside.png").write_bytes(secret)
+    _forge_index(ws / "benchmarks" / "syn", **{k: str(tmp_path / "outside.png") if v == "ABSOLUTE" else v
+                                                for k, v in row.items()})  # fmt: skip
+    with pytest.raises(ReleaseError) as e:
+        release(ws, "benchmark", "syn4k", "0.1.0")
+    msg = str(e.value)
+    assert "\n" not in msg and "fails verification" in msg and "rebuild it" in msg
+    assert not (ws / "releases" / "syn4k-0.1.0").exists() and not list((ws / "releases").glob(".syn4k*"))
+    shipped = b"".join(p.read_bytes() for p in ws.rglob("*.tar"))
+    assert b"SECRET-OUTSIDE" not in shipped
+
+
+def test_preferences_paths_outside_the_workspace_are_not_shipped(tmp_path, labelled):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    ws = tmp_path / "ws"
+    shutil.copytree(labelled, ws, ignore=shutil.ignore_patterns("releases"))
+    (tmp_path / "outside.png").write_bytes(encode_png(np.zeros((8, 8, 3), np.uint8), 3) + b"SECRET")
+    part = ws / "tables/preferences/part-all.parquet"
+    table = pq.read_table(part)
+    paths = table.column("path_a").to_pylist()
+    paths[0] = str(tmp_path / "outside.png")
+    pq.write_table(table.set_column(table.column_names.index("path_a"), "path_a", [paths]), part)
+    with pytest.raises(ReleaseError, match=r"outside\.png lies outside the workspace .*; a release ships only"):
+        release(ws, "preferences", "refsr", "0.1.0")
+    assert not (ws / "releases" / "refsr-0.1.0").exists()
+
+
+def test_release_names_and_sources_are_validated(tmp_path):
+    (tmp_path / "ws").mkdir()
+    for kwargs, match in (({"name": "../../x"}, "release name '../../x' is not a valid name"),
+                          ({"name": "ok", "source": "../x"}, "--bench '../x' is not a valid name")):  # fmt: skip
+        with pytest.raises(ReleaseError, match=match):
+            release(tmp_path / "ws", "benchmark", version="0.1.0", **{"source": None} | kwargs)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["ws"]
+
+
+def test_a_link_member_in_a_shard_is_a_one_line_error(tmp_path):
+    ws = tmp_path / "ws"
+    folder = ws / "shards" / "t"
+    folder.mkdir(parents=True)
+    with tarfile.open(folder / "train-000000.tar", "w") as tf:
+        png = encode_png(np.zeros((8, 8, 3), np.uint8), 3)
+        info = tarfile.TarInfo("k1.hr.png")
+        info.size = len(png)
+        tf.addfile(info, io.BytesIO(png))
+        link = tarfile.TarInfo("k1.lr.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+    digest = hashlib.sha256((folder / "train-000000.tar").read_bytes()).hexdigest()
+    shards = [{"name": "train-000000.tar", "count": 1, "bytes": 1, "sha256": digest}]
+    (folder / "manifest.json").write_text(json.dumps({"split": "train", "shards": shards}))
+    with pytest.raises(ReleaseError) as e:
+        release(ws, "trainset", "t", "0.1.0")
+    msg = str(e.value)
+    assert "\n" not in msg and "k1.lr.png is a link to '/etc/passwd', not a file" in msg and "sr4k curate" in msg
+    (folder / "manifest.json").write_text(json.dumps({"split": "train", "shards": [shards[0] | {"name": "../x.tar"}]}))
+    with pytest.raises(ReleaseError, match=r"'\.\./x\.tar' leaves or hides its folder"):
+        release(ws, "trainset", "t", "0.1.0")
+    assert not (ws / "releases" / "t-0.1.0").exists()

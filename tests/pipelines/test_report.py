@@ -178,3 +178,51 @@ def test_report_without_parts_or_manifest(tmp_path):
     text = write_report(tmp_path, dataset=None).read_text()
     _parse(text)
     assert "no manifest.json" in text and "samples table (no shard manifest)" in text
+
+
+def test_quotes_in_the_workspace_path_work_for_sql_and_the_report(tmp_path):
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.catalog import query
+
+    root = tmp_path / 'it\'s a "ws" [1]*?; drop table x --'
+    _fake_workspace(root)
+    index = pa.table({"key": ["a", "b"], "shard": ["train-000000.tar"] * 2})
+    pq.write_table(index, root / "shards/train4k/index.parquet")
+    cols, rows = query(root, "select count(*) as n from sources")
+    assert cols == ["n"] and rows == [(9,)]
+    assert query(root, "select dataset, count(*) from shard_index group by 1")[1] == [("train4k", 2)]
+    # independent reader: the same parts through a plain DuckDB with a bound parameter
+    parts = [str(p) for p in (root / "tables/sources").glob("*.parquet")]
+    assert duckdb.execute("select count(*) from read_parquet(?)", [parts]).fetchone()[0] == 9
+    text = write_report(root).read_text()
+    assert 'data-name="seen" data-value="9"' in text
+
+
+def test_report_refuses_a_dataset_name_that_leaves_shards(tmp_path):
+    import pytest
+
+    _fake_workspace(tmp_path)
+    with pytest.raises(ValueError, match=r"--dataset '\.\./\.\./etc' is not a valid name"):
+        write_report(tmp_path, dataset="../../etc")
+
+
+def test_a_fifo_or_outside_link_as_thumbnail_neither_hangs_nor_leaks(tmp_path):
+    import os
+    import time
+
+    ws = _fake_workspace(tmp_path / "ws")
+    (tmp_path / "secret.jpg").write_bytes(b"\xff\xd8\xffSECRET")
+    keep1, keep2 = f"{1:024x}", f"{2:024x}"
+    ws.thumb(keep1).unlink()
+    os.mkfifo(ws.thumb(keep1))
+    ws.thumb(keep2).unlink()
+    ws.thumb(keep2).symlink_to(tmp_path / "secret.jpg")
+    t0 = time.monotonic()
+    text = write_report(tmp_path / "ws").read_text()
+    assert time.monotonic() - t0 < 60
+    import base64
+
+    assert base64.b64encode(b"\xff\xd8\xffSECRET").decode() not in text and "no thumbnail" in text
