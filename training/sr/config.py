@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from pipelines.storage import merge_dotted
 
@@ -26,15 +26,31 @@ class RFRConfig(BaseModel):
     mode: Literal["none", "ntk", "pi", "yarn"] = Field(
         "ntk", description="none | ntk (theta' = theta s^(d/(d-2))) | pi (positions / s) | yarn (per-band ramp)"
     )
-    pretrain_grid: int = Field(64, ge=1, description="token-grid side the backbone was pre-trained on (Flux: 64)")
-    target_grid: int = Field(128, ge=1, description="token-grid side at the working resolution (4096 px / 32 = 128)")
+    trained_grid: int = Field(
+        64,
+        ge=1,
+        validation_alias=AliasChoices("trained_grid", "pretrain_grid"),
+        description="token-grid side the RoPE weights were trained on (Flux-dev: 1024 px / 16 = 64); s = run / this",
+    )
+    target_grid: int | None = Field(
+        None,
+        ge=1,
+        description="pin s = target_grid / trained_grid for every input; None (default) derives s per image from "
+        "its token grid: s = max(1, grid / trained_grid) per axis",
+    )
+    finetune_grid: int | None = Field(None, ge=1, description="token grid of the LoRA training crops (record only)")
     base_theta: float = Field(10000.0, gt=0, description="the backbone's RoPE base (Flux: 10000)")
-    beta_fast: float = Field(32.0, gt=0, description="yarn: bands with more periods than this over the trained grid")
-    beta_slow: float = Field(1.0, gt=0, description="yarn: bands with fewer periods than this are interpolated")
+    beta_fast: float = Field(32.0, gt=0, description="yarn: beta_fast before scaling to the grid (YaRN: 32)")
+    beta_slow: float = Field(1.0, gt=0, description="yarn: beta_slow before scaling to the grid (YaRN: 1)")
 
     @property
     def scale(self) -> float:
-        return self.target_grid / self.pretrain_grid
+        """The pinned scale (target_grid / trained_grid), or 1 when it is derived per image."""
+        return 1.0 if self.target_grid is None else self.target_grid / self.trained_grid
+
+    @property
+    def pretrain_grid(self) -> int:  # the name used before the scale was derived
+        return self.trained_grid
 
 
 class LoraSettings(BaseModel):
@@ -67,7 +83,9 @@ class ModelConfig(BaseModel):
     rfr: RFRConfig = Field(default_factory=RFRConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     vae_tiling: bool = Field(False, description="explicit fallback: VAE tiled encode/decode (not patch-free)")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="inference/training dtype")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights/activations dtype; auto = bfloat16 on a CUDA GPU, float32 on the CPU"
+    )
 
 
 class DataConfig(BaseModel):
@@ -90,7 +108,7 @@ class LossConfig(BaseModel):
     # L_AP ~ 6e-3, the photo itself ~ 3e-5; pixel L2 (in [-1, 1]) of a good x4 model is ~ 1e-2. With lambda = 1 a
     # visible grid costs about half the pixel term, while natural images cost nothing.
     ap: float = Field(1.0, ge=0, description="weight lambda of L_AP (0 = off)")
-    ap_tau: float = Field(0.0, ge=0, description="L_AP margin tau")
+    ap_tau: float = Field(2e-4, ge=0, description="L_AP margin tau: lag share above the reference's that is free")
     ap_stride_weight: float = Field(4.0, ge=0, description="extra L_AP weight at token/VAE-stride lattice lags")
     ap_lines_only: bool = Field(True, description="L_AP on the periodic (line-spectrum) part, as the metric")
     ap_norm: Literal["ref", "self"] = Field("ref", description="L_AP: divide by the reference's R(0) or each own")
@@ -100,12 +118,26 @@ class GRPOConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group_size: int = Field(4, ge=2, description="G samples per LR")
-    sigma: float = Field(0.05, gt=0, description="std of the Gaussian policy on the output latent")
-    sigma_in: float = Field(0.1, ge=0, description="std of the noise injected into the one-step input latent")
-    clip: float = Field(0.2, gt=0, description="PPO clip epsilon on the ratio")
+    sigma: float = Field(0.1, gt=0, description="std of the Gaussian policy on the output latent (the action noise)")
+    sigma_in: float = Field(
+        0.1,
+        ge=0,
+        description="std of the noise on the one-step input latent, one draw per LR "
+        "shared by its G samples (so the within-group reward spread is the action noise's)",
+    )
+    clip: float = Field(
+        1e-4,
+        gt=0,
+        description="PPO clip epsilon of the per-dim averaged log-prob ratio at "
+        "clip_dims latent dims (Flow-GRPO: 1e-4); scaled by sqrt(clip_dims / D) for D dims",
+    )
+    clip_dims: int = Field(
+        65536, ge=1, description="latent dims D at which `clip` holds (Flow-GRPO, SD3.5 at 512: 16x64x64)"
+    )
+    adv_clip: float = Field(5.0, gt=0, description="group-normalised advantages clipped to [-adv_clip, adv_clip]")
     beta_kl: float = Field(0.01, ge=0, description="weight of KL(pi_theta || pi_ref), pi_ref = the stage-1 model")
     inner_steps: int = Field(1, ge=1, description="policy updates per batch of samples")
-    fidelity: float = Field(0.0, ge=0, description="weight of the LR-fidelity reward term added to the reward")
+    fidelity: float = Field(0.0, ge=0, description="weight of the LR-fidelity reward (vs the clean LR = area(HR))")
     guard_window: int = Field(20, ge=2, description="steps per early-stop comparison window")
     guard_psnr_drop: float = Field(1.0, ge=0, description="early stop: LR-consistency PSNR drop (dB) vs the start")
     guard_periodicity: float = Field(0.004, ge=0, description="early stop: mean periodicity peak above this")

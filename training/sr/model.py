@@ -70,6 +70,14 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_dtype(name: str, device: str | torch.device) -> torch.dtype:
+    """``auto`` = bfloat16 on CUDA (Flux-dev's 12 B parameters are ~44 GiB in float32 and the 4096² VAE activations
+    another ~48 GiB: float32 does not fit an 80 GB GPU), float32 on the CPU (bf16 matmuls are slow there)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
 @dataclass
 class OP4KSR:
     """The model: frozen transformer + LoRA, frozen VAE, cached text embedding, config."""
@@ -82,6 +90,7 @@ class OP4KSR:
     theta: float = 10000.0  # effective RoPE base after RFR (for the record)
     device: torch.device = field(default_factory=default_device)
     call: Any = None  # the transformer as wrapped by accelerate (DDP, autocast) in training; None = itself
+    torch_dtype: torch.dtype = torch.float32  # cfg.dtype resolved on the device ("auto" -> bf16 on CUDA)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -94,7 +103,7 @@ class OP4KSR:
             if not (Path(path) / "config.json").is_file():
                 raise FileNotFoundError(f"model.{what}: no diffusers model at {path} (expected config.json there)")
         device = torch.device(device) if device is not None else default_device()
-        dtype = DTYPES[cfg.dtype]
+        dtype = resolve_dtype(cfg.dtype, device)
         transformer = FluxTransformer2DModel.from_pretrained(cfg.transformer, torch_dtype=dtype, local_files_only=True)
         vae = AutoencoderKL.from_pretrained(cfg.vae, torch_dtype=dtype, local_files_only=True)
         levels = len(vae.config.block_out_channels)
@@ -128,7 +137,7 @@ class OP4KSR:
                     p.data = p.data.float()  # LoRA weights train in fp32 under any base dtype
         prompt, pooled = load_text_embeds(cfg, transformer)
         m = cls(cfg, transformer.to(device), vae.to(device), prompt.to(device, dtype), pooled.to(device, dtype), theta)
-        m.device = device
+        m.device, m.torch_dtype = device, dtype
         m.transformer.eval()
         m.vae.eval()
         return m
@@ -189,7 +198,7 @@ class OP4KSR:
     # ------------------------------------------------------------------ the one step
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.cfg.dtype]
+        return self.torch_dtype
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels (B, 3, H, W) in [−1, 1] -> normalised latent (B, 16, H/16, W/16) (posterior mode)."""
@@ -214,8 +223,8 @@ class OP4KSR:
             encoder_hidden_states=txt,
             pooled_projections=self.pooled[None].expand(b, -1),
             timestep=t,
-            img_ids=image_ids(h, w, z.device, self.dtype),
-            txt_ids=torch.zeros(txt.shape[1], 3, device=z.device, dtype=self.dtype),
+            img_ids=image_ids(h, w, z.device, torch.float32),  # bf16 holds integers exactly only up to 256
+            txt_ids=torch.zeros(txt.shape[1], 3, device=z.device, dtype=torch.float32),
             guidance=guidance,
             return_dict=False,
         )[0]

@@ -89,6 +89,8 @@ def prepare(
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     model = load_model(cfg, acc.device)
+    rfr = model.cfg.rfr.model_copy(update={"finetune_grid": cfg.data.crop // 32})  # recorded in every checkpoint
+    model.cfg = model.cfg.model_copy(update={"rfr": rfr})
     if on_model is not None:
         on_model(model)
     if cfg.gradient_checkpointing:

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 from op4ksr_fixtures import natural, saved_checkpoint
 from safetensors.torch import load_file
@@ -93,6 +94,105 @@ def test_grpo_two_steps_with_refreward_scorer(tiny_backbone, tiny_shards, tmp_pa
     assert _changed(before, run.model.lora_state_dict()) > 0
     saved = load_file(str(tmp_path / "g" / "model" / "lora.safetensors"))
     assert _changed(before, saved) > 0
+
+
+def _grpo_cfg(tiny_backbone, tiny_shards, out, **kw) -> TrainConfig:
+    """GRPO with the fidelity reward alone (a known simple reward), no KL, no L_AP: only the policy gradient."""
+    base = {"stage": "grpo", "grpo.fidelity": 1.0, "grpo.group_size": 4, "grpo.beta_kl": 0.0, "loss.ap": 0.0,
+            "lr": 1e-4, "grpo.sigma": 0.2}  # fmt: skip
+    return _cfg(tiny_backbone, tiny_shards, out, **(base | kw))
+
+
+def test_grpo_update_raises_log_prob_of_positive_advantage_samples(tiny_backbone, tiny_shards, tmp_path):
+    """One update must move log π of each sampled action in the direction of its advantage: Σ_i A_i Δlog π_i > 0.
+    A flipped policy-gradient sign makes it negative (checked: the test fails with `pg = +min(...)`)."""
+    torch.manual_seed(0)
+    run = grpo.setup(_grpo_cfg(tiny_backbone, tiny_shards, tmp_path / "d"))
+    hr, lr = next(run.batches)
+    s = grpo.sample(run, hr, lr)
+    assert s["zero_spread"] == 0.0 and s["adv"].abs().max() <= run.cfg.grpo.adv_clip
+    terms = grpo.update(run, s)
+    assert float(terms["ratio_dev"]) < 1e-5  # μ_old and μ under the same autocast: ρ = 1 at the first inner step
+    with torch.no_grad():
+        mu = run.model.predict_latent(s["state"]).float().repeat_interleave(run.cfg.grpo.group_size, 0)
+        delta = grpo.logp(s["action"], mu, run.cfg.grpo.sigma) - s["logp_old"]
+    assert float((s["adv"] * delta).sum()) > 0
+    # the samples with positive advantage gained probability relative to those with negative advantage
+    assert float(delta[s["adv"] > 0].mean()) > float(delta[s["adv"] < 0].mean())
+
+
+def test_grpo_clip_stops_the_gradient_outside_the_trust_region(tiny_backbone, tiny_shards, tmp_path):
+    run = grpo.setup(_grpo_cfg(tiny_backbone, tiny_shards, tmp_path / "c"))
+    hr, lr = next(run.batches)
+    s = grpo.sample(run, hr, lr)
+    eps = grpo.clip_eps(run, s["action"][0].numel())
+    assert eps == pytest.approx(1e-4 * (65536 / s["action"][0].numel()) ** 0.5)
+
+    def grad_norm(samples) -> float:
+        run.optimizer.zero_grad(set_to_none=True)
+        grpo.policy_loss(run, samples)["total"].backward()
+        return sum(float(p.grad.abs().sum()) for p in run.model.lora_parameters() if p.grad is not None)
+
+    pos = dict(s, adv=torch.ones_like(s["adv"]))
+    assert grad_norm(pos) > 0  # inside the trust region: gradient
+    assert grad_norm(dict(pos, logp_old=s["logp_old"] - 10 * eps)) == 0  # ρ ≈ 1 + 10ε, A > 0: clipped
+    assert grad_norm(dict(pos, logp_old=s["logp_old"] + 10 * eps)) > 0  # ρ ≈ 1 − 10ε, A > 0: the min keeps ρA
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def test_grpo_guard_history_survives_resume_and_rollback_restores_the_checkpoint(
+    tiny_backbone, tiny_shards, tmp_path, monkeypatch
+):
+    calls = []
+
+    def rising(lrs, groups):  # reward rises every step: with falling LR-consistency that is the hacking signature
+        calls.append(1)
+        return np.array([[len(calls) + 0.01 * float(x.mean()) for x in g] for g in groups])
+
+    psnr = {"v": 30.0}
+    real_stats = grpo.guard_stats
+    monkeypatch.setattr(grpo, "guard_stats", lambda s: real_stats(s) | {"lr_psnr": psnr["v"]})
+    kw = {
+        "grpo.fidelity": 1e-3,
+        "grpo.guard_window": 2,
+        "grpo.group_size": 2,
+        "save_every": 2,
+        "lr": 1e-3,
+        "grpo.guard_periodicity": 1.0,
+    }
+    out = tmp_path / "guard"
+    run = grpo.train(grpo.setup(_grpo_cfg(tiny_backbone, tiny_shards, out, steps=4, **kw), reward=rising))
+    assert run.stopped is None and run.good_step == 4
+    # resume: the guard's history (the first window it compares against) and good weights come back
+    run = grpo.setup(_grpo_cfg(tiny_backbone, tiny_shards, out, steps=8, **kw), reward=rising)
+    assert run.step == 4 and [h["step"] for h in run.history] == [1, 2, 3, 4] and run.good_step == 4
+    good = {k: v.clone() for k, v in run.good.items()}
+    psnr["v"] = 20.0  # LR-consistency collapses while the reward keeps rising
+    run = grpo.train(run)
+    assert run.step == 6 and "reward hacking" in run.stopped
+    stopped = json.loads((out / "stopped.json").read_text())
+    assert stopped["rolled_back_to_step"] == 4 and stopped["checkpoints_after_good_weights"] == []
+    named = dict(run.model.transformer.named_parameters())
+    assert all(torch.equal(named[k], v) for k, v in good.items())  # live weights rolled back
+    final, ck6, ck4 = (load_file(str(out / d / "lora.safetensors")) for d in ("model", "checkpoint-000006",
+                                                                          "checkpoint-000004"))  # fmt: skip
+    assert _changed(final, ck4) == 0 and _changed(ck6, ck4) == 0  # the latest checkpoint holds the good weights
+    # a resume after the stop does not train on
+    with pytest.warns(RuntimeWarning, match="stopped by the guard"):
+        again = grpo.train(grpo.setup(_grpo_cfg(tiny_backbone, tiny_shards, out, steps=8, **kw), reward=rising))
+    assert again.step == 6 and again.stopped == run.stopped
+
+
+def test_grpo_fidelity_is_measured_against_the_clean_lr(tiny_backbone, tiny_shards, tmp_path):
+    run = grpo.setup(_grpo_cfg(tiny_backbone, tiny_shards, tmp_path / "f"))
+    hr, lr = next(run.batches)
+    noisy = (lr + 0.3 * torch.randn_like(lr)).clamp(-1, 1)  # a degraded LR the model sees
+    s = grpo.sample(run, hr, noisy)
+    clean = np.asarray(grpo.to_uint8(torch.nn.functional.avg_pool2d(hr, 4))[0])
+    assert np.abs(s["clean"][0].astype(int) - clean.astype(int)).max() == 0
+    assert np.abs(s["lrs"][0].astype(int) - clean.astype(int)).mean() > 10  # not the noisy one
+    want = grpo.fidelity_reward([clean], s["groups"][:1])
+    assert np.allclose(s["reward"][:1], want)
 
 
 def test_grpo_reward_as_plain_callable():
