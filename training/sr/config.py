@@ -42,6 +42,9 @@ class RFRConfig(BaseModel):
     base_theta: float = Field(10000.0, gt=0, description="the backbone's RoPE base (Flux: 10000)")
     beta_fast: float = Field(32.0, gt=0, description="yarn: beta_fast before scaling to the grid (YaRN: 32)")
     beta_slow: float = Field(1.0, gt=0, description="yarn: beta_slow before scaling to the grid (YaRN: 1)")
+    yarn_ramp: Literal["grid", "published"] = Field(
+        "grid", description="yarn: grid = betas scaled to the trained grid (training.sr.rfr); published = as given"
+    )
 
     @property
     def scale(self) -> float:

@@ -63,6 +63,8 @@ def ntk_theta(theta: float, s: float, d: int) -> float:
 
 def yarn_betas(cfg: RFRConfig) -> tuple[float, float]:
     """(β'_fast, β'_slow): YaRN's ramp scaled to the trained grid (module docstring): k = min(1, (L/2π) / β_fast)."""
+    if cfg.yarn_ramp == "published":
+        return cfg.beta_fast, cfg.beta_slow
     k = min(1.0, cfg.trained_grid / (2 * math.pi) / cfg.beta_fast)
     return k * cfg.beta_fast, k * cfg.beta_slow
 
