@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipelines import candidates as cand
+from pipelines import safety
 from pipelines.storage import Workspace, remove_stale_temps, write_table
 from pipelines.upscalers import get_upscaler
 
@@ -34,9 +35,11 @@ def candidates_flow(workspace: str, lr_set: str, models: list[str], scale: int =
                     show_progress: bool = True) -> dict:  # fmt: skip
     """Run every model on every LR of ``lr_set``; returns counts (units run / cached, images written)."""
     ws = Workspace(workspace)
+    safety.check_name(lr_set, "--lr")
     if ws.root.exists():
         remove_stale_temps(ws.root)
     keys = [it.key for it in cand.lr_items(ws, lr_set)]
+    _check_output_sizes(ws, lr_set, scale)
     plan, upscalers = [], {}
     for spec in models:
         up = get_upscaler(spec, scale)  # fails fast: unknown model, missing weights (path named)
@@ -58,15 +61,30 @@ def candidates_flow(workspace: str, lr_set: str, models: list[str], scale: int =
             "versions": {s: u.version for s, u in upscalers.items()}}  # fmt: skip
 
 
+def _check_output_sizes(ws: Workspace, lr_set: str, scale: int) -> None:
+    """Refuse, before any model runs, a benchmark LR whose output (LR x scale^2) would exceed
+    ``benchsets.MAX_SR_PIXELS`` (sizes from the verified index; curated shard LRs are bounded by curation's crop)."""
+    from pipelines.benchsets import read_index, sr_output_too_large
+
+    bench = ws.root / "benchmarks" / lr_set
+    if not (bench / "index.parquet").exists():
+        return
+    _, rows = read_index(bench)
+    for r in rows:
+        if too_big := sr_output_too_large(int(r["lr_width"]), int(r["lr_height"]), scale):
+            raise ValueError(f"LR {r['key']} of {lr_set}: {too_big}; re-import the set with --square N (or a "
+                             "smaller --scale)")  # fmt: skip
+
+
 @task(name="build-pairs")
 def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str, seed: int, min_distance: float,
                  estimates: Any, name: str, min_per_pair: int = 0, acquisition: str = "order") -> dict:  # fmt: skip
     from pipelines import catalog, pairs
 
     ws = Workspace(workspace)
-    where = "" if lr_set is None else f"where lr_set = '{lr_set.replace(chr(39), '')}'"
+    where, params = ("", []) if lr_set is None else ("where lr_set = ?", [lr_set])
     con = catalog.connect(ws.root)
-    rows = con.execute(f"select * from candidates {where} order by lr_set, lr_key, model").fetchall()
+    rows = con.execute(f"select * from candidates {where} order by lr_set, lr_key, model", params).fetchall()
     cols = [d[0] for d in con.description]
     # pairs of the workspace's other parts (earlier rounds) are never built again, and count as already asked
     own = str(ws.part("pairs", name))
@@ -99,6 +117,9 @@ def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: in
     ``{model: [mean, std]}`` (e.g. reward-model scores with uncertainty)."""
     from pipelines import pairs
 
+    safety.check_name(name, "--name")
+    if lr_set is not None:
+        safety.check_name(lr_set, "--lr")
     estimates = load_estimates(estimates_path, criteria) if estimates_path else None
     dist = pairs.MIN_DISTANCE if min_distance is None else min_distance
     return _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name, min_per_pair, acquisition)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
 from pipelines.storage import Workspace, encode_png, write_bytes_atomic, write_json_atomic, write_table
 from pipelines.upscalers import Upscaler, timed_upscale
@@ -41,8 +40,9 @@ def lr_items(ws: Workspace, lr_set: str) -> list[LrItem]:
     """The LR images of a benchmark or shard dataset, sorted by key; a clear error when neither exists."""
     bench = ws.root / "benchmarks" / lr_set
     if (bench / "index.parquet").exists():
-        rows = pq.read_table(bench / "index.parquet", columns=["key", "lr_path"]).to_pylist()
-        return [LrItem(r["key"], _file_loader(bench / r["lr_path"])) for r in sorted(rows, key=lambda r: r["key"])]
+        from pipelines.benchsets import index_rows  # keys and lr_paths checked to stay inside the benchmark (issue 13)
+
+        return [LrItem(r["key"], _file_loader(bench / r["lr_path"])) for r in index_rows(bench)]
     shards = sorted((ws.shard_dir(lr_set)).glob("*.tar"))
     if shards:
         return [LrItem(key, loader) for key, loader in sorted(_shard_lrs(shards), key=lambda x: x[0])]
@@ -65,6 +65,9 @@ def _shard_lrs(shards: list[Path]) -> Iterator[tuple[str, Callable[[], np.ndarra
     for shard in shards:
         with tarfile.open(shard) as tf:
             for m in tf.getmembers():
+                if m.name.endswith(".lr.png") and not m.isfile():  # a link member would reach OpenCV as empty bytes
+                    raise ValueError(f"shard {shard}: member {m.name} is not a regular file (a link or folder); "
+                                     "rebuild the shard set with `sr4k curate`")  # fmt: skip
                 if m.name.endswith(".lr.png"):
                     yield m.name.split(".", 1)[0], _member_loader(shard, m.offset_data, m.size)
 

@@ -27,6 +27,31 @@ def _hash_files(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+_PICKLE_FIX = (
+    "sr4k loads only safetensors or plain tensors (torch.load weights_only=True); convert the file to "
+    ".safetensors on a machine where you trust it, or get a .safetensors file from its author"
+)
+
+
+def refusal(path: str | Path, e: BaseException, what: str) -> ValueError:
+    """A one-line error for a model file the loader refused or could not read: torch's refusal of pickled objects
+    and diffusers' refusal of a folder's own code are several hundred lines long; the user needs the cause and fix."""
+    chain, x = [], e
+    while x is not None and len(chain) < 16:  # loaders wrap the refusal (diffusers: OSError "Unable to load weights")
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    text = " ".join(f"{type(x).__name__}: {x}" for x in chain)
+    if any(type(x).__name__ == "UnpicklingError" for x in chain) or "weights_only" in text:
+        return ValueError(f"refused {path}: it holds pickled Python objects, which can run code when loaded; "
+                          f"{_PICKLE_FIX}")  # fmt: skip
+    if "trust_remote_code" in text or "custom_pipeline" in text or "remote code" in text.lower():
+        return ValueError(f"refused {path}: the folder asks to run its own Python code, which sr4k never runs; use a "
+                          "pipeline made of stock diffusers classes (model_index.json naming diffusers/transformers "
+                          "classes only)")  # fmt: skip
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")[:300]
+    return ValueError(f"cannot load {path} as {what}: {type(e).__name__}: {first}")
+
+
 def _device() -> str:
     import torch
 
@@ -53,7 +78,7 @@ class SpandrelUpscaler:
         try:
             desc = ModelLoader(device=_device()).load_from_file(str(path))
         except Exception as e:  # spandrel raises many types for unknown/corrupt files; name the file and the cause
-            raise ValueError(f"cannot load {path} as an SR model with spandrel: {type(e).__name__}: {e}") from e
+            raise refusal(path, e, "an SR model with spandrel") from None
         desc.eval()
         return cls(f"spandrel-{path.stem}", f"spandrel:{_hash_files([path])}", int(desc.scale), desc, tile)
 
@@ -110,7 +135,11 @@ class DiffusersUpscaler:
             raise FileNotFoundError(f"no diffusers pipeline at {folder} (expected {folder / 'model_index.json'})")
         from diffusers import DiffusionPipeline
 
-        pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True).to(_device())
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        except Exception as e:  # pickled .bin weights, code in the folder, broken configs: one line naming the fix
+            raise refusal(folder, e, "a diffusers pipeline") from None
+        pipe = pipe.to(_device())
         pipe.set_progress_bar_config(disable=True)
         weights = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".json")]
         vae = getattr(pipe, "vqvae", None) or getattr(pipe, "vae", None)

@@ -147,3 +147,105 @@ def test_sigkill_mid_run_then_rerun_completes(ws, tmp_path):
     n, keys = duckdb.sql(f"select count(*), count(distinct lr_key) from '{ws}/tables/candidates/*.parquet' "
                          "where model = 'realesrgan-x4plus'").fetchall()[0]  # fmt: skip
     assert n == keys == 6
+
+
+# ---------------------------------------------------------------------------------------------------- untrusted input
+
+
+def _one_line_error(res) -> str:
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
+def test_refused_model_files_are_one_line_errors_and_run_nothing(ws, tmp_path):
+    import json
+
+    import torch
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"params": Payload()}, tmp_path / "evil.pth")
+    res = CliRunner().invoke(app, ["candidates", "run", "--lr", "b", "--model", f"spandrel:{tmp_path / 'evil.pth'}",
+                                   "--workspace", str(ws), "--quiet"])  # fmt: skip
+    line = _one_line_error(res)
+    assert "refused" in line and "evil.pth" in line and "pickled" in line and ".safetensors" in line
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": ["pipeline", "EvilPipeline"],
+                                                         "_diffusers_version": "0.42.1"}))  # fmt: skip
+    (folder / "pipeline.py").write_text(f"import os\nos.system('touch {marker}')\n")
+    res = CliRunner().invoke(app, ["candidates", "run", "--lr", "b", "--model", f"diffusers:{folder}",
+                                   "--workspace", str(ws), "--quiet"])  # fmt: skip
+    line = _one_line_error(res)
+    assert "refused" in line and "own Python code" in line and "stock diffusers classes" in line
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("lr", ["../b", "b' or '1'='1", "b/../b"])
+def test_lr_set_names_are_validated_not_stripped(ws, lr):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    for args in (["candidates", "run", "--lr", lr, "--model", "bicubic"], ["pairs", "build", "--target", "2",
+                                                                            "--lr", lr]):  # fmt: skip
+        line = _one_line_error(CliRunner().invoke(app, [*args, "--workspace", str(ws)]))
+        assert f"--lr {lr!r} is not a valid name" in line
+
+
+def test_pairs_name_cannot_leave_the_workspace(ws):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    before = {p for p in ws.parent.rglob("*")}
+    line = _one_line_error(CliRunner().invoke(app, ["pairs", "build", "--target", "2", "--name", "../../../x",
+                                                    "--workspace", str(ws)]))  # fmt: skip
+    assert "--name '../../../x' is not a valid name" in line
+    assert {p for p in ws.parent.rglob("*")} == before  # nothing written anywhere
+
+
+def test_lr_too_large_for_the_scale_is_refused_before_any_model_runs(ws, tmp_path):
+    from flows.candidates import candidates_flow
+    from pipelines import benchsets
+
+    src = tmp_path / "big"
+    src.mkdir()
+    Image.new("RGB", (3000, 3000), (90, 120, 30)).save(src / "big.png")
+    benchsets.import_lr_only(src, ws / "benchmarks", "big", scale=1)  # fine at x1: 9 MPx
+    with pytest.raises(ValueError) as e:
+        candidates_flow(str(ws), "big", ["bicubic"], scale=4, show_progress=False)
+    msg = str(e.value)
+    assert "LR big of big: LR 3000x3000 at x4 gives a 12000x12000 output" in msg and "134,217,728 px" in msg
+    assert "\n" not in msg
+    parts = [str(p) for p in (ws / "tables" / "candidates").glob("part-*.parquet")]
+    sets = {r[0] for r in duckdb.execute("select lr_set from read_parquet(?)", [parts]).fetchall()} if parts else set()
+    assert "big" not in sets  # no model ran on it
+
+
+def test_a_link_member_in_an_lr_shard_is_a_one_line_error(ws):
+    import io
+    import tarfile
+
+    from flows.candidates import candidates_flow
+
+    folder = ws / "shards" / "evil"
+    folder.mkdir(parents=True)
+    with tarfile.open(folder / "train-000000.tar", "w") as tf:
+        link = tarfile.TarInfo("k1.lr.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+        info = tarfile.TarInfo("k1.json")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"{}"))
+    with pytest.raises(ValueError) as e:
+        candidates_flow(str(ws), "evil", ["bicubic"], show_progress=False)
+    assert "member k1.lr.png is not a regular file" in str(e.value) and "\n" not in str(e.value)
