@@ -6,15 +6,9 @@ Run ``sr4k --help`` for the commands, ``sr4k <command> --help`` for their option
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
-
-# Prefect reads its settings at import: these defaults must be in place before flows.* is imported.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import typer
 import yaml
@@ -22,6 +16,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from flows import prefect_api
+
+# Prefect reads its settings at import: these defaults must be in place before flows.* is imported.
+prefect_api.quiet_environment()
 
 app = typer.Typer(
     help="sr4k — the data engine behind 4K real-world image super-resolution (OP4KSR, RefReward-SR).",
@@ -33,6 +32,43 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_WORKSPACE = "./sr4k-data"
+
+# Commands that run a Prefect flow (`sr4k <cmd> [sub]`): they say on their first line which API they use.
+FLOW_COMMANDS = {"curate": None, "bench": {"build", "eval"}, "candidates": {"run"}, "pairs": {"build"},
+                 "aggregate": None, "release": None, "demo": None}  # fmt: skip
+_DEBUG = False
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks (Prefect's included)")] = False,
+) -> None:
+    """sr4k — the data engine behind 4K real-world image super-resolution (OP4KSR, RefReward-SR)."""
+    global _DEBUG
+    _DEBUG = debug
+    if not debug:
+        prefect_api.quiet_tracebacks()
+    api = prefect_api.use_running_server()
+    cmd = ctx.invoked_subcommand
+    if cmd in FLOW_COMMANDS and not ctx.resilient_parsing and not {"--help", "-h"} & set(sys.argv):
+        subs = FLOW_COMMANDS[cmd]
+        rest = [a for a in sys.argv[sys.argv.index(cmd) + 1 :] if not a.startswith("-")] if cmd in sys.argv else []
+        if subs is None or (rest and rest[0] in subs):
+            err.print(f"[dim]{escape(api)}[/]")
+
+
+def main() -> None:
+    """Console entry point: a user-facing one-line error for an unexpected failure; the traceback with --debug."""
+    try:
+        app()
+    except Exception as e:  # typer/click exit through SystemExit, which passes untouched
+        if _DEBUG or "--debug" in sys.argv:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        err.print(f"[bold red]error:[/] {escape(type(e).__name__)}: {escape(first)}")
+        err.print("[dim]rerun with --debug for the full traceback[/]")
+        raise SystemExit(1) from None
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -481,6 +517,23 @@ def demo(
     console.print(f'next: sr4k sql -w {out} "select model_a, model_b, consistency, naturalness from preferences"')
 
 
+@app.command()
+def server(
+    port: Annotated[int, typer.Option(help="TCP port of the API and UI")] = 4200,
+    host: Annotated[str, typer.Option(help="Interface to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+) -> None:
+    """Run a local Prefect server with its UI until Ctrl-C; every sr4k command in any shell uses it meanwhile.
+
+    Without it each command starts Prefect's embedded API first (20–60 s here). Example: `sr4k server --port 4200`,
+    then open http://127.0.0.1:4200 to follow flow runs.
+    """
+    try:
+        rc = prefect_api.serve(host, port, echo=console.print)
+    except ValueError as e:
+        _fail(str(e))
+    raise typer.Exit(rc)
+
+
 def _report_and_hint(ws: Path) -> None:
     from pipelines.report import write_report
 
@@ -495,4 +548,4 @@ for _module in (label_cli, release_cli, reward_cli, sr_cli):
     _module.register(app)
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -1,0 +1,146 @@
+"""Which Prefect API an ``sr4k`` command talks to, and how quiet Prefect is while it does.
+
+Prefect 3 needs an API for every flow run. Without one it starts an *ephemeral* server in a subprocess (a uvicorn app
+over SQLite in ``$PREFECT_HOME``): 20–60 s on this 2-core machine before the first task runs, paid by every command.
+``sr4k server`` starts a long-running local server (with Prefect's UI) once and records where it listens in
+``$PREFECT_HOME/sr4k-server.json`` (0600); every later command in any shell finds it there, checks in well under a
+second that it is alive, and points ``PREFECT_API_URL`` at it. Otherwise the command says on its first line that it is
+starting the embedded API, so the wait is never silent.
+
+Order matters: Prefect reads its settings when it is first imported, so :func:`use_running_server` must run before
+any ``flows.*`` module that imports Prefect (the CLI calls it from its top-level callback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+STATE_FILE = "sr4k-server.json"
+
+
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def state_path() -> Path:
+    return prefect_home() / STATE_FILE
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _listening(url: str, timeout: float = 0.5) -> bool:
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname or "127.0.0.1", u.port or 80), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def running_server() -> dict | None:
+    """The server recorded by ``sr4k server`` if its process is alive and its port answers, else ``None``."""
+    try:
+        state = json.loads(state_path().read_text())
+        url, pid = str(state["api_url"]), int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _pid_alive(pid) or not _listening(url):
+        return None
+    return state
+
+
+def use_running_server() -> str:
+    """Point this process at a running ``sr4k server`` if there is one; return a one-line description of the API.
+
+    An explicit ``PREFECT_API_URL`` (a user's own server or Prefect Cloud) always wins.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return f"Prefect API {os.environ['PREFECT_API_URL']} (PREFECT_API_URL)"
+    state = running_server()
+    if state is None:
+        return "Prefect: starting the embedded API (20–60 s; `sr4k server` in another shell skips this wait)"
+    os.environ["PREFECT_API_URL"] = state["api_url"]
+    return f"Prefect: local server {state['ui_url']}"
+
+
+def quiet_environment() -> None:
+    """Defaults every command sets before Prefect is imported: no telemetry, no first-run notice, warnings only."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's SDK telemetry and its first-run notice
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+class _OneLineErrors(logging.Filter):
+    """Prefect logs a failed run's whole traceback (hundreds of lines); keep its first line unless ``--debug``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            record.exc_info = None
+            record.exc_text = None
+            record.msg = str(record.getMessage()).splitlines()[0]
+            record.args = ()
+        return True
+
+
+def quiet_tracebacks() -> None:
+    # Filters on a logger survive Prefect's later dictConfig (it replaces handlers, never logger filters).
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_OneLineErrors())
+
+
+def serve(host: str, port: int, echo=print) -> int:
+    """Run ``prefect server start`` in the foreground until Ctrl-C; record it for other commands meanwhile."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port {port}: choose a TCP port between 1 and 65535")
+    running = running_server()
+    if running is not None:
+        raise ValueError(f"a Prefect server for sr4k already runs (pid {running['pid']}, {running['ui_url']}); "
+                         "use it, or stop it first")  # fmt: skip
+    ui_url = f"http://{host}:{port}"
+    if _listening(ui_url):
+        raise ValueError(f"{host}:{port} is already in use; pick another with --port")
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    home = prefect_home()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = {"pid": proc.pid, "api_url": f"{ui_url}/api", "ui_url": ui_url, "started": time.time()}
+    tmp = state_path().with_name(f".{STATE_FILE}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f)
+    os.replace(tmp, state_path())
+    echo(f"Prefect server with UI: {ui_url} (pid {proc.pid}); sr4k commands in any shell now use it. Ctrl-C stops it.")
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+    finally:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(state_path().read_text())["pid"] == proc.pid:
+                state_path().unlink()
