@@ -50,6 +50,9 @@ def train_sr(
     crop: Annotated[int | None, typer.Option(help="HR training crop side (multiple of 32 and of the scale)")] = None,
     rfr: Annotated[str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none [default: ntk]")] = None,
     ap_weight: Annotated[float | None, typer.Option("--lambda-ap", help="Weight of L_AP (0 = off)")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="auto | bfloat16 | float16 | float32 [default: auto = bf16 on a GPU]")
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any setting: dotted.key=value (repeat)")] = None,
 ) -> None:
     """Train OP4KSR (LoRA on a Flux transformer + F16 VAE, one step, patch-free) on curated 4K shards.
@@ -62,7 +65,8 @@ def train_sr(
 
     overrides = {"data.shards": shards or None, "model.transformer": transformer, "model.vae": vae, "stage": stage,
                  "reward": reward, "init_from": init_from, "out": out, "steps": steps, "data.crop": crop,
-                 "model.rfr.mode": rfr, "loss.ap": ap_weight} | _parse_set(set_ or [])  # fmt: skip
+                 "model.rfr.mode": rfr, "loss.ap": ap_weight, "model.dtype": dtype}  # fmt: skip
+    overrides |= _parse_set(set_ or [])
     try:
         cfg = load_config(config, overrides)
     except ValidationError as e:
@@ -91,7 +95,13 @@ def train_sr(
             text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
             progress.update(task, completed=rec["step"], description=text)
 
-        run = recipe.train(run, log)
+        try:
+            run = recipe.train(run, log)
+        except RuntimeError as e:
+            hint = memory_hint(e)
+            if hint is None:
+                raise
+            _fail(hint, 1)
     t = Table(title=f"train-sr {cfg.stage} — {cfg.out}")
     t.add_column("what")
     t.add_column("value", justify="right")
@@ -106,12 +116,29 @@ def train_sr(
     console.print(t)
 
 
+def memory_hint(e: BaseException) -> str | None:
+    """One line for the two ways a 4K pass dies on a GPU, naming the fix; None for any other error."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    import torch
+
+    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
+        return (f"out of GPU memory ({text[:120]}): use --dtype bfloat16 if you chose float32, then --vae-tiling "
+                "(tiled VAE encode/decode; the transformer pass stays whole), or a smaller image")  # fmt: skip
+    if "32-bit index" in text or "canUse32BitIndexMath" in text or ("int32" in text and "index" in text):
+        return (f"a tensor of this image exceeds 2^31 elements for one kernel ({text[:120]}): use --vae-tiling "
+                "(the full-image VAE convolutions at 4K hit this limit)")  # fmt: skip
+    return None
+
+
 def upscale(
     image: Annotated[Path, typer.Argument(help="LR image (PNG/JPEG)")],
     checkpoint: Annotated[Path, typer.Option(help="OP4KSR checkpoint folder (sr4k train-sr --out .../model)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output PNG")] = Path("out.png"),
     scale: Annotated[int, typer.Option(help="Must equal the checkpoint's scale")] = 4,
     vae_tiling: Annotated[bool, typer.Option(help="Fallback: VAE tiled encode/decode (not patch-free)")] = False,
+    dtype: Annotated[
+        str, typer.Option(help="auto | bfloat16 | float16 | float32 (auto = bfloat16 on a GPU, float32 on the CPU)")
+    ] = "auto",
 ) -> None:
     """Upscale one image with OP4KSR in one pass over the whole image; prints seconds and peak memory."""
     import cv2
@@ -122,8 +149,10 @@ def upscale(
     bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
     if bgr is None:
         _fail(f"cannot read {image} as an image")
+    if dtype not in ("auto", "bfloat16", "float16", "float32"):
+        _fail(f"--dtype {dtype}: choose auto, bfloat16, float16 or float32")
     try:
-        model = OP4KSR.from_checkpoint(checkpoint)
+        model = OP4KSR.from_checkpoint(checkpoint, dtype=dtype)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if model.cfg.scale != scale:
@@ -134,7 +163,13 @@ def upscale(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    sr = model.upscale(rgb)
+    try:
+        sr = model.upscale(rgb)
+    except RuntimeError as e:
+        hint = memory_hint(e)
+        if hint is None:
+            raise
+        _fail(hint, 1)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -146,7 +181,8 @@ def upscale(
         mem = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS (whole process, CPU)"
     h, w = rgb.shape[:2]
     console.print(f"{image} {w}x{h} -> {output} {sr.shape[1]}x{sr.shape[0]}: {seconds:.2f} s, {mem}")
-    console.print(f"device: {model.device}; patch-free: {not (vae_tiling or model.cfg.vae_tiling)}", style="dim")
+    console.print(f"device: {model.device}; dtype: {str(model.dtype).removeprefix('torch.')}; "
+                  f"patch-free: {not (vae_tiling or model.cfg.vae_tiling)}", style="dim")  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -143,8 +143,11 @@ class OP4KSR:
         return m
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> OP4KSR:
-        """Rebuild a saved model: config (RFR re-applied), LoRA weights, cached text embedding."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = None, dtype: str | None = None
+    ) -> OP4KSR:
+        """Rebuild a saved model: config (RFR re-applied), LoRA weights, cached text embedding; ``dtype`` overrides
+        the saved one (auto | bfloat16 | float16 | float32)."""
         from peft.utils import set_peft_model_state_dict
 
         path = Path(path)
@@ -154,6 +157,8 @@ class OP4KSR:
         cfg = ModelConfig.model_validate(meta["model"])
         if (path / TEXT_NAME).is_file():
             cfg = cfg.model_copy(update={"text_embeds": str(path / TEXT_NAME)})
+        if dtype is not None:
+            cfg = cfg.model_copy(update={"dtype": dtype})
         m = cls.from_config(cfg, device=device, lora=True)
         sd = load_file(str(path / LORA_NAME), device=str(m.device))
         result = set_peft_model_state_dict(m.transformer, sd)
