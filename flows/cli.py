@@ -92,8 +92,9 @@ def load_curate_config(path: Path | None, overrides: dict[str, Any]):
     try:
         return CurateConfig.model_validate(data)
     except ValidationError as e:
-        lines = [f"  {'.'.join(map(str, x['loc'])) or 'config'}: {x['msg']}" for x in e.errors()]
-        _fail("invalid curate settings:\n" + "\n".join(lines))
+        lines = [f"{'.'.join(map(str, x['loc'])) or 'config'}: {x['msg'].removeprefix('Value error, ')}"
+                 for x in e.errors()]  # fmt: skip
+        _fail("invalid curate settings: " + "; ".join(lines))
 
 
 @app.command()
@@ -103,7 +104,7 @@ def curate(
         DEFAULT_WORKSPACE
     ),
     hr_size: Annotated[
-        str | None, typer.Option(help="HR crop: '4096' (square) or '3840x2144' [default: 4096]")
+        str | None, typer.Option(help="HR crop: '3840x2144' (UHD) or '4096' (square) [default: 3840x2144]")
     ] = None,
     scale: Annotated[int | None, typer.Option(help="SR scale; LR = HR / scale [default: 4]")] = None,
     min_short_side: Annotated[
@@ -129,9 +130,17 @@ def curate(
          "crops_per_image": crops_per_image, "dataset": dataset, "seed": seed},
     )  # fmt: skip
     from flows.curate import RUNNERS, curate_flow, make_task_runner
+    from pipelines.ingest import probe_input
+    from pipelines.storage import workspace_lock
 
     if runner not in RUNNERS:
         _fail(f"--runner {runner!r}: choose one of {', '.join(RUNNERS)}")
+    try:  # the user errors that need no orchestrator: one line each, before Prefect starts
+        probe_input(input)
+        with workspace_lock(out.expanduser().resolve(), "curate"):
+            pass  # free now; the flow takes it for the whole run (and refuses if another run got there first)
+    except ValueError as e:
+        _fail(str(e))
     try:
         task_runner = make_task_runner(runner, workers, dask_address)
         flow = curate_flow.with_options(task_runner=task_runner)
@@ -153,8 +162,8 @@ def print_curate_summary(s: dict) -> None:
     t.add_row("samples (HR/LR pairs)", str(s["samples"]))
     t.add_row("shards", str(s["shards"]))
     t.add_row("shard bytes", f"{s['bytes']:,}")
-    if s.get("skipped_hidden"):
-        t.add_row("hidden files skipped", str(s["skipped_hidden"]))
+    if s.get("hidden"):
+        t.add_row("  of which hidden files", str(s["hidden"]))
     console.print(t)
     ok = s["seen"] == s["kept"] + s["rejected"]
     console.print(f"seen {s['seen']} = kept {s['kept']} + rejected {s['rejected']}: [{'green' if ok else 'red'}]"

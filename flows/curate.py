@@ -21,7 +21,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipelines import curate as steps
-from pipelines.storage import Workspace, remove_stale_temps
+from pipelines.storage import Workspace, remove_stale_temps, workspace_lock
 
 RUNNERS = ("threads", "processes", "dask")
 
@@ -64,15 +64,23 @@ def pack_task(ws_root: str, cfg_json: str) -> dict:
 
 @flow(name="curate", log_prints=False)
 def curate_flow(input: str, out: str, cfg: steps.CurateConfig | None = None, show_progress: bool = True) -> dict:
-    """Curate ``input`` into the workspace ``out``; returns the summary (seen / kept / rejected by reason / shards)."""
+    """Curate ``input`` into the workspace ``out``; returns the summary (seen / kept / rejected by reason / shards).
+
+    The whole run holds the workspace lock (pipelines.storage.workspace_lock): a second run on the same workspace,
+    from this or another process, fails at once with WorkspaceBusy naming the holder, instead of racing on the same
+    units, tables and shards."""
     cfg = cfg or steps.CurateConfig()
-    logger = get_run_logger()
     ws = Workspace(out)
+    with workspace_lock(ws.root, "curate"):
+        return _curate(input, ws, cfg, show_progress)
+
+
+def _curate(input: str, ws: Workspace, cfg: steps.CurateConfig, show_progress: bool) -> dict:
+    logger = get_run_logger()
     cfg_json = cfg.model_dump_json()
-    p = steps.plan(input, cfg)
+    p = steps.plan(input, cfg, workspace=ws.root)
     pruned = steps.prune_stale_units(ws, p.units)
-    if ws.root.exists():
-        remove_stale_temps(ws.root)
+    remove_stale_temps(ws.root)
     todo = [u for u in p.units if not steps.unit_done(ws, u.name, cfg)]
     logger.info(
         "%d sources in %d units; %d already done, %d to build; %d stale units pruned",
@@ -91,7 +99,7 @@ def curate_flow(input: str, out: str, cfg: steps.CurateConfig | None = None, sho
     holdout_task(str(ws.root), cfg_json)
     pack_task(str(ws.root), cfg_json)
     summary = steps.summarize(ws.root, cfg)
-    summary["skipped_hidden"] = p.listing.skipped_hidden
+    summary["hidden"] = p.listing.hidden
     summary["units"] = {"total": len(p.units), "built_now": len(todo)}
     summary["workspace"] = str(ws.root)
     return summary

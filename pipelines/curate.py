@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tarfile
 from collections import Counter
@@ -42,7 +43,14 @@ from pipelines.filters import FILTERS_VERSION, FilterSettings, judge, measure
 from pipelines.ingest import Listing, Unit, list_inputs, read_source, split_units
 from pipelines.shards import FIXED_MTIME, ShardWriter
 from pipelines.split import holdout_split
-from pipelines.storage import Workspace, atomic_open, encode_png, write_json_atomic, write_table
+from pipelines.storage import (
+    Workspace,
+    atomic_open,
+    encode_png,
+    write_content_addressed,
+    write_json_atomic,
+    write_table,
+)
 from schemas.records import (
     IMAGES,
     REJECTS,
@@ -59,11 +67,20 @@ TOKEN_STRIDE = 32  # OP4KSR: F16 VAE x 2x2 token packing; HR sides must be multi
 
 
 class CurateConfig(BaseModel):
-    """Settings of ``sr4k curate`` (YAML via ``--config``, CLI flags override). Defaults are for a 4K training set."""
+    """Settings of ``sr4k curate`` (YAML via ``--config``, CLI flags override). Defaults are for a 4K training set.
+
+    Default HR crop 3840x2144: the largest UHD-wide crop whose sides are multiples of 32 (OP4KSR's token stride)
+    that a UHD 3840x2160 source yields (2160 = 67.5 x 32, so 2144 = 67 x 32). UHD, DCI 4096x2160, 5K 5120x2880 and
+    3:2 6K photos (6000x4000) all produce it, while a 4096 square needs a short side >= 4096, which few photos have.
+    LR at scale 4 is 960x536. Portrait sources narrower than 3840 are rejected ``smaller_than_crop`` with the size
+    they do fit (e.g. 2144x3840): curate a portrait set with that ``hr_size``, or pass ``4096`` for a square set.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    hr_size: tuple[int, int] = Field((4096, 4096), description="HR crop (width, height); '4096' or '3840x2144'")
+    hr_size: tuple[int, int] = Field(
+        (3840, 2144), description="HR crop (width, height); '3840x2144' (UHD, the default) or '4096' (square)"
+    )
     scale: int = Field(4, description="SR scale factor; LR = HR / scale exactly")
     crops_per_image: int = Field(1, ge=1, description="crops per source image, most detailed first")
     crop_max_overlap: float = Field(0.25, ge=0, le=1, description="max IoU between crops of one image")
@@ -102,11 +119,15 @@ class CurateConfig(BaseModel):
         w, h = self.hr_size
         if self.scale < 1:
             raise ValueError("scale must be >= 1")
+        step = hr_step(self.scale)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"hr_size {w}x{h}: sides must be positive multiples of {step}, e.g. 3840x2144 or 4096")
         for side in (w, h):
-            if side % TOKEN_STRIDE or side % self.scale:
+            if side % step:
+                fit = f"{max(step, w - w % step)}x{max(step, h - h % step)}"
                 raise ValueError(
                     f"hr_size {w}x{h}: each side must be a multiple of {TOKEN_STRIDE} (OP4KSR token stride) and of "
-                    f"scale {self.scale}; e.g. {w - w % TOKEN_STRIDE}x{h - h % TOKEN_STRIDE}"
+                    f"scale {self.scale}, i.e. of {step}; e.g. {fit}"
                 )
         return self
 
@@ -121,14 +142,29 @@ class CurateConfig(BaseModel):
         return json.dumps(steps, sort_keys=True)
 
 
+def hr_step(scale: int) -> int:
+    """HR sides must be multiples of the token stride and of the scale (LR = HR / scale exactly): of their lcm."""
+    return math.lcm(TOKEN_STRIDE, scale)
+
+
+def smaller_than_crop(w: int, h: int, cfg: CurateConfig) -> Rejection:
+    """The reject of a source smaller than the HR crop, naming the largest HR size (and square) it does fit."""
+    cw, ch = cfg.hr_size
+    step = hr_step(cfg.scale)
+    fw, fh = min(cw, w - w % step), min(ch, h - h % step)
+    hint = "no HR size fits" if min(fw, fh) < step else f"it fits --hr-size {fw}x{fh} (or {min(fw, fh)} square)"
+    return Rejection("smaller_than_crop", f"{w}x{h} < crop {cw}x{ch}; {hint}")
+
+
 @dataclass(slots=True)
 class Plan:
     listing: Listing
     units: list[Unit]
 
 
-def plan(input_spec: str, cfg: CurateConfig) -> Plan:
-    listing = list_inputs(input_spec)
+def plan(input_spec: str, cfg: CurateConfig, workspace: str | Path | None = None) -> Plan:
+    """List the input (leaving out ``workspace`` if it lies inside it) and split it into units."""
+    listing = list_inputs(input_spec, exclude=workspace)
     return Plan(listing, split_units(listing.uris, cfg.unit_size))
 
 
@@ -170,7 +206,7 @@ def build_unit(unit: Unit, root: str | None, origin: str, ws_root: str | Path, c
         tar = wds.TarWriter(f, mtime=FIXED_MTIME, user="sr4k", group="sr4k", encoder=False)
         for uri in unit.uris:
             out.sources.append(SourceRec(uri, unit.name, origin))
-            _build_source(uri, root, unit.name, ws, cfg, out, tar)
+            _build_source(uri, root, origin != "list", unit.name, ws, cfg, out, tar)
         tar.close()
     write_table(ws.part("sources", unit.name), out.sources, SOURCES)
     write_table(ws.part("images", unit.name), out.images, IMAGES)
@@ -190,8 +226,8 @@ def _reject(out: _UnitOut, uri: str, unit: str, stage: str, rej: Rejection, key:
     out.rejects.append(RejectRec(uri, stage, rej.reason, rej.detail, key, None, unit))
 
 
-def _build_source(uri: str, root: str | None, unit: str, ws: Workspace, cfg: CurateConfig, out: _UnitOut, tar) -> None:
-    data = read_source(uri, root)
+def _build_source(uri, root: str | None, walked: bool, unit: str, ws: Workspace, cfg: CurateConfig, out, tar) -> None:
+    data = read_source(uri, root, walked)
     if isinstance(data, Rejection):
         return _reject(out, uri, unit, "ingest", data)
     dec = decode_image(data, os.path.basename(uri), cfg.decode)
@@ -215,8 +251,7 @@ def _build_source(uri: str, root: str | None, unit: str, ws: Workspace, cfg: Cur
         return _reject(out, uri, unit, "filter", verdict, key)
     boxes = choose_crops(dec.rgb, cfg.hr_size, cfg.crops_per_image, cfg.crop_max_overlap, TOKEN_STRIDE)
     if not boxes:
-        cw, ch = cfg.hr_size
-        return _reject(out, uri, unit, "crop", Rejection("smaller_than_crop", f"{w}x{h} < crop {cw}x{ch}"), key)
+        return _reject(out, uri, unit, "crop", smaller_than_crop(w, h, cfg), key)
     for i, box in enumerate(boxes):
         _build_sample(f"{key}-c{i}", key, uri, hashlib.sha256(data).hexdigest(), dec, box, unit, cfg, out, tar)
 
@@ -242,12 +277,16 @@ def staging_key(uri: str, key: str) -> str:
 
 
 def _write_thumb(path: Path, rgb: np.ndarray, side: int = 256) -> None:
-    h, w = rgb.shape[:2]
-    f = side / max(h, w)
-    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-    _, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-    with atomic_open(path) as f:
-        f.write(buf.tobytes())
+    """A JPEG preview; its name is the pixel hash, so an existing one (an identical file seen before) is kept."""
+
+    def encode() -> bytes:
+        h, w = rgb.shape[:2]
+        f = side / max(h, w)
+        small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        _, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        return buf.tobytes()
+
+    write_content_addressed(path, encode)
 
 
 def dedup(ws_root: str | Path, cfg: CurateConfig) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import webdataset as wds
 
-from pipelines.storage import write_json_atomic, write_table
+from pipelines.storage import temp_name, write_json_atomic, write_table
 from schemas.records import SCHEMA_VERSION, SHARD_INDEX, ShardInfo, ShardManifest
 
 FIXED_MTIME = 946684800.0  # 2000-01-01: a constant so rebuilds are byte-identical
@@ -68,6 +68,7 @@ class ShardWriter:
         self.shards: list[ShardInfo] = []
         self.index: list[IndexRow] = []
         self._tar = self._raw = self._hf = None
+        self._tmp: Path | None = None
         self._count = self._payload = 0
 
     def write(self, key: str, files: dict[str, bytes], image_key: str = "") -> None:
@@ -86,11 +87,9 @@ class ShardWriter:
     def _name(self) -> str:
         return f"{self.split}-{len(self.shards):06d}.tar"
 
-    def _tmp(self) -> Path:
-        return self.dir / f".{self._name()}.tmp-{os.getpid()}"
-
     def _open(self) -> None:
-        self._raw = open(self._tmp(), "wb")  # noqa: SIM115 - closed in _close or abort
+        self._tmp = temp_name(self.dir / self._name())
+        self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close or abort
         self._hf = _HashingFile(self._raw)
         self._tar = wds.TarWriter(self._hf, mtime=FIXED_MTIME, user="sr4k", group="sr4k", encoder=False)
 
@@ -99,7 +98,7 @@ class ShardWriter:
         self._raw.flush()
         os.fsync(self._raw.fileno())
         self._raw.close()
-        os.replace(self._tmp(), self.dir / self._name())
+        os.replace(self._tmp, self.dir / self._name())
         self.shards.append(ShardInfo(self._name(), self._count, self._hf.bytes, self._hf.sha.hexdigest()))
         self._tar = self._raw = self._hf = None
         self._count = self._payload = 0
@@ -122,7 +121,7 @@ class ShardWriter:
             self._hf.discard = True
             self._tar.close()
             self._raw.close()
-            self._tmp().unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)
             self._tar = self._raw = self._hf = None
 
 

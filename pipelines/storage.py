@@ -19,7 +19,10 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,11 +35,23 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def temp_name(path: Path) -> Path:
+    """A temporary sibling of ``path`` that no other writer can pick: ``.<name>.tmp-<pid>-<thread id>-<token>``.
+
+    Two writers can meet on one final path: the threads of one process (the default task runner), other processes,
+    and retries of one task. The pid comes first so that :func:`remove_stale_temps` can tell a dead writer's file;
+    the thread id and a random token (a new one per call, so per attempt) keep writers of one process apart.
+    """
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}")
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """Open ``path.tmp-<pid>`` for binary writing; on success fsync and rename over ``path``; on error remove it."""
+    """Open a writer-unique temporary sibling of ``path`` (:func:`temp_name`) for binary writing; on success fsync
+    it and rename it over ``path``; on error remove it. Concurrent writers of the same path never share a temp file;
+    the last rename wins, and each rename is atomic, so readers see one complete version."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_name(path)
     try:
         with open(tmp, "wb") as f:
             yield f
@@ -48,13 +63,26 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
+def write_content_addressed(path: Path, data: bytes | Callable[[], bytes]) -> bool:
+    """Write a file whose name is derived from its content (a hash), unless it already exists. ``data`` may be a
+    callable, so that an existing file costs no encode. Returns whether this call wrote it. Two writers racing on a
+    new path both write (unique temps, atomic renames) the same bytes, so either rename leaves the right file."""
+    if path.exists():
+        return False
+    write_bytes_atomic(path, data() if callable(data) else data)
+    return True
+
+
+_TEMP_PID = re.compile(r"\.tmp-(\d+)(?:-\d+-[0-9a-f]+)?$")
+
+
 def remove_stale_temps(root: Path) -> int:
-    """Delete temporary files (``.<name>.tmp-<pid>``) left by processes that died (a SIGKILL skips cleanup).
-    Files of a process that is still alive are left alone. Returns how many were removed."""
+    """Delete temporary files (``.<name>.tmp-<pid>[-<thread>-<token>]``) left by processes that died (a SIGKILL skips
+    cleanup). Files of a process that is still alive are left alone. Returns how many were removed."""
     removed = 0
     for tmp in Path(root).rglob(".*.tmp-*"):
-        pid = tmp.name.rsplit(".tmp-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)) and tmp.is_file():
+        m = _TEMP_PID.search(tmp.name)
+        if m and not pid_alive(int(m.group(1))) and tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -69,6 +97,60 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class WorkspaceBusy(ValueError):
+    """Another run holds the workspace (a user error: the message names the holder and the fix)."""
+
+
+LOCK_NAME = "workspace.lock"
+
+
+@contextlib.contextmanager
+def workspace_lock(root: Path, command: str = "curate") -> Iterator[dict]:
+    """Hold the workspace exclusively for one run; raise :class:`WorkspaceBusy` at once if another run holds it.
+
+    ``flock(LOCK_EX | LOCK_NB)`` on ``<root>/workspace.lock``. The kernel drops the lock when its holder exits, however
+    it exits (SIGKILL included), so a lock file left by a dead run is not a lock: the next run simply takes it and
+    overwrites the holder record (pid, host, start time, command) that it writes for the refusal message. flock
+    locks belong to the open file description, so two runs in one process (two threads) exclude each other too.
+    On network filesystems flock is only as good as the server's lock support (NFSv4 maps it to byte-range locks).
+    Yields the holder record written.
+    """
+    import fcntl
+    import socket
+    import time
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkspaceBusy(
+                f"workspace {root} is in use by another run ({_describe_holder(path)}); wait for it to finish, "
+                f"or pass another --out"
+            ) from None
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": started, "command": command}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        try:
+            yield holder
+        finally:
+            os.ftruncate(fd, 0)  # the record describes a live holder only
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _describe_holder(path: Path) -> str:
+    try:
+        h = json.loads(path.read_text())
+        return f"{h['command']} pid {h['pid']} on {h['host']}, started {h['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder still starting; its record is not written yet"
 
 
 def merge_dotted(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:

@@ -41,12 +41,21 @@ def test_bad_input_suite_outcomes(tmp_path, prefect_local):
     outside = tmp_path / "outside.jpg"
     outside.write_bytes(cases["exif_rotated_jpeg"].read_bytes())
     os.symlink(outside, root / "escape.jpg")
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / ".thumbnails").mkdir()
+    (root / ".thumbnails" / "x.jpg").write_bytes(cases["exif_rotated_jpeg"].read_bytes())
+    os.mkfifo(root / "pipe.jpg")  # reading it would block forever
     cfg = CurateConfig.model_validate({"hr_size": "32", "scale": 4, "filters": {"min_short_side": 32}})
     s = curate_flow(input=str(root), out=str(tmp_path / "ws"), cfg=cfg, show_progress=False)
 
-    n_files = sum(1 for p in root.rglob("*") if p.is_file() or p.is_symlink())
-    assert s["seen"] == n_files == s["kept"] + s["rejected"]
+    entries = {os.path.join(d, f) for d, _, files in os.walk(root) for f in files}  # every non-folder entry
+    assert s["seen"] == len(entries) == s["kept"] + s["rejected"] and s["hidden"] == 2
     ws = tmp_path / "ws"
+    rows = duckdb.sql(
+        f"select uri from '{ws}/tables/rejects/*.parquet' union all "
+        f"select distinct uri from '{ws}/tables/samples/*.parquet'"
+    ).fetchall()
+    assert sorted(u for (u,) in rows) == sorted(entries)  # exactly one outcome row per entry, hidden ones included
     rejects = {
         u: (st, r)
         for u, st, r in duckdb.sql(f"select uri, stage, reason from '{ws}/tables/rejects/*.parquet'").fetchall()
@@ -60,3 +69,27 @@ def test_bad_input_suite_outcomes(tmp_path, prefect_local):
         assert note in notes[uri].split(","), (case, notes[uri])
         assert rejects.get(uri, ("filter",))[0] in ("filter", "crop", "dedup")
     assert rejects[str(root / "escape.jpg")] == ("ingest", "symlink_outside_root")
+    assert rejects[str(root / ".DS_Store")] == rejects[str(root / ".thumbnails" / "x.jpg")] == ("ingest", "hidden")
+    assert rejects[str(root / "pipe.jpg")] == ("ingest", "not_a_file")
+
+
+def test_bad_urls_in_a_list_are_rows_not_an_abort(tmp_path, prefect_local):
+    import socket
+
+    from flows.curate import curate_flow
+
+    root = tmp_path / "in"
+    cases = write_bad_input_suite(root)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    urls = {f"http://127.0.0.1:{port}/a.jpg": "unreadable", "nosuchproto://host/b.jpg": "unknown_protocol",
+            "memory:///nowhere/c.jpg": "missing", "/dev/null": "not_a_file"}  # fmt: skip
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([*urls, str(cases["gray_png"])]) + "\n")
+    cfg = CurateConfig.model_validate({"hr_size": "32", "scale": 4, "filters": {"min_short_side": 32}})
+    s = curate_flow(input=str(listing), out=str(tmp_path / "ws"), cfg=cfg, show_progress=False)
+    assert s["seen"] == 5 == s["kept"] + s["rejected"]
+    got = dict(duckdb.sql(f"select uri, reason from '{tmp_path}/ws/tables/rejects/*.parquet'").fetchall())
+    for url, reason in urls.items():
+        assert got[url] == reason, url

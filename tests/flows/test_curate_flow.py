@@ -227,3 +227,131 @@ def test_held_out_and_benchmark_images_never_reach_the_training_shards(first_run
     assert s["samples"] == 0 and s["kept"] == 0 and s["seen"] == s["rejected"]
     reasons = dict(duckdb.sql(f"select key, reason from '{ws}/tables/rejects/part-split.parquet'").fetchall())
     assert reasons[kept[0]] == "in_benchmark" and set(reasons.values()) == {"in_benchmark", "held_out"}
+
+
+@pytest.fixture(scope="module")
+def forty_copies(tmp_path_factory):
+    """40 identical JPEGs under other names: with unit_size 1 every unit writes the same content-addressed thumb."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("copies") / "in"
+    root.mkdir()
+    small = cv2.resize(data.coffee(), (240, 160), interpolation=cv2.INTER_AREA)
+    Image.fromarray(small).save(root / "c00.jpg", quality=95)
+    for i in range(1, 40):
+        (root / f"c{i:02d}.jpg").write_bytes((root / "c00.jpg").read_bytes())
+    return root
+
+
+@pytest.mark.timeout(900)
+def test_identical_files_under_every_runner_no_crash_identical_shards(forty_copies, tmp_path, prefect_local):
+    from flows.curate import curate_flow, make_task_runner
+
+    cfg = small_cfg(unit_size=1)
+    shards = {}
+    for runner in ("threads", "processes", "dask"):
+        ws = tmp_path / runner
+        flow = curate_flow.with_options(task_runner=make_task_runner(runner, workers=4 if runner == "threads" else 2))
+        s = flow(input=str(forty_copies), out=str(ws), cfg=cfg, show_progress=False)
+        assert (s["seen"], s["kept"], s["rejected"]) == (40, 1, 39), (runner, s)
+        assert s["rejected_by_reason"] == {"dedup:exact_duplicate": 39}, runner
+        assert len(list((ws / "thumbs").glob("*.jpg"))) == 1 and not list(ws.rglob(".*.tmp-*"))
+        shards[runner] = {p.name: p.read_bytes() for p in (ws / "shards" / "t").glob("*.tar")}
+    assert shards["threads"] and shards["threads"] == shards["processes"] == shards["dask"]
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    return CliRunner().invoke(app, ["curate", *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hr-size", "0"], "sides must be positive"),
+        (["--hr-size", "-512"], "sides must be positive"),
+        (["--hr-size", "100"], "multiple of 32"),
+        (["--hr-size", "3840x2160"], "e.g. 3840x2144"),
+        (["--hr-size", "96", "--scale", "5"], "of 160"),
+    ],
+)
+def test_bad_sizes_are_one_line_errors(args, message, photo_dir, tmp_path):
+    r = _cli("-i", str(photo_dir[0]), "-o", str(tmp_path / "ws"), *args)
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in r.output, r.output
+
+
+def test_empty_input_folder_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    r = _cli("-i", str(tmp_path / "empty"), "-o", str(tmp_path / "ws"))
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "holds no files" in lines[0], r.output
+
+
+def test_default_hr_size_is_produced_by_uhd_sources_and_the_reject_names_what_fits():
+    from pipelines.curate import smaller_than_crop
+
+    cfg = CurateConfig()
+    w, h = cfg.hr_size
+    assert (w, h) == (3840, 2144) and w <= 3840 and h <= 2160  # UHD, DCI 4096x2160, 5K 5120x2880 and 6K fit
+    rej = smaller_than_crop(3840, 2160, CurateConfig(hr_size="4096"))
+    assert rej.reason == "smaller_than_crop" and "--hr-size 3840x2144 (or 2144 square)" in rej.detail
+    assert "no HR size fits" in smaller_than_crop(20, 20, cfg).detail
+
+
+def test_a_held_workspace_is_refused_in_one_line_naming_the_holder(photo_dir, tmp_path):
+    from pipelines.storage import workspace_lock
+
+    with workspace_lock(tmp_path / "ws", "curate") as holder:
+        r = _cli("-i", str(photo_dir[0]), "-o", str(tmp_path / "ws"), "--hr-size", "128")
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert "in use by another run" in lines[0] and f"pid {holder['pid']}" in lines[0] and holder["started"] in lines[0]
+
+
+@pytest.mark.timeout(900)
+def test_two_runs_at_once_on_one_workspace(photo_dir, forty_copies, tmp_path):
+    """Two CLI runs with different inputs on one workspace. The first is paused (SIGSTOP) while it holds the
+    workspace, so the second certainly starts during it: the second refuses in one line naming the first; the first,
+    resumed, ends with every one of its inputs accounted for; the second, run again afterwards, accounts for all of its
+    own inputs and none of the first's."""
+    from pipelines.storage import LOCK_NAME
+
+    ws = tmp_path / "ws"
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(json.dumps(json.loads(small_cfg(unit_size=1).model_dump_json())))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "ph")}
+    env.pop("PREFECT_API_URL", None)
+
+    def cmd(src: Path) -> list[str]:
+        return [sys.executable, "-m", "flows.cli", "curate", "-i", str(src), "-o", str(ws), "-c", str(cfg_path),
+                "--quiet", "--workers", "1"]  # fmt: skip
+
+    first = subprocess.Popen(cmd(photo_dir[0]), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    holder = lambda: (ws / LOCK_NAME).read_text() if (ws / LOCK_NAME).exists() else ""  # noqa: E731
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None and f'"pid": {first.pid}' not in holder():
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        paused_holding = f'"pid": {first.pid}' in holder()
+        if paused_holding:
+            second = subprocess.run(cmd(forty_copies), env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert paused_holding, "the first run never held the workspace: " + first.stdout.read()[-2000:]
+    out = [ln for ln in (second.stdout + second.stderr).splitlines() if ln.strip() and not ln.startswith("Prefect")]
+    assert second.returncode == 2 and len(out) == 1 and f"pid {first.pid}" in out[0], out  # after the API notice
+    assert out[0].startswith("error: workspace") and "in use by another run" in out[0]
+    assert first.wait(timeout=500) == 0, first.stdout.read()[-3000:]
+    first_out = first.stdout.read()
+    n_first = sum(1 for p in photo_dir[0].rglob("*") if p.is_file())
+    assert f"seen {n_first} = kept" in first_out and ": ok" in first_out, first_out[-2000:]
+    again = subprocess.run(cmd(forty_copies), env=env, capture_output=True, text=True, timeout=500)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    con = duckdb.connect()
+    uris = {u for (u,) in con.sql(f"select uri from '{ws}/tables/sources/*.parquet'").fetchall()}
+    assert uris == {str(p) for p in forty_copies.iterdir()}

@@ -24,11 +24,55 @@ def tree(tmp_path):
     return root
 
 
-def test_folder_is_walked_recursively_and_hidden_entries_are_counted(tree):
+def test_folder_is_walked_recursively_and_hidden_entries_are_rows(tree):
     lst = list_inputs(str(tree))
     names = [os.path.relpath(u, tree) for u in lst.uris]
-    assert names == ["a.jpg", "link.jpg", "sub/b.png", "sub/deeper/c.webp"]
-    assert lst.skipped_hidden == 2 and lst.origin == "folder"
+    assert names == [".DS_Store", ".hidden/d.jpg", "a.jpg", "link.jpg", "sub/b.png", "sub/deeper/c.webp"]
+    assert lst.hidden == 2 and lst.origin == "folder"
+    for rel in (".DS_Store", ".hidden/d.jpg"):
+        assert read_source(str(tree / rel), lst.root, walked=True).reason == "hidden"
+        assert read_source(str(tree / rel), lst.root, walked=False) == b"x"  # named in a list: read
+    assert read_source(str(tree / "sub/b.png"), lst.root, walked=True) == b"x"
+
+
+def test_the_workspace_inside_the_input_is_not_listed(tree):
+    (tree / "ws" / "thumbs").mkdir(parents=True)
+    (tree / "ws" / "thumbs" / "t.jpg").write_bytes(b"x")
+    assert str(tree / "ws" / "thumbs" / "t.jpg") not in list_inputs(str(tree), exclude=tree / "ws").uris
+    assert str(tree / "ws" / "thumbs" / "t.jpg") in list_inputs(str(tree)).uris
+
+
+def test_special_files_are_rejected_without_opening(tree):
+    fifo = tree / "pipe.jpg"
+    os.mkfifo(fifo)  # open() on it would block until a writer came
+    lst = list_inputs(str(tree))
+    assert str(fifo) in lst.uris
+    assert read_source(str(fifo), lst.root, walked=True).reason == "not_a_file"
+    assert read_source("/dev/zero", None).reason == "not_a_file"
+
+
+def test_bad_urls_are_rejects_not_crashes(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rej = read_source(f"http://127.0.0.1:{port}/x.jpg", None)
+    assert isinstance(rej, Rejection) and rej.reason == "unreadable" and rej.detail
+    assert read_source("nosuchproto://host/x.jpg", None).reason == "unknown_protocol"
+    assert read_source("memory:///nope/x.jpg", None).reason == "missing"
+
+
+def test_empty_inputs_are_one_line_errors(tmp_path):
+    from pipelines.ingest import probe_input
+
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    for check in (list_inputs, probe_input):
+        with pytest.raises(ValueError, match="holds no files"):
+            check(str(tmp_path / "empty"))
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="holds no files"):
+        list_inputs(str(tmp_path / "empty.txt"))
 
 
 def test_symlink_outside_the_root_is_rejected_not_read(tree):
