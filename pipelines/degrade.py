@@ -18,12 +18,22 @@ Deliberate differences from the reference (all documented where they happen):
   integer and the JPEG input is rounded to 8 bit (which a real encoder needs anyway).
 - Filtering is ``cv2.filter2D`` with ``BORDER_REFLECT_101``, which is what BasicSR ``filter2D`` does with
   ``F.pad(mode='reflect')``; kernels are *not* zero-padded to 21x21 since zero taps change nothing.
-- Resizing is ``cv2.resize`` (``INTER_AREA``/``INTER_LINEAR``/``INTER_CUBIC``) instead of ``F.interpolate``; both
-  use half-pixel centres and a = -0.75 bicubic, but torch's ``area`` is an adaptive average pool, so values differ
-  slightly.
+- Bilinear and bicubic resizing is ``cv2.resize`` (``INTER_LINEAR``/``INTER_CUBIC``) instead of
+  ``F.interpolate(align_corners=False)``: both use half-pixel centres, no antialiasing and a = -0.75 bicubic (they
+  differ by float rounding, and at borders by OpenCV's replicate vs torch's clamped-index sampling, which are the
+  same thing). ``area`` is :func:`area_resize`, written here because OpenCV's ``INTER_AREA`` is a different
+  filter: it weights fractional pixel overlaps exactly, whereas ``F.interpolate(mode="area")`` is
+  ``adaptive_avg_pool2d``, whose output cell i averages whole input pixels floor(i*n/m) .. ceil((i+1)*n/m) - 1
+  with equal weights (cells overlap by a pixel when m does not divide n, and upscaling repeats pixels). On noise
+  the difference is not small: INTER_AREA kept ~17 % more noise std than torch at Real-ESRGAN's down-scales.
+  Matches ``torch.nn.functional.adaptive_avg_pool2d`` to float32 rounding (tested against torch).
 - The gray Poisson image uses OpenCV's BT.601 weights (0.299, 0.587, 0.114) instead of torchvision's 0.2989.
-- The HR is degraded as given: Real-ESRGAN degrades the USM-sharpened GT (``gt_usm``); sharpen before calling if
-  that is wanted.
+- USM sharpening of the HR before degrading (Real-ESRGAN degrades ``gt_usm = USMSharp()(gt)``, radius 50,
+  weight 0.5, threshold 10) is the setting ``usm_sharpen``, off by default: Real-ESRGAN pairs the LR of the
+  sharpened GT with sharpened L1/perceptual targets (``l1_gt_usm``/``percep_gt_usm``: True), while these shards
+  ship the unsharpened HR as the target; an LR made from a sharper picture than its target would teach the model
+  to soften. A trainer that wants Real-ESRGAN's recipe sets ``usm_sharpen`` and applies :func:`usm_sharp` to the
+  HR at load time. The 51-px kernel is also tuned for Real-ESRGAN's 256-400 px crops, not 4K crops.
 
 Every random choice is drawn by :func:`sample_params` from ``np.random.Generator(np.random.PCG64(seed))``; the same
 generator then draws the noise realisations, so ``(hr, scale, seed, settings)`` fixes the LR bytes.
@@ -40,9 +50,9 @@ import cv2
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["DEGRADE_VERSION", "DegradeSettings", "degrade", "sample_params", "seed_for"]
+__all__ = ["DEGRADE_VERSION", "DegradeSettings", "area_resize", "degrade", "sample_params", "seed_for", "usm_sharp"]
 
-DEGRADE_VERSION = "realesrgan-2nd-order/1"
+DEGRADE_VERSION = "realesrgan-2nd-order/2"  # 2: torch-exact area resize
 
 _KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 _UPDOWN = ("up", "down", "keep")
@@ -101,6 +111,11 @@ class DegradeSettings:
     poisson_scale_range2: tuple[float, float] = (0.05, 2.5)  # Poisson multiplier, stage 2
     gray_noise_prob2: float = 0.4  # gray-noise probability, stage 2
     jpeg_range2: tuple[int, int] = (30, 95)  # final JPEG quality, inclusive
+    # ---- USM sharpening of the HR before degrading (RealESRGANModel: gt_usm = USMSharp()(gt)); see module doc ----
+    usm_sharpen: bool = False  # degrade the USM-sharpened HR (Real-ESRGAN) instead of the HR as shipped
+    usm_radius: int = 50  # Gaussian kernel size (made odd: 51), sigma from OpenCV's rule (8.0 for 51)
+    usm_weight: float = 0.5  # sharp = img + weight * (img - blur)
+    usm_threshold: float = 10.0  # 8-bit residual above which the sharpened value is used (mask, then blurred)
 
     def __post_init__(self) -> None:
         for names, probs in ((self.kernel_list, self.kernel_prob), (self.kernel_list2, self.kernel_prob2)):
@@ -341,7 +356,64 @@ def _resize(img: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
     height, width = max(1, height), max(1, width)
     if img.shape[:2] == (height, width):
         return img  # every mode is the identity at the same size (F.interpolate with scale 1)
+    if mode == "area":
+        return area_resize(img, height, width)
     return cv2.resize(img, (width, height), interpolation=_RESIZE_MODES[mode])
+
+
+def area_resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``F.interpolate(mode="area")`` = ``adaptive_avg_pool2d`` of an HxWxC float32 image to (height, width).
+
+    Output cell i of an axis of n inputs and m outputs is the plain mean of inputs start_i = floor(i*n/m) to
+    end_i = ceil((i+1)*n/m) (exclusive), as in ATen's ``adaptive_avg_pool2d`` (start_index/end_index). The pooling
+    is separable (a mean over a rectangle is a mean of row means), so it runs per axis, each as differences of a
+    float64 prefix sum: O(pixels) whatever the bin width, and exact to float32 rounding. Written here because no
+    library at hand computes this pooling on numpy arrays (OpenCV's INTER_AREA weights partial pixels).
+    """
+    return _area_axis(_area_axis(img, height, 0), width, 1)
+
+
+def _area_axis(img: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    n_in = img.shape[axis]
+    if n_in == n_out:
+        return img
+    i = np.arange(n_out, dtype=np.int64)
+    start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+    shape = [1] * img.ndim
+    shape[axis] = n_out
+    if n_in % n_out == 0:  # disjoint equal bins: a reshape-mean, no prefix sum needed
+        k = n_in // n_out
+        grouped = img.reshape(*img.shape[:axis], n_out, k, *img.shape[axis + 1 :])
+        return grouped.mean(axis=axis + 1, dtype=np.float64).astype(np.float32)
+    csum = np.cumsum(img, axis=axis, dtype=np.float64)
+    pad = [(0, 0)] * img.ndim
+    pad[axis] = (1, 0)
+    csum = np.pad(csum, pad)
+    out = np.take(csum, end, axis=axis) - np.take(csum, start, axis=axis)
+    out /= (end - start).reshape(shape)
+    return out.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _usm_kernel(radius: int) -> np.ndarray:
+    radius += 1 - radius % 2  # BasicSR: an even radius becomes the next odd size
+    return cv2.getGaussianKernel(radius, 0).astype(np.float32)  # sigma 0: OpenCV's rule from the size
+
+
+def usm_sharp(img: np.ndarray, radius: int = 50, weight: float = 0.5, threshold: float = 10.0) -> np.ndarray:
+    """BasicSR ``USMSharp`` (basicsr/utils/img_process_util.py) on an HxWx3 float32 image in [0, 1].
+
+    blur = G * img (G: the separable Gaussian ``getGaussianKernel(radius, 0)``, outer product; reflect borders as
+    BasicSR's ``filter2D``); residual = img - blur; mask = [|residual| * 255 > threshold]; soft = G * mask;
+    sharp = clip(img + weight * residual, 0, 1); out = soft * sharp + (1 - soft) * img.
+    """
+    k = _usm_kernel(radius)
+    blur = cv2.sepFilter2D(img, cv2.CV_32F, k, k, borderType=_BORDER)
+    residual = img - blur
+    mask = (np.abs(residual) * 255.0 > threshold).astype(np.float32)
+    soft = cv2.sepFilter2D(mask, cv2.CV_32F, k, k, borderType=_BORDER)
+    sharp = np.clip(img + np.float32(weight) * residual, 0.0, 1.0)
+    return soft * sharp + (1.0 - soft) * img
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -503,7 +575,11 @@ def degrade(hr: np.ndarray, scale: int, seed: int, settings: DegradeSettings | N
     lr_h, lr_w = height // scale, width // scale
 
     # ---- first degradation: blur -> resize (floor(size * s), as F.interpolate(scale_factor=s)) -> noise -> JPEG
-    img = _filter(hr, params["blur1"], gain=1.0 / 255.0)
+    if settings.usm_sharpen:
+        gt = usm_sharp(hr.astype(np.float32) / 255.0, settings.usm_radius, settings.usm_weight, settings.usm_threshold)
+        img = _filter(gt, params["blur1"])
+    else:
+        img = _filter(hr, params["blur1"], gain=1.0 / 255.0)
     r1 = params["resize1"]
     img = _resize(img, int(height * r1["scale"]), int(width * r1["scale"]), r1["mode"])
     _add_noise(img, params["noise1"], rng)
