@@ -45,6 +45,11 @@ def bench_build_flow(workspace: str, kind: str, name: str, src: str | None = Non
 def _evaluate(workspace: str, bench: str, models: list[str], stride: int, lpips: str | None, dists: str | None,
               show_progress: bool) -> tuple[str, dict]:  # fmt: skip
     ws = Workspace(workspace)
+    benchsets.check_bench_name(bench, "--bench")
+    if (ws.root / "benchmarks" / bench / "manifest.json").exists():
+        # keys and paths of the index checked (inside the folder, listed in the verified manifest) before anything
+        # is read or written under a key: the evaluation writes evals/<bench>/crops/<key>/
+        benchsets.read_index(ws.root / "benchmarks" / bench)
     _, manifest, items = open_bench(ws, bench)
     upscalers = [get_upscaler(m, int(manifest["scale"])) for m in models]
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

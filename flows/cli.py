@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -79,15 +78,15 @@ def _fail(msg: str, code: int = 2) -> None:
 def load_curate_config(path: Path | None, overrides: dict[str, Any]):
     """YAML file (optional) + CLI overrides (dotted keys, e.g. ``filters.min_short_side``) → CurateConfig."""
     from pipelines.curate import CurateConfig
+    from pipelines.safety import read_yaml_mapping
     from pipelines.storage import merge_dotted
 
     data: dict[str, Any] = {}
     if path is not None:
-        if not path.exists():
-            _fail(f"--config {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            _fail(f"--config {path} must be a YAML mapping of settings (see `sr4k curate --help`)")
+        try:  # missing, a FIFO, broken YAML, not a mapping: one line naming the file and the fix
+            data = read_yaml_mapping(path, "--config")
+        except ValueError as e:
+            _fail(str(e))
     merge_dotted(data, overrides)
     try:
         return CurateConfig.model_validate(data)
@@ -433,7 +432,7 @@ def report(
 
     try:
         path = write_report(workspace, dataset, max_thumbs)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # no workspace; a --dataset that is not a name
         _fail(str(e))
     console.print(f"report: [link=file://{path}]{path}[/]")
 

@@ -93,3 +93,93 @@ def test_cli_errors_are_clear(ws, tmp_path, args, message):
     res = CliRunner().invoke(app, [*args, "--workspace", str(ws)] if args[1] != "build" else args)
     assert res.exit_code == 2, res.output
     assert message in res.output.lower() or message in res.output, res.output
+
+
+# ---------------------------------------------------------------------------------------------------- untrusted input
+
+
+def _one_line_error(res) -> str:
+    """The error: one line, the last of the output (a notice such as Prefect's start-up line may come before)."""
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and lines[-1] == errors[0], res.output
+    assert "Traceback" not in res.output, res.output
+    return errors[0]
+
+
+@pytest.mark.timeout(300)
+def test_cli_import_of_a_hostile_folder_neither_hangs_nor_leaks(ws, tmp_path):
+    import os
+    import time
+
+    import duckdb
+
+    lr = tmp_path / "lq"
+    shutil.copytree(ws / "benchmarks" / "syn" / "lr", lr)
+    os.mkfifo(lr / "pipe.png")
+    (lr / "zero.png").symlink_to("/dev/zero")
+    (lr / "passwd.png").symlink_to("/etc/passwd")
+    t0 = time.monotonic()
+    res = CliRunner().invoke(app, ["bench", "import", "lr-only", "--lr", str(lr), "--name", "hostile",
+                                   "--workspace", str(ws)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert time.monotonic() - t0 < 240
+    bench = ws / "benchmarks" / "hostile"
+    rows = dict(duckdb.sql(f"select file, status from '{bench}/import_report.parquet'").fetchall())
+    assert rows[str(lr / "pipe.png")] == "special_file"
+    assert rows[str(lr / "zero.png")] == rows[str(lr / "passwd.png")] == "symlink_outside_root"
+    text = json.dumps(duckdb.sql(f"select * from '{bench}/import_report.parquet'").fetchall())
+    assert "root:x:0" not in text and "/bin/" not in text
+    assert sum(p.stat().st_size for p in bench.rglob("*") if p.is_file()) < 5_000_000
+
+
+def test_eval_of_a_forged_index_writes_nothing_outside(ws, tmp_path):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from pipelines import benchsets
+    from pipelines.storage import write_table
+
+    forged = ws / "benchmarks" / "forged"
+    shutil.copytree(ws / "benchmarks" / "syn", forged)
+    rows = pq.read_table(forged / "index.parquet").to_pylist()
+    target = tmp_path / "escaped"
+    rows[0] |= {
+        "key": f"../../../../../../../..{target}",
+        "lr_path": str(ws / "benchmarks" / "syn" / rows[0]["lr_path"]),
+    }
+    write_table(forged / "index.parquet", [benchsets.BenchItem(**r) for r in rows], benchsets.BENCH_INDEX)
+    manifest = json.loads((forged / "manifest.json").read_text())
+    manifest["files"]["index.parquet"] = hashlib.sha256((forged / "index.parquet").read_bytes()).hexdigest()
+    (forged / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p for p in ws.parent.parent.rglob("*"))
+    line = _one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", "forged", "--model", "bicubic",
+                                                    "--workspace", str(ws), "--quiet"]))  # fmt: skip
+    assert "benchmark forged fails verification" in line and "is not a valid key" in line and "rebuild it" in line
+    assert not target.exists() and sorted(p for p in ws.parent.parent.rglob("*")) == before
+    shutil.rmtree(forged)
+
+
+@pytest.mark.parametrize("bench", ["../syn", "../../x", "syn/../syn"])
+def test_eval_bench_names_are_validated(ws, bench):
+    line = _one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", bench, "--model", "bicubic",
+                                                    "--workspace", str(ws)]))  # fmt: skip
+    assert f"--bench {bench!r} is not a valid name" in line
+
+
+def test_import_name_with_dots_is_one_line(ws, tmp_path):
+    lr = str(ws / "benchmarks/syn/lr")
+    args = ["bench", "import", "lr-only", "--lr", lr, "--name", "../../x", "--workspace", str(ws)]
+    line = _one_line_error(CliRunner().invoke(app, args))
+    assert "benchmark name '../../x' is not a valid name" in line
+    assert not (ws.parent / "x").exists() and not (ws / "x").exists()
+
+
+def test_broken_yaml_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scale: 4\nfilters: {min_short_side: 100\n")
+    line = _one_line_error(CliRunner().invoke(app, ["curate", "--input", str(tmp_path), "--config", str(bad),
+                                                    "--out", str(tmp_path / "ws")]))  # fmt: skip
+    assert str(bad) in line and "not valid YAML at line" in line and "fix the file" in line
+    assert not (tmp_path / "ws").exists()

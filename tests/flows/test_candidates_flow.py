@@ -153,9 +153,12 @@ def test_sigkill_mid_run_then_rerun_completes(ws, tmp_path):
 
 
 def _one_line_error(res) -> str:
+    """The error: one line, the last of the output (a notice such as Prefect's start-up line may come before)."""
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
-    return lines[0]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and lines[-1] == errors[0], res.output
+    assert "Traceback" not in res.output, res.output
+    return errors[0]
 
 
 def test_refused_model_files_are_one_line_errors_and_run_nothing(ws, tmp_path):

@@ -100,3 +100,44 @@ def test_cli_aggregate_and_release(ws):
     assert len(list((ws / "releases/lq-0.1.0").glob("test-*.tar"))) == 1
     r = runner.invoke(app, ["release", "trainset", "--name", "t", "--version", "0.1.0", "-w", str(ws)])
     assert r.exit_code == 2 and "no curated shard dataset in this workspace: run `sr4k curate` first" in r.output
+
+
+def test_cli_release_refuses_hostile_names_and_forged_benchmarks_in_one_line(ws, tmp_path):
+    import shutil
+
+    from pipelines.storage import write_table
+
+    def one_line(args):
+        res = CliRunner().invoke(app, [*args, "--workspace", str(ws)])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        assert res.exit_code == 2 and len(errors) == 1 and lines[-1] == errors[0], res.output
+        assert "Traceback" not in res.output, res.output
+        return errors[0]
+
+    assert "--bench '../lq' is not a valid name" in one_line(
+        ["release", "benchmark", "--name", "b", "--version", "0.1.0", "--bench", "../lq"]
+    )
+    assert "release name '../../b' is not a valid name" in one_line(
+        ["release", "benchmark", "--name", "../../b", "--version", "0.1.0", "--bench", "lq"]
+    )
+    forged = ws / "benchmarks" / "forged"
+    shutil.copytree(ws / "benchmarks" / "lq", forged)
+    rows = pq.read_table(forged / "index.parquet").to_pylist()
+    (tmp_path / "outside.png").write_bytes(encode_png(np.zeros((8, 8, 3), np.uint8), 3) + b"SECRET")
+    rows[0]["lr_path"] = str(tmp_path / "outside.png")
+    write_table(forged / "index.parquet", [benchsets.BenchItem(**r) for r in rows], benchsets.BENCH_INDEX)
+    manifest = json.loads((forged / "manifest.json").read_text())
+    manifest["files"]["index.parquet"] = hashlib.sha256((forged / "index.parquet").read_bytes()).hexdigest()
+    (forged / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        line = one_line(["release", "benchmark", "--name", "forged", "--version", "0.1.0", "--bench", "forged"])
+    finally:
+        shutil.rmtree(forged)
+    assert "benchmark forged fails verification" in line and "lr_path" in line and "outside.png" in line
+    assert not (ws / "releases" / "forged-0.1.0").exists()
+    assert (
+        not any(b"SECRET" in p.read_bytes() for p in (ws / "releases").rglob("*.tar"))
+        if (ws / "releases").exists()
+        else True
+    )

@@ -12,9 +12,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from pipelines.safety import read_yaml_mapping
 from pipelines.storage import merge_dotted
 from training.reward.examples import PixelBudget
 
@@ -144,12 +144,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """YAML file (optional) + overrides (dotted keys, e.g. ``pixel_budget.crop_size``; None values ignored)."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"--config {p} does not exist")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"--config {p} must be a YAML mapping of settings (see training/reward/README.md)")
+        try:  # missing, broken YAML, not a mapping, a FIFO: one line naming the file and the fix (issue 13)
+            data = read_yaml_mapping(path, "--config")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     merge_dotted(data, overrides)
     try:
         return RewardConfig.model_validate(data)
