@@ -1,29 +1,37 @@
 """Pull annotations from Label Studio into ``tables/annotations``: incremental, validated, mapped to candidates.
 
-``pull_annotations(workspace)`` exports the project's annotated tasks that changed since the last pull and writes one
-row per annotation *version* it has not seen:
+``pull_annotations(workspace)`` reads the project's tasks that changed since the last pull, with their annotations,
+and writes one row per annotation *version* it has not seen:
 
-- What is fetched: Label Studio bumps a task's ``updated_at`` whenever one of its annotations is created or edited, so
-  the pull lists the tasks with ``updated_at`` after the last pull's high-water mark (Data Manager filter
-  ``filter:tasks:updated_at``) and exports only those (``/api/projects/<id>/export?ids[]=..``, JSON, annotated tasks
-  only). The mark is the largest ``updated_at`` the server reported, minus ``MARGIN`` (5 min: a transaction that
-  commits late with an earlier timestamp is still caught; what is fetched twice is dropped by the key below); it is
-  saved in ``labelstudio/projects/<project>-pull.json`` only after the rows are written. The first pull, or one
-  where most tasks changed, exports everything. ``full=True`` forces a full export (a repair: it can only add
-  rows that are missing).
+- What is read, and how: Label Studio bumps a task's ``updated_at`` whenever one of its annotations is created or
+  edited. A routine pull lists the tasks with ``updated_at`` after the last pull's mark through the task listing
+  (``/api/tasks/?fields=all&include=id,updated_at,annotations,result,...``: flex-fields ``include`` applies to the
+  nested annotations too, so the task ``data`` — a large HTML view — is not sent). The listing is paged by id
+  (``push.list_tasks``: keyset pages of ``PAGE`` tasks, each request a few seconds, never one that can outlive its
+  timeout; a page that times out is asked again smaller, so the server never computes the same page twice). A full
+  pull (the first one, or ``full=True``: a repair that can only add missing rows) lists every task the same way:
+  it costs about what Label Studio's own JSON export costs (measured in ``benchmarks/labelling.py``) but never as
+  one request (that one request took ~100 s at 18K tasks and was retried into failure). Label Studio's database is
+  never read directly.
+- The mark is the server's clock (``Date`` of the first page's answer) minus ``MARGIN`` (60 s): a write that commits
+  up to a minute after its timestamp (an annotation submit, an import batch) is still caught; what is read twice is
+  dropped by the key below. It is saved in ``labelstudio/projects/<project>-pull.json`` only after the rows are
+  written. So a pull right after a bulk import reads that last minute of tasks again, later pulls only what changed.
 - Incremental and idempotent: the key of a row is (annotation_id, updated_at). Keys already in the table are
   skipped, so a rerun with nothing new writes nothing, and an annotation that an annotator edits later comes back as a
   new row with the new ``updated_at`` (readers take the latest row per annotation_id: nothing is counted twice, the
   history is kept). An annotation deleted on the server keeps its rows here: nothing pulled is lost.
 - Atomic: all new rows of one pull are one Parquet part, written to a temporary name and renamed; a pull holds an
-  exclusive lock (``labelstudio/pull.lock``) so two concurrent pulls cannot both write the same new rows.
+  exclusive lock (``labelstudio/pull.lock``) so two concurrent pulls cannot both write the same new rows. A pull
+  killed (or whose Label Studio dies) before the write leaves nothing and its mark unchanged: the rerun reads it all.
 - Validated: Label Studio stores whatever a client sends (an unknown choice, a missing question, a skip). Every
   annotation becomes a row; an invalid one has ``valid = False`` and ``invalid_reason`` (``skipped``,
   ``missing:<criterion>``, ``unknown_choice:<criterion>=<value>``, ``multiple:<criterion>``,
   ``unknown_control:<name>``, ``unknown_task``), never a silent drop.
-- Mapped: answers are stored in screen terms (left / right / tie); the task's ``sr4k_left`` — what was actually on
-  the left, also in the mapping — turns them into candidate terms: left -> that candidate, right -> the other, tie ->
-  tie. ``lead_time`` (seconds Label Studio measured) and created/updated times are kept; the annotator is the user's
+- Mapped: answers are stored in screen terms (left / right / tie); the mapping's ``left`` (``tables/label_tasks``:
+  which candidate was on the left, the truth of what was displayed; the task's own ``sr4k_left`` for a task the
+  workspace did not push) turns them into candidate terms: left -> that candidate, right -> the other, tie -> tie.
+  ``lead_time`` (seconds Label Studio measured) and created/updated times are kept; the annotator is the user's
   e-mail.
 """
 
@@ -33,8 +41,8 @@ import fcntl
 import hashlib
 import json
 import time
-import urllib.parse
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,7 +51,7 @@ import pyarrow.parquet as pq
 
 from labelling import gold as goldmod
 from labelling.interface import SCREEN_VALUES, UNUSABLE, UNUSABLE_VALUE
-from labelling.push import DEFAULT_PROJECT, mapping, project_file
+from labelling.push import DEFAULT_PROJECT, LS_TIME, list_tasks, mapping, project_file
 from labelling.server import Api, LabelSettings, LabelStudioError, list_users
 from pipelines.storage import Workspace, write_json_atomic, write_table
 from schemas.labels import ANNOTATIONS, CRITERIA, AnnotationRec
@@ -119,37 +127,18 @@ def _lock(ws: Workspace):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-MARGIN = timedelta(minutes=5)
-LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Label Studio's Datetime filter accepts
+MARGIN = timedelta(seconds=60)
+PAGE = 500  # tasks per listing page: ~1-3 s each with 3 annotations per task, far below the request timeout
+INCLUDE = "id,updated_at,annotations,result,completed_by,lead_time,was_cancelled,created_at"
 
 
-def export_annotated(api: Api, pid: int, ids: list[int] | None = None, chunk: int = 300) -> list[dict]:
-    """The annotated tasks of the project (all, or those of ``ids``; chunked to keep URLs short)."""
-    base = f"/api/projects/{pid}/export?exportType=JSON&download_all_tasks=false"
-    if ids is None:
-        return api.get(base)
-    out: list[dict] = []
-    for i in range(0, len(ids), chunk):
-        out += api.get(base + "".join(f"&ids[]={t}" for t in ids[i : i + chunk]))
-    return out
-
-
-def changed_tasks(api: Api, pid: int, since: str, page_size: int = 2000) -> tuple[list[int], int, str | None]:
-    """(ids of tasks with updated_at > since, total tasks in the project, largest updated_at seen)."""
-    item = {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}
-    query = {"filters": {"conjunction": "and", "items": [item]}}
-    q = urllib.parse.quote(json.dumps(query))
-    ids, newest, page = [], None, 1
-    while True:
-        data = api.get(f"/api/tasks/?project={pid}&fields=task_only&page_size={page_size}&page={page}&query={q}")
-        for t in data["tasks"]:
-            ids.append(t["id"])
-            newest = max(newest or t["updated_at"], t["updated_at"])
-        if page * page_size >= data["total"] or not data["tasks"]:
-            break
-        page += 1
-    total = api.get(f"/api/projects/{pid}")["task_number"]
-    return ids, total, newest
+def changed_tasks(api: Api, pid: int, since: str | None, page_size: int = PAGE) -> Iterator[tuple[list[dict], str]]:
+    """Pages of the project's tasks updated after ``since`` (all tasks when None), each task with its annotations,
+    and the server's clock when the page was answered (``push.list_tasks``: keyset pages in id order, a page that
+    times out is asked again smaller, never the same work twice)."""
+    filters = [] if since is None else [{"filter": "filter:tasks:updated_at", "operator": "greater",
+                                         "type": "Datetime", "value": since}]  # fmt: skip
+    yield from list_tasks(api, pid, INCLUDE, filters=filters, page_size=page_size, fields="all")
 
 
 def _mark_file(ws: Workspace, project: str):
@@ -158,18 +147,23 @@ def _mark_file(ws: Workspace, project: str):
 
 def _fetch(api: Api, ws: Workspace, project: str, pid: int, full: bool,
            margin: timedelta) -> tuple[list[dict], str | None, str]:  # fmt: skip
-    """(exported tasks, the new high-water mark or None, "full" | "incremental")."""
+    """(annotated tasks, the new high-water mark or None, "full" | "incremental") — module doc."""
     mark = _mark_file(ws, project)
     since = None if full or not mark.exists() else json.loads(mark.read_text())["since"]
-    listed_since = since or "1970-01-01T00:00:00.000000Z"
-    ids, total, newest = changed_tasks(api, pid, listed_since)
+    tasks: list[dict] = []
+    newest = clock = None
+    for page, server_now in changed_tasks(api, pid, since):
+        clock = clock or server_now
+        for t in page:
+            newest = max(newest or t["updated_at"], t["updated_at"])
+            if t.get("annotations"):
+                tasks.append(t)
+    horizon = max(clock or "", newest or "") or None  # both are times the server had reached (Date: 1 s resolution)
     new_mark = None
-    if newest:
-        t = datetime.fromisoformat(newest.replace("Z", "+00:00")).astimezone(UTC) - margin
+    if horizon:
+        t = datetime.fromisoformat(horizon.replace("Z", "+00:00")).astimezone(UTC) - margin
         new_mark = max(t.strftime(LS_TIME), since or "")
-    if since is None or len(ids) > total // 2:
-        return export_annotated(api, pid), new_mark, "full"
-    return (export_annotated(api, pid, ids) if ids else []), new_mark, "incremental"
+    return tasks, new_mark, "full" if since is None else "incremental"
 
 
 def pull_annotations(workspace: str | Workspace, project: str = DEFAULT_PROJECT,
@@ -185,6 +179,9 @@ def pull_annotations(workspace: str | Workspace, project: str = DEFAULT_PROJECT,
         t_export = time.monotonic() - t0
         emails = {u["id"]: u["email"] for u in list_users(api)}
         known = {r["task_id"]: r for r in mapping(ws, pid).values()}
+        for task in tasks:  # a task this workspace did not push: its pair and side come from its own data
+            if task["id"] not in known:
+                task["data"] = api.get(f"/api/tasks/{task['id']}").get("data") or {}
         golds = goldmod.load_gold(ws, project)
         seen = seen_keys(ws)
         rows, updated = [], 0

@@ -42,23 +42,27 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
+import requests
 
 from labelling import gold as goldmod
 from labelling.interface import INSTRUCTIONS, label_config
-from labelling.server import Api, LabelSettings, LabelStudioError
+from labelling.server import Api, LabelSettings, LabelStudioError, LabelStudioUnavailable
+from pipelines import safety
 from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic, write_table
 from schemas.labels import LABEL_TASKS, LabelTaskRec
 
 DEFAULT_PROJECT = "pairs"
 DEFAULT_CROP = 512
 BATCH = 500
+LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Label Studio's Datetime filter accepts
 
 
 def now() -> str:
@@ -67,33 +71,45 @@ def now() -> str:
 
 # ------------------------------------------------------------------------------------------------ selection
 
+FILTER_SECONDS = 30.0  # a --pairs filter that runs longer is interrupted (an untrusted expression never hangs)
+
+
+def check_project(project: str) -> str:
+    """``project`` if it is a safe name (it names files under ``labelstudio/projects/``), else a one-line
+    ValueError."""
+    return safety.check_name(project, "--project")
+
 
 def select_pairs(ws: Workspace, selection: str = "all") -> list[dict]:
-    """Rows of the pairs table chosen by ``selection`` (module doc), one per pair_id, in pair_id order."""
+    """Rows of the pairs table chosen by ``selection`` (module doc), one per pair_id, in pair_id order.
+
+    A SQL condition is untrusted input (it also arrives through the ``label-push`` deployment), so it is evaluated as
+    one read-only expression in a sandbox: the pairs rows are copied into a fresh in-memory DuckDB (the catalog's views
+    read files, so they are resolved first, on another connection), then that connection sets
+    ``enable_external_access = false`` and ``lock_configuration = true`` (no file, URL or extension access, and no way
+    to switch it back), and the condition must parse as exactly one ``SELECT`` statement once wrapped as
+    ``select pair_id from pairs where (<condition>)``; a ``;`` is refused before parsing. The query is interrupted
+    after ``FILTER_SECONDS``. The ids it returns only select rows of the pairs table."""
     from pipelines import catalog
 
-    part = ws.part("pairs", selection)
     con = catalog.connect(ws.root)
     try:
-        if selection == "all":
-            sql = "select * from pairs"
-        elif "/" not in selection and part.exists():
-            sql = f"select * from read_parquet('{str(part).replace(chr(39), chr(39) * 2)}')"
-        else:
-            sql = f"select * from pairs where {selection}"
-        try:
-            rel = con.execute(sql)
-        except Exception as e:  # duckdb's parser/binder errors: a bad --pairs expression is user input
-            have = sorted(p.stem.removeprefix("part-") for p in ws.table_dir("pairs").glob("part-*.parquet"))
-            raise ValueError(f"--pairs {selection!r} is neither 'all', a pairs part ({', '.join(have) or 'none'}) "
-                             f"nor a valid SQL condition over pairs: {e}") from None  # fmt: skip
-        cols = [d[0] for d in rel.description]
-        rows = [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
+        table = con.sql("select * from pairs").to_arrow_table()
         sizes = dict(((r[0], r[1]), (r[2], r[3])) for r in con.execute(
             "select lr_key, output_path, width, height from candidates").fetchall())  # fmt: skip
         lr_sets = dict(con.execute("select lr_key, min(lr_set) from candidates group by 1").fetchall())
+        if selection != "all" and safety.is_name(selection) and ws.part("pairs", selection).exists():
+            part = con.execute("select distinct pair_id from read_parquet(?)", [str(ws.part("pairs", selection))])
+            want = {r[0] for r in part.fetchall()}
+        else:
+            want = None
     finally:
         con.close()
+    if selection != "all" and want is None:
+        want = _filter_ids(ws, table, selection)
+    rows = table.to_pylist()
+    if want is not None:
+        rows = [r for r in rows if r["pair_id"] in want]
     if not rows:
         raise ValueError(f"--pairs {selection!r} selects no pairs in {ws.root}: build them with `sr4k pairs build`")
     out: dict[str, dict] = {}
@@ -105,11 +121,51 @@ def select_pairs(ws: Workspace, selection: str = "all") -> list[dict]:
     return list(out.values())
 
 
+def _filter_ids(ws: Workspace, table, condition: str) -> set[str]:
+    """pair_ids of ``table`` (the pairs rows, Arrow) where the SQL ``condition`` holds, in the sandbox of
+    ``select_pairs``."""
+    import threading
+
+    import duckdb
+
+    def bad(why: str) -> ValueError:
+        have = sorted(p.stem.removeprefix("part-") for p in ws.table_dir("pairs").glob("part-*.parquet"))
+        return ValueError(f"--pairs {condition!r} is neither 'all', a pairs part ({', '.join(have[:8]) or 'none'}) "
+                          f"nor a valid SQL condition over pairs: {why}")  # fmt: skip
+
+    if ";" in condition:
+        raise bad("';' is not allowed (one read-only condition, no statements)")
+    sql = f"select pair_id from pairs where ({condition}\n)"
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise bad(str(e).splitlines()[0]) from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise bad("only a condition is allowed")
+    con = duckdb.connect(":memory:")
+    timer = threading.Timer(FILTER_SECONDS, con.interrupt)
+    try:
+        con.register("pairs_arrow", table)
+        con.execute("create table pairs as select * from pairs_arrow")
+        con.unregister("pairs_arrow")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+        timer.start()
+        return {r[0] for r in con.execute(sql).fetchall()}
+    except duckdb.InterruptException:
+        raise bad(f"it ran longer than {FILTER_SECONDS:.0f} s") from None
+    except duckdb.Error as e:  # parser / binder / permission errors: a bad --pairs expression is user input
+        raise bad(str(e).splitlines()[0]) from None
+    finally:
+        timer.cancel()
+        con.close()
+
+
 # ------------------------------------------------------------------------------------------------ project
 
 
 def project_file(ws: Workspace, project: str):
-    return ws.root / "labelstudio" / "projects" / f"{project}.json"
+    return ws.root / "labelstudio" / "projects" / f"{check_project(project)}.json"
 
 
 def project_title(ws: Workspace, project: str) -> str:
@@ -156,18 +212,125 @@ def _all(api: Api, path: str) -> list[dict]:
     return data["results"] if isinstance(data, dict) else data
 
 
-def server_tasks(api: Api, project_id: int, page_size: int = 2000) -> dict[str, list[dict]]:
-    """pair_id -> the server's tasks for it ({"id", "sr4k_left"}), all pages."""
-    out: dict[str, list[dict]] = {}
-    page = 1
+def _server_now(resp) -> str | None:
+    """The server's clock (``Date`` header, 1 s resolution) in Label Studio's filter format, or None."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(resp.headers["Date"]).astimezone(UTC).strftime(LS_TIME)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def get_bounded(api: Api, path: str, what: str):
+    """GET ``path`` -> the response; a heavy read that must not pile up on the server.
+
+    ``Api.request`` retries a timed-out request as it is; for a page of tasks with their annotations that would leave
+    the server computing the same page several times over (the failure issue 17 reports: one export request retried
+    four times). Here a timeout is not retried: it raises ``PageTimeout`` and the caller asks for a smaller page —
+    different, smaller work. A refused connection or a 5xx / 429 (the server is down or finished the work with an
+    error) is retried with the settings' doubling back-off, a bounded number of times, like ``Api.request``."""
+    s = api.settings
+    wait, last = s.retry_wait, ""
+    for attempt in range(s.retries):
+        try:
+            r = api.session.get(f"{api.url}{path}", timeout=s.request_timeout)
+        except requests.Timeout as e:
+            if isinstance(e, requests.ConnectTimeout):
+                last = f"ConnectTimeout: {e}"
+            else:
+                raise PageTimeout(f"{what}: no answer within {s.request_timeout:.0f} s") from None
+        except requests.ConnectionError as e:
+            last = f"ConnectionError: {e}"
+        else:
+            if r.status_code < 400:
+                return r
+            if r.status_code != 429 and r.status_code < 500:
+                raise LabelStudioError(f"Label Studio GET {path} -> {r.status_code}: {r.text[:500]}")
+            last = f"HTTP {r.status_code}: {r.text[:200]}"
+        if attempt + 1 < s.retries:
+            time.sleep(wait)
+            wait *= 2
+    raise LabelStudioUnavailable(
+        f"Label Studio at {api.url} did not answer {what} after {s.retries} tries ({last}); "
+        "start it with `sr4k label serve` (port: --port / SR4K_LABEL_PORT), see its server.log"
+    )
+
+
+class PageTimeout(LabelStudioError):
+    """One page request ran past the request timeout (the caller retries with a smaller page)."""
+
+
+def list_tasks(api: Api, pid: int, include: str = "id,data", after_id: int = 0, filters: list[dict] | None = None,
+               page_size: int = 1000, fields: str = "task_only", min_page: int = 25
+               ) -> Iterator[tuple[list[dict], str | None]]:  # fmt: skip
+    """Pages of the project's tasks in id order (``include``: the fields to return, nested ones included — an
+    annotation's ``result`` only comes back if ``result`` is listed; ``fields="all"`` makes Label Studio attach the
+    annotations at all), each with the server's clock when it was answered.
+
+    Keyset pagination: each page asks for the tasks with ``id >`` the last id seen, ordered by id (Data Manager filter
+    ``filter:tasks:id``, ordering ``tasks:id``), so a page costs the same at the start and at the end of 18,000 tasks
+    (``page=N`` makes the server count and skip N pages of rows every time) and tasks created during the listing
+    cannot shift a page. A page that times out is asked again at half the size (``get_bounded``), down to
+    ``min_page``."""
+    last, size = after_id, page_size
     while True:
-        data = api.get(f"/api/tasks/?project={project_id}&fields=task_only&page_size={page_size}&page={page}")
-        for t in data["tasks"]:
+        items = [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last},
+                 *(filters or [])]  # fmt: skip
+        query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
+        q = urllib.parse.quote(json.dumps(query, separators=(",", ":")))
+        path = f"/api/tasks/?project={pid}&fields={fields}&include={include}&page_size={size}&page=1&query={q}"
+        try:
+            r = get_bounded(api, path, f"the tasks after id {last} of project {pid}")
+        except PageTimeout:
+            if size <= min_page:
+                raise
+            size = max(min_page, size // 2)
+            continue
+        tasks = r.json()["tasks"]
+        if tasks:
+            yield tasks, _server_now(r)
+            last = max(t["id"] for t in tasks)
+        if len(tasks) < size:
+            return
+
+
+def server_tasks(api: Api, project_id: int, page_size: int = 2000) -> dict[str, list[dict]]:
+    """pair_id -> the server's tasks for it ({"id", "sr4k_left"}): the full listing (``list_tasks``, ids and data)."""
+    out: dict[str, list[dict]] = {}
+    for tasks, _now in list_tasks(api, project_id, "id,data", page_size=page_size):
+        for t in tasks:
             d = t.get("data") or {}
             out.setdefault(d.get("pair_id"), []).append({"id": t["id"], "sr4k_left": d.get("sr4k_left")})
-        if page * page_size >= data["total"] or not data["tasks"]:
-            return out
-        page += 1
+    return out
+
+
+def task_count(api: Api, project_id: int) -> int:
+    """The number of tasks of the project on the server (one request; Label Studio counts them in SQL)."""
+    return int(api.get(f"/api/projects/{project_id}")["task_number"])
+
+
+def reconcile(api: Api, ws: Workspace, project: str, pid: int, golds: dict) -> tuple[dict[str, list[dict]], int, str]:
+    """(pair_id -> the server's tasks, tasks adopted, which listing was needed) — module doc, step 3.
+
+    Listing all 18,000 tasks costs tens of seconds, so the server is asked only what the workspace cannot know: the
+    tasks with an id above the largest id in the mapping (Label Studio's task ids only grow, so a push that died after
+    an import left its tasks there), and the project's task count. When the count equals the mapped tasks plus those
+    new ones, every mapped task is on the server and nothing else is (a deleted task, or one imported with a smaller
+    id, would change the count): the mapping plus the new tasks is the server's state. Otherwise the full listing
+    settles it."""
+    known = mapping(ws, pid)
+    ids = {m["task_id"] for m in known.values()}
+    tail = [t for page, _now in list_tasks(api, pid, "id,data", after_id=max(ids, default=0)) for t in page]
+    if task_count(api, pid) == len(ids) + len(tail):
+        on_server = {k: [{"id": m["task_id"], "sr4k_left": m["left"]}] for k, m in known.items()}
+        for t in tail:
+            d = t.get("data") or {}
+            on_server.setdefault(d.get("pair_id"), []).append({"id": t["id"], "sr4k_left": d.get("sr4k_left")})
+        how = "tasks after the mapped ones"
+    else:
+        on_server, how = server_tasks(api, pid), "every task (the count did not match the mapping)"
+    return on_server, _adopt(ws, project, pid, on_server, golds), how
 
 
 def mapping(ws: Workspace, project_id: int | None = None) -> dict[str, dict]:
@@ -312,6 +475,7 @@ def push_pairs(
     ``prelabelled(pair, task_data)`` may return annotations (Label Studio's format, ``completed_by`` a user id) to
     import embedded in the new task — for migrating labels collected elsewhere, and for simulated annotators (one
     import instead of ~0.13 s per ``annotations.create``). ``on_batch(done, total)`` reports progress."""
+    check_project(project)
     if overlap < 1:
         raise ValueError("--overlap must be >= 1 (annotations per pair)")
     if not 0 <= gold_rate < 1:
@@ -322,14 +486,16 @@ def push_pairs(
     api = Api.for_workspace(ws, settings)
     pid = ensure_project(api, ws, project, overlap)
     golds = goldmod.load_gold(ws, project)
-    on_server = server_tasks(api, pid)
-    adopted = _adopt(ws, project, pid, on_server, golds)
+    on_server, adopted, listing = reconcile(api, ws, project, pid, golds)
     known = mapping(ws, pid)
     new = [p for p in pairs if p["pair_id"] not in on_server]
     n_gold_have = sum(1 for r in known.values() if r["is_gold"])
     n_real = len(known) - n_gold_have + len(new)
     n_gold_new = max(0, round(gold_rate * n_real / (1 - gold_rate)) - n_gold_have) if gold_rate else 0
-    gold_new = _new_gold(ws, project, new or pairs, n_gold_new, seed, golds, on_server)
+    kept = {k: g for k, g in golds.items() if k in on_server}  # definitions whose task exists
+    gold_new = _new_gold(ws, new or pairs, n_gold_new, seed, golds, on_server)
+    if set(kept) != set(golds):  # drop definitions of a dead push that never reached the server (orphans)
+        goldmod.save_gold(ws, project, kept)
     items = [*new, *gold_new]
     np.random.default_rng(seed + len(known)).shuffle(items)
     cache = ImageCache(ws, crop)
@@ -343,6 +509,10 @@ def push_pairs(
             if prelabelled is not None and not p.get("gold_consistency"):
                 task["annotations"] = prelabelled(p, data)
             tasks.append(task)
+        gold_here = {p["pair_id"]: p for p in batch if p.get("gold_consistency")}
+        if gold_here:  # the known answers are on disk before their tasks can exist (adoption needs them)
+            kept |= gold_here
+            goldmod.save_gold(ws, project, kept)
         r = api.post(f"/api/projects/{pid}/import?return_task_ids=true", tasks, retry=False)
         ids = r.get("task_ids") or []
         if len(ids) != len(batch):  # an old server without return_task_ids: the rerun's reconcile adopts them
@@ -351,12 +521,14 @@ def push_pairs(
         imported += len(batch)
         if on_batch:
             on_batch(imported, len(items))
-    final = server_tasks(api, pid)
-    dup = {k: v for k, v in final.items() if len(v) > 1}
+    count, dup = task_count(api, pid), 0
+    if count != sum(len(v) for v in on_server.values()) + imported:  # someone else imported too: count per pair
+        final = server_tasks(api, pid)
+        count, dup = sum(len(v) for v in final.values()), sum(1 for v in final.values() if len(v) > 1)
     return {"project": project, "project_id": pid, "url": api.url, "selected": len(pairs),
             "already_on_server": len(pairs) - len(new), "adopted": adopted, "imported": len(new),
             "gold_imported": len(gold_new), "gold_total": n_gold_have + len(gold_new),
-            "tasks_on_server": sum(len(v) for v in final.values()), "duplicates": len(dup),
+            "tasks_on_server": count, "duplicates": dup, "listed": listing,
             "overlap": overlap, "seconds": round(time.monotonic() - t0, 2)}  # fmt: skip
 
 
@@ -384,31 +556,31 @@ def _pairs_by_id(ws: Workspace, ids: Iterable[str]) -> list[dict]:
     return [p for p in select_pairs(ws, "all") if p["pair_id"] in want] if want else []
 
 
-def _new_gold(ws: Workspace, project: str, pool: list[dict], n: int, seed: int, golds: dict,
-              on_server: dict) -> list[dict]:  # fmt: skip
-    """``n`` gold pairs from distinct LRs of ``pool`` not yet gold; definitions saved before import."""
+def _new_gold(ws: Workspace, pool: list[dict], n: int, seed: int, golds: dict, on_server: dict) -> list[dict]:
+    """``n`` gold pairs to import: first the definitions a dead push saved but never imported (``golds`` entries with
+    no task on the server), then new ones made from distinct LRs of ``pool`` that are not gold yet. Their definitions
+    are written batch by batch as they are imported (``push_pairs``), so none is left without a task."""
     if n <= 0:
         return []
+    made = [g for k, g in sorted(golds.items()) if k not in on_server][:n]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pool))
     used = {g["lr_key"] for g in golds.values()}
     bases = []
     for i in order:
+        if len(made) + len(bases) >= n:
+            break
         p = pool[int(i)]
         gid = goldmod.gold_pair_id(p["lr_key"], p["model_a"], p["version_a"], seed)
         if p["lr_key"] in used or gid in golds or gid in on_server:
             continue
         used.add(p["lr_key"])
         bases.append(p)
-        if len(bases) == n:
-            break
-    made = goldmod.make_gold(ws, bases, seed)
-    for g in made:
+    fresh = goldmod.make_gold(ws, bases, seed)
+    for g in fresh:
         g["lr_set"] = next(p["lr_set"] for p in bases if p["lr_key"] == g["lr_key"])
         g["size_a"] = next(p["size_a"] for p in bases if p["lr_key"] == g["lr_key"])
-        golds[g["pair_id"]] = g
-    goldmod.save_gold(ws, project, golds)
-    return made
+    return made + fresh
 
 
 def _write_mapping(ws: Workspace, pid: int, rows: list[tuple[dict, int, str]], tag: str = "push") -> None:

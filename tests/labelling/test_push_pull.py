@@ -5,9 +5,7 @@ import os
 import re
 from datetime import timedelta
 
-import cv2
 import duckdb
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from lsfixtures import make_lr_set, make_pairs
@@ -17,11 +15,6 @@ from labelling import push, server
 from labelling.pull import latest_annotations, project_status, pull_annotations
 
 pytestmark = pytest.mark.slow
-
-
-def _img(ws, url: str) -> np.ndarray:
-    rel = url.split("?d=", 1)[1]
-    return cv2.imread(str(ws.root / rel), cv2.IMREAD_COLOR)
 
 
 def _ann(api, task_id: int, result: list, **kw) -> dict:
@@ -55,20 +48,16 @@ def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
     assert {k: v[0]["id"] for k, v in on_server.items()} == {k: m["task_id"] for k, m in mapping.items()}
     assert sum(m["is_gold"] for m in mapping.values()) == 4 and set(pairs) < set(mapping)
 
-    # every image the browser will ask for is served by Label Studio; crops are the same region of each image
+    # the full images are served by Label Studio, on the side the mapping says (the comparison view's regions are
+    # tested with the interface)
     some = next(m for m in mapping.values() if not m["is_gold"] and m["left"] == "b")
     data = api.get(f"/api/tasks/{some['task_id']}")["data"]
     pair = pairs[some["pair_id"]]
     assert data["sr4k_left"] == "b" and data["left"].endswith(pair.path_b) and data["right"].endswith(pair.path_a)
-    for key in ("lr", "left", "right", "lr_crop", "left_crop", "right_crop"):
+    assert pair.model_a not in json.dumps(data) and pair.model_b not in json.dumps(data)  # no model identity
+    for key in ("lr", "left", "right"):
         got = api.session.get(f"{api.url}{data[key]}", timeout=10)
         assert got.status_code == 200 and got.headers["content-type"] == "image/png", key
-    full, crop = _img(ws, data["left"]), _img(ws, data["left_crop"])
-    assert crop.shape == (64, 64, 3) and _img(ws, data["lr_crop"]).shape == (16, 16, 3)
-    hits = [(y, x) for y in range(0, 65) for x in range(0, 65) if np.array_equal(full[y : y + 64, x : x + 64], crop)]
-    assert hits, "the left crop is not a region of the left image"
-    (y, x), right = hits[0], _img(ws, data["right"])
-    assert np.array_equal(right[y : y + 64, x : x + 64], _img(ws, data["right_crop"]))
 
     # annotations of every kind: valid (mapped through the on-screen side), invalid value, missing, skipped, gold
     gold_row = next(m for m in mapping.values() if m["is_gold"])
