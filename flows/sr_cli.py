@@ -33,7 +33,10 @@ def _parse_set(items: list[str]) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             _fail(f"--set {item!r}: use dotted.key=value, e.g. --set loss.ap=0.5")
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:  # e.g. --set data.crop=[1, (an unclosed list): one line, not a traceback
+            _fail(f"--set {item!r}: the value is not valid YAML; fix it (e.g. --set loss.ap=0.5, data.crop=[64,64])")
     return out
 
 

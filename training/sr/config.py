@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.safety import read_yaml_mapping
 from pipelines.storage import merge_dotted
 
 TOKEN_STRIDE = 32  # px per token per axis: F16 VAE x 2x2 packing (same constant as pipelines.curate.TOKEN_STRIDE)
@@ -206,10 +206,8 @@ def _gcd(a: int, b: int) -> int:
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """YAML (optional) + dotted-key overrides (``None`` values skipped) -> validated :class:`TrainConfig`."""
     data: dict[str, Any] = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must be a YAML mapping of settings")
+    if path is not None:  # missing, broken YAML, not a mapping: a one-line ValueError naming the file (issue 13)
+        data = read_yaml_mapping(path, "--config")
     merge_dotted(data, overrides)
     init = data.get("init_from")
     if init and (Path(init) / "op4ksr.json").is_file():  # the model of the checkpoint, unless set explicitly
