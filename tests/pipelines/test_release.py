@@ -353,3 +353,25 @@ def test_a_link_member_in_a_shard_is_a_one_line_error(tmp_path):
     with pytest.raises(ReleaseError, match=r"'\.\./x\.tar' leaves or hides its folder"):
         release(ws, "trainset", "t", "0.1.0")
     assert not (ws / "releases" / "t-0.1.0").exists()
+
+
+def test_curate_rerun_and_release_in_a_workspace_path_with_quotes(tmp_path):
+    from skimage import data
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(getattr(data, name)()).save(src / f"{name}.png")
+    ws = tmp_path / 'it\'s "my" [ws]*'
+    cfg = steps.CurateConfig.model_validate({"hr_size": "128", "scale": 4, "unit_size": 2, "dataset": "t",
+                                             "holdout_permille": 0, "filters": {"min_short_side": 128}})  # fmt: skip
+    for _ in range(2):  # the rerun reads the catalog views of the first run
+        plan = steps.plan(str(src), cfg)
+        for unit in plan.units:
+            steps.build_unit(unit, plan.listing.root, plan.listing.origin, ws, cfg)
+        steps.dedup(ws, cfg)
+        steps.holdout(ws, cfg)
+        packed = steps.pack(ws, cfg)
+    s = release(ws, "trainset", "t", "0.1.0")
+    assert s["samples"] == packed["samples"] == 2
+    assert "seen 2, kept 2" in (Path(s["path"]) / "README.md").read_text()  # the account came through the views
