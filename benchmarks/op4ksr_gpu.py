@@ -12,19 +12,34 @@ Run on a GPU machine::
     python benchmarks/op4ksr_gpu.py --vae-tiling          # fallback if the full-image VAE does not fit
     python benchmarks/op4ksr_gpu.py --tiny                # tiny models, runs on the CPU (what the tests run)
 
-The GPU machine has torch, transformers and peft but NOT diffusers: carry diffusers as a wheel in the working tree
-(``pip download diffusers==0.42.1 --no-deps -d wheels/`` here; it is pure Python) and pass
-``--diffusers-wheel wheels/diffusers-0.42.1-py3-none-any.whl``: the wheel is put on ``sys.path`` (a pure-Python
-wheel imports from the zip; no install). ``training.sr.config`` needs pydantic; if that machine lacks it, carry
-``pydantic`` and ``pydantic_core`` wheels the same way (``pydantic_core`` is a binary wheel: pip install it).
+Dependencies: the script runs from the repository tree (it puts the repo root on ``sys.path``; the sr4k package need
+not be installed) with torch, transformers and peft plus the wheels in ``WHEELS``: diffusers 0.42.1 (and its
+importlib_metadata, requests, Pillow) and pydantic (with pydantic_core, annotated_types, typing_inspection). On a
+machine without network, fetch them here and carry them in the working tree::
+
+    pip download diffusers==0.42.1 pydantic -d wheels/ --python-version 3.11 --only-binary=:all:
+    # there:  pip install --no-index --find-links wheels/ diffusers pydantic
+
+A missing one is named in one line (exit 2). tests/training/test_gpu_scripts_standalone.py runs the script under
+``python -S`` with only those distributions importable. ``--diffusers-wheel`` puts a pure-Python wheel on
+``sys.path`` instead of installing it.
 Without CUDA and without ``--tiny`` the script prints "no CUDA device" and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the repository tree: `training` imports without the sr4k package installed
+# distributions needed beyond torch, transformers, peft (and their dependencies): name -> module
+WHEELS = ("diffusers", "pydantic", "Pillow", "requests", "importlib_metadata")
+MODULES = {"Pillow": "PIL"}
 
 FLUX_DEV = dict(
     patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
@@ -105,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.diffusers_wheel:
         sys.path.insert(0, args.diffusers_wheel)
+    missing = [w for w in WHEELS if importlib.util.find_spec(MODULES.get(w, w)) is None]
+    if missing:
+        print(
+            f"missing: {' '.join(missing)} (needed beyond torch/transformers/peft): pip install {' '.join(missing)}, "
+            "or offline: pip download them into wheels/ and pip install --no-index --find-links wheels/ ..."
+        )
+        return 2
     import numpy as np
     import torch
 

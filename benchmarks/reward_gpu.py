@@ -15,22 +15,50 @@ Prints one table row per (backend, batch): seconds per batch, rollouts/s, genera
 the speed-up over transformers at batch 1 measured in the same process. Without a CUDA device (and without --tiny)
 it prints "no CUDA device" and exits 0. vLLM runs in its own environment (its wheel pins torch/transformers): run
 the script there to get its rows; it is skipped with a note when ``import vllm`` fails.
+
+Dependencies: the script runs from the repository tree (the repo root goes on ``sys.path``; the sr4k package need
+not be installed) with torch, transformers and peft (rich comes with transformers' typer) plus ``WHEELS``. On a
+machine without network, fetch them here and carry them in the working tree::
+
+    pip download pydantic Pillow pyarrow -d wheels/ --python-version 3.11 --only-binary=:all:
+    pip download torchvision==<the version built for that machine's torch> --no-deps -d wheels/
+    # there:  pip install --no-index --find-links wheels/ pydantic Pillow pyarrow torchvision
+
+A missing one is named in one line (exit 2); tests/training/test_gpu_scripts_standalone.py runs the script under
+``python -S`` with only those distributions importable.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from rich.console import Console
-from rich.table import Table
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the repository tree: `training` imports without the sr4k package installed
+# distributions needed beyond torch, transformers, peft (and their dependencies); pyarrow: schemas.labels;
+# torchvision: transformers' Qwen2.5-VL processor classes fail to build without it (the video processor registry)
+WHEELS = ("pydantic", "Pillow", "pyarrow", "torchvision")
+MODULES = {"Pillow": "PIL"}
+_missing = [w for w in WHEELS if importlib.util.find_spec(MODULES.get(w, w)) is None]
+if _missing and __name__ == "__main__":
+    print(
+        f"missing: {' '.join(_missing)} (needed beyond torch/transformers/peft): pip install {' '.join(_missing)}, "
+        "or offline: pip download them into wheels/ and pip install --no-index --find-links wheels/ ..."
+    )
+    raise SystemExit(2)
 
-from training.reward.examples import PixelBudget, build_prompt, render_views
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from training.reward.examples import PixelBudget, build_prompt, render_views  # noqa: E402
 
 console = Console(width=160)
 

@@ -12,9 +12,6 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from pipelines.safety import read_yaml_mapping
-from pipelines.storage import merge_dotted
-
 TOKEN_STRIDE = 32  # px per token per axis: F16 VAE x 2x2 packing (same constant as pipelines.curate.TOKEN_STRIDE)
 
 
@@ -205,6 +202,9 @@ def _gcd(a: int, b: int) -> int:
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """YAML (optional) + dotted-key overrides (``None`` values skipped) -> validated :class:`TrainConfig`."""
+    from pipelines.safety import read_yaml_mapping
+    from pipelines.storage import merge_dotted  # imported here: the model code (GPU scripts) needs no pyarrow
+
     data: dict[str, Any] = {}
     if path is not None:  # missing, broken YAML, not a mapping: a one-line ValueError naming the file (issue 13)
         data = read_yaml_mapping(path, "--config")
