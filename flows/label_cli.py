@@ -1,16 +1,19 @@
 """`sr4k label ...`: the Label Studio server and the push / pull of pairwise rankings; `register(app)` adds them.
 
-sr4k label serve [--port 8080] [--foreground]     a real Label Studio on 127.0.0.1 (SQLite in the workspace)
+sr4k label serve [--port 8080] [--foreground]     a real Label Studio on 127.0.0.1 (SQLite in the workspace) and the
+                                                  annotators' gate in front of it (port+1; see labelling.gate)
 sr4k label stop
-sr4k label add-annotator alice@lab.org            a login for the browser (password shown once to hand over)
+sr4k label add-annotator alice@lab.org [--show-password]   a login: prints "url: <login URL>" (the gate's) and,
+                                                  with --show-password, "password: <password>" to hand over
 sr4k label push --pairs all [--overlap 3] [--gold-rate 0.05]
 sr4k label status                                 progress, per-annotator counts, gold accuracy, agreement
 sr4k label pull                                   incremental; safe to run any time
 sr4k label deploy                                 Prefect deployments of push / pull-aggregate-release (flow.serve)
 
 Settings come from the environment (``SR4K_LABEL_PORT``, ``SR4K_LABEL_DB=postgresql`` + ``SR4K_LABEL_PG_*``; see
-``labelling.server``); ``--port`` overrides the port. The admin password and API token are in
-``<workspace>/labelstudio/credentials.json`` (0600) and are never printed.
+``labelling.server``); ``--port`` overrides the port. The admin password, API token, Django secret and annotator
+passwords are in ``<workspace>/labelstudio/credentials.json`` (0600, directory 0700, outside the served ``images/``)
+and are never printed, except an annotator's with ``--show-password``.
 """
 
 from __future__ import annotations
@@ -74,11 +77,18 @@ def serve(
     except server.LabelStudioError as e:
         _fail(str(e))
     creds = server.credentials(server.Workspace(workspace))
-    _table("Label Studio", {"url": info.url, "state": "started" if info.started else "already running",
+    _table("Label Studio", {"annotators' URL (the gate)": server.login_url(s),
+                            "admin URL (this machine only)": info.url,
+                            "state": "started" if info.started else "already running",
                             "seconds": f"{info.seconds:.1f}", "admin": creds["admin_email"],
                             "admin password / token": f"in {server.data_dir(server.Workspace(workspace))}/"
                                                       "credentials.json (0600)",
                             "database": s.db, "pid": info.pid})  # fmt: skip
+    console.print(
+        f"give annotators only the gate's port {server.gate_url(s).rsplit(':', 1)[1]} "
+        f"(add them with: sr4k label add-annotator <e-mail> -w {workspace})",
+        soft_wrap=True,
+    )
     if not foreground:
         console.print(f"stop it with: sr4k label stop -w {workspace}")
         return
@@ -127,9 +137,12 @@ def add_annotator(
         _fail(str(e))
     creds = server.data_dir(Workspace(workspace)) / "credentials.json"
     _table(f"annotator {email}", {"state": "created" if u["created"] else "existed (password reset)",
-                                  "user id": u["id"], "log in at": server.base_url(_settings(port)),
-                                  "password": u["password"] if show_password else "not shown"})  # fmt: skip
-    if not show_password:
+                                  "user id": u["id"]})  # fmt: skip
+    # plain lines, to copy or to parse: the login page of the gate lands on the labelling stream
+    console.print(f"url: {u['url']}", soft_wrap=True, highlight=False)
+    if show_password:
+        console.print(f"password: {u['password']}", soft_wrap=True, highlight=False, markup=False)
+    else:
         console.print(f'password kept in {creds} under "annotators" (or rerun with --show-password)', soft_wrap=True)
 
 

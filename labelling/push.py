@@ -8,7 +8,7 @@
    instructions, ``maximum_annotations = overlap`` (Label Studio stops handing a task out once it has ``overlap``
    annotations: that is the overlap k). A changed overlap or config is PATCHed onto the existing project.
 2. A local-files storage covering ``<workspace>/images`` lets Label Studio serve the images
-   (``/data/local-files/?d=images/..``; the document root is the workspace, see ``server``). LR inputs are
+   (``/data/local-files/?d=images/..``; the document root is ``served/``, see ``server.served_root``). LR inputs are
    materialised there content-addressed (benchmarks and shards keep LR elsewhere or inside tars).
 3. Reconcile: the server's tasks are listed (``pair_id`` from each task's data) and compared with the workspace's
    pair -> task mapping (``tables/label_tasks``). A task on the server that the mapping lacks (a push that died after
@@ -54,7 +54,7 @@ import requests
 
 from labelling import gold as goldmod
 from labelling.interface import INSTRUCTIONS, label_config
-from labelling.server import Api, LabelSettings, LabelStudioError, LabelStudioUnavailable
+from labelling.server import Api, LabelSettings, LabelStudioError, LabelStudioUnavailable, served_images
 from pipelines import safety
 from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic, write_table
 from schemas.labels import LABEL_TASKS, LabelTaskRec
@@ -199,7 +199,7 @@ def ensure_project(api: Api, ws: Workspace, project: str, overlap: int) -> int:
     if changed:
         api.patch(f"/api/projects/{pid}", changed)
     storages = api.get(f"/api/storages/localfiles/?project={pid}")
-    images = str(ws.root / "images")
+    images = str(served_images(ws))  # <ws>/served/images -> ../images (server.served_root)
     if not any(s.get("path") == images for s in storages):
         (ws.root / "images").mkdir(parents=True, exist_ok=True)
         api.post("/api/storages/localfiles/", {"project": pid, "path": images, "title": "sr4k images",

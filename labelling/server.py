@@ -7,18 +7,27 @@ over HTTP only (label-studio-sdk in the app's venv). The binary is ``$SR4K_LABEL
 
 Layout under the workspace::
 
-    labelstudio/credentials.json   admin e-mail, password, API token, Django SECRET_KEY (mode 0600; generated once,
-                                   never printed or logged: the CLI shows only the e-mail)
-    labelstudio/server.json        pid / process group / port of the running server (removed on stop)
-    labelstudio/server.log         the server's stdout and stderr
+    labelstudio/                   mode 0700, every file in it 0600 (``secure_permissions``; Label Studio runs with
+                                   umask 077)
+    labelstudio/credentials.json   admin e-mail, password, API token, Django SECRET_KEY, annotator passwords, the
+                                   gate's secret (generated once, never printed or logged: the CLI shows only the
+                                   e-mail, and an annotator's password with --show-password)
+    labelstudio/server.json        pids / process groups / ports of the running server and gate (removed on stop)
+    labelstudio/server.log, gate.log   their stdout and stderr
     labelstudio/label_studio.sqlite3, media/ ...   Label Studio's own data (its BASE_DATA_DIR)
+    served/images -> ../images     Label Studio's local-files document root holds only this link (``served_root``)
 
-The server binds 127.0.0.1 only. The admin user and its token are preset through Label Studio's environment
-(``LABEL_STUDIO_USERNAME/PASSWORD/USER_TOKEN``); ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true`` is required or the
-preset token gets 401. Images are served by Label Studio's local-files storage with the workspace root as the document
-root (``/data/local-files/?d=<path relative to the workspace>``), so the browser needs no second server and no CORS.
+The server binds 127.0.0.1 only, and so does the annotators' gate in front of it (``labelling.gate``, on
+``gate_port``): annotators get the gate's URL (``login_url``), sr4k and the admin use Label Studio's port. The admin
+user and its token are preset through Label Studio's environment (``LABEL_STUDIO_USERNAME/PASSWORD/USER_TOKEN``);
+``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true`` is required or the preset token gets 401. Secrets reach Label Studio
+only through its environment (``/proc/<pid>/environ`` is readable by the same user only), never its command line.
+Images are served by Label Studio's local-files storage (``/data/local-files/?d=images/<...>``), so the browser needs
+no second server and no CORS. Nothing leaves 127.0.0.1: ``NO_OUTBOUND`` switches Label Studio's Sentry, version
+check, analytics and feature-flag client off, and ``outbound_proxy`` catches what has no switch.
 
-Settings (environment, prefix ``SR4K_LABEL_``; see ``LabelSettings``): ``PORT`` (8080), ``HOST`` (127.0.0.1),
+Settings (environment, prefix ``SR4K_LABEL_``; see ``LabelSettings``): ``PORT`` (8080), ``GATE_PORT`` (port + 1),
+``HOST`` (127.0.0.1), ``OUTBOUND_PROXY`` (a closed 127.0.0.1 port),
 ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD`` / ``TOKEN`` (the preset admin; generated when unset, see ``credentials``),
 ``DB`` = ``sqlite`` (default; ``labelstudio/label_studio.sqlite3``) or ``postgresql`` with ``PG_HOST``, ``PG_PORT``,
 ``PG_NAME``, ``PG_USER``, ``PG_PASSWORD`` (passed to Label Studio as ``DJANGO_DB=postgresql`` and ``POSTGRE_*``),
@@ -58,6 +67,24 @@ from pipelines.storage import Workspace, write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_EMAIL = "admin@sr4k.local"
+# Label Studio reads each setting X from LABEL_STUDIO_X, then HEARTEX_X, then X (core.utils.params.get_env): none of
+# the caller's may leak in, so all three prefixes are dropped from the inherited environment.
+_LS_ENV_PREFIXES = ("LABEL_STUDIO_", "HEARTEX_", "POSTGRE_", "DJANGO_DB", "SENTRY_", "FRONTEND_SENTRY_")
+# Nothing leaves 127.0.0.1. Label Studio 1.23.2 (core/settings/label_studio.py) defaults SENTRY_DSN and
+# FRONTEND_SENTRY_DSN to its own ingest.sentry.io projects whatever COLLECT_ANALYTICS says; core/utils/sentry.py
+# initialises sentry_sdk only when SENTRY_DSN is truthy and the page template starts the browser's Sentry only
+# when FRONTEND_SENTRY_DSN is, so both are set empty (under the LABEL_STUDIO_ name, which get_env reads first).
+# LATEST_VERSION_CHECK asks PyPI for a newer version, COLLECT_ANALYTICS posts usage events, FEATURE_FLAGS_OFFLINE
+# keeps the LaunchDarkly client from calling home.
+NO_OUTBOUND = {
+    "LABEL_STUDIO_SENTRY_DSN": "",
+    "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+    "SENTRY_DSN": "",
+    "FRONTEND_SENTRY_DSN": "",
+    "LATEST_VERSION_CHECK": "false",
+    "COLLECT_ANALYTICS": "false",
+    "FEATURE_FLAGS_OFFLINE": "true",
+}
 
 
 class LabelStudioError(RuntimeError):
@@ -74,7 +101,8 @@ class LabelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SR4K_LABEL_", extra="ignore")
 
     host: str = Field("127.0.0.1", description="Interface to bind; keep 127.0.0.1 unless behind a proxy")
-    port: int = Field(8080, description="HTTP port of Label Studio")
+    port: int = Field(8080, description="HTTP port of Label Studio (sr4k and the admin; never hand it out)")
+    gate_port: int | None = Field(None, description="Port of the annotators' gate (labelling.gate) [default: port+1]")
     db: Literal["sqlite", "postgresql"] = Field("sqlite", description="sqlite (in the workspace) or postgresql")
     pg_host: str = Field("localhost", description="PostgreSQL host (db=postgresql)")
     pg_port: int = Field(5432, description="PostgreSQL port")
@@ -85,6 +113,10 @@ class LabelSettings(BaseSettings):
     retries: int = Field(4, ge=1, description="API tries before LabelStudioUnavailable")
     retry_wait: float = Field(0.5, gt=0, description="First retry back-off in seconds (doubles)")
     request_timeout: float = Field(120.0, description="Seconds per API request")
+    outbound_proxy: str = Field(
+        "http://127.0.0.1:9",
+        description="Proxy of Label Studio's own outbound HTTP; the default, a closed 127.0.0.1 port, keeps it local",
+    )
     admin_email: str = Field(ADMIN_EMAIL, description="Admin login, used when the workspace's server is created")
     admin_password: SecretStr | None = Field(None, description="Admin password [default: generated]")
     token: SecretStr | None = Field(None, description="Admin API token, > 5 characters [default: generated]")
@@ -106,7 +138,69 @@ def label_studio_bin() -> Path:
 
 
 def data_dir(ws: Workspace) -> Path:
+    """Label Studio's data directory (its SQLite, media, our credentials): mode 0700, never served."""
     return ws.root / "labelstudio"
+
+
+def served_root(ws: Workspace) -> Path:
+    """Label Studio's local-files document root: ``<workspace>/served``, whose only entry is the link
+    ``images -> ../images`` (made by ``ensure_served``).
+
+    Why a folder of its own: everything under the document root can be reached by a local-files storage, and in the
+    community edition any user can create one; the workspace itself holds ``labelstudio/`` (credentials, the SQLite
+    with the API token). ``images/`` cannot be the document root either: Label Studio refuses a storage *on* the
+    document root ("cannot be the same as LOCAL_FILES_DOCUMENT_ROOT"), and all images sit directly in
+    ``images/<sha[:2]>/``. A link keeps task URLs as the workspace-relative paths the tables record
+    (``/data/local-files/?d=images/ab/<sha>.png``) and a moved workspace still works (the link is relative)."""
+    return ws.root / "served"
+
+
+def served_images(ws: Workspace) -> Path:
+    """The path of the images' local-files storage: ``<workspace>/served/images`` (a link to ``../images``)."""
+    return served_root(ws) / "images"
+
+
+def ensure_served(ws: Workspace) -> None:
+    """Make ``served/images -> ../images`` (``served_root``); an error naming the fix if ``served/`` holds anything
+    else (e.g. a copy made by a tool that follows links), because everything there is readable by any user."""
+    root, link = served_root(ws), served_images(ws)
+    (ws.root / "images").mkdir(parents=True, exist_ok=True)
+    root.mkdir(exist_ok=True)
+    if link.is_symlink() and os.readlink(link) == "../images":
+        pass
+    elif not link.exists() and not link.is_symlink():
+        link.symlink_to("../images", target_is_directory=True)
+    else:
+        raise LabelStudioError(f"{link} should be a link to ../images (Label Studio serves that folder): remove it "
+                               f"and rerun `sr4k label serve`")  # fmt: skip
+    extra = sorted(p.name for p in root.iterdir() if p.name != "images")
+    if extra:
+        raise LabelStudioError(f"{root} is Label Studio's served folder and must hold only the link 'images': move "
+                               f"{', '.join(extra[:5])} out of it")  # fmt: skip
+
+
+def gate_url(settings: LabelSettings | None = None) -> str:
+    """The annotators' URL: the gate (``labelling.gate``) in front of Label Studio."""
+    s = settings or LabelSettings()
+    return f"http://{s.host}:{s.gate_port or s.port + 1}"
+
+
+def login_url(settings: LabelSettings | None = None) -> str:
+    """The URL to hand an annotator: the gate's login page, which lands on the labelling stream."""
+    return f"{gate_url(settings)}/user/login/?next=/sr4k/stream"
+
+
+def secure_permissions(ws: Workspace) -> None:
+    """Make the Label Studio data directory 0700 and every file directly in it (SQLite and its journals, logs,
+    credentials) 0600 — also for a workspace made before this rule (umask 022 left them world-readable)."""
+    d = data_dir(ws)
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o700)
+    for p in d.iterdir():
+        if p.is_file() and not p.is_symlink():
+            p.chmod(0o600)
+        elif p.is_dir() and not p.is_symlink():
+            p.chmod(0o700)
 
 
 def credentials(ws: Workspace, settings: LabelSettings | None = None) -> dict[str, Any]:
@@ -132,9 +226,19 @@ def credentials(ws: Workspace, settings: LabelSettings | None = None) -> dict[st
     return creds
 
 
+def gate_secret(ws: Workspace) -> str:
+    """A random value the gate adds to every request it forwards (``labelling.gate.GATE_HEADER``), kept with the
+    credentials; made on first use."""
+    creds = credentials(ws)
+    if not creds.get("gate_secret"):
+        creds["gate_secret"] = secrets.token_urlsafe(32)
+        save_credentials(ws, creds)
+    return creds["gate_secret"]
+
+
 def save_credentials(ws: Workspace, creds: dict[str, Any]) -> None:
     path = data_dir(ws) / "credentials.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     old = os.umask(0o077)  # the temp file is created 0600 too, so the secret is never world-readable
     try:
         write_bytes_atomic(path, (json.dumps(creds, indent=2, sort_keys=True) + "\n").encode())
@@ -152,6 +256,7 @@ class ServerInfo:
     pid: int | None
     started: bool  # False when an already running server was reused
     seconds: float
+    gate: str = ""  # the annotators' URL (labelling.gate)
 
 
 def base_url(settings: LabelSettings | None = None) -> str:
@@ -162,7 +267,7 @@ def base_url(settings: LabelSettings | None = None) -> str:
 def server_env(ws: Workspace, settings: LabelSettings) -> dict[str, str]:
     """The environment Label Studio is started with (also used by ``label-studio reset_password``)."""
     creds = credentials(ws, settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LS_ENV_PREFIXES)}
     env.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir(ws)),
         LABEL_STUDIO_USERNAME=creds["admin_email"],
@@ -171,16 +276,28 @@ def server_env(ws: Workspace, settings: LabelSettings) -> dict[str, str]:
         LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
         LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
         LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
-        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(ws.root),
-        LATEST_VERSION_CHECK="false",
-        COLLECT_ANALYTICS="false",
+        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(served_root(ws)),
         SECRET_KEY=creds["secret_key"],
         DJANGO_DB=settings.db,
+        **NO_OUTBOUND,
+        **_proxies(settings),
     )
     if settings.db == "postgresql":
         env.update(POSTGRE_HOST=settings.pg_host, POSTGRE_PORT=str(settings.pg_port), POSTGRE_NAME=settings.pg_name,
                    POSTGRE_USER=settings.pg_user, POSTGRE_PASSWORD=settings.pg_password)  # fmt: skip
     return env
+
+
+def _proxies(settings: LabelSettings) -> dict[str, str]:
+    """Proxy variables for Label Studio (``outbound_proxy``): besides the settings in ``NO_OUTBOUND`` it fetches
+    tips from raw.githubusercontent.com for its login page (``core/views.py`` ``heidi_tips``), with no switch; every
+    proxy-aware client (requests, urllib3, sentry_sdk) then goes to the proxy, which by default is a closed port on
+    127.0.0.1, so the attempt fails on this machine. 127.0.0.1, localhost and the PostgreSQL host are reached directly.
+    """
+    p = settings.outbound_proxy
+    direct = ",".join(dict.fromkeys(["127.0.0.1", "localhost", settings.pg_host]))
+    return {"HTTP_PROXY": p, "HTTPS_PROXY": p, "http_proxy": p, "https_proxy": p, "ALL_PROXY": p, "all_proxy": p,
+            "NO_PROXY": direct, "no_proxy": direct}  # fmt: skip
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -209,34 +326,40 @@ def _token_ok(url: str, token: str) -> bool:
 
 
 def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerInfo:
-    """Start the workspace's Label Studio in the background (own process group) and wait for ``/health``.
+    """Start the workspace's Label Studio in the background (own process group), wait for ``/health``, then start
+    the annotators' gate (``labelling.gate``) in front of it on ``gate_port``.
 
-    Idempotent: a healthy server on the port that accepts this workspace's token is reused. A port held by anything
-    else is an error (naming the port setting), never silently shared."""
+    Idempotent: a healthy server on the port that accepts this workspace's token is reused (and its gate started if
+    it is not running). A port held by anything else is an error (naming the port setting), never silently shared.
+    Label Studio runs with umask 077, so what it writes (SQLite, media, exports) is private to the user."""
     ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
     s = settings or LabelSettings()
     url = base_url(s)
     creds = credentials(ws, s)
+    secure_permissions(ws)
+    ensure_served(ws)
     t0 = time.monotonic()
     if healthy(url):
         if _token_ok(url, creds["token"]):
-            return ServerInfo(url, _read_state(ws).get("pid"), False, time.monotonic() - t0)
+            _ensure_gate(ws, s)
+            return ServerInfo(url, _read_state(ws).get("pid"), False, time.monotonic() - t0, gate_url(s))
         raise LabelStudioError(f"port {s.port} already serves another Label Studio (not this workspace's): stop it or "
                                "choose another port (--port / SR4K_LABEL_PORT)")  # fmt: skip
     if _port_busy(s.host, s.port):
         raise LabelStudioError(f"port {s.port} on {s.host} is in use by another program: choose another port "
                                "(--port / SR4K_LABEL_PORT)")  # fmt: skip
     binary = label_studio_bin()
-    data_dir(ws).mkdir(parents=True, exist_ok=True)
     if s.db == "sqlite" and not (data_dir(ws) / "label_studio.sqlite3").exists():
         seed_sqlite(data_dir(ws) / "label_studio.sqlite3", binary)
-    log = open(data_dir(ws) / "server.log", "ab")  # noqa: SIM115 (handed to the child)
+    ensure_served(ws)
+    log = _private_log(data_dir(ws) / "server.log")
     cmd = [str(binary), "start", "--no-browser", "--internal-host", s.host, "--port", str(s.port),
            "--data-dir", str(data_dir(ws))]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=server_env(ws, s), stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, env=server_env(ws, s), stdout=log, stderr=subprocess.STDOUT, umask=0o077,
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir(ws))  # fmt: skip
     log.close()
-    _write_state(ws, {"pid": proc.pid, "pgid": proc.pid, "port": s.port, "url": url, "started_at": time.time()})
+    gate = {k: v for k, v in _read_state(ws).items() if k.startswith("gate_")}  # a gate may outlive a crash
+    _write_state(ws, gate | {"pid": proc.pid, "pgid": proc.pid, "port": s.port, "url": url, "started_at": time.time()})
     deadline = t0 + s.start_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -244,12 +367,64 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
             raise LabelStudioError(f"Label Studio exited with code {proc.returncode} during start; see "
                                    f"{data_dir(ws) / 'server.log'}")  # fmt: skip
         if healthy(url) and _token_ok(url, creds["token"]):
-            return ServerInfo(url, proc.pid, True, time.monotonic() - t0)
+            secure_permissions(ws)
+            _ensure_gate(ws, s)
+            return ServerInfo(url, proc.pid, True, time.monotonic() - t0, gate_url(s))
         time.sleep(0.5)
     _kill_group(proc.pid)
     _clear_state(ws)
     raise LabelStudioError(f"Label Studio did not become healthy within {s.start_timeout:.0f} s (raise "
                            f"SR4K_LABEL_START_TIMEOUT); see {data_dir(ws) / 'server.log'}")  # fmt: skip
+
+
+def _private_log(path: Path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.chmod(path, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _ensure_gate(ws: Workspace, s: LabelSettings, timeout: float = 60.0) -> None:
+    """Start the gate (``python -m labelling.gate``, own process group, log ``labelstudio/gate.log``) unless this
+    workspace's gate already runs; wait until it answers ``/health`` (forwarded to Label Studio)."""
+    state = _read_state(ws)
+    gurl = gate_url(s)
+    port = s.gate_port or s.port + 1
+    if _alive(state.get("gate_pid")) and state.get("gate_port") == port and healthy(gurl):
+        return
+    if _port_busy(s.host, port):
+        raise LabelStudioError(f"port {port} on {s.host} (the annotators' gate) is in use by another program: choose "
+                               "another one (SR4K_LABEL_GATE_PORT)")  # fmt: skip
+    import sys
+
+    log = _private_log(data_dir(ws) / "gate.log")
+    cmd = [sys.executable, "-m", "labelling.gate", "--workspace", str(ws.root), "--upstream", base_url(s),
+           "--host", s.host, "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=0o077,
+                            start_new_session=True, cwd=REPO)  # fmt: skip
+    log.close()
+    _write_state(ws, state | {"gate_pid": proc.pid, "gate_port": port})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabelStudioError(f"the annotators' gate exited with code {proc.returncode}; see "
+                                   f"{data_dir(ws) / 'gate.log'}")  # fmt: skip
+        if healthy(gurl):
+            return
+        time.sleep(0.2)
+    _kill_group(proc.pid)
+    raise LabelStudioError(f"the annotators' gate did not answer within {timeout:.0f} s; see "
+                           f"{data_dir(ws) / 'gate.log'}")  # fmt: skip
 
 
 def _site_packages(binary: Path) -> Path | None:
@@ -280,9 +455,9 @@ def sqlite_template(binary: Path | None = None) -> Path | None:
     build = template.parent / f".build-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))}
-    env.update(LABEL_STUDIO_BASE_DATA_DIR=str(build), DJANGO_DB="sqlite", LATEST_VERSION_CHECK="false",
-               COLLECT_ANALYTICS="false", SECRET_KEY=secrets.token_urlsafe(48))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LS_ENV_PREFIXES)}
+    env.update(LABEL_STUDIO_BASE_DATA_DIR=str(build), DJANGO_DB="sqlite", SECRET_KEY=secrets.token_urlsafe(48),
+               **NO_OUTBOUND, **_proxies(LabelSettings()))  # fmt: skip
     python = binary.resolve().parent / "python"
     try:
         cmd = [str(python), str(site / "label_studio" / "manage.py"), "migrate", "--no-color", "-v", "0"]
@@ -313,6 +488,8 @@ def stop(ws: Workspace | str, timeout: float = 20.0) -> bool:
     state = _read_state(ws)
     if not state:
         return False
+    if state.get("gate_pid"):
+        _kill_group(state["gate_pid"], timeout)
     _kill_group(state["pgid"], timeout)
     _clear_state(ws)
     return True
@@ -327,6 +504,10 @@ def kill(ws: Workspace | str) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(state["pgid"], signal.SIGKILL)
         _reap(state["pid"])
+        if state.get("gate_pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state["gate_pid"], signal.SIGKILL)
+            _reap(state["gate_pid"])
 
 
 def _kill_group(pgid: int, timeout: float = 20.0) -> None:
@@ -438,29 +619,57 @@ class Api:
 
 def add_annotator(ws: Workspace | str, email: str, password: str | None = None,
                   settings: LabelSettings | None = None) -> dict[str, Any]:  # fmt: skip
-    """Create (or update) an annotator login. Returns ``{"id", "email", "password", "created"}``.
+    """Create (or update) an annotator login. Returns ``{"id", "email", "password", "created", "url"}`` (``url``: the
+    gate's login page to hand over).
 
-    Label Studio's community edition ignores the password of ``POST /api/users``, so it is set with
-    ``label-studio reset_password`` run against the same data directory / database. The password (generated when
-    not given) is stored in the 0600 credentials file so ``add-annotator`` can show it again."""
+    Label Studio's community edition ignores the password of ``POST /api/users``, and its ``reset_password`` command
+    takes the password as an argument (visible to every user in ``ps``). So the password is set by a Django shell
+    against the same data directory / database whose code (``-c``) only reads it from its environment, which only
+    the same user can read (``/proc/<pid>/environ`` is 0400). The password (generated when not given) is stored in the
+    0600 credentials file so ``add-annotator`` can show it again."""
     ws = Workspace(ws) if not isinstance(ws, Workspace) else ws
     s = settings or LabelSettings()
-    if "@" not in email or email.strip() != email:
+    if "@" not in email or email.strip() != email or any(c.isspace() for c in email):
         raise LabelStudioError(f"{email!r} is not an e-mail address (annotators log in with their e-mail)")
     api = Api.for_workspace(ws, s)
     users = {u["email"]: u for u in list_users(api)}
     created = email not in users
     user = users.get(email) or api.post("/api/users/", {"email": email, "username": email})
     creds = credentials(ws)
-    password = password or creds["annotators"].get(email) or secrets.token_urlsafe(9)
-    cmd = [str(label_studio_bin()), "reset_password", "--username", email, "--password", password]
-    out = subprocess.run(cmd, env=server_env(ws, s), capture_output=True, text=True, timeout=180, cwd=data_dir(ws))
-    if out.returncode != 0:
-        tail = (out.stdout + out.stderr)[-800:].replace(password, "***")
-        raise LabelStudioError(f"label-studio reset_password failed for {email}: {tail}")
+    password = password or creds["annotators"].get(email) or secrets.token_urlsafe(12)
+    set_password(ws, email, password, s)
     creds["annotators"][email] = password
     save_credentials(ws, creds)
-    return {"id": user["id"], "email": email, "password": password, "created": created}
+    return {"id": user["id"], "email": email, "password": password, "created": created, "url": login_url(s)}
+
+
+_SET_PASSWORD = (
+    "import os, sys\n"
+    "from django.contrib.auth import get_user_model\n"
+    "u = get_user_model().objects.filter(email=os.environ['SR4K_USER_EMAIL']).first()\n"
+    "sys.exit('no such user') if u is None else None\n"
+    "u.set_password(os.environ['SR4K_USER_PASSWORD'])\n"
+    "u.save(update_fields=['password'])\n"
+)
+
+
+def set_password(ws: Workspace, email: str, password: str, settings: LabelSettings | None = None) -> None:
+    """Set a Label Studio user's password through ``manage.py shell`` (see ``add_annotator``: never in argv)."""
+    s = settings or LabelSettings()
+    binary = label_studio_bin()
+    site = _site_packages(binary)
+    if site is None:
+        raise LabelStudioError(
+            f"cannot find label_studio/manage.py beside {binary}: reinstall with `bash .ci/bootstrap`"
+        )
+    env = server_env(ws, s) | {"SR4K_USER_EMAIL": email, "SR4K_USER_PASSWORD": password}
+    cmd = [str(binary.resolve().parent / "python"), str(site / "label_studio" / "manage.py"), "shell", "-c",
+           _SET_PASSWORD]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=data_dir(ws), umask=0o077,
+                         stdin=subprocess.DEVNULL)  # fmt: skip
+    if out.returncode != 0:
+        tail = (out.stdout + out.stderr)[-800:].replace(password, "***")
+        raise LabelStudioError(f"setting the password of {email} failed: {tail}")
 
 
 def list_users(api: Api) -> list[dict]:

@@ -5,12 +5,19 @@ shared workspace and pushes into its own project (``project=<test name>``); noth
 another's selection. ``ls`` is imported by ``tests/labelling/conftest.py`` and by ``tests/flows/test_label_flow.py``;
 the server itself is a module-level singleton (started by the first user, stopped when the last one finishes), so
 one pytest session starts Label Studio once however many modules use it.
+
+The server's ``outbound_proxy`` (``labelling.server._proxies``: ``HTTP(S)_PROXY`` for Label Studio, ``NO_PROXY`` for
+127.0.0.1 and localhost) is ``OutboundRecorder``, a socket on 127.0.0.1 that records the first line of whatever
+connects (``CONNECT sentry.io:443 ...``) and answers 502: every proxy-aware client inside Label Studio (requests,
+urllib3, sentry_sdk) that tries to reach another host lands there, and ``outbound_requests()`` lists them.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import socketserver
+import threading
 import time
 
 import cv2
@@ -83,7 +90,39 @@ def make_pairs(ws: Workspace, lr_set: str, target: int, name: str, seed: int = 0
     return pairs
 
 
+class OutboundRecorder(socketserver.ThreadingTCPServer):
+    """A pretend HTTP(S) proxy on 127.0.0.1 that records each request line it gets and answers 502."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(h):
+                h.request.settimeout(5)
+                try:
+                    self.lines.append(h.rfile.readline(4096).decode("latin-1").strip())
+                    h.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
 _SHARED: dict = {"users": 0}
+
+
+def outbound_requests() -> list[str]:
+    """Request lines that the shared Label Studio sent towards hosts other than 127.0.0.1 / localhost so far."""
+    rec = _SHARED.get("recorder")
+    return list(rec.lines) if rec else []
 
 
 @pytest.fixture(scope="session")
@@ -93,12 +132,15 @@ def ls(tmp_path_factory):
 
     if not _SHARED["users"]:
         ws = Workspace(tmp_path_factory.mktemp("ls-ws"))
-        settings = server.LabelSettings(port=free_port(), retries=3, retry_wait=0.2)
+        rec = OutboundRecorder()
+        settings = server.LabelSettings(port=free_port(), gate_port=free_port(), retries=3, retry_wait=0.2,
+                                        outbound_proxy=rec.url)  # fmt: skip
         t0 = time.monotonic()
         info = server.start(ws, settings)
-        print(f"\nLabel Studio up in {time.monotonic() - t0:.1f} s at {info.url}")
-        _SHARED.update(ws=ws, settings=settings)
+        print(f"\nLabel Studio up in {time.monotonic() - t0:.1f} s at {info.url} (annotators' gate: {info.gate})")
+        _SHARED.update(ws=ws, settings=settings, recorder=rec)
         os.environ["SR4K_LABEL_PORT"] = str(settings.port)  # for the CLI (in-process and subprocesses)
+        os.environ["SR4K_LABEL_GATE_PORT"] = str(settings.gate_port)
     _SHARED["users"] += 1
     try:
         yield _SHARED["ws"], _SHARED["settings"]
@@ -106,4 +148,6 @@ def ls(tmp_path_factory):
         _SHARED["users"] -= 1
         if not _SHARED["users"]:
             server.stop(_SHARED["ws"])
+            _SHARED.pop("recorder").shutdown()
             os.environ.pop("SR4K_LABEL_PORT", None)
+            os.environ.pop("SR4K_LABEL_GATE_PORT", None)
