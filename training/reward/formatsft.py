@@ -1,0 +1,78 @@
+"""Cold-start SFT on the judge's answer *format*, not its verdicts (a step before GRPO for a judge that cannot yet
+write the strict answer; benchmarks/training_direction.py).
+
+A random or small judge almost never writes ``<think>…</think><answer>consistency: X; naturalness: Y</answer>``,
+so every rollout scores 0, every group's reward has zero spread and GRPO has no gradient (TRL: the advantages are
+all 0). DeepSeek-R1 and VisualQuality-R1 start from a short supervised "cold start" on well-formed answers. Here the
+targets carry verdicts drawn uniformly from {A, B, tie} independently of the labels, so the SFT teaches the format
+while leaving the preference to GRPO: a judge after this step answers well-formed and at chance (≈ 1/3 per
+criterion when ties are labels, 1/2 when the label is A or B and the judge rarely says tie).
+
+Loss: next-token cross-entropy on the completion tokens only (the prompt, images included, is masked with −100),
+one example per forward, ``batch`` examples accumulated per AdamW step. Writes a judge folder (safetensors weights,
+processor, ``refreward.json``) that ``training.reward.judge.load_judge`` and the GRPO recipe load.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from training.reward.examples import PROMPT_VERSION, PixelBudget, make_examples
+from training.reward.judge import JUDGE_META, load_model, load_processor
+
+VERDICTS = ("A", "B", "tie")
+
+
+def format_target(rng: random.Random) -> str:
+    """A well-formed verdict answer with random verdicts (the format, no preference)."""
+    c, n = rng.choice(VERDICTS), rng.choice(VERDICTS)
+    return f"<think>compare</think><answer>consistency: {c}; naturalness: {n}</answer>"
+
+
+def train(
+    base: str | Path,
+    samples: list[Any],
+    out: str | Path,
+    steps: int = 60,
+    budget: dict | None = None,
+    seed: int = 0,
+    lr: float = 1e-3,
+    batch: int = 4,
+) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    pb = PixelBudget.model_validate(budget or {})
+    model = load_model(base, "cpu", torch.float32).train()
+    processor = load_processor(base)
+    tok = processor.tokenizer
+    examples = [ex for s in samples for ex in make_examples(s, pb, order="mirror", seed=seed)]
+    if not examples:
+        raise ValueError("format SFT needs at least one preference sample")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        for _ in range(batch):
+            ex = rng.choice(examples)
+            prompt = processor.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=False)
+            p_ids = processor(text=[prompt], images=ex.images, return_tensors="pt")
+            full = processor(text=[prompt + format_target(rng) + "<|im_end|>"], images=ex.images, return_tensors="pt")
+            labels = full["input_ids"].clone()
+            labels[:, : p_ids["input_ids"].shape[1]] = -100
+            loss = model(**full, labels=labels).loss / batch
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    out = Path(out)
+    model.eval().save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    tok.save_pretrained(out)
+    meta = {"prompt_version": PROMPT_VERSION, "answer": "verdict", "pixel_budget": pb.model_dump(),
+            "max_new_tokens": 48, "base_model": str(Path(base).resolve()), "stage": "format-sft",
+            "steps": steps}  # fmt: skip
+    (out / JUDGE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
