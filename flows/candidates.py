@@ -94,11 +94,9 @@ def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str,
     con.close()
     if not rows:
         raise ValueError(f"no candidates in {ws.root}{' for ' + lr_set if lr_set else ''}: run `sr4k candidates run`")
-    cands = [dict(zip(cols, r, strict=True)) for r in rows]
-    for c in cands:
-        c["output_path"] = str(ws.root / c["output_path"])
+    cands = [dict(zip(cols, r, strict=True)) for r in rows]  # output_path stays workspace-relative: pairs record it
     built, report = pairs.build_pairs(cands, target, strategy, seed, min_distance, estimates, exclude=done,
-                                      min_per_pair=min_per_pair, acquisition=acquisition)  # fmt: skip
+                                      min_per_pair=min_per_pair, acquisition=acquisition, root=ws.root)  # fmt: skip
     write_table(ws.part("pairs", name), built, pairs.PAIRS)
     report["table"] = str(ws.part("pairs", name))
     return json.loads(json.dumps(report, default=str))

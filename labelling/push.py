@@ -24,14 +24,13 @@ So a push killed at any point (or a Label Studio killed under it) and rerun ends
 final listing counts duplicates (``duplicates`` in the report; 0 unless someone imported by hand).
 
 Task data (what the browser receives): ``pair_id``, ``sr4k_left`` ("a"/"b": which candidate is on the left, the
-truth of what was displayed, copied into the mapping), and the image URLs ``lr``, ``left``, ``right`` and their
-matched crops ``lr_crop``, ``left_crop``, ``right_crop``. Model names are not shown.
-
-Matched crops (``matched_crops``): Label Studio cannot keep the zoom of several images in step, so the same region is
-cut from each image and shown at the same size. The region is the ``crop`` x ``crop`` window (HR pixels, default
-512) with the most detail in the LR input — the window (``crop / scale`` LR pixels, on a half-window grid) with the
-largest variance of the Laplacian — because SR models differ most where there is texture. It depends only on the LR,
-so a candidate's crop is computed once and shared by all its pairs. Images no larger than ``crop`` are shown whole.
+truth of what was displayed, copied into the mapping), the image URLs ``lr``, ``left``, ``right`` (the full images),
+``view`` (the comparison page: the regions where the two candidates differ most, ``LR | Left | Right`` at 1:1, see
+``labelling.compare``) and ``preload`` (the next task's comparison images, hidden, so the browser has them before the
+annotator gets there). Model names are not shown. Every URL is ``/data/local-files/?d=<workspace-relative path>``:
+paths are recorded relative to the workspace (``pipelines.pairs.recorded_path``), so the tasks of a moved or copied
+workspace still load. ``crop`` is the region side in HR pixels (default ``compare.SIDE``); a pair's comparison is
+rendered once per push and shared by the tasks that show it.
 
 Selection (``--pairs``): ``all``; the name of a pairs part (``tables/pairs/part-<name>.parquet``); or a SQL boolean
 expression over the ``pairs`` view (``"lr_key like 'b%' and distance > 0.01"``).
@@ -52,15 +51,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import requests
 
+from labelling import compare
 from labelling import gold as goldmod
-from labelling.interface import INSTRUCTIONS, label_config
+from labelling.interface import INSTRUCTIONS, VIEW_SETTINGS, label_config
 from labelling.server import Api, LabelSettings, LabelStudioError, LabelStudioUnavailable, served_images
 from pipelines import safety
 from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic, write_table
 from schemas.labels import LABEL_TASKS, LabelTaskRec
 
 DEFAULT_PROJECT = "pairs"
-DEFAULT_CROP = 512
+DEFAULT_CROP = compare.SIDE  # region side of the comparison (HR pixels)
 BATCH = 500
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Label Studio's Datetime filter accepts
 
@@ -178,8 +178,7 @@ def ensure_project(api: Api, ws: Workspace, project: str, overlap: int) -> int:
     path = project_file(ws, project)
     title = project_title(ws, project)
     settings = {"label_config": label_config(), "maximum_annotations": overlap, "expert_instruction": INSTRUCTIONS,
-                "show_instruction": True, "show_skip_button": True, "sampling": "Uniform sampling",
-                "show_overlap_first": True}  # fmt: skip
+                "show_skip_button": True, "show_overlap_first": True, **VIEW_SETTINGS}  # fmt: skip
     pid = json.loads(path.read_text())["id"] if path.exists() else None
     if pid is None:
         found = [p for p in _all(api, "/api/projects/?page_size=100") if p["title"] == title]
@@ -194,7 +193,7 @@ def ensure_project(api: Api, ws: Workspace, project: str, overlap: int) -> int:
             f"project {pid} recorded in {path} is not on the server at {api.url} (a different or reset Label Studio "
             f"database?). Point sr4k at the right server, or move {path} away to start a new project."
         ) from None
-    changed = {k: v for k, v in settings.items() if k in ("label_config", "maximum_annotations")
+    changed = {k: v for k, v in settings.items() if k in ("label_config", "maximum_annotations", *VIEW_SETTINGS)
                and proj.get(k) != v}  # fmt: skip
     if changed:
         api.patch(f"/api/projects/{pid}", changed)
@@ -348,11 +347,19 @@ def mapping(ws: Workspace, project_id: int | None = None) -> dict[str, dict]:
 
 
 def url(rel: str) -> str:
+    """The local-files URL of a workspace-relative image path. Label Studio's document root is ``<ws>/served``, whose
+    only entry ``images`` links to ``../images`` (``labelling.server.served_root``), so ``d`` is the path as recorded;
+    anything else cannot be served, and says how to fix it."""
+    if not rel.startswith("images/") or ".." in rel.split("/"):
+        raise ValueError(f"image path {rel!r} is not a workspace-relative path under images/ (a pairs table "
+                         "written before paths were recorded so?): rebuild it with `sr4k pairs build`")  # fmt: skip
     return f"/data/local-files/?d={rel}"
 
 
 def _store_png(ws: Workspace, rgb: np.ndarray) -> str:
-    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    """Store an RGB image content-addressed under ``images/``; returns its workspace-relative path. PNG level 1:
+    lossless (the comparison must show the candidates' own pixels) and ~5x faster to encode than the default."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     data = png.tobytes()
@@ -363,29 +370,16 @@ def _store_png(ws: Workspace, rgb: np.ndarray) -> str:
     return rel
 
 
-def detail_window(lr: np.ndarray, win: int) -> tuple[int, int]:
-    """Top-left (x, y) of the ``win`` x ``win`` LR window with the largest Laplacian variance (half-window grid)."""
-    gray = cv2.cvtColor(lr, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    lap = cv2.Laplacian(gray, cv2.CV_32F)
-    h, w = gray.shape
-    step = max(1, win // 2)
-    best, where = -1.0, (0, 0)
-    for y in range(0, max(1, h - win + 1), step):
-        for x in range(0, max(1, w - win + 1), step):
-            v = float(lap[y : y + win, x : x + win].var())
-            if v > best:
-                best, where = v, (x, y)
-    return where
-
-
 class ImageCache:
-    """LR paths and matched crops, each computed once per push (module doc)."""
+    """Task data of pairs: the LR image and the comparison panels (``labelling.compare``), each computed once per
+    push. ``order`` (the import order of the pairs) lets each task preload the images of the task after it."""
 
-    def __init__(self, ws: Workspace, crop: int):
+    def __init__(self, ws: Workspace, crop: int, order: list[dict] | None = None):
         self.ws, self.crop = ws, crop
         self.lr_loaders: dict[str, dict[str, Callable[[], np.ndarray]]] = {}
         self.lr: dict[str, tuple[str, np.ndarray]] = {}
-        self.crops: dict[tuple[str, str], str] = {}
+        self.panels: dict[tuple[str, str, str], compare.Comparison] = {}
+        self.following = {p["pair_id"]: q for p, q in zip(order or [], (order or [])[1:], strict=False)}
 
     def lr_image(self, lr_set: str | None, lr_key: str) -> tuple[str, np.ndarray]:
         if lr_key not in self.lr:
@@ -397,47 +391,37 @@ class ImageCache:
             self.lr[lr_key] = (_store_png(self.ws, rgb), rgb)
         return self.lr[lr_key]
 
-    def window(self, lr: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-        """(x, y, w, h) of the crop in HR pixels, or None when the image is shown whole."""
-        w, h = size
-        if max(w, h) <= self.crop or self.crop <= 0:
-            return None
-        scale = w / lr.shape[1]
-        win = max(1, round(self.crop / scale))
-        x, y = detail_window(lr, min(win, lr.shape[0], lr.shape[1]))
-        side = min(self.crop, w, h)
-        return round(x * scale), round(y * scale), side, side
+    def _rgb(self, rel: str) -> np.ndarray:
+        bgr = cv2.imread(str(self.ws.root / rel), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"candidate image {self.ws.root / rel} is missing or unreadable")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
-    def hr_crop(self, lr_key: str, rel: str, box: tuple[int, int, int, int] | None) -> str:
-        if box is None:
-            return rel
-        if (lr_key, rel) not in self.crops:
-            bgr = cv2.imread(str(self.ws.root / rel), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise FileNotFoundError(f"candidate image {self.ws.root / rel} is missing or unreadable")
-            x, y, w, h = box
-            x, y = min(x, bgr.shape[1] - w), min(y, bgr.shape[0] - h)
-            self.crops[(lr_key, rel)] = _store_png(self.ws, cv2.cvtColor(bgr[y : y + h, x : x + w], cv2.COLOR_BGR2RGB))
-        return self.crops[(lr_key, rel)]
+    def comparison(self, pair: dict) -> compare.Comparison:
+        """The pair's comparison in screen order (Left = the candidate that ``pair["left"]`` names)."""
+        _lr_rel, lr = self.lr_image(pair.get("lr_set"), pair["lr_key"])
+        left, right = ("a", "b") if pair["left"] == "a" else ("b", "a")
+        key = (pair["lr_key"], pair[f"path_{left}"], pair[f"path_{right}"])
+        if key not in self.panels:
+            self.panels[key] = compare.render(lr, self._rgb(key[1]), self._rgb(key[2]),
+                                              lambda rgb: _store_png(self.ws, rgb), self.crop)  # fmt: skip
+        return self.panels[key]
 
     def task_data(self, pair: dict) -> dict[str, str]:
-        lr_rel, lr = self.lr_image(pair.get("lr_set"), pair["lr_key"])
-        size = pair.get("size_a") or _size(self.ws, pair["path_a"])
-        box = self.window(lr, size)
+        """What the browser receives (module doc): ids, the full images' URLs, the comparison page and a preload of
+        the next task's images."""
+        lr_rel, _lr = self.lr_image(pair.get("lr_set"), pair["lr_key"])
         left, right = ("a", "b") if pair["left"] == "a" else ("b", "a")
-        data = {"pair_id": pair["pair_id"], "sr4k_left": pair["left"], "lr": url(lr_rel),
-                "left": url(pair[f"path_{left}"]), "right": url(pair[f"path_{right}"])}  # fmt: skip
-        if box is None:
-            data |= {"lr_crop": data["lr"], "left_crop": data["left"], "right_crop": data["right"]}
-        else:
-            scale = size[0] / lr.shape[1]
-            x, y, w, _h = box
-            lx, ly, lw = round(x / scale), round(y / scale), max(1, round(w / scale))
-            lr_crop = _store_png(self.ws, np.ascontiguousarray(lr[ly : ly + lw, lx : lx + lw]))
-            data |= {"lr_crop": url(lr_crop),
-                     "left_crop": url(self.hr_crop(pair["lr_key"], pair[f"path_{left}"], box)),
-                     "right_crop": url(self.hr_crop(pair["lr_key"], pair[f"path_{right}"], box))}  # fmt: skip
-        return data
+        nxt = self.following.get(pair["pair_id"])
+        return {
+            "pair_id": pair["pair_id"],
+            "sr4k_left": pair["left"],
+            "lr": url(lr_rel),
+            "left": url(pair[f"path_{left}"]),
+            "right": url(pair[f"path_{right}"]),
+            "view": self.comparison(pair).html(url),
+            "preload": self.comparison(nxt).preload(url) if nxt else compare.Comparison([], None).preload(url),
+        }
 
 
 def _lr_loaders(ws: Workspace, lr_set: str) -> dict[str, Callable[[], np.ndarray]]:
@@ -445,13 +429,6 @@ def _lr_loaders(ws: Workspace, lr_set: str) -> dict[str, Callable[[], np.ndarray
     from pipelines.candidates import lr_items
 
     return {it.key: it.load for it in lr_items(ws, lr_set)}
-
-
-def _size(ws: Workspace, rel: str) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(ws.root / rel) as im:
-        return im.size
 
 
 # ------------------------------------------------------------------------------------------------ push
@@ -498,7 +475,7 @@ def push_pairs(
         goldmod.save_gold(ws, project, kept)
     items = [*new, *gold_new]
     np.random.default_rng(seed + len(known)).shuffle(items)
-    cache = ImageCache(ws, crop)
+    cache = ImageCache(ws, crop, order=items)
     imported = 0
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]

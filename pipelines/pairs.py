@@ -156,7 +156,7 @@ class PairRec:
     model_b: str
     version_a: str
     version_b: str
-    path_a: str
+    path_a: str  # relative to the workspace (``recorded_path``), so a moved workspace still finds it
     path_b: str
     left: str  # "a" | "b": which candidate is shown on the left
     strategy: str  # balanced | all | active
@@ -488,8 +488,27 @@ def _sides(sel: np.ndarray, rng: np.random.Generator) -> dict[tuple[int, int], t
     return out
 
 
+def recorded_path(path: str | Path, root: Path | None) -> str:
+    """A candidate's ``output_path`` as the pairs table records it: relative to the workspace ``root`` (POSIX
+    separators), so that the table, and the Label Studio tasks made from it, stay valid when the workspace is moved or
+    copied. A relative path is taken as already relative to ``root``; an absolute one must lie inside ``root``
+    (without a ``root``, paths are kept as given)."""
+    p = Path(path)
+    if not p.is_absolute() or root is None:
+        if p.is_absolute():
+            return str(p)
+        if ".." in p.parts:
+            raise ValueError(f"candidate output {path} leaves the workspace ('..'): record paths inside it")
+        return p.as_posix()
+    try:
+        return p.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ValueError(f"candidate output {path} is outside the workspace {root}: pairs record paths relative to "
+                         "the workspace; run `sr4k candidates run` in this workspace") from None  # fmt: skip
+
+
 def _records(grid: _Grid, sel: np.ndarray, strategy: str, seed: int, rng: np.random.Generator,
-             scores: list[list[float]] | None) -> list[PairRec]:  # fmt: skip
+             scores: list[list[float]] | None, root: Path | None = None) -> list[PairRec]:  # fmt: skip
     sides = _sides(sel, rng)
     recs = []
     for lr, p in sorted(sides):
@@ -499,8 +518,8 @@ def _records(grid: _Grid, sel: np.ndarray, strategy: str, seed: int, rng: np.ran
         dist = grid.distance[lr, p]
         recs.append(PairRec(
             _cell_id(grid.lrs[lr], grid.models, i, j, a, b), grid.lrs[lr], grid.models[i], grid.models[j],
-            str(_get(a, "model_version")), str(_get(b, "model_version")), str(_get(a, "output_path")),
-            str(_get(b, "output_path")), left, strategy, scores[p][rank] if scores else None,
+            str(_get(a, "model_version")), str(_get(b, "model_version")), recorded_path(_get(a, "output_path"), root),
+            recorded_path(_get(b, "output_path"), root), left, strategy, scores[p][rank] if scores else None,
             None if np.isnan(dist) else float(dist), seed,
         ))  # fmt: skip
     return recs
@@ -539,7 +558,9 @@ def build_pairs(
 
     ``candidates``: ``Candidate``s, dicts or any objects with ``lr_key``, ``model``, ``model_version``,
     ``output_path`` and optionally ``thumb`` / ``output_sha256``; one per (LR, model). ``exclude``: ``pair_id``s or
-    ``(lr_key, model, model)`` cells never to build (e.g. those already annotated). Returns ``(pairs, report)``,
+    ``(lr_key, model, model)`` cells never to build (e.g. those already annotated). ``root``: the workspace; relative
+    ``output_path``s are resolved against it and every recorded ``path_a``/``path_b`` is relative to it
+    (``recorded_path``). Returns ``(pairs, report)``,
     pairs sorted by (lr_key, model_a, model_b); report: possible (cells after pruning and exclusion),
     pruned_near_identical, excluded, missing, requested, built, per_model_pair ("a vs b" -> count), per_lr,
     lr_band_widened_by, left_a, cold_start. Raises ValueError when the target cannot be met, with the numbers."""
@@ -563,7 +584,7 @@ def build_pairs(
         sel, widened = _spread(grid.avail, counts, counts, target, rng)
     else:
         sel, widened = _balanced(grid, target, rng)
-    recs = _records(grid, sel, strategy, seed, rng, scores)
+    recs = _records(grid, sel, strategy, seed, rng, scores, None if root is None else Path(root))
     report = {
         "strategy": strategy, "seed": seed, "possible": possible, "pruned_near_identical": int(grid.pruned.sum()),
         "excluded": int((grid.excluded & ~grid.pruned).sum()), "missing": int((~grid.present).sum()),

@@ -1,4 +1,4 @@
-"""Labeling config, result validation and side mapping, gold degradation, matched-crop placement (no server)."""
+"""Labeling config, result validation and side mapping, gold degradation, the comparison page (no server)."""
 
 import json
 import os
@@ -11,7 +11,6 @@ import pytest
 
 from labelling import gold, interface
 from labelling.pull import parse_result, to_candidate
-from labelling.push import detail_window
 from labelling.server import LabelStudioError, credentials, label_studio_bin
 from pipelines.storage import Workspace
 from schemas.labels import CRITERIA
@@ -22,21 +21,41 @@ def res(**choices):
             for k, v in choices.items()]  # fmt: skip
 
 
-def test_config_has_both_questions_with_unique_hotkeys_and_all_images():
+def test_config_has_both_questions_with_unique_hotkeys_the_comparison_and_the_flip():
     cfg = interface.label_config()
     root = ET.fromstring(cfg)
     names = {c.get("name") for c in root.iter("Choices")}
-    assert names == {*CRITERIA, interface.UNUSABLE}
-    assert {i.get("value") for i in root.iter("Image")} == {
-        "$lr", "$left", "$right", "$lr_crop", "$left_crop", "$right_crop"}  # fmt: skip
+    assert names == {*CRITERIA, interface.UNUSABLE, interface.FLIP}
+    assert sorted(h.get("value") for h in root.iter("HyperText")) == ["$preload", "$view", "$view"]
+    assert not list(root.iter("Image"))  # canvases scale to their column; the comparison is plain <img> at 1:1
     keys = interface.hotkeys(cfg)
     assert keys == {"1": ("consistency", "left"), "2": ("consistency", "right"), "3": ("consistency", "tie"),
                     "4": ("naturalness", "left"), "5": ("naturalness", "right"), "6": ("naturalness", "tie"),
-                    "0": ("unusable", "both_unusable")}  # fmt: skip
-    assert all(c.get("required") == "true" for c in root.iter("Choices") if c.get("name") in CRITERIA)
+                    "0": ("unusable", "both_unusable"), "f": ("flip", "swapped")}  # fmt: skip
+    questions = [c for c in root.iter("Choices") if c.get("name") in CRITERIA]
+    assert all(c.get("required") == "true" for c in questions)
+    for c in questions:  # the annotator's words: the question and its keys, not the control's name
+        msg = c.get("requiredMessage")
+        assert c.get("name") not in msg and "Left, Right or Tie" in msg, msg
+        assert all(k in msg for k, (name, _) in keys.items() if name == c.get("name"))
+    assert all(c.get("toName") == interface.TO_NAME for c in root.iter("Choices"))
+    assert {h.get("name") for h in root.iter("HyperText")} >= {interface.TO_NAME}
     assert cfg == interface.label_config()  # deterministic: the push compares it with the project's
     with pytest.raises(ValueError, match="hotkey '1' bound twice"):
         interface.hotkeys(cfg.replace('hotkey="2"', 'hotkey="1"'))
+
+
+def test_flip_shows_one_of_two_renderings_and_the_flipped_one_swaps_left_and_right():
+    root = ET.fromstring(interface.label_config())
+    views = {v.get("className"): v for v in root.iter("View") if v.get("visibleWhen")}
+    assert set(views) == {"sr4k-normal", "sr4k-flipped"}
+    assert views["sr4k-normal"].get("visibleWhen") == "choice-unselected"
+    assert views["sr4k-flipped"].get("visibleWhen") == "choice-selected"
+    assert {v.get("whenTagName") for v in views.values()} == {interface.FLIP}
+    style = next(root.iter("Style")).text
+    assert ".sr4k-flipped .sr4k-left { order: 3; }" in style and ".sr4k-flipped .sr4k-right { order: 2; }" in style
+    assert ">" not in style  # Label Studio keeps an XML-escaped '>' as '&gt;', which breaks the rule
+    assert interface.VIEW_SETTINGS["show_instruction"] is False  # no popup to dismiss per session
 
 
 @pytest.mark.parametrize(("screen", "left", "want"), [("left", "a", "a"), ("right", "a", "b"), ("left", "b", "b"),
@@ -60,6 +79,8 @@ def test_parse_result_valid_and_every_kind_of_invalid():
         assert want in reasons and ans == {"consistency": None, "naturalness": None}, (want, reasons)
     _, _, reasons = parse_result([], left="a")
     assert reasons == ["missing:consistency", "missing:naturalness"]
+    flipped = res(consistency=["right"], naturalness=["tie"], flip=[interface.FLIP_VALUE])  # the view toggle was on
+    assert parse_result(flipped, left="a") == ({"consistency": "b", "naturalness": "tie"}, False, [])
 
 
 def test_gold_degradation_is_obvious():
@@ -70,12 +91,6 @@ def test_gold_degradation_is_obvious():
     assert bad.shape == img.shape and sharp(bad) < 0.1 * sharp(img)
     assert bad[..., 0].mean() > img[..., 0].mean() + 10 and bad[..., 2].mean() < img[..., 2].mean() - 10
     assert gold.gold_pair_id("k", "m", "v", 0).startswith("pr-") and len(gold.gold_pair_id("k", "m", "v", 0)) == 23
-
-
-def test_detail_window_finds_the_textured_region():
-    lr = np.full((64, 64, 3), 128, np.uint8)
-    lr[32:48, 16:32] = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
-    assert detail_window(lr, 16) == (16, 32)
 
 
 def test_credentials_are_generated_once_private_and_missing_binary_names_the_fix(tmp_path, monkeypatch):

@@ -139,6 +139,25 @@ def test_pruning_loads_pngs_and_uses_equal_hashes(tmp_path):
     np.testing.assert_allclose(sixteen, thumbnail(rgb), atol=1 / 255)
 
 
+def test_paths_are_recorded_relative_to_the_workspace(tmp_path):
+    """A pairs table, and every Label Studio task made from it, must stay valid when the workspace moves: paths are
+    recorded relative to the workspace whatever form the candidates give them in."""
+    ws = tmp_path / "ws"
+    cands = [Candidate("x", "a", "1", "images/aa/a.png", thumb=np.zeros((64, 64), np.float32)),
+             Candidate("x", "b", "1", str(ws / "images" / "bb" / "b.png"), thumb=np.ones((64, 64), np.float32)),
+             Candidate("y", "a", "1", str(ws / "images/../images/cc/c.png"), thumb=np.zeros((64, 64), np.float32)),
+             Candidate("y", "b", "1", "images/dd/d.png", thumb=np.ones((64, 64), np.float32))]  # fmt: skip
+    pairs, _ = build_pairs(cands, 2, root=ws)
+    got = {(p.lr_key, p.model_a): p.path_a for p in pairs} | {(p.lr_key, p.model_b): p.path_b for p in pairs}
+    assert got == {("x", "a"): "images/aa/a.png", ("x", "b"): "images/bb/b.png", ("y", "a"): "images/cc/c.png",
+                   ("y", "b"): "images/dd/d.png"}  # fmt: skip
+    outside = [*cands[:1], Candidate("x", "b", "1", str(tmp_path / "elsewhere.png"), thumb=np.ones((64, 64)))]
+    with pytest.raises(ValueError, match="outside the workspace"):
+        build_pairs(outside, 1, root=ws)
+    with pytest.raises(ValueError, match="leaves the workspace"):
+        build_pairs([*cands[:1], Candidate("x", "b", "1", "../b.png", thumb=np.ones((64, 64)))], 1, root=ws)
+
+
 def test_equal_output_hashes_are_identical_without_loading():
     cands = [Candidate("x", m, "1", "/nonexistent.png", output_sha256="same") for m in "ab"]
     cands.append(Candidate("x", "c", "1", "/nonexistent.png", thumb=np.zeros((64, 64), np.float32)))
