@@ -50,7 +50,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from labelling import gold as goldmod
-from labelling.interface import SCREEN_VALUES, UNUSABLE, UNUSABLE_VALUE
+from labelling.interface import FLIP, SCREEN_VALUES, UNUSABLE, UNUSABLE_VALUE
 from labelling.push import DEFAULT_PROJECT, LS_TIME, list_tasks, mapping, project_file
 from labelling.server import Api, LabelSettings, LabelStudioError, list_users
 from pipelines.storage import Workspace, write_json_atomic, write_table
@@ -95,6 +95,8 @@ def parse_result(result: list[dict], left: str) -> tuple[dict[str, str | None], 
         seen[name] += 1
         if name == UNUSABLE:
             unusable = unusable or UNUSABLE_VALUE in (choices or [])
+            continue
+        if name == FLIP:  # a view toggle (A/B flicker), not an answer
             continue
         if name not in answers:
             reasons.append(f"unknown_control:{name}")

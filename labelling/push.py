@@ -14,14 +14,20 @@
    pair -> task mapping (``tables/label_tasks``). A task on the server that the mapping lacks (a push that died after
    the import and before writing the mapping) is *adopted*: its mapping row is written, nothing is imported again.
    A pair is imported only if the server has no task for it — the server is the truth of what exists, the
-   workspace of what it means (gold answers, on-screen side).
+   workspace of what it means (gold answers, on-screen side). Listing 18,000 tasks costs tens of seconds, so the
+   server is asked only what the workspace cannot know (``reconcile``): the tasks above the largest mapped id, and
+   the task count; the full listing runs only when the count disagrees.
 4. New pairs and new gold pairs (``gold``; enough to keep ``gold_rate`` of the project's tasks gold) are shuffled
    together with ``seed`` and imported in batches; after each batch its mapping rows are written as one Parquet part
    (atomic). The import is not retried blindly — a lost response may hide a committed import — so a failure stops
-   the push with an error, and the rerun's reconcile settles what got in.
+   the push with an error, and the rerun's reconcile settles what got in. A gold pair's known answers are written
+   just before the batch that imports it (adoption needs them); definitions left by a dead push whose task never
+   reached the server are reused first by the rerun, or dropped — no orphan gold definition survives a rerun.
 
-So a push killed at any point (or a Label Studio killed under it) and rerun ends with each pair exactly once; the
-final listing counts duplicates (``duplicates`` in the report; 0 unless someone imported by hand).
+So a push killed at any point (or a Label Studio killed under it) and rerun ends with each pair exactly once. The
+final task count is checked against what the push expects; only when it differs (someone imported by hand) are the
+tasks listed to count duplicates (``duplicates`` in the report). ``benchmarks/labelling.py`` measures the push at
+18,000 pairs next to Label Studio's raw import of the same task JSON.
 
 Task data (what the browser receives): ``pair_id``, ``sr4k_left`` ("a"/"b": which candidate is on the left, the
 truth of what was displayed, copied into the mapping), the image URLs ``lr``, ``left``, ``right`` (the full images),
@@ -33,7 +39,9 @@ workspace still load. ``crop`` is the region side in HR pixels (default ``compar
 rendered once per push and shared by the tasks that show it.
 
 Selection (``--pairs``): ``all``; the name of a pairs part (``tables/pairs/part-<name>.parquet``); or a SQL boolean
-expression over the ``pairs`` view (``"lr_key like 'b%' and distance > 0.01"``).
+expression over the ``pairs`` view (``"lr_key like 'b%' and distance > 0.01"``), evaluated as one read-only
+expression in a sandbox without file access (``select_pairs``). ``--project`` is a safe name
+(``pipelines.safety``): it names files under ``labelstudio/projects/``.
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ from schemas.labels import LABEL_TASKS, LabelTaskRec
 
 DEFAULT_PROJECT = "pairs"
 DEFAULT_CROP = compare.SIDE  # region side of the comparison (HR pixels)
-BATCH = 500
+BATCH = 1000  # tasks per import request: ~1-2 s each (with 3 embedded annotations ~9 s), far below the timeout
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Label Studio's Datetime filter accepts
 
 
@@ -476,28 +484,8 @@ def push_pairs(
     items = [*new, *gold_new]
     np.random.default_rng(seed + len(known)).shuffle(items)
     cache = ImageCache(ws, crop, order=items)
-    imported = 0
-    for start in range(0, len(items), batch_size):
-        batch = items[start : start + batch_size]
-        tasks = []
-        for p in batch:
-            data = cache.task_data(p)
-            task = {"data": data}
-            if prelabelled is not None and not p.get("gold_consistency"):
-                task["annotations"] = prelabelled(p, data)
-            tasks.append(task)
-        gold_here = {p["pair_id"]: p for p in batch if p.get("gold_consistency")}
-        if gold_here:  # the known answers are on disk before their tasks can exist (adoption needs them)
-            kept |= gold_here
-            goldmod.save_gold(ws, project, kept)
-        r = api.post(f"/api/projects/{pid}/import?return_task_ids=true", tasks, retry=False)
-        ids = r.get("task_ids") or []
-        if len(ids) != len(batch):  # an old server without return_task_ids: the rerun's reconcile adopts them
-            raise LabelStudioError(f"import returned {len(ids)} task ids for {len(batch)} tasks; rerun the push")
-        _write_mapping(ws, pid, [(p, tid, p["left"]) for p, tid in zip(batch, ids, strict=True)])
-        imported += len(batch)
-        if on_batch:
-            on_batch(imported, len(items))
+    done = _import_batches(api, ws, project, pid, items, batch_size, cache.task_data, prelabelled, kept, on_batch)
+    imported = done["imported"]
     count, dup = task_count(api, pid), 0
     if count != sum(len(v) for v in on_server.values()) + imported:  # someone else imported too: count per pair
         final = server_tasks(api, pid)
@@ -506,7 +494,56 @@ def push_pairs(
             "already_on_server": len(pairs) - len(new), "adopted": adopted, "imported": len(new),
             "gold_imported": len(gold_new), "gold_total": n_gold_have + len(gold_new),
             "tasks_on_server": count, "duplicates": dup, "listed": listing,
-            "overlap": overlap, "seconds": round(time.monotonic() - t0, 2)}  # fmt: skip
+            "overlap": overlap, "seconds": round(time.monotonic() - t0, 2),
+            "task_data_seconds": round(done["render"], 2), "import_wait_seconds": round(done["wait"], 2)}  # fmt: skip
+
+
+def _import_batches(api: Api, ws: Workspace, project: str, pid: int, items: list[dict], batch_size: int,
+                    task_data: Callable[[dict], dict], prelabelled: Callable | None, kept: dict,
+                    on_batch: Callable[[int, int], None] | None) -> dict[str, Any]:  # fmt: skip
+    """Import ``items`` in batches (module doc, step 4): the next batch's task data (images, comparison pages) is made
+    while Label Studio imports the previous one — at most one import in flight, its mapping part written as soon as it
+    answers, so a crash leaves at most one batch to adopt. Returns {"imported", "render", "wait"} (seconds spent
+    making task data, and waiting for imports)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: dict[str, Any] = {"imported": 0, "render": 0.0, "wait": 0.0}
+    pending: list = []  # [(batch, future)] of the import in flight
+
+    def settle() -> None:
+        batch, fut = pending.pop()
+        t = time.monotonic()
+        ids = fut.result().get("task_ids") or []
+        out["wait"] += time.monotonic() - t
+        if len(ids) != len(batch):  # an old server without return_task_ids: the rerun's reconcile adopts them
+            raise LabelStudioError(f"import returned {len(ids)} task ids for {len(batch)} tasks; rerun the push")
+        _write_mapping(ws, pid, [(p, tid, p["left"]) for p, tid in zip(batch, ids, strict=True)])
+        out["imported"] += len(batch)
+        if on_batch:
+            on_batch(out["imported"], len(items))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sr4k-import") as pool:
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            t = time.monotonic()
+            tasks = []
+            for p in batch:
+                task = {"data": task_data(p)}
+                if prelabelled is not None and not p.get("gold_consistency"):
+                    task["annotations"] = prelabelled(p, task["data"])
+                tasks.append(task)
+            out["render"] += time.monotonic() - t
+            if pending:
+                settle()
+            gold_here = {p["pair_id"]: p for p in batch if p.get("gold_consistency")}
+            if gold_here:  # the known answers are on disk before their tasks can exist (adoption needs them)
+                kept |= gold_here
+                goldmod.save_gold(ws, project, kept)
+            path = f"/api/projects/{pid}/import?return_task_ids=true"
+            pending.append((batch, pool.submit(api.post, path, tasks, retry=False)))
+        if pending:
+            settle()
+    return out
 
 
 def _adopt(ws: Workspace, project: str, pid: int, on_server: dict[str, list[dict]], golds: dict) -> int:
