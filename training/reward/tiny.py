@@ -201,12 +201,14 @@ def build_tiny_qwen_vl(
     hidden: int = 32,
     layers: int = 2,
     min_pixels: int = 28 * 28,
-    max_pixels: int = 112 * 112,
+    max_pixels: int = 448 * 448,
 ) -> Path:
     """Build and save a tiny random Qwen2.5-VL judge + processor into ``out_dir``; returns the folder.
 
-    Safe to call twice on the same folder (it is rebuilt, same seed → same weights). ``max_pixels`` bounds what the
-    image processor feeds the vision tower (112² → at most 64 patches = 16 merged tokens per image).
+        Safe to call twice on the same folder (it is rebuilt, same seed → same weights). ``max_pixels`` bounds what the
+        image processor feeds the vision tower; the default, 448², is the default ``PixelBudget``'s largest image, so
+    the tiny judge named in the missing-model hint of ``check_runtime`` runs with the default settings (a smaller
+    one made that hint end in a second error, the pixel-budget check).
     """
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration

@@ -102,9 +102,10 @@ def test_runtime_checks_name_the_fix(tiny_judge, prefs_workspace, tmp_path):
     elif not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="use_vllm: false"):
             check_runtime(cfg)
-    # the tiny processor stops at 112² px: a 448² budget would be resized behind the judge's back
-    big = _cfg(tiny_judge, prefs_workspace, tmp_path / "o", pixel_budget={"global_max_pixels": 448 * 448})
-    with pytest.raises(ConfigError, match="max_pixels=12544"):
+    # the tiny processor stops at 448² px: a 896² budget would be resized behind the judge's back
+    big = _cfg(tiny_judge, prefs_workspace, tmp_path / "o", pixel_budget={"global_max_pixels": 896 * 896,
+                                                                          "crop_size": 448})  # fmt: skip
+    with pytest.raises(ConfigError, match="max_pixels=200704"):
         recipe.setup(big)
 
 
@@ -142,3 +143,21 @@ def test_grpo_step_raises_log_prob_of_positive_advantage_completions(tiny_judge,
     delta = torch.cat([_sequence_logps(trainer, b) - before for b, before in seen])
     assert adv.abs().sum() > 0, "no reward spread in any group: the test would be vacuous"
     assert float((adv * delta).sum()) > 0
+
+
+def test_the_missing_model_hint_leads_to_a_working_setup(prefs_workspace, tmp_path, monkeypatch):
+    """Run the command the hint prints, then the default settings pass every start-up check with that model."""
+    import re
+    import subprocess
+    import sys
+
+    with pytest.raises(ConfigError) as e:
+        check_runtime(RewardConfig(model="tiny-judge"))
+    cmd = re.search(r"python -c '([^']+)'", str(e.value)).group(1)
+    subprocess.run([sys.executable, "-c", cmd], cwd=tmp_path, check=True, timeout=300)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {"model": "tiny-judge", "data": str(prefs_workspace), "output_dir": str(tmp_path / "o")})
+    assert check_runtime(cfg) == "cpu"
+    from training.reward.judge import load_processor
+
+    recipe._check_budget(cfg, load_processor(tmp_path / "tiny-judge"))  # the default 448² budget fits
