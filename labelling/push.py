@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -85,7 +86,10 @@ FILTER_SECONDS = 30.0  # a --pairs filter that runs longer is interrupted (an un
 def check_project(project: str) -> str:
     """``project`` if it is a safe name (it names files under ``labelstudio/projects/``), else a one-line
     ValueError."""
-    return safety.check_name(project, "--project")
+    # fullmatch: a ``^...$`` match would let a trailing newline through ("pairs\n" names another file)
+    if not isinstance(project, str) or not re.fullmatch(safety.NAME_PATTERN, project):
+        raise ValueError(f"--project {project!r} is not a valid name: use {safety.NAME_RULE}")
+    return project
 
 
 def select_pairs(ws: Workspace, selection: str = "all") -> list[dict]:

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import time
 from datetime import timedelta
 
 import duckdb
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from labelling import push, server
 from labelling.pull import latest_annotations, project_status, pull_annotations
+from pipelines.storage import Workspace
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +137,53 @@ def test_cli_push_pull_status_never_print_secrets(ls):
     bad = runner.invoke(app, ["label", "push", "--pairs", "lr_key like", "--project", "cli", *args])
     assert bad.exit_code == 2 and "neither 'all', a pairs part" in bad.output
     assert os.stat(ws.root / "labelstudio" / "credentials.json").st_mode & 0o077 == 0
+
+
+def test_pairs_filter_is_one_read_only_expression_and_project_a_safe_name(tmp_path, monkeypatch):
+    from flows.cli import app
+
+    ws = Workspace(tmp_path / "ws")
+    make_lr_set(ws, "hx", 6, seed=5)
+    made = make_pairs(ws, "hx", 12, "hx")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("pair_id\nleaked\n")
+    out_file = tmp_path / "x.csv"
+
+    # a condition selects exactly what DuckDB reading the Parquet part on its own selects
+    want = {r[0] for r in duckdb.sql(f"select pair_id from '{ws.part('pairs', 'hx')}' where lr_key <= 'hx00002'")
+            .fetchall()}  # fmt: skip
+    assert {p["pair_id"] for p in push.select_pairs(ws, "lr_key <= 'hx00002'")} == want and 0 < len(want) < 12
+    assert {p["pair_id"] for p in push.select_pairs(ws, "hx")} == {p.pair_id for p in made}
+
+    attacks = {
+        f"1=1; COPY (select 1) TO '{out_file}'": "';' is not allowed",
+        f"1=1) union all (select 1 from (COPY (select 1) TO '{out_file}')": "",
+        f"pair_id in (select pair_id from read_csv('{secret}'))": "",
+        "exists(select 1 from glob('/etc/*'))": "",
+        "current_setting('enable_external_access') = 'false' and (select count(*) from duckdb_settings()) < 0": None,
+    }
+    for expr, msg in attacks.items():
+        if msg is None:  # a harmless read-only condition that selects nothing: refused for selecting nothing
+            with pytest.raises(ValueError, match="selects no pairs"):
+                push.select_pairs(ws, expr)
+            continue
+        with pytest.raises(ValueError, match="neither 'all', a pairs part") as e:
+            push.select_pairs(ws, expr)
+        assert msg in str(e.value) and "\n" not in str(e.value) and "leaked" not in str(e.value)
+    assert not out_file.exists()
+
+    monkeypatch.setattr(push, "FILTER_SECONDS", 0.5)
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="ran longer than"):
+        push.select_pairs(ws, "(select count(*) from range(100000000000) a, range(10) b) > 0")
+    assert time.monotonic() - t0 < 10
+
+    runner = CliRunner()
+    for name in ("../../x", "a/b", "x.json", "-rf", "ok\n"):
+        with pytest.raises(ValueError, match=r"--project .* is not a valid name"):
+            push.push_pairs(ws, "hx", project=name)
+        out = runner.invoke(app, ["label", "push", "--pairs", "hx", "--project", name, "-w", str(ws.root)])
+        assert out.exit_code == 2 and "is not a valid name" in out.output and "Traceback" not in out.output
+    out = runner.invoke(app, ["label", "push", "--pairs", f"1=1; COPY (select 1) TO '{out_file}'", "-w", str(ws.root)])
+    assert out.exit_code == 2 and "';' is not allowed" in out.output and not out_file.exists()
+    assert not (tmp_path / "x.json").exists() and not list(tmp_path.glob("**/x.json"))
