@@ -68,6 +68,15 @@ LINE_KAPPA = 10.0  # a bin is periodic where its power exceeds LINE_KAPPA x the 
 # peak or stride_mean above this reads as a periodic artefact: clean photos and bicubic upscales <= 0.0032, a faint
 # (4/255) 32-px line grid on untextured photos >= 0.0060 (see periodicity)
 PERIODIC_ARTEFACT = 0.004
+# periodicity_excess flag: D = R_x - EXCESS_REF_GAIN * R_ref, reference = bicubic of the same LR. Measured
+# (benchmarks/periodicity_flag.py, 68 native 256^2 crops of 12 mate-backgrounds photos + 5 skimage photos, every
+# other one JPEG q75, x4 to 1024^2): Lanczos upscales max stride excess 0.0003 and peak excess 0.056 (3 of 68 above
+# 0.01, 2 above 0.03: lags 9-10 px on photos that are periodic there already, the Lanczos ringing sharpening them);
+# 1 %-amplitude (2.55 levels) planted 32-px grids: stride excess >= 0.049 (lines) / 0.26 (texture), peak >= 0.05.
+# The absolute flag (PERIODIC_ARTEFACT) fired on 21 % of the bicubic and 22 % of the Lanczos upscales.
+EXCESS_PEAK = 0.03
+EXCESS_STRIDE = 0.004
+EXCESS_REF_GAIN = 2.0  # D = R_x - EXCESS_REF_GAIN * R_ref: a sharper upscale may double a periodicity the LR has
 
 # --- no-reference ---
 HF_TILE = 256  # px, Welch tile for hf_energy
@@ -356,6 +365,72 @@ def periodicity(
     stride_mean = float(r[lattice].mean()) if lattice.any() else math.nan
     stride_peak = float(r[lattice].max()) if lattice.any() else math.nan
     return Periodicity(peak, stride_mean, stride_peak, _fundamental(r, ring, cheb, peak))
+
+
+@dataclass(slots=True)
+class PeriodicityExcess:
+    """What :func:`periodicity_excess` found: periodic autocorrelation the output has beyond its reference."""
+
+    peak: float  # max of R_x - R_ref over min_lag <= max(|dy|, |dx|) <= L
+    stride_mean: float  # mean of max(R_x - R_ref, 0) over the stride lattice; nan if no lattice lag fits
+    stride_peak: float  # max of R_x - R_ref over the stride lattice; nan if none fits
+    lag: tuple[int, int]  # (dy, dx) of the shortest lag within 10% of ``peak``
+    flag: bool  # the verdict: a periodic artefact the reference does not have (see periodicity_excess)
+
+
+def periodicity_excess(
+    rgb: np.ndarray,
+    ref: np.ndarray,
+    stride: int = 32,
+    sigma: float = 2.0,
+    min_lag: int = 4,
+    max_lag: int = 256,
+    max_side: int = MAX_SIDE,
+) -> PeriodicityExcess:
+    """Periodicity that ``rgb`` has beyond ``ref``, an image with the same history: the bicubic upscale of the same
+    LR (what ``sr4k bench eval`` passes). Both are HxWx3 uint8 of one size.
+
+    Why relative: the absolute score (:func:`periodicity`) reads real periodicity that every upscale of the LR
+    shares: the x4 interpolation kernel repeats every 4 px (lag-4 peaks on smooth LR content) and the LR's JPEG
+    8x8 blocks become 32-px blocks after x4, exactly the token lattice. Measured (benchmarks/periodicity_flag.py,
+    real 256^2 crops, half JPEG q75, x4): the absolute flag fired on 38 % of plain bicubic upscales. The reference
+    has the same interpolation and compression history, so subtracting its lag map leaves what the model added,
+    as L_AP subtracts the ground truth's R (METHODS.md; the same statistic without the ReLU margin).
+
+    Definition: R_x, R_ref = :func:`autocorrelation` (periodic part, contrast-normalised, each by its own R(0));
+    D = R_x - R_ref. peak = max D over the ring of lags min_lag..L; stride_mean = mean of max(D, 0) over the
+    lattice of ``stride`` multiples (stride-aware: a token-grid artefact repeats on that whole 2-D lattice, while
+    an interpolation or JPEG remnant that the model sharpened sits at a few lags along the axes);
+    stride_peak = max D over that lattice. R_ref enters doubled (EXCESS_REF_GAIN) and clipped at 0: a sharper
+    upscale legitimately strengthens a periodicity the LR has (measured: Lanczos vs bicubic on photos of
+    stripes/grass, excess 0.075 at lag 10 with a factor 1, 0.056 with 2), while a planted grid sits where the
+    reference has ~0. flag = stride_mean > EXCESS_STRIDE or peak > EXCESS_PEAK.
+
+    Measured (the constants' comment; benchmarks/periodicity_flag.py): false positives 0 % on bicubic (D = 0 by
+    construction) and 2.9 % on Lanczos x4 upscales of real crops (half JPEG q75), against 21-22 % for the absolute
+    flag; 1 %-amplitude planted 32-px grids (lines or a repeated texture) 100 % flagged. Cost: two
+    :func:`autocorrelation` calls, ~0.5 s for a 1024^2 image on 2 cores.
+    """
+    _check_rgb(rgb)
+    _check_rgb(ref, "ref")
+    if rgb.shape != ref.shape:
+        raise ValueError(f"periodicity_excess needs the reference at the output's size: {rgb.shape} vs {ref.shape}")
+    if stride < 1 or min_lag < 1 or max_lag < min_lag:
+        raise ValueError(f"need stride >= 1 and 1 <= min_lag <= max_lag, got {stride}, {min_lag}, {max_lag}")
+    d = autocorrelation(rgb, sigma=sigma, max_lag=max_lag, max_side=max_side)
+    d -= EXCESS_REF_GAIN * np.maximum(autocorrelation(ref, sigma=sigma, max_lag=max_lag, max_side=max_side), 0)
+    half = d.shape[0] // 2
+    a = np.abs(np.arange(-half, half + 1))
+    cheb = np.maximum(a[:, None], a[None, :])
+    ring = cheb >= min_lag
+    if not ring.any():
+        raise ValueError(f"min_lag {min_lag} exceeds the measurable lag range {half} for {rgb.shape[:2]}")
+    peak = float(d[ring].max())
+    lattice = (a[:, None] % stride == 0) & (a[None, :] % stride == 0) & (cheb > 0)
+    stride_mean = float(np.maximum(d[lattice], 0).mean()) if lattice.any() else math.nan
+    stride_peak = float(d[lattice].max()) if lattice.any() else math.nan
+    flag = bool(peak > EXCESS_PEAK or (lattice.any() and stride_mean > EXCESS_STRIDE))
+    return PeriodicityExcess(peak, stride_mean, stride_peak, _fundamental(d, ring, cheb, peak), flag)
 
 
 # ------------------------------------------------------------------------------------------------ no reference
