@@ -56,27 +56,26 @@ few-pixel shifts; a set of one pair is never flagged (its median is itself).
 
 Report statuses (``IMPORT_REPORT.status``):
 
-================  =====================================================================================
-imported          part of the benchmark (detail: PSNR, modcrop or crop box)
-unmatched         no partner with the same match stem, or no role suffix in a shared HR/LR folder
-ambiguous         several files on one side share a match stem (e.g. a.png and a.jpg); none imported
-size_mismatch     HR != LR * scale beyond the modcrop tolerance
-misaligned        failed the alignment rule
-partner_rejected  its partner file was rejected (so it could not be imported)
-not_an_image      not a picture (decode reasons not_an_image, empty_file)
-decode_failed     a picture that did not decode (truncated, animated, ...; detail names the reason)
-unreadable        the file could not be read (permissions, vanished)
-symlink_outside_  a link whose target lies outside the folder (never read; ``pipelines.safety``)
-root
-special_file      a FIFO, socket or device (never opened: it could block or never end)
-missing           a dangling link
-too_large         over the per-file byte cap, or an LR whose SR output (LR x scale^2) would exceed
-                  ``MAX_SR_PIXELS`` (detail names the limit)
-too_small         LR-only square mode: smaller than N x N
-duplicate         same decoded pixels as an earlier imported file
-skipped_hidden    a hidden entry (.DS_Store ...)
-skipped_folder    a subfolder (not searched)
-================  =====================================================================================
+====================  =====================================================================================
+imported              part of the benchmark (detail: PSNR, modcrop or crop box)
+unmatched             no partner with the same match stem, or no role suffix in a shared HR/LR folder
+ambiguous             several files on one side share a match stem (e.g. a.png and a.jpg); none imported
+size_mismatch         HR != LR * scale beyond the modcrop tolerance
+misaligned            failed the alignment rule
+partner_rejected      its partner file was rejected (so it could not be imported)
+not_an_image          not a picture (decode reasons not_an_image, empty_file)
+decode_failed         a picture that did not decode (truncated, animated, ...; detail names the reason)
+unreadable            the file could not be read (permissions, vanished)
+symlink_outside_root  a link whose target lies outside the folder (never read; ``pipelines.safety``)
+not_a_file            a FIFO, socket or device (never opened: it could block or never end)
+missing               a dangling link
+too_large             over the per-file byte cap, or an LR whose SR output (LR x scale^2) would exceed
+                      ``MAX_SR_PIXELS`` (detail names the limit)
+too_small             LR-only square mode: smaller than N x N
+duplicate             same decoded pixels as an earlier imported file
+skipped_hidden        a hidden entry (.DS_Store ...)
+skipped_folder        a subfolder (not searched)
+====================  =====================================================================================
 """
 
 from __future__ import annotations
@@ -140,7 +139,7 @@ ALIGN_GAP_DB = 6.0
 STATUSES = (
     "imported", "unmatched", "ambiguous", "size_mismatch", "misaligned", "partner_rejected", "not_an_image",
     "decode_failed", "unreadable", "too_small", "duplicate", "skipped_hidden", "skipped_folder",
-    "symlink_outside_root", "special_file", "missing", "too_large",
+    "symlink_outside_root", "not_a_file", "missing", "too_large",
 )  # fmt: skip
 # The largest SR output an LR may lead to: decode's default max_pixels (128 MiPx, 16384 x 8192), the largest picture
 # sr4k reads at all. An LR is refused when width * height * scale^2 exceeds it (an 11,500^2 LR at x4 would be 2.1

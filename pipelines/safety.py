@@ -4,7 +4,7 @@ Rules (used by benchmark import, candidates, releases and the SQL catalog; curat
 same ones with the same reason codes):
 
 - **Regular files only.** An entry is classified from ``lstat`` (the entry itself) and, for a symlink, from the
-  ``stat`` of its resolved target. FIFOs, sockets and device files (``/dev/zero``) are rejected ``special_file``
+  ``stat`` of its resolved target. FIFOs, sockets and device files (``/dev/zero``) are rejected ``not_a_file``
   without being opened, because reading one can block forever (a FIFO with no writer) or never end (``/dev/zero``).
 - **Links stay inside the root.** A symlink whose resolved target lies outside the folder sr4k was given is rejected
   ``symlink_outside_root`` (its bytes are never read, so nothing from e.g. ``/etc/passwd`` can reach a report);
@@ -40,7 +40,7 @@ _NAME = re.compile(rf"^{NAME_PATTERN}$")
 NAME_RULE = "letters, digits, '_' and '-' (1-200 characters, not starting with '-'; no dots or slashes)"
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: a 16-bit 128-MPx TIFF is 800 MB; anything larger is no picture sr4k can decode
 
-REASONS = ("symlink_outside_root", "special_file", "missing", "too_large", "unreadable")
+REASONS = ("symlink_outside_root", "not_a_file", "missing", "too_large", "unreadable")
 
 
 class UnsafeInput(ValueError):
@@ -104,7 +104,7 @@ def classify(path: str | Path, root: str | Path) -> Entry:
     if stat.S_ISDIR(st.st_mode):
         return Entry(path, "folder")
     if not stat.S_ISREG(st.st_mode):
-        return Entry(path, "rejected", "special_file", f"a {_kind(st.st_mode)}, not a regular file (never read)")
+        return Entry(path, "rejected", "not_a_file", f"a {_kind(st.st_mode)}, not a regular file (never read)")
     return Entry(path, "file")
 
 
@@ -151,7 +151,7 @@ def open_regular(path: str | Path, root: str | Path | None = None) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise UnsafeInput("special_file", f"{path} is a {_kind(mode)}, not a regular file")
+            raise UnsafeInput("not_a_file", f"{path} is a {_kind(mode)}, not a regular file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -449,7 +449,7 @@ def _all_report_text(bench: Path) -> str:
 
 
 @pytest.mark.timeout(60)
-def test_lr_only_import_rejects_special_files_and_outside_links_without_reading_them(tmp_path: Path):
+def test_lr_only_import_rejects_not_a_files_and_outside_links_without_reading_them(tmp_path: Path):
     import time
 
     lr = tmp_path / "lr"
@@ -461,7 +461,7 @@ def test_lr_only_import_rejects_special_files_and_outside_links_without_reading_
     assert time.monotonic() - t0 < 30  # the FIFO did not block, /dev/zero was not read
     bench = tmp_path / "benchmarks" / "lq"
     rep = _report(bench)
-    assert rep["pipe.png"][0] == "special_file" and "FIFO" in rep["pipe.png"][1]
+    assert rep["pipe.png"][0] == "not_a_file" and "FIFO" in rep["pipe.png"][1]
     for name in ("zero.png", "passwd.png", "away.png"):
         assert rep[name][0] == "symlink_outside_root", rep[name]
     assert rep["inside.png"][0] == "duplicate"  # read (it is inside) and found to be wide.png
@@ -480,13 +480,13 @@ def test_paired_and_synthetic_imports_reject_the_same_entries(tmp_path: Path, ph
     _hostile(hr_dir, tmp_path / "secret.txt")
     bs.import_paired(hr_dir, lr_dir, tmp_path / "benchmarks", "real", 4)
     rep = _report(tmp_path / "benchmarks" / "real")
-    assert rep["scene_HR.png"][0] == "imported" and rep["pipe.png"][0] == "special_file"
+    assert rep["scene_HR.png"][0] == "imported" and rep["pipe.png"][0] == "not_a_file"
     assert {rep[n][0] for n in ("zero.png", "passwd.png", "away.png")} == {"symlink_outside_root"}
     assert "root:x:0" not in _all_report_text(tmp_path / "benchmarks" / "real")
     _hostile(photo_dir, tmp_path / "secret2.txt")
     s = bs.build_synthetic(photo_dir, tmp_path / "benchmarks", "syn", count=10, hr_size=(HR, HR), scale=SCALE)
     reasons = {Path(x["source"]).name: x["reason"] for x in s["skipped"]}
-    assert reasons["pipe.png"] == "special_file" and reasons["passwd.png"] == "symlink_outside_root"
+    assert reasons["pipe.png"] == "not_a_file" and reasons["passwd.png"] == "symlink_outside_root"
     assert s["count"] == len(PHOTOS) and "root:x:0" not in json.dumps(s)
 
 

@@ -45,7 +45,7 @@ def test_list_folder_classifies_every_entry_without_opening_it(folder: Path):
         "dirlink": ("folder", ""),
         "inside.png": ("file", ""),
         "outside.png": ("rejected", "symlink_outside_root"),
-        "pipe.png": ("rejected", "special_file"),
+        "pipe.png": ("rejected", "not_a_file"),
         "sub": ("folder", ""),
         "zero.png": ("rejected", "symlink_outside_root"),  # /dev/zero lies outside the root too
     }
@@ -64,14 +64,14 @@ def test_walk_does_not_follow_folder_links_and_reports_each_entry_once(folder: P
 @pytest.mark.timeout(20)
 def test_reads_refuse_fifos_devices_and_outside_links_without_blocking(folder: Path, tmp_path: Path):
     t0 = time.monotonic()
-    for name, reason in (("pipe.png", "special_file"), ("outside.png", "symlink_outside_root"),
+    for name, reason in (("pipe.png", "not_a_file"), ("outside.png", "symlink_outside_root"),
                          ("zero.png", "symlink_outside_root"), ("dangling.png", "missing")):  # fmt: skip
         with pytest.raises(safety.UnsafeInput) as e:
             safety.read_capped(folder / name, folder)
         assert e.value.reason == reason and name in str(e.value)
     with pytest.raises(safety.UnsafeInput) as e:  # a device given directly (no root): refused from its fstat
         safety.read_capped("/dev/zero", None, 1 << 20)
-    assert e.value.reason == "special_file" and "character device" in str(e.value)
+    assert e.value.reason == "not_a_file" and "character device" in str(e.value)
     assert time.monotonic() - t0 < 5
     assert safety.read_capped(folder / "inside.png", folder) == b"A" * 10
     with pytest.raises(safety.UnsafeInput) as e:
