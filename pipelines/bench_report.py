@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from pipelines.evaluate import summarize_results
 from pipelines.storage import Workspace, write_bytes_atomic
 
-PLOTTED = ("psnr_y", "ssim_y", "nr_sharpness", "periodicity_peak", "periodicity_stride_mean", "seconds")
+PLOTTED = ("psnr_y", "ssim_y", "lpips", "niqe", "musiq", "periodicity_excess_stride", "periodic_share", "seconds")
 
 _TEMPLATE = """<!doctype html><html><head><meta charset="utf-8"><title>sr4k bench {{ bench }}</title>
 <style>body{font-family:sans-serif;margin:24px;max-width:1500px} table{border-collapse:collapse}
@@ -49,7 +49,7 @@ def _plot(summary: list[dict]) -> str:
     models = [r["model"] for r in summary]
     for i, col in enumerate(PLOTTED):
         ax = fig.add_subplot(1, len(PLOTTED), i + 1)
-        vals = [r[col] if r[col] is not None else 0.0 for r in summary]
+        vals = [r.get(col) if r.get(col) is not None else 0.0 for r in summary]
         ax.bar(models, vals, color="#4a7")
         ax.set_title(col, fontsize=9)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
@@ -63,8 +63,8 @@ def write_bench_report(ws_root: str | Path, bench: str, results: Path, info: dic
     ws = Workspace(ws_root)
     manifest = json.loads((ws.root / "benchmarks" / bench / "manifest.json").read_text())
     summary = summarize_results(results)
-    sql = f"select distinct key from read_parquet('{results}') order by 1 limit {max_items}"
-    keys = [k for (k,) in duckdb.sql(sql).fetchall()]
+    sql = "select distinct key from read_parquet(?) order by 1 limit ?"  # bound parameters, never pasted in
+    keys = [k for (k,) in duckdb.connect().execute(sql, [str(results), int(max_items)]).fetchall()]
     crops_root = ws.root / "evals" / bench / "crops"
     crops = []
     for key in keys:

@@ -1,9 +1,11 @@
 """Benchmark evaluation: run upscalers over a benchmark, measure, and write results + side-by-side crops.
 
 Per (item, model) row: full-reference metrics where the benchmark has HR (PSNR/SSIM on Y with a border crop of
-``scale`` px, the BasicSR convention — pipelines.metrics), LPIPS/DISTS when their weights exist at the configured
-path (otherwise NULL, and the run records "not available" with the reason), offline no-reference metrics, the
-periodicity score (overall, and at lags that are multiples of the OP4KSR token stride), wall time and peak memory.
+``scale`` px, the BasicSR convention — pipelines.metrics), the pyiqa metrics (LPIPS, DISTS, NIQE, MUSIQ, CLIPIQA,
+MANIQA — pipelines.iqa) when their weights are in the configured folder (otherwise NULL, and the run records "not
+available: put FILE at PATH"), offline no-reference metrics, the periodicity score (overall, and at lags that are
+multiples of the OP4KSR token stride), the periodicity the model added beyond the bicubic of the same LR and its
+verdict ``periodic_flag`` (metrics.periodicity_excess), wall time and peak memory.
 
 Peak memory is the peak of allocations visible to ``tracemalloc`` (Python objects and numpy/OpenCV output arrays)
 during ``upscale``; GPU models will report ``torch.cuda.max_memory_allocated`` instead. Results go to
@@ -22,7 +24,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines import metrics
+from pipelines import iqa, metrics
 from pipelines.crop import choose_crops
 from pipelines.storage import Workspace, write_bytes_atomic, write_table
 from pipelines.upscalers import Upscaler, timed_upscale
@@ -61,8 +63,11 @@ def evaluate(
     lpips_weights: str | None = None,
     dists_weights: str | None = None,
     on_item: Callable[[], None] | None = None,
+    iqa_weights: str | None = None,
 ) -> tuple[Path, dict]:
-    """Evaluate ``models`` on benchmark ``bench``; returns (results parquet path, run info)."""
+    """Evaluate ``models`` on benchmark ``bench``; returns (results parquet path, run info). The pyiqa weights
+    folder is ``iqa_weights`` (``lpips_weights`` / ``dists_weights``: older names of the same folder), else
+    ``$SR4K_IQA_WEIGHTS``."""
     ws = Workspace(ws_root)
     bench_dir, manifest, items = open_bench(ws, bench)
     scale = int(manifest["scale"])
@@ -70,7 +75,8 @@ def evaluate(
         if m.scale != scale:
             raise ValueError(f"model {m.name} is x{m.scale} but benchmark {bench} is x{scale}")
     run = hashlib.sha256(json.dumps([bench, [(m.name, m.version) for m in models]]).encode()).hexdigest()[:10]
-    availability = {"lpips": metrics.lpips_available(lpips_weights), "dists": metrics.dists_available(dists_weights)}
+    scorer = iqa.IqaScorer(iqa_weights or lpips_weights or dists_weights)
+    availability = scorer.availability()
     rows: list[ResultRow] = []
     crops_dir = ws.root / "evals" / bench / "crops"
     for item in items:
@@ -82,7 +88,7 @@ def evaluate(
         if hr is not None:
             _save_crop(crops_dir / item["key"] / "_hr.png", hr, box)
         for m in models:
-            row, sr = _measure(m, lr, hr, item, bench, manifest["kind"], run, token_stride, scale)
+            row, sr = _measure(m, lr, hr, item, bench, manifest["kind"], run, token_stride, scale, scorer)
             rows.append(row)
             _save_crop(crops_dir / item["key"] / f"{m.name}.png", sr, box)
         if on_item:
@@ -95,7 +101,7 @@ def evaluate(
     return out, info
 
 
-def _measure(m: Upscaler, lr, hr, item, bench, kind, run, stride, scale) -> tuple[ResultRow, np.ndarray]:
+def _measure(m: Upscaler, lr, hr, item, bench, kind, run, stride, scale, scorer) -> tuple[ResultRow, np.ndarray]:
     sr, seconds, peak_mb = timed_upscale(m, lr)
     psnr = ssim = None
     if hr is not None:
@@ -103,9 +109,16 @@ def _measure(m: Upscaler, lr, hr, item, bench, kind, run, stride, scale) -> tupl
         psnr = None if np.isinf(psnr) else psnr
     nr = metrics.no_reference(sr)
     per = metrics.periodicity(sr, stride=stride)
+    # the reference with the same interpolation and compression history: the bicubic of the same LR
+    ref = cv2.resize(lr, (lr.shape[1] * scale, lr.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
+    excess = metrics.periodicity_excess(sr, ref, stride=stride)
+    learned = {name: scorer.score(name, sr, hr) for name in iqa.IQA_METRICS}
     row = ResultRow(
-        bench, kind, item["key"], m.name, m.version, scale, psnr, ssim, None, None, nr.get("sharpness"),
-        nr.get("hf_energy"), per.peak, per.stride_mean, per.stride_peak, seconds, peak_mb, run,
+        bench=bench, kind=kind, key=item["key"], model=m.name, model_version=m.version, scale=scale, psnr_y=psnr,
+        ssim_y=ssim, **learned, nr_sharpness=nr.get("sharpness"), nr_hf_energy=nr.get("hf_energy"),
+        periodicity_peak=per.peak, periodicity_stride_mean=per.stride_mean, periodicity_stride_peak=per.stride_peak,
+        periodicity_excess_peak=excess.peak, periodicity_excess_stride=excess.stride_mean,
+        periodic_flag=excess.flag, seconds=seconds, peak_mem_mb=peak_mb, run=run,
     )  # fmt: skip
     return row, sr
 
@@ -125,13 +138,18 @@ def _save_crop(path: Path, img: np.ndarray, box: tuple[int, int, int]) -> None:
     write_bytes_atomic(path, buf.tobytes())
 
 
+SUMMARY_COLUMNS = ("psnr_y", "ssim_y", "lpips", "dists", "niqe", "musiq", "clipiqa", "maniqa", "periodicity_peak",
+                   "periodicity_excess_stride", "seconds", "peak_mem_mb")  # fmt: skip
+
+
 def summarize_results(path: Path) -> list[dict]:
-    """Mean of every metric per model (NULLs ignored), sorted by model name."""
+    """Mean of every metric per model (NULLs ignored), the share of items with ``periodic_flag``, sorted by model
+    name. The parquet path is a bound parameter, never pasted into the SQL."""
     import duckdb
 
-    cols = ["psnr_y", "ssim_y", "lpips", "dists", "nr_sharpness", "periodicity_peak", "periodicity_stride_mean",
-            "seconds", "peak_mem_mb"]  # fmt: skip
-    sel = ", ".join(f"avg({c}) as {c}" for c in cols)
-    rel = duckdb.sql(f"select model, count(*) as items, {sel} from read_parquet('{path}') group by model order by 1")
-    names = rel.columns
+    sel = ", ".join(f"avg({c}) as {c}" for c in SUMMARY_COLUMNS)
+    sql = (f"select model, count(*) as items, {sel}, avg(periodic_flag::int) as periodic_share "
+           "from read_parquet(?) group by model order by 1")  # fmt: skip
+    rel = duckdb.connect().execute(sql, [str(path)])
+    names = [d[0] for d in rel.description]
     return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]

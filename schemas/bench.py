@@ -53,13 +53,20 @@ class ResultRow:
     scale: int
     psnr_y: float | None
     ssim_y: float | None
-    lpips: float | None
+    lpips: float | None  # pyiqa metrics: None when the weights are not at the configured path
     dists: float | None
+    niqe: float | None  # no reference, lower is better
+    musiq: float | None
+    clipiqa: float | None
+    maniqa: float | None
     nr_sharpness: float | None
     nr_hf_energy: float | None
-    periodicity_peak: float
+    periodicity_peak: float  # absolute periodicity score of the output (pipelines.metrics.periodicity)
     periodicity_stride_mean: float
     periodicity_stride_peak: float
+    periodicity_excess_peak: float  # the same beyond the bicubic of the same LR (metrics.periodicity_excess)
+    periodicity_excess_stride: float
+    periodic_flag: bool  # periodicity_excess(...).flag: a periodic artefact the model added
     seconds: float
     peak_mem_mb: float
     run: str
@@ -98,9 +105,11 @@ IMPORT_REPORT = _schema(("file", _S, False), ("status", _S, False), ("detail", _
 BENCH_RESULTS = _schema(
     ("bench", _S, False), ("kind", _S, False), ("key", _S, False), ("model", _S, False), ("model_version", _S, False),
     ("scale", _I32, False), ("psnr_y", _F, True), ("ssim_y", _F, True), ("lpips", _F, True), ("dists", _F, True),
+    ("niqe", _F, True), ("musiq", _F, True), ("clipiqa", _F, True), ("maniqa", _F, True),
     ("nr_sharpness", _F, True), ("nr_hf_energy", _F, True), ("periodicity_peak", _F, False),
-    ("periodicity_stride_mean", _F, False), ("periodicity_stride_peak", _F, False), ("seconds", _F, False),
-    ("peak_mem_mb", _F, False), ("run", _S, False), _V,
+    ("periodicity_stride_mean", _F, False), ("periodicity_stride_peak", _F, False),
+    ("periodicity_excess_peak", _F, False), ("periodicity_excess_stride", _F, False),
+    ("periodic_flag", pa.bool_(), False), ("seconds", _F, False), ("peak_mem_mb", _F, False), ("run", _S, False), _V,
 )  # fmt: skip
 CANDIDATES = _schema(
     ("lr_set", _S, False), ("lr_key", _S, False), ("model", _S, False), ("model_version", _S, False),
