@@ -141,12 +141,16 @@ def train_reward(
     for k in ("train_loss", "mean_reward", "steps_per_s", "train_s"):
         t.add_row(k, f"{summary[k]:.4g}")
     console.print(t)
+    if summary.get("stopped"):
+        err.print(f"[bold yellow]warning:[/] {escape(summary['stopped'])}")
     if evaluate and summary["held_out"]:
         report = recipe.evaluate(summary, cfg)
         from training.reward.evaluate import write_report
 
         write_report(report, Path(summary["final"]) / "eval")
         console.print(eval_table(report, "held-out evaluation"))
+    if summary.get("stopped"):
+        raise typer.Exit(1)
 
 
 class _null:
@@ -157,10 +161,30 @@ class _null:
         return False
 
 
+def _new_report_dir(checkpoint: Path, data: str) -> Path:
+    """A report folder no other run wrote: <checkpoint>/eval-reward/<data name>-<UTC time>[-n]. train-reward's
+    held-out report (<checkpoint>/eval) and earlier eval-reward runs are never overwritten by default."""
+    import datetime as dt
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(data).rstrip("/")).name or "data")[:60]
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    base = checkpoint / "eval-reward" / f"{name}-{stamp}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
 def eval_reward(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Judge folder (e.g. <output-dir>/final)")],
     data: Annotated[str, typer.Option("--data", "-d", help="Held-out preferences: workspace or release")],
-    out: Annotated[Path | None, typer.Option("--out", help="Report folder [default: <checkpoint>/eval]")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Report folder [default: a new <checkpoint>/eval-reward/<data>-<UTC time>]"),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the report already in --out")] = False,
     backend: Annotated[str, typer.Option(help="transformers | vllm")] = "transformers",
     device: Annotated[str | None, typer.Option(help="cpu | cuda [default: cuda when available]")] = None,
     batch_size: Annotated[int, typer.Option(help="Pairs per judge batch")] = 8,
@@ -174,6 +198,9 @@ def eval_reward(
     from training.reward.judge import load_judge
 
     _quiet_libraries()
+    out = out or _new_report_dir(checkpoint, data)
+    if (out / "eval.json").exists() and not overwrite:
+        _fail(f"{out} already holds a report (eval.json): pass another --out, or --overwrite to replace it")
     try:
         samples = load_preferences(data)
         judge = load_judge(checkpoint, backend=backend, device=device)
@@ -182,10 +209,14 @@ def eval_reward(
     samples = samples[:limit] if limit else samples
     with _progress() as progress:
         task = progress.add_task("judging pairs", total=len(samples), info="", visible=not quiet)
-        report = evaluate_pairs(
-            judge, samples, baselines=baselines, batch_size=batch_size, progress=lambda k: progress.advance(task, k)
-        )
-    js, md = write_report(report, out or checkpoint / "eval")
+        try:
+            report = evaluate_pairs(
+                judge, samples, baselines=baselines, batch_size=batch_size,
+                progress=lambda k: progress.advance(task, k),
+            )  # fmt: skip
+        except (OSError, ValueError) as e:  # an unreadable or mismatched image of the data set
+            _fail(f"evaluation stopped on a bad input of {data}: {str(e).splitlines()[0] if str(e) else e!r}")
+    js, md = write_report(report, out)
     console.print(eval_table(report, f"eval-reward — {checkpoint}"))
     console.print(f"report: {md} (per pair: {js})")
 
@@ -213,10 +244,22 @@ def score(
         scorer = RefRewardScorer.from_checkpoint(checkpoint, backend=backend, device=device, method=method)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         _fail(str(e))
-    images = [Image.open(p).convert("RGB") for p in candidates]
+    try:
+        lr_image = Image.open(lr).convert("RGB")
+        images = [Image.open(p).convert("RGB") for p in candidates]
+    except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+        _fail(f"cannot read an input as an image: {str(e).splitlines()[0]}")
+    sizes = {im.size for im in images}
+    if len(sizes) > 1:
+        _fail(f"the candidates differ in size ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))}): they must be SR "
+              "results of the same LR at the same scale")  # fmt: skip
+    (cw, ch), (lw, lh) = images[0].size, lr_image.size
+    if cw < lw or ch < lh:
+        _fail(f"the candidates ({cw}x{ch}) are smaller than the LR ({lw}x{lh}): pass the LR with --lr and the HR "
+              "results as arguments")  # fmt: skip
     n_games = len(images) * (len(images) - 1)
     with console.status(f"judging {n_games} games ({len(images)} candidates, both orders)"):
-        scores = scorer.score(Image.open(lr).convert("RGB"), images)
+        scores = scorer.score(lr_image, images)
     t = Table(title=f"score — {lr}")
     t.add_column("rank", justify="right")
     t.add_column("candidate", no_wrap=True)

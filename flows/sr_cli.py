@@ -101,6 +101,8 @@ def train_sr(
         try:
             run = recipe.train(run, log)
         except RuntimeError as e:
+            if type(e).__name__ == "ZeroSpreadError":
+                _fail(str(e), 1)
             hint = memory_hint(e)
             if hint is None:
                 raise

@@ -114,6 +114,40 @@ def _grpo_args(cfg: RewardConfig, device: str):
     )
 
 
+ZERO_SPREAD_PATIENCE = 3  # consecutive logged steps in which every group's reward had zero spread
+
+
+def zero_spread_guard(patience: int = ZERO_SPREAD_PATIENCE):
+    """A TrainerCallback that warns on every logged step where every group's reward has zero spread (TRL's
+    ``frac_reward_zero_std`` = 1: all advantages 0, no gradient, the step only moves the model through KL/noise) and
+    stops the run after ``patience`` such steps in a row, recording why in ``reason``."""
+    import warnings
+
+    from transformers import TrainerCallback
+
+    class ZeroSpreadGuard(TrainerCallback):
+        reason: str | None = None
+        streak = 0
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            frac = (logs or {}).get("frac_reward_zero_std")
+            if frac is None:
+                return
+            self.streak = self.streak + 1 if frac >= 1.0 else 0
+            if frac >= 1.0:
+                fmt = (logs or {}).get("rewards/format_reward/mean", float("nan"))
+                msg = (f"step {state.global_step}: every group's reward has zero spread (no gradient; mean format "
+                       f"reward {fmt:.3f}): all answers scored alike - most often none is well-formed; "
+                       "start from a format cold-start (training.reward.formatsft) or raise temperature / "
+                       "max_completion_length")  # fmt: skip
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                if self.streak >= patience:
+                    self.reason = f"stopped after {self.streak} steps without reward spread: {msg}"
+                    control.should_training_stop = True
+
+    return ZeroSpreadGuard()
+
+
 def setup(cfg: RewardConfig, callbacks: list[Any] | None = None) -> Setup:
     """Everything up to a ready GRPOTrainer; configuration errors raise ConfigError before any heavy work."""
     device = check_runtime(cfg)
@@ -159,7 +193,7 @@ def setup(cfg: RewardConfig, callbacks: list[Any] | None = None) -> Setup:
         train_dataset=dataset,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), zero_spread_guard()],
     )
     from transformers import PrinterCallback
 
@@ -223,6 +257,7 @@ def train(cfg: RewardConfig, callbacks: list[Any] | None = None) -> dict[str, An
         final, global_step = save_final(s), int(s.trainer.state.global_step)
         train_loss = float(result.training_loss) if result.training_loss is not None else math.nan
         history = s.trainer.state.log_history
+    guard = next((c for c in s.trainer.callback_handler.callbacks if type(c).__name__ == "ZeroSpreadGuard"), None)
     losses = [h["loss"] for h in history if "loss" in h]
     rewards = [h["reward"] for h in history if "reward" in h]
     steps_run = global_step - start_step if done is None else 0
@@ -243,6 +278,7 @@ def train(cfg: RewardConfig, callbacks: list[Any] | None = None) -> dict[str, An
         "steps_per_s": steps_run / (t2 - t1) if t2 > t1 else math.nan,
         "log_history": history,
         "held_out": [smp.rec.pair_id for smp in s.held_samples],
+        "stopped": getattr(guard, "reason", None) if done is None else None,
     }
 
 

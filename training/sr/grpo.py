@@ -72,6 +72,13 @@ from training.sr.supervised import prepare
 
 RewardFn = Callable[..., Any]
 GOOD_NAME = "guard_good.safetensors"
+ZERO_SPREAD_STEPS = 3  # a run whose first steps all have zero reward spread in every group is refused
+
+
+class ZeroSpreadError(RuntimeError):
+    """The reward cannot tell a group's samples apart: GRPO would train on zero advantages."""
+
+
 GUARD_KEYS = ("step", "reward", "lr_psnr", "periodicity")
 
 
@@ -137,6 +144,7 @@ class Run:
     good: dict[str, torch.Tensor] | None = None  # LoRA weights at the end of the last window that passed the guard
     good_step: int | None = None
     stopped: str | None = None
+    zero_streak: int = 0  # leading steps with zero spread everywhere (-1 once a step had spread)
 
 
 def setup(cfg: TrainConfig, reward: RewardFn | None = None) -> Run:
@@ -350,6 +358,15 @@ def train(run: Run, log: Callable[[dict], None] | None = None) -> Run:
             warnings.warn(f"GRPO step {run.step + 1}: every group's reward has zero spread, so this step has no "
                           "gradient: raise grpo.sigma (the action noise must change what the reward sees) or check "
                           "the reward", RuntimeWarning, stacklevel=2)  # fmt: skip
+        if run.zero_streak >= 0:  # counts only leading steps; -1 for good once a step had spread
+            run.zero_streak = run.zero_streak + 1 if s["zero_spread"] == 1.0 else -1
+        if run.zero_streak >= ZERO_SPREAD_STEPS:
+            raise ZeroSpreadError(
+                f"the first {ZERO_SPREAD_STEPS} GRPO steps had zero reward spread in every group (mean reward "
+                f"{float(s['reward'].mean()):.4g}): the reward scores all G samples alike (a RefReward judge that "
+                "answers malformed makes every game a tie). Check the judge with `sr4k score`, add grpo.fidelity > 0, "
+                "or raise grpo.sigma"
+            )
         terms = update(run, s)
         run.step += 1
         rec = {"step": run.step, **{k: float(v.detach()) for k, v in terms.items()}}

@@ -37,6 +37,44 @@ def test_eval_reward_writes_a_report(tiny_judge, prefs_workspace, tmp_path):
     assert r.exit_code == 0, r.output
     assert "position consistency" in r.output and "baseline: lr_psnr" in r.output
     assert (tmp_path / "ev" / "eval.md").exists() and (tmp_path / "ev" / "eval.json").exists()
+    # an existing report is never replaced silently ...
+    before = (tmp_path / "ev" / "eval.json").read_bytes()
+    again = runner.invoke(app, ["eval-reward", "--checkpoint", str(tiny_judge), "--data", str(prefs_workspace),
+                                "--out", str(tmp_path / "ev"), "--limit", "1", "--quiet"])  # fmt: skip
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert (tmp_path / "ev" / "eval.json").read_bytes() == before
+
+
+def test_eval_reward_default_folder_is_new_each_run(tiny_judge, prefs_workspace, tmp_path):
+    import shutil
+
+    ck = tmp_path / "judge"
+    shutil.copytree(tiny_judge, ck)
+    (ck / "eval").mkdir()
+    (ck / "eval" / "eval.json").write_text("{}")  # train-reward's held-out report
+    args = ["eval-reward", "--checkpoint", str(ck), "--data", str(prefs_workspace), "--limit", "1", "--quiet"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 0
+    reports = sorted(p.parent.name for p in (ck / "eval-reward").glob("*/eval.json"))
+    assert len(reports) == 2 and len(set(reports)) == 2
+    assert (ck / "eval" / "eval.json").read_text() == "{}"
+
+
+def test_score_bad_inputs_end_in_one_line(tiny_judge, tmp_path):
+    lr, a, b = pair_images(0)
+    Image.fromarray(lr).save(tmp_path / "lr.png")
+    Image.fromarray(a).save(tmp_path / "a.png")
+    Image.fromarray(b[:-4]).save(tmp_path / "short.png")
+    Image.fromarray(lr).save(tmp_path / "tiny.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    base = ["score", "--checkpoint", str(tiny_judge), "--lr", str(tmp_path / "lr.png"), str(tmp_path / "a.png")]
+    for extra, message in (("notes.png", "cannot read an input as an image"), ("short.png", "differ in size")):
+        r = runner.invoke(app, [*base, str(tmp_path / extra)])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    Image.fromarray(lr[:7, :7]).save(tmp_path / "tiny.png")
+    r = runner.invoke(app, ["score", "--checkpoint", str(tiny_judge), "--lr", str(tmp_path / "lr.png"),
+                            str(tmp_path / "tiny.png"), str(tmp_path / "tiny.png")])  # fmt: skip
+    assert r.exit_code == 2 and "smaller than the LR" in r.output
 
 
 def test_train_reward_config_errors_name_the_fix(tiny_judge, prefs_workspace, tmp_path):

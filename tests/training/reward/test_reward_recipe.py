@@ -161,3 +161,25 @@ def test_the_missing_model_hint_leads_to_a_working_setup(prefs_workspace, tmp_pa
     from training.reward.judge import load_processor
 
     recipe._check_budget(cfg, load_processor(tmp_path / "tiny-judge"))  # the default 448² budget fits
+
+
+def test_zero_spread_guard_warns_and_stops_the_run():
+    from types import SimpleNamespace
+
+    guard = recipe.zero_spread_guard(patience=3)
+    control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(global_step=1)
+    for frac in (1.0, 1.0, 0.5, 1.0, 1.0):  # a step with spread resets the streak
+        with pytest.warns(RuntimeWarning, match="zero spread") if frac == 1.0 else _nothing():
+            guard.on_log(None, state, control, logs={"frac_reward_zero_std": frac})
+    assert not control.should_training_stop and guard.reason is None
+    with pytest.warns(RuntimeWarning, match="formatsft"):
+        guard.on_log(None, state, control, logs={"frac_reward_zero_std": 1.0})
+    assert control.should_training_stop and "without reward spread" in guard.reason
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False

@@ -195,6 +195,16 @@ def test_grpo_fidelity_is_measured_against_the_clean_lr(tiny_backbone, tiny_shar
     assert np.allclose(s["reward"][:1], want)
 
 
+def test_grpo_refuses_a_reward_without_spread(tiny_backbone, tiny_shards, tmp_path):
+    """A judge that calls every game a tie gives every sample the same reward: warned each step, refused after
+    ZERO_SPREAD_STEPS, before the run trains on zero advantages."""
+    tie = grpo.combine_reward(lambda lrs, groups: np.zeros((len(groups), len(groups[0]))), 0.0)
+    run = grpo.setup(_grpo_cfg(tiny_backbone, tiny_shards, tmp_path / "z", steps=5), reward=tie)
+    with pytest.warns(RuntimeWarning, match="zero spread"), pytest.raises(grpo.ZeroSpreadError, match="sr4k score"):
+        grpo.train(run)
+    assert run.step == grpo.ZERO_SPREAD_STEPS - 1
+
+
 def test_grpo_reward_as_plain_callable():
     r = grpo.combine_reward(lambda lrs, groups: np.array([[1.0, 2.0]]), 0.0)
     lr = natural(8, 8, 0)
