@@ -55,6 +55,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,12 @@ class Gate:
         self._ttl = identity_ttl
         self._ids: dict[str, tuple[float, int | None]] = {}
         self._me: dict[int, dict] = {}  # user id -> what whoami says about them (for the "self" answer)
-        self.client = httpx.AsyncClient(base_url=self.upstream, timeout=httpx.Timeout(600.0, connect=10.0))
+        # The client is shared by every user's requests, so it must never keep a cookie: its jar refuses them all
+        # (a kept session cookie would be sent with the next user's cookie-less request). Cookies travel only in the
+        # headers of each forwarded request and response. trust_env=False: no proxy between the gate and 127.0.0.1.
+        jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        self.client = httpx.AsyncClient(base_url=self.upstream, timeout=httpx.Timeout(600.0, connect=10.0),
+                                        cookies=jar, trust_env=False)  # fmt: skip
         methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
         self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=methods)], lifespan=self._lifespan)
 

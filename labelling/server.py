@@ -69,7 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 ADMIN_EMAIL = "admin@sr4k.local"
 # Label Studio reads each setting X from LABEL_STUDIO_X, then HEARTEX_X, then X (core.utils.params.get_env): none of
 # the caller's may leak in, so all three prefixes are dropped from the inherited environment.
-_LS_ENV_PREFIXES = ("LABEL_STUDIO_", "HEARTEX_", "POSTGRE_", "DJANGO_DB", "SENTRY_", "FRONTEND_SENTRY_")
+_LS_ENV_PREFIXES = ("LABEL_STUDIO_", "HEARTEX_", "POSTGRE_", "DJANGO_", "SENTRY_", "FRONTEND_SENTRY_")
 # Nothing leaves 127.0.0.1. Label Studio 1.23.2 (core/settings/label_studio.py) defaults SENTRY_DSN and
 # FRONTEND_SENTRY_DSN to its own ingest.sentry.io projects whatever COLLECT_ANALYTICS says; core/utils/sentry.py
 # initialises sentry_sdk only when SENTRY_DSN is truthy and the page template starts the browser's Sentry only
@@ -113,6 +113,7 @@ class LabelSettings(BaseSettings):
     retries: int = Field(4, ge=1, description="API tries before LabelStudioUnavailable")
     retry_wait: float = Field(0.5, gt=0, description="First retry back-off in seconds (doubles)")
     request_timeout: float = Field(120.0, description="Seconds per API request")
+    lock: bool = Field(True, description="Label Studio refuses logged-in users (but the admin) who bypass the gate")
     outbound_proxy: str = Field(
         "http://127.0.0.1:9",
         description="Proxy of Label Studio's own outbound HTTP; the default, a closed 127.0.0.1 port, keeps it local",
@@ -355,7 +356,11 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
     log = _private_log(data_dir(ws) / "server.log")
     cmd = [str(binary), "start", "--no-browser", "--internal-host", s.host, "--port", str(s.port),
            "--data-dir", str(data_dir(ws))]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=server_env(ws, s), stdout=log, stderr=subprocess.STDOUT, umask=0o077,
+    env = server_env(ws, s)
+    if s.lock:  # Label Studio's settings plus the gate lock (labelling/lslock/sr4k_gate_lock.py)
+        env.update(DJANGO_SETTINGS_MODULE="sr4k_gate_lock", PYTHONPATH=str(REPO / "labelling" / "lslock"),
+                   SR4K_GATE_SECRET=gate_secret(ws), SR4K_ADMIN_EMAIL=creds["admin_email"])  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, umask=0o077,
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir(ws))  # fmt: skip
     log.close()
     gate = {k: v for k, v in _read_state(ws).items() if k.startswith("gate_")}  # a gate may outlive a crash

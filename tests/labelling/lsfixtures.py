@@ -133,8 +133,10 @@ def ls(tmp_path_factory):
     if not _SHARED["users"]:
         ws = Workspace(tmp_path_factory.mktemp("ls-ws"))
         rec = OutboundRecorder()
+        # lock=False: tests log annotators in on Label Studio's own port too (test_browser); the lock has its own
+        # server in test_isolation
         settings = server.LabelSettings(port=free_port(), gate_port=free_port(), retries=3, retry_wait=0.2,
-                                        outbound_proxy=rec.url)  # fmt: skip
+                                        outbound_proxy=rec.url, lock=False)  # fmt: skip
         t0 = time.monotonic()
         info = server.start(ws, settings)
         print(f"\nLabel Studio up in {time.monotonic() - t0:.1f} s at {info.url} (annotators' gate: {info.gate})")

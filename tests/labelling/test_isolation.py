@@ -17,10 +17,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from lsfixtures import MODELS, make_lr_set, make_pairs, outbound_requests
+import requests
+from lsfixtures import MODELS, OutboundRecorder, free_port, make_lr_set, make_pairs, outbound_requests
 from typer.testing import CliRunner
 
 from labelling import gate, push, server
+from pipelines.storage import Workspace
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -267,8 +269,50 @@ def test_annotator_can_label_and_nothing_else(ls, tmp_path):
     via_gate = server.Api(gate_origin, server.credentials(ws)["token"], settings).get(f"/api/tasks/{tids[0]}")
     assert other["id"] in [a["id"] for a in via_gate["annotations"]]
 
+    # the gate keeps no one's session: a request without cookies is anonymous
+    assert requests.get(f"{gate_origin}/api/current-user/whoami", timeout=30).status_code in (401, 403)
     hosts = {urlparse(u).hostname for u in seen if urlparse(u).scheme in ("http", "https", "ws", "wss")}
     assert hosts == {"127.0.0.1"}, sorted(u for u in seen if urlparse(u).hostname != "127.0.0.1")[:10]
     assert len(seen) > 10  # the page really loaded through the gate
     assert outbound_requests() == []
     assert os.stat(server.data_dir(ws) / "credentials.json").st_mode & 0o077 == 0
+
+
+def _login(base: str, email: str, password: str) -> requests.Session:
+    """A logged-in session through Label Studio's login form at ``base`` (Label Studio's port or the gate's)."""
+    s = requests.Session()
+    s.get(f"{base}/user/login/", timeout=60)
+    r = s.post(f"{base}/user/login/", data={"email": email, "password": password,
+               "csrfmiddlewaretoken": s.cookies.get("csrftoken")}, allow_redirects=False, timeout=60)  # fmt: skip
+    assert r.status_code == 302 and "/user/login" not in r.headers["location"], (r.status_code, r.text[:300])
+    return s
+
+
+@pytest.mark.slow
+def test_label_studio_refuses_annotator_sessions_that_bypass_the_gate(tmp_path):
+    """Browsers send 127.0.0.1's cookies to every port: with the lock (the default), an annotator's session is
+    refused on Label Studio's own port unless it came through the gate; the admin's browser and the API token still
+    work there. Label Studio runs behind the outbound recorder: nothing is sent out."""
+    rec = OutboundRecorder()
+    ws = Workspace(tmp_path / "ws")
+    settings = server.LabelSettings(port=free_port(), gate_port=free_port(), outbound_proxy=rec.url)
+    assert settings.lock
+    info = server.start(ws, settings)
+    try:
+        u = server.add_annotator(ws, "dave@lab.org", settings=settings)
+        creds = server.credentials(ws)
+        direct = _login(info.url, "dave@lab.org", u["password"])  # the login page itself is open ...
+        for path in ("/api/current-user/whoami", "/api/projects/", "/api/users/", "/user/account/"):
+            assert direct.get(f"{info.url}{path}", timeout=60).status_code == 403, path  # ... what follows is not
+        via_gate = _login(info.gate, "dave@lab.org", u["password"])
+        me = via_gate.get(f"{info.gate}/api/current-user/whoami", timeout=60)
+        assert me.status_code == 200 and me.json()["email"] == "dave@lab.org"
+        # the gate's session carried to Label Studio's port (what a browser does) is refused there too
+        assert requests.get(f"{info.url}/api/projects/", cookies=via_gate.cookies, timeout=60).status_code == 403
+        admin = _login(info.url, creds["admin_email"], creds["admin_password"])
+        assert admin.get(f"{info.url}/api/projects/", timeout=60).status_code == 200
+        assert server.Api(info.url, creds["token"], settings).get("/api/projects/") is not None
+        assert rec.lines == []
+    finally:
+        server.stop(ws)
+        rec.shutdown()
