@@ -36,10 +36,14 @@ Landing. After login an annotator is sent to ``/sr4k/stream``, which redirects t
 (``/projects/<id>/data?labeling=1``) of the newest project (or ``?project=<id>``); ``/`` and ``/projects/`` go there
 too, because the project list is not theirs to read.
 
-Limits (also in README): the gate protects the port it serves; Label Studio's own port still answers anyone who can
-reach 127.0.0.1 on the server machine with a valid login — annotators must reach the machine only through the gate's
-port (an SSH tunnel or reverse proxy to it), never have a shell account on it. An annotator can still see the task
-data and images of any task id they ask for (never its answers), and the number of tasks in the project.
+Label Studio's own port. Browsers send 127.0.0.1's cookies to every port, so a session made through the gate also
+reaches Label Studio's port. With ``SR4K_LABEL_LOCK`` (on by default) Label Studio runs with a middleware
+(``labelling/lslock/sr4k_gate_lock.py``) that refuses any logged-in user but the admin unless the request carries the
+gate's secret header (``GATE_HEADER``), which the gate adds to what it forwards and nobody else knows.
+
+Limits (also in README): someone with a shell on the server machine as the same user reads everything anyway; an
+annotator can log in on Label Studio's port (the login page is open) but do nothing there; an annotator can see the
+task data and images of any task id they ask for (never its answers) and the number of tasks in the project.
 
 The HTTP parts are libraries (Starlette serves, httpx forwards, uvicorn runs); what no library knows — Label Studio's
 endpoints and which of them an annotator may use — is written here. Run (``labelling.server.start`` does):
