@@ -91,7 +91,7 @@ def release(workspace: str | Path, kind: str, name: str, version: str, *, source
     if source is not None and not safety.is_name(source):
         flag = {"trainset": "--dataset", "benchmark": "--bench"}.get(kind, "source")
         raise ReleaseError(f"{flag} {source!r} is not a valid name: use {safety.NAME_RULE}")
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ReleaseError(f"release version {version!r} must look like 1.2.3 (semantic versioning, e.g. 0.1.0)")
     ws = Workspace(workspace)
     if not ws.root.is_dir():

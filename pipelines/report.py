@@ -214,7 +214,7 @@ def _reasons(con: duckdb.DuckDBPyConnection, seen: int) -> list[dict[str, Any]]:
 
 def _thumb_uri(ws: Workspace, key: str | None) -> str | None:
     """``data:`` URI of the key's thumbnail, or None when the key is unsafe or the file is missing/unreadable."""
-    if not key or not _SAFE_KEY.match(key):
+    if not key or not _SAFE_KEY.fullmatch(key):
         return None
     try:  # regular files inside thumbs/ only: a FIFO or an outside link must neither hang nor leak into the report
         data = safety.read_capped(ws.thumb(key), ws.root / "thumbs", 16 << 20)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,199}"
-_NAME = re.compile(rf"^{NAME_PATTERN}$")
+_NAME = re.compile(NAME_PATTERN)
 NAME_RULE = "letters, digits, '_' and '-' (1-200 characters, not starting with '-'; no dots or slashes)"
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: a 16-bit 128-MPx TIFF is 800 MB; anything larger is no picture sr4k can decode
 
@@ -53,13 +53,13 @@ class UnsafeInput(ValueError):
 
 def check_name(value: object, what: str) -> str:
     """``value`` if it is a safe name (:data:`NAME_PATTERN`), else a one-line ValueError naming ``what``, rule."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(f"{what} {value!r} is not a valid name: use {NAME_RULE}")
     return value
 
 
 def is_name(value: object) -> bool:
-    return isinstance(value, str) and bool(_NAME.match(value))
+    return isinstance(value, str) and bool(_NAME.fullmatch(value))
 
 
 def _kind(mode: int) -> str:

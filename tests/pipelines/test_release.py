@@ -327,6 +327,8 @@ def test_release_names_and_sources_are_validated(tmp_path):
                           ({"name": "ok", "source": "../x"}, "--bench '../x' is not a valid name")):  # fmt: skip
         with pytest.raises(ReleaseError, match=match):
             release(tmp_path / "ws", "benchmark", version="0.1.0", **{"source": None} | kwargs)
+    with pytest.raises(ReleaseError, match=r"must look like 1\.2\.3"):  # "$" alone lets a trailing newline through
+        release(tmp_path / "ws", "benchmark", "ok", "0.1.0\n")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["ws"]
 
 

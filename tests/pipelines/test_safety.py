@@ -83,7 +83,8 @@ def test_reads_refuse_fifos_devices_and_outside_links_without_blocking(folder: P
 def test_names_are_strict():
     for ok in ("syn4k", "RealSR_v3-x4", "_private", "a" * 200):
         assert safety.check_name(ok, "--name") == ok
-    for bad in ("../x", "../../../x", "a/b", "a.b", ".hidden", "-rf", "", "a b", "x'y", "a" * 201, None, 3, "é"):
+    bad_names = ("../x", "../../../x", "a\n", "a/b", "a.b", ".hidden", "-rf", "", "a b", "x'y", "a" * 201, None, 3)
+    for bad in (*bad_names, "é"):
         with pytest.raises(ValueError, match=r"--name .* is not a valid name: use letters, digits"):
             safety.check_name(bad, "--name")
 
