@@ -77,13 +77,14 @@ def serve(
     except server.LabelStudioError as e:
         _fail(str(e))
     creds = server.credentials(server.Workspace(workspace))
-    _table("Label Studio", {"annotators' URL (the gate)": server.login_url(s),
+    _table("Label Studio", {"annotators' gate": info.gate or server.gate_url(s),
                             "admin URL (this machine only)": info.url,
                             "state": "started" if info.started else "already running",
                             "seconds": f"{info.seconds:.1f}", "admin": creds["admin_email"],
                             "admin password / token": f"in {server.data_dir(server.Workspace(workspace))}/"
                                                       "credentials.json (0600)",
                             "database": s.db, "pid": info.pid})  # fmt: skip
+    console.print(f"annotators log in at: {server.login_url(s)}", soft_wrap=True, highlight=False)
     console.print(
         f"give annotators only the gate's port {server.gate_url(s).rsplit(':', 1)[1]} "
         f"(add them with: sr4k label add-annotator <e-mail> -w {workspace})",

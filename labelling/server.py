@@ -544,7 +544,11 @@ def _read_state(ws: Workspace) -> dict:
 
 
 def _write_state(ws: Workspace, state: dict) -> None:
-    write_bytes_atomic(_state_path(ws), json.dumps(state).encode())
+    old = os.umask(0o077)  # like everything in the data directory: private
+    try:
+        write_bytes_atomic(_state_path(ws), json.dumps(state).encode())
+    finally:
+        os.umask(old)
 
 
 def _clear_state(ws: Workspace) -> None:
