@@ -71,6 +71,7 @@ from schemas.labels import LABEL_TASKS, LabelTaskRec
 DEFAULT_PROJECT = "pairs"
 DEFAULT_CROP = compare.SIDE  # region side of the comparison (HR pixels)
 BATCH = 1000  # tasks per import request: ~1-2 s each (with 3 embedded annotations ~9 s), far below the timeout
+CONNECT_TIMEOUT = 10.0  # s: a local server that does not accept a connection in 10 s is down, not busy
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Label Studio's Datetime filter accepts
 
 
@@ -245,7 +246,7 @@ def get_bounded(api: Api, path: str, what: str):
     wait, last = s.retry_wait, ""
     for attempt in range(s.retries):
         try:
-            r = api.session.get(f"{api.url}{path}", timeout=s.request_timeout)
+            r = api.session.get(f"{api.url}{path}", timeout=(CONNECT_TIMEOUT, s.request_timeout))
         except requests.Timeout as e:
             if isinstance(e, requests.ConnectTimeout):
                 last = f"ConnectTimeout: {e}"
@@ -342,6 +343,31 @@ def reconcile(api: Api, ws: Workspace, project: str, pid: int, golds: dict) -> t
     else:
         on_server, how = server_tasks(api, pid), "every task (the count did not match the mapping)"
     return on_server, _adopt(ws, project, pid, on_server, golds), how
+
+
+def point_storages(ws: Workspace, settings: LabelSettings | None = None) -> int:
+    """Point every project's local-files storage at this workspace's served images; returns how many were moved.
+
+    Label Studio records a storage's *absolute* path and serves a file only under a storage of the task's project,
+    so after the workspace folder is moved or copied every image would answer 404 although the tasks' URLs (relative
+    to the workspace) are still right. ``server.start`` calls this once Label Studio is up: a storage of ours
+    (``sr4k images``) whose path is not the current one is PATCHed to it (Label Studio checks that the new path exists
+    under its document root)."""
+    images = str(served_images(ws))
+    api = Api.for_workspace(ws, settings)
+    moved = 0
+    for f in sorted((ws.root / "labelstudio" / "projects").glob("*.json")):
+        doc = json.loads(f.read_text())
+        if not (isinstance(doc, dict) and {"id", "title"} <= doc.keys()):
+            continue  # gold definitions, pull marks
+        storages = api.get(f"/api/storages/localfiles/?project={doc['id']}")
+        if any(st.get("path") == images for st in storages):
+            continue
+        for st in storages:
+            if st.get("title") == "sr4k images":
+                api.patch(f"/api/storages/localfiles/{st['id']}", {"project": doc["id"], "path": images})
+                moved += 1
+    return moved
 
 
 def mapping(ws: Workspace, project_id: int | None = None) -> dict[str, dict]:

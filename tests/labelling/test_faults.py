@@ -7,6 +7,8 @@ import pytest
 from lsfixtures import free_port, make_lr_set, make_pairs
 from typer.testing import CliRunner
 
+from labelling import gold as goldmod
+from labelling import pull as pullmod
 from labelling import push, server
 from labelling.pull import latest_annotations, pull_annotations
 
@@ -35,11 +37,12 @@ def test_unreachable_server_is_a_clear_error_after_bounded_retries(ls, tmp_path)
         server.Api.for_workspace(tmp_path, dead)
 
 
-def test_kill_during_push_then_rerun_has_no_duplicate_and_restart_keeps_annotations(ls):
+def test_kill_during_push_then_rerun_has_no_duplicate_no_orphan_gold_and_restart_keeps_annotations(ls):
+    """3,000 pairs + 5 % gold in batches of 200; Label Studio SIGKILLed after two batches; restart and rerun."""
     ws, settings = ls
-    make_lr_set(ws, "fk", 120, seed=9, distinct_images=False)
-    make_pairs(ws, "fk", 360, "fk", seed=2)
-    first = push.push_pairs(ws, "pair_id < 'pr-4' and lr_key like 'fk%'", project="faults", gold_rate=0.0,
+    make_lr_set(ws, "fk", 1000, seed=9, distinct_images=False)
+    make_pairs(ws, "fk", 3000, "fk", seed=2)
+    first = push.push_pairs(ws, "pair_id < 'pr-1' and lr_key like 'fk%'", project="faults", gold_rate=0.0,
                             settings=settings)  # fmt: skip
     pid = first["project_id"]
     api = server.Api.for_workspace(ws, settings)
@@ -54,38 +57,111 @@ def test_kill_during_push_then_rerun_has_no_duplicate_and_restart_keeps_annotati
 
     def run() -> None:
         try:
-            push.push_pairs(ws, "fk", project="faults", gold_rate=0.05, batch_size=20, settings=settings,
-                            on_batch=lambda done, total: batches.set())  # fmt: skip
+            push.push_pairs(ws, "fk", project="faults", gold_rate=0.05, batch_size=200, settings=settings,
+                            on_batch=lambda done, total: done >= 400 and batches.set())  # fmt: skip
         except Exception as e:
             errors.append(e)
 
     t = threading.Thread(target=run)
     t.start()
-    assert batches.wait(120), "the push never finished a batch"
+    assert batches.wait(600), "the push never finished two batches"
     server.kill(ws)  # SIGKILL the whole Label Studio process group mid-push
-    t.join(120)
+    t.join(300)
     assert errors and isinstance(errors[0], server.LabelStudioError), errors
     assert "sr4k label serve" in str(errors[0]) or "Label Studio" in str(errors[0])
     partial = len(push.mapping(ws, pid))
+    assert partial < 3000
 
     info = server.start(ws, settings)  # restart on the same data directory
     assert info.started
     print(f"\nLabel Studio restart: {info.seconds:.1f} s")
     on_server = push.server_tasks(api, pid)
     assert all(len(v) == 1 for v in on_server.values()) and len(on_server) >= partial
-    r = push.push_pairs(ws, "fk", project="faults", gold_rate=0.05, batch_size=20, settings=settings)
-    n_gold = round(0.05 * 360 / 0.95)
-    assert r["duplicates"] == 0 and r["tasks_on_server"] == 360 + n_gold
-    assert r["imported"] + r["already_on_server"] == 360
+    # every gold definition left by the dead push is on the server or was in the one batch in flight
+    golds = set(goldmod.load_gold(ws, "faults"))
+    assert len(golds - set(on_server)) <= 200
+    r = push.push_pairs(ws, "fk", project="faults", gold_rate=0.05, batch_size=200, settings=settings)
+    n_gold = round(0.05 * 3000 / 0.95)
+    assert r["duplicates"] == 0 and r["tasks_on_server"] == 3000 + n_gold
+    assert r["imported"] + r["already_on_server"] == 3000
     final = push.server_tasks(api, pid)
     mapping = push.mapping(ws, pid)
-    assert len(final) == 360 + n_gold and all(len(v) == 1 for v in final.values())
+    assert len(final) == 3000 + n_gold and all(len(v) == 1 for v in final.values())
     assert {k: v[0]["id"] for k, v in final.items()} == {k: m["task_id"] for k, m in mapping.items()}
+    gold_tasks = {k for k, m in mapping.items() if m["is_gold"]}
+    assert set(goldmod.load_gold(ws, "faults")) == gold_tasks and len(gold_tasks) == n_gold  # no orphan definition
+    assert all(mapping[k]["gold_consistency"] == "a" for k in gold_tasks)
 
     # the restarted server kept every annotation; pulling again adds nothing and loses nothing
     assert {a["id"] for m in mapped for a in api.get(f"/api/tasks/{m['task_id']}/annotations/")} == ann_ids
     assert pull_annotations(ws, "faults", settings)["new_rows"] == 0
     assert {x["annotation_id"] for x in latest_annotations(ws, pid)} == ann_ids
+
+
+def test_kill_during_full_pull_writes_nothing_and_the_rerun_gets_everything_once(ls, monkeypatch):
+    """1,200 tasks with 3,600 annotations read in pages of 150; Label Studio SIGKILLed after the first page."""
+    ws, settings = ls
+    make_lr_set(ws, "pk", 400, seed=4, distinct_images=False)
+    make_pairs(ws, "pk", 1200, "pk", seed=3)
+    api = server.Api.for_workspace(ws, settings)
+    me = api.get("/api/current-user/whoami")["id"]
+    res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["right"]}}
+           for c in ("consistency", "naturalness")]  # fmt: skip
+    r = push.push_pairs(ws, "pk", project="pullkill", gold_rate=0.0, settings=settings,
+                        prelabelled=lambda p, d: [{"completed_by": me, "result": res}] * 3)  # fmt: skip
+    pid = r["project_id"]
+    monkeypatch.setattr(pullmod, "PAGE", 150)
+    real = pullmod.list_tasks
+    first_page = threading.Event()
+
+    def spy(*a, **kw):  # the real listing; signals once the first page is in
+        for page in real(*a, **kw):
+            first_page.set()
+            yield page
+
+    monkeypatch.setattr(pullmod, "list_tasks", spy)
+    parts_before = set(ws.table_dir("annotations").glob("part-*.parquet"))
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            pull_annotations(ws, "pullkill", settings)
+        except Exception as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert first_page.wait(300)
+    server.kill(ws)
+    t.join(300)
+    assert errors and isinstance(errors[0], server.LabelStudioError), errors
+    assert set(ws.table_dir("annotations").glob("part-*.parquet")) == parts_before  # nothing half-written
+    assert not pullmod._mark_file(ws, "pullkill").exists()
+    server.start(ws, settings)
+    rep = pull_annotations(ws, "pullkill", settings)
+    assert (rep["mode"], rep["new_rows"], rep["invalid_new"]) == ("full", 3600, 0)
+    assert pull_annotations(ws, "pullkill", settings)["new_rows"] == 0
+    rows = latest_annotations(ws, pid)
+    assert len(rows) == 3600 and len({x["annotation_id"] for x in rows}) == 3600
+    assert {x["consistency"] for x in rows} == {"a", "b"}  # "right" mapped through each task's own left side
+    assert all(x["consistency"] == ("b" if x["left"] == "a" else "a") for x in rows)
+
+
+def test_a_page_that_times_out_is_asked_again_smaller_never_the_same(ls):
+    """A page request that outlives its timeout is not repeated as is: the next request asks for half the tasks."""
+    ws, settings = ls
+    make_lr_set(ws, "to", 100, seed=8, distinct_images=False)
+    make_pairs(ws, "to", 300, "to", seed=4)
+    pid = push.push_pairs(ws, "to", project="timeouts", gold_rate=0.0, settings=settings)["project_id"]
+    tight = settings.model_copy(update={"request_timeout": 0.02})
+    api = server.Api.for_workspace(ws, tight)
+    asked: list[str] = []
+    real_get = api.session.get
+    api.session.get = lambda url, **kw: asked.append(url) or real_get(url, **kw)
+    with pytest.raises(push.PageTimeout):
+        list(push.list_tasks(api, pid, pullmod.INCLUDE, fields="all", page_size=800, min_page=50))
+    sizes = [int(u.split("page_size=")[1].split("&")[0]) for u in asked]
+    assert sizes == [800, 400, 200, 100, 50] and len(set(asked)) == len(asked)
 
 
 def test_push_dying_between_import_and_mapping_adopts_instead_of_reimporting(ls, monkeypatch):
