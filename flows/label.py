@@ -46,7 +46,7 @@ def _pull(workspace: str, project: str) -> dict:
 
 @flow(name="label-push")
 def push_flow(workspace: str, pairs: str = "all", overlap: int = 3, gold_rate: float = 0.05, project: str = "pairs",
-              crop: int = 512, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+              crop: int = 224, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Push the selected pairs to Label Studio (each pair once; gold mixed in at ``gold_rate``)."""
     r = _push(workspace, pairs, overlap, gold_rate, project, crop, seed)
     get_run_logger().info("pushed %d new pairs + %d gold; %d tasks on the server, %d duplicates", r["imported"],

@@ -152,7 +152,7 @@ def push(
     pairs: Annotated[str, typer.Option(help="'all', a pairs part name, or a SQL condition over the pairs table")],
     overlap: Annotated[int, typer.Option(help="Annotations per pair (Label Studio's maximum annotations)")] = 3,
     gold_rate: Annotated[float, typer.Option(help="Share of gold tasks (known answer) among the project's")] = 0.05,
-    crop: Annotated[int, typer.Option(help="Matched-crop side in HR pixels (0: show whole images only)")] = 512,
+    crop: Annotated[int, typer.Option(help="Side of the compared regions in HR pixels (0: whole images)")] = 224,
     seed: Annotated[int, typer.Option(help="Seed: gold choice, task order")] = 0,
     project: ProjectOpt = "pairs",
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),

@@ -17,13 +17,13 @@ server, and shown as plain HTML images that the browser draws at their natural s
   enlarged by nearest neighbour to the HR size (each LR pixel an s x s block, so the reference is the same region at
   the same on-screen scale as the candidates — never smoothed, never clipped), and the two candidate crops,
   untouched pixels.
-- *Page.* ``comparison_html`` lays the panels out as one row per region, ``LR | Left | Right``, each ``<img>`` with
+- *Page.* ``Comparison.html`` lays the panels out as one row per region, ``LR | Left | Right``, each ``<img>`` with
   its pixel ``width``/``height`` so that the browser draws it 1:1 (CSS pixels; the labeling config's style forbids
-  scaling). The config shows this HTML twice, the second time with Left and Right swapped in place (CSS ``order``)
-  and only while the flip key is held down... toggled on (``interface``): the same spot then shows the other
-  candidate, the flicker comparison SR experts use. Each panel carries its own caption, so the caption moves with
+  scaling). The config shows this HTML twice, the second time with Left and Right swapped in place (CSS ``order``),
+  one at a time, toggled by the flip key (``interface``): the same spot then shows the other candidate, the flicker
+  comparison SR experts use. Each panel carries its own caption, so the caption moves with
   the pixels and the answer is always about what is labelled "Left" / "Right".
-- *Preload.* ``preload_html`` is a hidden block with the next task's images; the browser fetches them while the
+- *Preload.* ``Comparison.preload`` is a hidden block with the next task's images; the browser fetches them while the
   annotator works on this one, so the next pair appears without an image wait.
 
 Only URLs relative to the server (``/data/local-files/?d=<path under the served root>``) are emitted; every path

@@ -373,6 +373,9 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
                                    f"{data_dir(ws) / 'server.log'}")  # fmt: skip
         if healthy(url) and _token_ok(url, creds["token"]):
             secure_permissions(ws)
+            from labelling.push import point_storages  # push imports this module
+
+            point_storages(ws, s)  # a moved or copied workspace: storages still name the old absolute path
             _ensure_gate(ws, s)
             return ServerInfo(url, proc.pid, True, time.monotonic() - t0, gate_url(s))
         time.sleep(0.5)
