@@ -501,8 +501,9 @@ def demo(
         if isinstance(v, int | float | str) and not k.endswith("seconds"):
             t.add_row(f"pull {k}", str(v))
     console.print(t)
-    console.print(f"annotate yourself: sr4k label serve -w {out}; sr4k label add-annotator you@lab.org -w {out}",
-                  style="dim")  # fmt: skip
+    from flows.demo import how_to_label
+
+    console.print(how_to_label(out), style="dim", markup=False, highlight=False)
 
     console.rule("aggregation (QC, majority + Dawid–Skene, Bradley–Terry) and the preferences release")
     from flows.release_cli import aggregate as aggregate_cmd
