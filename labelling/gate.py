@@ -62,6 +62,7 @@ from collections.abc import Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 from starlette.applications import Starlette
@@ -103,7 +104,7 @@ RULES: list[tuple[frozenset[str], re.Pattern[str], str]] = [
         ("GET", rf"/api/projects/{N}/label-stream-history/?", "pass"),  # the user's own history
         ("GET", r"/api/label_links/?", "pass"),
         ("GET", r"/api/dm/(views|project|columns)/?", "pass"),
-        ("POST", r"/api/dm/views/?", "pass"),  # the data manager makes its default tab on first use
+        ("POST", r"/api/dm/views/?", "newview"),  # the data manager makes its default tab on first use
         ("GET", rf"/api/dm/views/{N}/?", "pass"),
         ("PATCH PUT DELETE", rf"/api/dm/views/{N}/?", "view"),  # tabs steer the stream: only the user's own
         ("GET", r"/api/tasks/?", "tasks"),
@@ -219,27 +220,34 @@ class Gate:
         if action == "next":
             if request.query_params.get("id") != "next_task" or len(request.query_params.getlist("id")) != 1:
                 return _refuse(request)
-            return await self.forward(request, rewrite=lambda body: only_own(body, uid))
+            return await self.forward(request, content=await _scrubbed(request), rewrite=lambda b: only_own(b, uid))
+        if action == "newview":
+            return await self.forward(request, content=await _scrubbed(request))
         if action in OWNED:
             oid = int(path.rstrip("/").rsplit("/", 1)[1])
             if await self.owner(OWNED[action][0].format(oid), OWNED[action][1]) != uid:
                 return _refuse(request)
-            return await self.forward(request)
+            return await self.forward(request, content=await _scrubbed(request) if action == "view" else None)
         if action == "annotations":  # a bare list of a task's annotations
             return await self.forward(
                 request, rewrite=lambda body: only_own({"annotations": body}, uid)["annotations"]
             )
-        return await self.forward(request, rewrite=lambda body: only_own(body, uid))  # tasks
+        query = "&".join(f"{k}={v}" for k, v in _pairs(request.url.query) if unquote_plus(k) not in DM_QUERY)
+        return await self.forward(request, query=query, rewrite=lambda body: only_own(body, uid))  # tasks
 
-    async def forward(self, request: Request, rewrite: Callable[[Any], Any] | None = None,
-                      login: bool = False) -> Response:  # fmt: skip
+    async def forward(self, request: Request, rewrite: Callable[[Any], Any] | None = None, login: bool = False,
+                      content: bytes | None = None, query: str | None = None) -> Response:  # fmt: skip
+        """Forward ``request`` to Label Studio (optionally with another body ``content`` or query string ``query``);
+        ``rewrite`` maps a 200 JSON answer before it is returned."""
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_UP]
         headers += [("host", request.headers.get("host", "")), ("accept-encoding", "identity")]
         if self._secret:
             headers.append((GATE_HEADER, self._secret))
         try:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            r = await self.client.request(request.method, target, headers=headers, content=await request.body())
+            query = request.url.query if query is None else query
+            target = request.url.path + (f"?{query}" if query else "")
+            body = await request.body() if content is None else content
+            r = await self.client.request(request.method, target, headers=headers, content=body)
         except httpx.HTTPError:
             return Response("The labelling server is not answering; try again in a minute.", 502)
         body = r.content
@@ -294,6 +302,36 @@ class Gate:
                 return Response("No project to label yet: ask your coordinator to push pairs, then reload.", 404)
             pid = str(max(p["id"] for p in found))
         return RedirectResponse(f"/projects/{pid}/data?labeling=1", 302)
+
+
+# Data-manager filters and orderings can select tasks by other annotators' answers ("annotation results contain
+# Left", "order by agreement"): a side channel even when the answers themselves are stripped. Annotators do not need
+# them, so they are removed from task listings, from the tabs annotators save and from the next-task action.
+DM_QUERY = {"query", "filters", "ordering"}
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    """``k=v`` pairs of a raw query string, values left encoded (so they are forwarded byte for byte)."""
+    return [tuple(p.split("=", 1)) if "=" in p else (p, "") for p in query.split("&") if p]  # type: ignore[misc]
+
+
+def scrub_dm(body: Any) -> Any:
+    """A data-manager body (a tab, or an action's selection) without filters and ordering, at the top level and in
+    ``data`` (where a tab keeps them)."""
+    if not isinstance(body, dict):
+        return body
+    out = {k: v for k, v in body.items() if k not in DM_QUERY}
+    if isinstance(out.get("data"), dict):
+        out["data"] = {k: v for k, v in out["data"].items() if k not in DM_QUERY}
+    return out
+
+
+async def _scrubbed(request: Request) -> bytes:
+    raw = await request.body()
+    try:
+        return json.dumps(scrub_dm(json.loads(raw))).encode() if raw else raw
+    except ValueError:
+        return raw  # not JSON: Label Studio answers 400
 
 
 def _refuse(request: Request, status: int = 403, msg: str = REFUSED) -> Response:

@@ -14,7 +14,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import pytest
 import requests
@@ -77,6 +77,15 @@ def test_only_own_keeps_the_users_answers_and_no_predictions():
     assert out["predictions"] == [] and out["annotators"] == [7] and out["total_annotations"] == 1
     assert "annotations_results" not in out and out["data"] == {"left": "x"}
     assert [a["id"] for a in gate.only_own(task, 8)["annotations"]] == [11]
+
+
+def test_data_manager_filters_and_orderings_are_removed():
+    tab = {"project": 3, "data": {"title": "t", "filters": {"items": [{"filter": "filter:tasks:annotations_results"}]},
+                                  "ordering": ["tasks:total_annotations"], "hiddenColumns": {}}}  # fmt: skip
+    assert gate.scrub_dm(tab) == {"project": 3, "data": {"title": "t", "hiddenColumns": {}}}
+    action = {"filters": {"items": [1]}, "ordering": ["x"], "selectedItems": {"all": True}}
+    assert gate.scrub_dm(action) == {"selectedItems": {"all": True}}
+    assert gate._pairs("a=1&%71uery=%7B%7D&b") == [("a", "1"), ("%71uery", "%7B%7D"), ("b", "")]
 
 
 def test_images_only_by_plain_relative_paths():
@@ -247,6 +256,15 @@ def test_annotator_can_label_and_nothing_else(ls, tmp_path):
                 assert status == 200, (path, text)
                 assert other["id"] not in _annotation_ids(json.loads(text)), path
                 assert not any(m in text for m in MODELS), path  # no model identity
+            # filters and orderings cannot select tasks by others' answers: they are dropped from listings and tabs
+            q = json.dumps({"filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:total_annotations",
+                            "operator": "greater", "type": "Number", "value": 0}]}})  # fmt: skip
+            listing = json.loads(call("GET", f"/api/tasks?project={pid}&page_size=50&query={quote(q)}")[1])
+            assert listing["total"] == len(tids), listing["total"]  # not the 2 tasks that have annotations
+            assert admin.get(f"/api/tasks?project={pid}&page_size=50&query={quote(q)}")["total"] == 2  # (it filters)
+            status, text = call("POST", f"/api/dm/views?project={pid}", {"project": pid, "data": json.loads(q)})
+            assert status == 201, text
+            assert not admin.get(f"/api/dm/views/{json.loads(text)['id']}")["data"].get("filters", {}).get("items")
             # the user list holds only herself (the data manager asks for it; an error would pop up)
             status, text = call("GET", f"/api/users?project={pid}")
             assert status == 200 and [u["email"] for u in json.loads(text)] == ["alice@lab.org"], text
