@@ -80,7 +80,7 @@ def build(tiny: bool, device, dtype):
     tokens = 4 if tiny else TEXT_TOKENS
     prompt = torch.randn(tokens, tcfg["joint_attention_dim"], generator=g).to(device, dtype)
     pooled = torch.randn(tcfg["pooled_projection_dim"], generator=g).to(device, dtype)
-    model = OP4KSR(cfg, transformer, vae, prompt, pooled, theta)
+    model = OP4KSR(cfg, transformer, vae, prompt, pooled, theta, torch_dtype=dtype)
     model.device = torch.device(device)
     n = sum(p.numel() for p in transformer.parameters())
     return model, n

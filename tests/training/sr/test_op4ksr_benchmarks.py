@@ -34,3 +34,12 @@ def test_flux_dev_config_is_full_size():
     assert (cfg["num_layers"], cfg["num_single_layers"], cfg["num_attention_heads"]) == (19, 38, 24)
     assert sum(cfg["axes_dims_rope"]) == cfg["attention_head_dim"] == 128
     assert len(mod.F16_VAE["block_out_channels"]) == 5 and mod.F16_VAE["latent_channels"] == 16
+
+
+def test_gpu_script_model_runs_in_the_dtype_it_was_built_in():
+    """The GPU path builds bf16 weights: the model must cast its inputs to bf16 too (run here on the CPU)."""
+    import numpy as np
+
+    model, _ = _load().build(True, "cpu", torch.bfloat16)
+    assert model.dtype == torch.bfloat16 and next(model.transformer.parameters()).dtype == torch.bfloat16
+    assert model.upscale(np.zeros((8, 8, 3), np.uint8)).shape == (32, 32, 3)

@@ -54,6 +54,8 @@ def test_supervised_two_steps_then_resume(tiny_backbone, tiny_shards, tmp_path):
     assert names == {"op4ksr.json", "lora.safetensors", "text_embeds.safetensors", "optimizer.safetensors",
                      "trainer_state.json"}  # fmt: skip
     assert not list(tmp_path.rglob("*.pt")) and not list(tmp_path.rglob("*.bin"))
+    rfr = json.loads((ck / "op4ksr.json").read_text())["model"]["rfr"]
+    assert rfr["trained_grid"] == 2 and rfr["finetune_grid"] == 64 // 32  # what the derived RFR scale is read from
     # resume: a 3-step run in the same folder starts at step 2 with the saved optimizer state
     run2 = supervised.setup(_cfg(tiny_backbone, tiny_shards, tmp_path / "s1", steps=3, **{"loss.ap": 1.0}))
     assert run2.step == 2
