@@ -88,6 +88,7 @@ def simulate_labelling(workspace: Path, lr_set: str, pairs: str = "demo", projec
 
     from labelling import push, server
     from labelling.aggregate import lr_locations
+    from labelling.interface import TO_NAME
     from labelling.pull import pull_annotations
 
     ws_root = Path(workspace).resolve()
@@ -124,7 +125,7 @@ def simulate_labelling(workspace: Path, lr_set: str, pairs: str = "demo", projec
                     else:
                         winner = "a" if rng.random() < expit(np.sign(a - b) * 2 / temp) else "b"
                         choice = "left" if winner == left else "right"
-                    result.append({"from_name": name, "to_name": "left_crop", "type": "choices",
+                    result.append({"from_name": name, "to_name": TO_NAME, "type": "choices",
                                    "value": {"choices": [choice]}})  # fmt: skip
                 anns.append({"completed_by": users[email], "lead_time": float(rng.uniform(4, 20)), "result": result})
             return anns

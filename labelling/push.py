@@ -51,6 +51,7 @@ import json
 import re
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -408,6 +409,9 @@ def _store_png(ws: Workspace, rgb: np.ndarray) -> str:
     return rel
 
 
+LR_CACHE = 32  # LR images kept in memory by ImageCache
+
+
 class ImageCache:
     """Task data of pairs: the LR image and the comparison panels (``labelling.compare``), each computed once per
     push. ``order`` (the import order of the pairs) lets each task preload the images of the task after it."""
@@ -415,19 +419,28 @@ class ImageCache:
     def __init__(self, ws: Workspace, crop: int, order: list[dict] | None = None):
         self.ws, self.crop = ws, crop
         self.lr_loaders: dict[str, dict[str, Callable[[], np.ndarray]]] = {}
-        self.lr: dict[str, tuple[str, np.ndarray]] = {}
+        self.lr: OrderedDict[str, np.ndarray] = OrderedDict()  # the last LR_CACHE LR images (pairs come shuffled)
+        self.lr_paths: dict[str, str] = {}
         self.panels: dict[tuple[str, str, str], compare.Comparison] = {}
         self.following = {p["pair_id"]: q for p, q in zip(order or [], (order or [])[1:], strict=False)}
 
     def lr_image(self, lr_set: str | None, lr_key: str) -> tuple[str, np.ndarray]:
-        if lr_key not in self.lr:
-            if lr_set is None:
-                raise ValueError(f"LR {lr_key!r} has no row in the candidates table: cannot find its LR image")
-            if lr_set not in self.lr_loaders:
-                self.lr_loaders[lr_set] = _lr_loaders(self.ws, lr_set)
-            rgb = self.lr_loaders[lr_set][lr_key]()
-            self.lr[lr_key] = (_store_png(self.ws, rgb), rgb)
-        return self.lr[lr_key]
+        """The LR image (workspace path of its stored copy, RGB), loaded at most once while it stays among the
+        ``LR_CACHE`` most recent: 18,000 pairs over 1,500 4K-sized LRs (~1.5 MB each) must not all stay in memory."""
+        if lr_key in self.lr:
+            self.lr.move_to_end(lr_key)
+            return self.lr_paths[lr_key], self.lr[lr_key]
+        if lr_set is None:
+            raise ValueError(f"LR {lr_key!r} has no row in the candidates table: cannot find its LR image")
+        if lr_set not in self.lr_loaders:
+            self.lr_loaders[lr_set] = _lr_loaders(self.ws, lr_set)
+        rgb = self.lr_loaders[lr_set][lr_key]()
+        if lr_key not in self.lr_paths:
+            self.lr_paths[lr_key] = _store_png(self.ws, rgb)
+        self.lr[lr_key] = rgb
+        if len(self.lr) > LR_CACHE:
+            self.lr.popitem(last=False)
+        return self.lr_paths[lr_key], rgb
 
     def _rgb(self, rel: str) -> np.ndarray:
         bgr = cv2.imread(str(self.ws.root / rel), cv2.IMREAD_COLOR)

@@ -11,7 +11,8 @@ are what the annotator is handed), ``sr4k label push``. The annotator (Debian Ch
   (``naturalWidth > 0``), every visible one is drawn at >= 1:1 and inside the viewport (no scrolling);
 - the flip works: the screenshot of the first region's Left panel is, pixel for pixel, a region of the candidate the
   task puts on the left; after pressing F the same spot is the same region of the other candidate;
-- three keys label the pair (a consistency digit, a naturalness digit, Ctrl+Enter) and the answer is stored.
+- three keys label the pair (a consistency digit, a naturalness digit, Ctrl+Enter) and the answer is stored;
+- (first task) submitting unanswered is refused with the question in the annotator's words, not a field name.
 
 ``sr4k label pull`` must then give every answer back in candidate terms, and so the models that won. Then Label
 Studio is stopped, the workspace folder moved, served again from its new place, and the annotator labels the rest the
@@ -98,10 +99,22 @@ def _is_region_of(patch: np.ndarray, image: np.ndarray) -> bool:
     return bool(np.array_equal(image[y : y + h, x : x + w], patch))
 
 
-def _label_stream(page, n: int, shots: dict) -> list[dict]:
+def _unanswered_submit_says_what_to_do(page) -> None:
+    """Ctrl+Enter before answering: Label Studio's warning carries the question in the annotator's words."""
+    page.keyboard.press("Control+Enter")
+    dialog = page.locator(".ant-modal").filter(has_text="Please answer")
+    dialog.wait_for(timeout=10_000)
+    text = dialog.inner_text()
+    assert "Please answer question 1" in text and "Left, Right or Tie (keys 1, 2, 3)" in text, text
+    assert "consistency" not in text and "required" not in text.lower(), text  # not the control's name
+    dialog.get_by_role("button", name="OK").click()
+    dialog.wait_for(state="hidden")
+
+
+def _label_stream(page, n: int, shots: dict, check_messages: bool = False) -> list[dict]:
     """Label the next ``n`` tasks of the stream with three keys each, checking the page first (module doc)."""
     done = []
-    for _ in range(n):
+    for k in range(n):
         page.wait_for_function(
             "() => { const i = [...document.querySelectorAll('.sr4k-cmp img, .sr4k-preload img')];"
             " return i.length > 0 && i.every(x => x.complete); }",
@@ -119,6 +132,8 @@ def _label_stream(page, n: int, shots: dict) -> list[dict]:
         assert all(i["right"] <= VIEWPORT["width"] and i["bottom"] <= VIEWPORT["height"] for i in shown), shown
         assert page.evaluate("() => document.scrollingElement.scrollHeight") <= VIEWPORT["height"]
 
+        if check_messages and k == 0:
+            _unanswered_submit_says_what_to_do(page)
         left = page.locator(".sr4k-normal .sr4k-row").first.locator(".sr4k-left img")
         box = left.bounding_box()
         clip = {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"]}
@@ -200,7 +215,7 @@ def test_new_annotator_labels_the_built_workspace_in_the_browser_before_and_afte
                 page.fill("input[name=email]", "alice@lab.org")
                 page.fill("input[name=password]", login["password"])
                 page.click("button[type=submit]")
-                first = _label_stream(page, 3, shots)
+                first = _label_stream(page, 3, shots, check_messages=True)
             finally:
                 browser.close()
         _check_pulled(ws, args, shots)

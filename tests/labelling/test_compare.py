@@ -130,3 +130,21 @@ def test_store_png_is_lossless_and_content_addressed(tmp_path):
     rel = _store_png(ws, img)
     assert rel == _store_png(ws, img) and rel.startswith("images/") and rel.endswith(".png")
     np.testing.assert_array_equal(np.asarray(Image.open(ws.root / rel).convert("RGB")), img)
+
+
+def test_lr_images_are_reloaded_after_eviction_with_the_same_task_data(tmp_path, monkeypatch):
+    from labelling import push
+
+    ws = Workspace(tmp_path)
+    make_lr_set(ws, "ev", 3, lr_side=32, seed=6)
+    import pyarrow.parquet as pq
+
+    c = pq.read_table(ws.part("candidates", "ev-unit")).to_pylist()
+    pairs = [{"pair_id": f"pr-{k}", "lr_key": k, "lr_set": "ev", "left": "a",
+              "path_a": next(r["output_path"] for r in c if r["lr_key"] == k and r["model"] == "m_good"),
+              "path_b": next(r["output_path"] for r in c if r["lr_key"] == k and r["model"] == "m_okay")}
+             for k in ("ev00000", "ev00001", "ev00002")]  # fmt: skip
+    want = [ImageCache(ws, 64).task_data(p) for p in pairs]
+    monkeypatch.setattr(push, "LR_CACHE", 1)
+    cache = ImageCache(ws, 64)
+    assert [cache.task_data(p) for p in [*pairs, pairs[0]]] == [*want, want[0]] and len(cache.lr) == 1
