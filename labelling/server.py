@@ -375,8 +375,13 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
             secure_permissions(ws)
             from labelling.push import point_storages  # push imports this module
 
-            point_storages(ws, s)  # a moved or copied workspace: storages still name the old absolute path
-            _ensure_gate(ws, s)
+            try:
+                point_storages(ws, s)  # a moved or copied workspace: storages still name the old absolute path
+                _ensure_gate(ws, s)
+            except BaseException:  # no half-started server left behind: stop what this call started
+                _kill_group(proc.pid)
+                _clear_state(ws)
+                raise
             return ServerInfo(url, proc.pid, True, time.monotonic() - t0, gate_url(s))
         time.sleep(0.5)
     _kill_group(proc.pid)

@@ -138,7 +138,12 @@ def ls(tmp_path_factory):
         settings = server.LabelSettings(port=free_port(), gate_port=free_port(), retries=3, retry_wait=0.2,
                                         outbound_proxy=rec.url, lock=False)  # fmt: skip
         t0 = time.monotonic()
-        info = server.start(ws, settings)
+        try:
+            info = server.start(ws, settings)
+        except BaseException:
+            server.stop(ws)  # whatever got started (the teardown below never runs for a failed setup)
+            rec.shutdown()
+            raise
         print(f"\nLabel Studio up in {time.monotonic() - t0:.1f} s at {info.url} (annotators' gate: {info.gate})")
         _SHARED.update(ws=ws, settings=settings, recorder=rec)
         os.environ["SR4K_LABEL_PORT"] = str(settings.port)  # for the CLI (in-process and subprocesses)

@@ -334,3 +334,17 @@ def test_label_studio_refuses_annotator_sessions_that_bypass_the_gate(tmp_path):
     finally:
         server.stop(ws)
         rec.shutdown()
+
+
+@pytest.mark.slow
+def test_a_busy_gate_port_is_named_and_leaves_no_server_behind(tmp_path):
+    import socket
+
+    ws = Workspace(tmp_path / "ws")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = server.LabelSettings(port=free_port(), gate_port=busy.getsockname()[1])
+        with pytest.raises(server.LabelStudioError, match="SR4K_LABEL_GATE_PORT"):
+            server.start(ws, settings)
+    assert not server.healthy(server.base_url(settings)) and server.running_pid(ws) is None
