@@ -44,6 +44,10 @@ REGIONS = 3  # regions per pair
 SIDE = 224  # region side in HR pixels: 3 rows x (224 + caption) and 3 columns fit a 1440 x 900 laptop at 1:1
 
 
+# shown in place of a panel that failed to load (the browser draws an <img>'s alt text there), in the annotator's words
+NOT_LOADED = ": this picture did not load. Press Skip and tell the person who sent you the link."
+
+
 @dataclass(frozen=True, slots=True)
 class Box:
     """A region in HR pixels."""
@@ -133,7 +137,7 @@ class Comparison:
         for p in self.panels:
             figs = "".join(
                 f'<figure class="sr4k-{cls}"><figcaption>{escape(cap)}</figcaption><img src="{escape(url(rel))}" '
-                f'width="{p.box.w}" height="{p.box.h}" alt="{escape(cap)}"></figure>'
+                f'width="{p.box.w}" height="{p.box.h}" alt="{escape(cap + NOT_LOADED)}"></figure>'
                 for cls, cap, rel in (("lr", ref, p.lr), ("left", "Left", p.left), ("right", "Right", p.right))
             )
             rows.append(f'<div class="sr4k-row">{figs}</div>')

@@ -52,6 +52,7 @@ class Imgs(HTMLParser):
     def __init__(self):
         super().__init__()
         self.figs: list[tuple[str, str, int, int]] = []
+        self.alts: list[str] = []
         self._cls = ""
 
     def handle_starttag(self, tag, attrs):
@@ -60,6 +61,7 @@ class Imgs(HTMLParser):
             self._cls = a["class"]
         if tag == "img":
             self.figs.append((self._cls, a["src"], int(a.get("width", 0)), int(a.get("height", 0))))
+            self.alts.append(a.get("alt", ""))
 
 
 def _read(ws: Workspace, src: str) -> np.ndarray:
@@ -85,6 +87,7 @@ def test_task_data_shows_the_candidates_untouched_left_as_the_task_says_and_prel
     p.feed(data["view"])
     classes = [c for c, *_ in p.figs]
     assert classes == ["sr4k-lr", "sr4k-left", "sr4k-right"] * (len(classes) // 3) and len(classes) >= 6
+    assert all(a.endswith(compare.NOT_LOADED) for a in p.alts)  # what a failed panel says, in plain words
     a = np.asarray(Image.open(ws.root / pairs[0]["path_a"]).convert("RGB"))
     b = np.asarray(Image.open(ws.root / pairs[0]["path_b"]).convert("RGB"))
     lr = np.asarray(Image.open(ws.root / "benchmarks" / "cmp" / "lr" / "cmp00000.png").convert("RGB"))
