@@ -11,8 +11,12 @@ server, and shown as plain HTML images that the browser draws at their natural s
   ``side / s`` LR pixels under them. The search runs on the s x s block means of |A - B| (one value per LR pixel:
   the block mean of the *difference*, so fine texture that differs is not averaged away as it would be in a
   difference of downscaled images) with window sums from an integral image, O(pixels) per pair. Greedy: the best
-  window, then the best one not overlapping any chosen, and so on. An image no larger than ``side`` is one region,
-  shown whole.
+  window, then the best one not overlapping any chosen, and so on (of windows holding the same difference, the one
+  with it in its middle half wins). So a pair gets up to ``n`` regions: fewer when the image has no room for more
+  beside the chosen ones (two 224-px regions always fit in 672 px). An image no larger than ``side`` is one region,
+  shown whole. Cost at 3840 x 2160: ~0.3 s for the search, dominated overall by decoding the two PNGs (measured on 2
+  shared cores under load: search 0.34 s, one 4K PNG read ~1 s), so a push renders real 4K pairs at seconds per pair,
+  once per pair.
 - *Panels.* Per region three PNGs, stored content-addressed under ``images/`` (``_store_png``): the LR region
   enlarged by nearest neighbour to the HR size (each LR pixel an s x s block, so the reference is the same region at
   the same on-screen scale as the candidates — never smoothed, never clipped), and the two candidate crops,
@@ -77,10 +81,11 @@ def diff_regions(a: np.ndarray, b: np.ndarray, side: int, n: int, grid: int = 1)
         return [Box(0, 0, w, h)]
     grid = max(1, grid)
     bw, bh = min(side, w), min(side, h)
-    d = np.abs(a.astype(np.int16) - b.astype(np.int16)).sum(axis=2, dtype=np.int32).astype(np.float32)
+    d = cv2.absdiff(a, b).astype(np.float32)  # |A - B| per channel (OpenCV: ~5x faster than numpy's int16 route)
     gh, gw = h // grid, w // grid
     if grid > 1:  # block means of |A - B| on the LR grid (INTER_AREA at an integer factor = exact block mean)
         d = cv2.resize(d[: gh * grid, : gw * grid], (gw, gh), interpolation=cv2.INTER_AREA)
+    d = d.sum(axis=2) if d.ndim == 3 else d
     kw, kh = max(1, bw // grid), max(1, bh // grid)
     ii = cv2.integral(d, sdepth=cv2.CV_64F)
 
