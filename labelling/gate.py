@@ -110,9 +110,10 @@ RULES: list[tuple[frozenset[str], re.Pattern[str], str]] = [
         ("GET", r"/api/tasks/?", "tasks"),
         ("GET", rf"/api/tasks/{N}/?", "tasks"),
         ("GET", rf"/api/tasks/{N}/annotations/?", "annotations"),
-        ("POST", rf"/api/tasks/{N}/annotations/?", "pass"),
-        ("POST", rf"/api/tasks/{N}/drafts/?", "pass"),
+        ("POST", rf"/api/tasks/{N}/annotations/?", "submit"),
+        ("POST", rf"/api/tasks/{N}/drafts/?", "submit"),
         ("GET PATCH PUT", rf"/api/annotations/{N}/?", "annotation"),
+        ("POST", rf"/api/annotations/{N}/drafts/?", "anndraft"),  # a draft of the user's own annotation
         ("GET PATCH PUT DELETE", rf"/api/drafts/{N}/?", "draft"),
         ("GET", r"/data/local-files/?", "image"),
     ]
@@ -223,11 +224,21 @@ class Gate:
             return await self.forward(request, content=await _scrubbed(request), rewrite=lambda b: only_own(b, uid))
         if action == "newview":
             return await self.forward(request, content=await _scrubbed(request))
+        if action == "submit":
+            return await self.forward(request, content=await _scrubbed(request, own_answer))
+        if action == "anndraft":
+            oid = int(path.strip("/").split("/")[2])
+            if await self.owner(OWNED["annotation"][0].format(oid), OWNED["annotation"][1]) != uid:
+                return _refuse(request)
+            return await self.forward(request, content=await _scrubbed(request, own_answer))
         if action in OWNED:
             oid = int(path.rstrip("/").rsplit("/", 1)[1])
             if await self.owner(OWNED[action][0].format(oid), OWNED[action][1]) != uid:
                 return _refuse(request)
-            return await self.forward(request, content=await _scrubbed(request) if action == "view" else None)
+            scrub = scrub_dm if action == "view" else own_answer
+            return await self.forward(
+                request, content=await _scrubbed(request, scrub) if request.method != "GET" else None
+            )
         if action == "annotations":  # a bare list of a task's annotations
             return await self.forward(
                 request, rewrite=lambda body: only_own({"annotations": body}, uid)["annotations"]
@@ -326,10 +337,22 @@ def scrub_dm(body: Any) -> Any:
     return out
 
 
-async def _scrubbed(request: Request) -> bytes:
+# Label Studio takes an annotation's author, task and ground-truth flag from the body when given (tasks/api.py:
+# ``if 'completed_by' not in validated_data: completed_by = request.user``): an annotator could file answers as
+# someone else or move them. The gate removes those fields, so Label Studio sets them from the session.
+IDENTITY = {"completed_by", "updated_by", "user", "ground_truth", "task", "project", "annotation", "id",
+            "created_at", "updated_at", "last_created_by", "import_id", "created_username"}  # fmt: skip
+
+
+def own_answer(body: Any) -> Any:
+    """An annotation or draft body without the fields that say whose and where it is (``IDENTITY``)."""
+    return {k: v for k, v in body.items() if k not in IDENTITY} if isinstance(body, dict) else body
+
+
+async def _scrubbed(request: Request, scrub: Callable[[Any], Any] = scrub_dm) -> bytes:
     raw = await request.body()
     try:
-        return json.dumps(scrub_dm(json.loads(raw))).encode() if raw else raw
+        return json.dumps(scrub(json.loads(raw))).encode() if raw else raw
     except ValueError:
         return raw  # not JSON: Label Studio answers 400
 

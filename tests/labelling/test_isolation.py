@@ -35,8 +35,8 @@ CHROMIUM = "/usr/bin/chromium"
         ("GET", "/projects/3/data", "pass"),
         ("GET", "/api/tasks/17", "tasks"),  # forwarded, then only the user's own answers
         ("GET", "/api/tasks/17/annotations", "annotations"),  # the same for a bare list
-        ("POST", "/api/tasks/17/annotations", "pass"),
         ("PATCH", "/api/annotations/5/", "annotation"),  # only the user's own (checked against the server)
+        ("POST", "/api/tasks/17/annotations/", "submit"),  # without author / task / ground truth in the body
         ("GET", "/data/local-files/", "image"),  # only an image path
         ("POST", "/api/dm/actions", "next"),  # only ?id=next_task
         ("GET", "/api/users/", "self"),  # answered by the gate: a list of one, the user
@@ -86,6 +86,11 @@ def test_data_manager_filters_and_orderings_are_removed():
     action = {"filters": {"items": [1]}, "ordering": ["x"], "selectedItems": {"all": True}}
     assert gate.scrub_dm(action) == {"selectedItems": {"all": True}}
     assert gate._pairs("a=1&%71uery=%7B%7D&b") == [("a", "1"), ("%71uery", "%7B%7D"), ("b", "")]
+
+
+def test_answers_lose_the_fields_that_say_whose_they_are():
+    body = {"result": [1], "lead_time": 2.0, "completed_by": 1, "ground_truth": True, "task": 9, "draft_id": 4}
+    assert gate.own_answer(body) == {"result": [1], "lead_time": 2.0, "draft_id": 4}
 
 
 def test_images_only_by_plain_relative_paths():
@@ -211,6 +216,7 @@ def test_annotator_can_label_and_nothing_else(ls, tmp_path):
             with page.expect_response(lambda x: "/api/dm/actions?id=next_task" in x.url, timeout=90_000) as nxt:
                 page.click("button[type=submit]")
             assert nxt.value.status == 200  # landed on her labelling stream, which fetched her next task
+            alice_id = next(x["id"] for x in server.list_users(admin) if x["email"] == "alice@lab.org")
             assert f"/projects/{pid}/data" in page.url and "labeling=1" in page.url
             page.wait_for_selector("img", timeout=60_000)
             page.wait_for_timeout(1500)  # let the bundle finish its own calls (they are recorded in `seen`)
@@ -265,6 +271,14 @@ def test_annotator_can_label_and_nothing_else(ls, tmp_path):
             status, text = call("POST", f"/api/dm/views?project={pid}", {"project": pid, "data": json.loads(q)})
             assert status == 201, text
             assert not admin.get(f"/api/dm/views/{json.loads(text)['id']}")["data"].get("filters", {}).get("items")
+            # she files answers as herself only: an author or task in the body is dropped (Label Studio takes them)
+            forge = {"result": [], "completed_by": other["completed_by"], "ground_truth": True}
+            status, text = call("POST", f"/api/tasks/{tids[2]}/annotations?project={pid}", forge)
+            assert status == 201, text
+            forged = admin.get(f"/api/annotations/{json.loads(text)['id']}/")
+            assert forged["completed_by"] == alice_id and not forged["ground_truth"], forged
+            assert call("PATCH", f"/api/annotations/{mine}/", {"completed_by": other["completed_by"]})[0] == 200
+            assert admin.get(f"/api/annotations/{mine}/")["completed_by"] == alice_id
             # the user list holds only herself (the data manager asks for it; an error would pop up)
             status, text = call("GET", f"/api/users?project={pid}")
             assert status == 200 and [u["email"] for u in json.loads(text)] == ["alice@lab.org"], text
@@ -283,6 +297,10 @@ def test_annotator_can_label_and_nothing_else(ls, tmp_path):
     assert len(server.list_users(admin)) >= 2  # at least the admin was there to hide
     full = admin.get(f"/api/tasks/{tids[0]}")
     assert other["id"] in [a["id"] for a in full["annotations"]]  # the answer existed: hiding it was the gate's doing
+    # Label Studio itself does take an author from the body: the gate's dropping it is what kept alice honest
+    assert admin.post(f"/api/tasks/{tids[2]}/annotations", {"result": [], "completed_by": alice_id})[
+        "completed_by"
+    ] in (alice_id, {"id": alice_id})
     # the admin token passes the gate unfiltered
     via_gate = server.Api(gate_origin, server.credentials(ws)["token"], settings).get(f"/api/tasks/{tids[0]}")
     assert other["id"] in [a["id"] for a in via_gate["annotations"]]
