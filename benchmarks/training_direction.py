@@ -93,7 +93,7 @@ def judge_accuracy(model_dir: Path, samples) -> float:
     return float(res["judge"]["consistency"]["accuracy"])
 
 
-def judge_seed(seed: int, sft_steps: int, steps: int, work: Path) -> dict:
+def judge_seed(seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float = 3e-3, lr: float = 5e-4) -> dict:
     from refreward_fixtures import TEST_BUDGET, write_workspace
 
     from training.reward import formatsft, recipe
@@ -105,12 +105,13 @@ def judge_seed(seed: int, sft_steps: int, steps: int, work: Path) -> dict:
     base = build_tiny_qwen_vl(work / f"judge{seed}", seed=seed)
     samples = load_preferences(ws)
     train_s, held_s = split_by_lr(samples, 0.33, seed)
-    fmt = formatsft.train(base, train_s, work / f"sft{seed}", steps=sft_steps, budget=TEST_BUDGET, seed=seed)
+    fmt = formatsft.train(base, train_s, work / f"sft{seed}", steps=sft_steps, budget=TEST_BUDGET, seed=seed,
+                          lr=sft_lr)  # fmt: skip
     before = judge_accuracy(fmt, held_s)
     cfg = load_config(None, {"model": str(fmt), "data": str(ws), "output_dir": str(work / f"grpo-judge{seed}"),
                              "num_generations": 4, "per_device_train_batch_size": 8, "max_steps": steps,
                              "max_completion_length": 48, "holdout": 0.33, "order": "mirror",
-                             "pixel_budget": TEST_BUDGET, "learning_rate": 5e-4, "save_steps": 10_000,
+                             "pixel_budget": TEST_BUDGET, "learning_rate": lr, "save_steps": 10_000,
                              "temperature": 1.0, "beta": 0.0, "seed": seed})  # fmt: skip
     summary = recipe.train(cfg)
     assert set(summary["held_out"]) == {s.rec.pair_id for s in held_s}  # the recipe held out the same pairs
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sr-batch", type=int, default=2, help="LRs per step")
     ap.add_argument("--sft-steps", type=int, default=60)
     ap.add_argument("--judge-steps", type=int, default=60)
+    ap.add_argument("--sft-lr", type=float, default=3e-3, help="format SFT lr (1e-3: 80 steps left it malformed)")
+    ap.add_argument("--judge-lr", type=float, default=5e-4, help="GRPO lr of the judge")
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 sr_rows.append(sr_seed(seed, args.sr_steps, work, args.sr_lr, args.sr_group, args.sr_batch))
                 print(json.dumps({"sr": sr_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if not args.skip_judge:
-                judge_rows.append(judge_seed(seed, args.sft_steps, args.judge_steps, work))
+                judge_rows.append(judge_seed(seed, args.sft_steps, args.judge_steps, work, args.sft_lr, args.judge_lr))
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if args.json:
                 args.json.write_text(json.dumps({"sr": sr_rows, "judge": judge_rows}, indent=1))
