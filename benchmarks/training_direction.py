@@ -52,7 +52,7 @@ def policy_reward(run, pairs) -> float:
     return float(np.mean(out))
 
 
-def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8, batch: int = 2) -> dict:
+def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8, batch: int = 4) -> dict:
     from op4ksr_fixtures import write_pairs_shards
 
     from training.sr import data, grpo
@@ -122,12 +122,12 @@ def judge_seed(seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--sr-steps", type=int, default=40)
+    ap.add_argument("--sr-steps", type=int, default=80)
     ap.add_argument("--sr-lr", type=float, default=1e-2, help="AdamW lr of the LoRA in the GRPO stage")
     ap.add_argument("--sr-group", type=int, default=8, help="G samples per LR")
-    ap.add_argument("--sr-batch", type=int, default=2, help="LRs per step")
-    ap.add_argument("--sft-steps", type=int, default=60)
-    ap.add_argument("--judge-steps", type=int, default=60)
+    ap.add_argument("--sr-batch", type=int, default=4, help="LRs per step")
+    ap.add_argument("--sft-steps", type=int, default=80)
+    ap.add_argument("--judge-steps", type=int, default=30)
     ap.add_argument("--sft-lr", type=float, default=3e-3, help="format SFT lr (1e-3: 80 steps left it malformed)")
     ap.add_argument("--judge-lr", type=float, default=5e-4, help="GRPO lr of the judge")
     ap.add_argument("--skip-judge", action="store_true")
