@@ -503,7 +503,7 @@ def demo(
     console.print(t)
     from flows.demo import how_to_label
 
-    console.print(how_to_label(out), style="dim", markup=False, highlight=False)
+    console.print(how_to_label(out), style="dim", markup=False, highlight=False, soft_wrap=True)
 
     console.rule("aggregation (QC, majority + Dawid–Skene, Bradley–Terry) and the preferences release")
     from flows.release_cli import aggregate as aggregate_cmd
