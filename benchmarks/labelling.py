@@ -12,9 +12,10 @@ What it does, in order:
    ``--models`` models and enough LRs for ``--pairs`` pairs (all model pairs of each LR), the candidates table and
    the pairs table (``pipelines.pairs.build_pairs``). Tiny images keep the image work small; everything else —
    task data, comparison pages, gold pairs, batching, the mapping — goes through the product's own push and pull.
-2. ``push_s``: ``push_pairs`` of every pair (overlap 3, gold rate 0.05) into project ``bench``. The task JSON it sends
-   is recorded on the way (a spy around ``Api.post``; the requests still go out), and ``raw_import_s`` is Label
-   Studio's import of that same JSON in one request into a fresh project: the floor.
+2. ``push_s``: ``push_pairs`` of every pair (overlap 3, gold rate 0.05) into project ``bench``; ``push_task_data_s``
+   is the part of it spent making task data (the comparison pages). The task JSON it sends is recorded on the way
+   (a spy around ``Api.post``; the requests still go out), and ``raw_import_s`` is Label Studio's import of that
+   same JSON in one request into a fresh project: the floor.
 3. ``repush_s``: the same push again (nothing new).
 4. 54,000 simulated annotations (3 annotators per pair, Label Studio users) are imported with their tasks into a
    second project ``bench_ann`` (``push_pairs(prelabelled=...)``; ``push_ann_s`` is reported, not a target).
@@ -189,6 +190,7 @@ def main() -> None:
         with ImportSpy() as spy:
             r = push.push_pairs(ws, "bench", overlap=3, gold_rate=0.05, project="bench", settings=settings)
         fig["push_s"] = r["seconds"]
+        fig["push_task_data_s"] = r["task_data_seconds"]  # comparison pages rendered (labelling.compare)
         print(f"push: {r}", flush=True)
         assert r["duplicates"] == 0 and r["imported"] == n_pairs
         rr = push.push_pairs(ws, "bench", overlap=3, gold_rate=0.05, project="bench", settings=settings)

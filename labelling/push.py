@@ -58,6 +58,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 
@@ -300,11 +301,12 @@ def list_tasks(api: Api, pid: int, include: str = "id,data", after_id: int = 0, 
                 raise
             size = max(min_page, size // 2)
             continue
-        tasks = r.json()["tasks"]
+        data = r.json()
+        tasks = data["tasks"]
         if tasks:
             yield tasks, _server_now(r)
             last = max(t["id"] for t in tasks)
-        if len(tasks) < size:
+        if len(tasks) < size or len(tasks) >= data.get("total", size + 1):  # total: the filtered tasks from here on
             return
 
 
@@ -372,14 +374,18 @@ def point_storages(ws: Workspace, settings: LabelSettings | None = None) -> int:
 
 
 def mapping(ws: Workspace, project_id: int | None = None) -> dict[str, dict]:
-    """pair_id -> its latest label_tasks row (of ``project_id`` if given)."""
+    """pair_id -> its latest label_tasks row (of ``project_id`` if given). The parts are read and filtered by Arrow
+    (one read of ~20 parts at 18K tasks) and only the kept rows become Python objects."""
+    import pyarrow.compute as pc
+
     parts = sorted(ws.table_dir("label_tasks").glob("part-*.parquet"))
-    rows = [r for p in parts for r in pq.read_table(p).to_pylist()]
-    out: dict[str, dict] = {}
-    for r in sorted(rows, key=lambda r: r["pushed_at"]):
-        if project_id is None or r["project_id"] == project_id:
-            out[r["pair_id"]] = r
-    return out
+    if not parts:
+        return {}
+    table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
+    if project_id is not None:
+        table = table.filter(pc.equal(table["project_id"], project_id))
+    table = table.take(pc.sort_indices(table, [("pushed_at", "ascending")]))  # stable: part order breaks ties
+    return {r["pair_id"]: r for r in table.to_pylist()}
 
 
 # ------------------------------------------------------------------------------------------------ images
