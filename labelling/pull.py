@@ -58,7 +58,10 @@ from schemas.labels import ANNOTATIONS, CRITERIA, AnnotationRec
 
 
 def project_id(ws: Workspace, project: str) -> int:
-    path = project_file(ws, project)
+    try:
+        path = project_file(ws, project)
+    except ValueError as e:  # not a safe name: the same one-line error as every Label Studio problem
+        raise LabelStudioError(str(e)) from None
     if not path.exists():
         raise LabelStudioError(f"no Label Studio project {project!r} in {ws.root}: push pairs first "
                                f"(`sr4k label push --pairs all -w {ws.root}`)")  # fmt: skip

@@ -182,8 +182,9 @@ def test_pairs_filter_is_one_read_only_expression_and_project_a_safe_name(tmp_pa
     for name in ("../../x", "a/b", "x.json", "-rf", "ok\n"):
         with pytest.raises(ValueError, match=r"--project .* is not a valid name"):
             push.push_pairs(ws, "hx", project=name)
-        out = runner.invoke(app, ["label", "push", "--pairs", "hx", "--project", name, "-w", str(ws.root)])
-        assert out.exit_code == 2 and "is not a valid name" in out.output and "Traceback" not in out.output
+        for cmd in (["push", "--pairs", "hx"], ["pull"], ["status"]):
+            out = runner.invoke(app, ["label", *cmd, "--project", name, "-w", str(ws.root)])
+            assert out.exit_code == 2 and "is not a valid name" in out.output and "Traceback" not in out.output, cmd
     out = runner.invoke(app, ["label", "push", "--pairs", f"1=1; COPY (select 1) TO '{out_file}'", "-w", str(ws.root)])
     assert out.exit_code == 2 and "';' is not allowed" in out.output and not out_file.exists()
     assert not (tmp_path / "x.json").exists() and not list(tmp_path.glob("**/x.json"))
