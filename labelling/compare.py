@@ -48,8 +48,9 @@ REGIONS = 3  # regions per pair
 SIDE = 224  # region side in HR pixels: 3 rows x (224 + caption) and 3 columns fit a 1440 x 900 laptop at 1:1
 
 
-# shown in place of a panel that failed to load (the browser draws an <img>'s alt text there), in the annotator's words
-NOT_LOADED = ": this picture did not load. Press Skip and tell the person who sent you the link."
+# shown in place of a panel that failed to load (the browser draws an <img>'s alt text there), in the annotator's
+# words; short, because it is repeated in every panel of every task's data
+NOT_LOADED = ": did not load, press Skip"
 
 
 @dataclass(frozen=True, slots=True)
