@@ -13,6 +13,8 @@ Run: ``python benchmarks/periodicity_flag.py [--crops-per-photo 4] [--side 256] 
 3. Scores: the absolute :func:`periodicity` (peak, stride mean; its flag: either > PERIODIC_ARTEFACT) and the
    relative :func:`periodicity_excess` against the bicubic of the same LR (its ``flag``).
 4. Table: the share flagged per group (false positives on clean upscales, detection on planted ones).
+5. ``--models realcugan-x4-conservative,srmd-x4,...``: also the flag rate on the ncnn SR models' outputs of the
+   same LR crops (no ground truth of "no artefact" there: what the flag says about real SR networks).
 
 The bicubic upscale against its own reference scores D = 0 exactly, so its false-positive rate is 0 by
 construction; Lanczos (another kernel, sharper) is the real test of the clean side.
@@ -85,15 +87,19 @@ def plant(img: np.ndarray, kind: str, amplitude: float, rng: np.random.Generator
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def measure(side: int, per_photo: int, amplitude: float, seed: int = 0) -> list[dict]:
+def measure(side: int, per_photo: int, amplitude: float, seed: int = 0, models: tuple[str, ...] = ()) -> list[dict]:
+    from pipelines.ncnn_sr import NcnnUpscaler
+
+    nets = {name: NcnnUpscaler.load(name, threads=1) for name in models}
     rng = np.random.default_rng(seed + 1)
     rows = []
     for name, lr in lr_crops(side, per_photo, seed):
         size = (side * SCALE, side * SCALE)
         ref = cv2.resize(lr, size, interpolation=cv2.INTER_CUBIC)
         ups = {"bicubic": ref, "lanczos": cv2.resize(lr, size, interpolation=cv2.INTER_LANCZOS4)}
+        ups |= {m: net.upscale(lr) for m, net in nets.items()}
         for up, img in ups.items():
-            for kind in ("clean", "lines", "texture"):
+            for kind in ("clean", "lines", "texture") if up in ("bicubic", "lanczos") else ("clean",):
                 x = img if kind == "clean" else plant(img, kind, amplitude, rng)
                 a = periodicity(x, stride=STRIDE)
                 e = periodicity_excess(x, ref, stride=STRIDE)
@@ -108,7 +114,7 @@ def measure(side: int, per_photo: int, amplitude: float, seed: int = 0) -> list[
 def print_table(rows: list[dict]) -> None:
     print(f"{'group':24s} {'n':>4s} {'abs flag':>9s} {'new flag':>9s} {'ex_peak p50/p95/max':>26s} "
           f"{'ex_stride p50/p95/max':>28s}")  # fmt: skip
-    for up in ("bicubic", "lanczos"):
+    for up in dict.fromkeys(r["upscale"] for r in rows):
         for kind in ("clean", "lines", "texture"):
             g = [r for r in rows if r["upscale"] == up and r["kind"] == kind]
             if not g:
@@ -125,10 +131,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--crops-per-photo", type=int, default=4)
     ap.add_argument("--side", type=int, default=256, help="LR crop side (px); the upscales are 4x that")
     ap.add_argument("--amplitude", type=float, default=0.01, help="planted grid amplitude, share of 255")
+    ap.add_argument("--models", default="", help="comma-separated ncnn SR models to score as well")
     ap.add_argument("--json", help="write the per-image rows here")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    rows = measure(args.side, args.crops_per_photo, args.amplitude)
+    models = tuple(m for m in args.models.split(",") if m)
+    rows = measure(args.side, args.crops_per_photo, args.amplitude, models=models)
     print_table(rows)
     print(f"{len(rows)} scored images in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if args.json:

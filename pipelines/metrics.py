@@ -68,14 +68,10 @@ LINE_KAPPA = 10.0  # a bin is periodic where its power exceeds LINE_KAPPA x the 
 # peak or stride_mean above this reads as a periodic artefact: clean photos and bicubic upscales <= 0.0032, a faint
 # (4/255) 32-px line grid on untextured photos >= 0.0060 (see periodicity)
 PERIODIC_ARTEFACT = 0.004
-# periodicity_excess flag: D = R_x - EXCESS_REF_GAIN * R_ref, reference = bicubic of the same LR. Measured
-# (benchmarks/periodicity_flag.py, 68 native 256^2 crops of 12 mate-backgrounds photos + 5 skimage photos, every
-# other one JPEG q75, x4 to 1024^2): Lanczos upscales max stride excess 0.0003 and peak excess 0.056 (3 of 68 above
-# 0.01, 2 above 0.03: lags 9-10 px on photos that are periodic there already, the Lanczos ringing sharpening them);
-# 1 %-amplitude (2.55 levels) planted 32-px grids: stride excess >= 0.049 (lines) / 0.26 (texture), peak >= 0.05.
-# The absolute flag (PERIODIC_ARTEFACT) fired on 21 % of the bicubic and 22 % of the Lanczos upscales.
-EXCESS_PEAK = 0.03
-EXCESS_STRIDE = 0.004
+# periodicity_excess flag: stride excess (D = R_x - EXCESS_REF_GAIN * R_ref on the stride lattice, less the
+# half-stride offsets) above EXCESS_STRIDE; reference = bicubic of the same LR. Measured in
+# benchmarks/periodicity_flag.py (numbers in periodicity_excess's docstring).
+EXCESS_STRIDE = 0.006
 EXCESS_REF_GAIN = 2.0  # D = R_x - EXCESS_REF_GAIN * R_ref: a sharper upscale may double a periodicity the LR has
 
 # --- no-reference ---
@@ -372,7 +368,7 @@ class PeriodicityExcess:
     """What :func:`periodicity_excess` found: periodic autocorrelation the output has beyond its reference."""
 
     peak: float  # max of R_x - R_ref over min_lag <= max(|dy|, |dx|) <= L
-    stride_mean: float  # mean of max(R_x - R_ref, 0) over the stride lattice; nan if no lattice lag fits
+    stride_mean: float  # mean of max(D, 0) on the stride lattice less that on the half-stride offsets; nan if none
     stride_peak: float  # max of R_x - R_ref over the stride lattice; nan if none fits
     lag: tuple[int, int]  # (dy, dx) of the shortest lag within 10% of ``peak``
     flag: bool  # the verdict: a periodic artefact the reference does not have (see periodicity_excess)
@@ -399,17 +395,26 @@ def periodicity_excess(
 
     Definition: R_x, R_ref = :func:`autocorrelation` (periodic part, contrast-normalised, each by its own R(0));
     D = R_x - R_ref. peak = max D over the ring of lags min_lag..L; stride_mean = mean of max(D, 0) over the
-    lattice of ``stride`` multiples (stride-aware: a token-grid artefact repeats on that whole 2-D lattice, while
-    an interpolation or JPEG remnant that the model sharpened sits at a few lags along the axes);
-    stride_peak = max D over that lattice. R_ref enters doubled (EXCESS_REF_GAIN) and clipped at 0: a sharper
-    upscale legitimately strengthens a periodicity the LR has (measured: Lanczos vs bicubic on photos of
-    stripes/grass, excess 0.075 at lag 10 with a factor 1, 0.056 with 2), while a planted grid sits where the
-    reference has ~0. flag = stride_mean > EXCESS_STRIDE or peak > EXCESS_PEAK.
+    lattice of ``stride`` multiples less its mean over the half-stride offsets (lags whose coordinates are
+    multiples of stride / 2, not both of stride). That makes it stride-aware: a pattern whose period divides
+    stride / 2 (the x4 pixel-shuffle pattern of SR networks, period 4: D equal at (4, 0), (8, 0) ... (32, 32),
+    measured on span-kendata / srmd outputs) is as strong on the offsets as on the lattice and cancels, while a
+    period-``stride`` grid (a token grid) is strong on the lattice only; stride_peak = max D over the lattice.
+    R_ref enters doubled (EXCESS_REF_GAIN) and clipped at 0: a sharper upscale legitimately strengthens a
+    periodicity the LR has (measured: Lanczos vs bicubic on photos of stripes/grass, peak excess 0.075 at lag 10
+    with a factor 1, 0.056 with 2), while a planted grid sits where the reference has ~0.
 
-    Measured (the constants' comment; benchmarks/periodicity_flag.py): false positives 0 % on bicubic (D = 0 by
-    construction) and 2.9 % on Lanczos x4 upscales of real crops (half JPEG q75), against 21-22 % for the absolute
-    flag; 1 %-amplitude planted 32-px grids (lines or a repeated texture) 100 % flagged. Cost: two
-    :func:`autocorrelation` calls, ~0.5 s for a 1024^2 image on 2 cores.
+    flag = stride_mean > EXCESS_STRIDE: the token-lattice artefact, what L_AP fights. ``peak`` is reported, not
+    part of the flag: on real SR networks it reads their period-4 pixel-shuffle pattern, a real but sub-token
+    periodicity (measured on 17 native 128^2 crops x4, share with peak > 0.03: animevideov3 29 %, realcugan 6 %,
+    srmd 41 %, span-kendata 88 %, whose peaks reach 0.63), while their stride excess stays <= 0.0045.
+
+    Measured (benchmarks/periodicity_flag.py; 68 native 256^2 crops of 12 mate-backgrounds photos and 5
+    scikit-image photos, every other one JPEG q75, x4 to 1024^2): stride excess of clean upscales 0 (bicubic,
+    by construction) and <= 0.0001 (Lanczos): 0 % flagged either way, against 22-25 % for the absolute flag
+    (PERIODIC_ARTEFACT); 1 %-amplitude (2.55 levels) planted 32-px grids: stride excess >= 0.009 (1-px lines,
+    median 0.30) and >= 0.16 (a repeated random texture), 100 % flagged; at 0.5 % amplitude 88-91 % (lines) and
+    100 % (texture). Cost: two :func:`autocorrelation` calls, ~0.5 s for a 1024^2 image on 2 cores.
     """
     _check_rgb(rgb)
     _check_rgb(ref, "ref")
@@ -427,9 +432,16 @@ def periodicity_excess(
         raise ValueError(f"min_lag {min_lag} exceeds the measurable lag range {half} for {rgb.shape[:2]}")
     peak = float(d[ring].max())
     lattice = (a[:, None] % stride == 0) & (a[None, :] % stride == 0) & (cheb > 0)
-    stride_mean = float(np.maximum(d[lattice], 0).mean()) if lattice.any() else math.nan
-    stride_peak = float(d[lattice].max()) if lattice.any() else math.nan
-    flag = bool(peak > EXCESS_PEAK or (lattice.any() and stride_mean > EXCESS_STRIDE))
+    stride_mean = stride_peak = math.nan
+    if lattice.any():
+        pos = np.maximum(d, 0)
+        stride_mean = float(pos[lattice].mean())
+        stride_peak = float(d[lattice].max())
+        half = stride // 2 if stride % 2 == 0 else 0
+        offset = (a[:, None] % half == 0) & (a[None, :] % half == 0) & ~lattice & (cheb > 0) if half else None
+        if offset is not None and offset.any():  # what a shorter period (dividing stride / 2) explains
+            stride_mean = max(stride_mean - float(pos[offset].mean()), 0.0)
+    flag = bool(stride_mean > EXCESS_STRIDE)
     return PeriodicityExcess(peak, stride_mean, stride_peak, _fundamental(d, ring, cheb, peak), flag)
 
 
