@@ -51,7 +51,7 @@ def train_sr(
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output folder of checkpoints")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps")] = None,
     crop: Annotated[int | None, typer.Option(help="HR training crop side (multiple of 32 and of the scale)")] = None,
-    rfr: Annotated[str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none [default: ntk]")] = None,
+    rfr: Annotated[str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none [default: yarn]")] = None,
     ap_weight: Annotated[float | None, typer.Option("--lambda-ap", help="Weight of L_AP (0 = off)")] = None,
     dtype: Annotated[
         str | None, typer.Option(help="auto | bfloat16 | float16 | float32 [default: auto = bf16 on a GPU]")

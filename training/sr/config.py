@@ -21,7 +21,9 @@ class RFRConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["none", "ntk", "pi", "yarn"] = Field(
-        "ntk", description="none | ntk (theta' = theta s^(d/(d-2))) | pi (positions / s) | yarn (per-band ramp)"
+        "yarn",
+        description="yarn (per-band ramp + temperature; the default, from benchmarks/rope_extrapolation.py) | ntk "
+        "(theta' = theta s^(d/(d-2))) | pi (positions / s) | none",
     )
     trained_grid: int = Field(
         64,
