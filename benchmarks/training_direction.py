@@ -15,6 +15,14 @@
 Final line: ``sr_grpo_gain_min=… judge_acc_before=… judge_acc_after=…``. Goals: gain > 0 in every seed; judge
 ≥ 0.75 held-out and ≥ 0.2 above its start.
 
+Measured 2026-12-06 (2-core CPU shared by 7 jobs, niced; SR and judge parts run separately, --skip-judge /
+--skip-sr): (a) 80 steps, G = 8, 4 LRs/step, lr 1e-2: gains +0.00118 / +0.00106 / +0.00158 ([0, 1] units; +0.30 /
++0.27 / +0.40 grey levels), ``sr_grpo_gain_min=0.00106``; action-noise share of reward variance 0.67 / 0.81 / 0.47.
+(40 steps, 2 LRs/step: +0.93 / −0.04 / +0.15 grey levels — not every seed; with G = 4, lr 1e-3: ≈ 0.) (b) NOT met:
+format SFT (80 steps, lr 3e-3) → held-out accuracy 0.5 (chance, well-formed); GRPO 30 steps at lr 5e-4 → 0.5;
+60 steps at lr 2e-3 → 0.0 (format lost); one seed each (``judge_acc_before=0.500 judge_acc_after=0.500`` for the
+default settings). With 1e-3 format-SFT lr the judge stayed malformed (0.0 → 0.0).
+
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
     python benchmarks/training_direction.py --seeds 1 --sr-steps 4 --judge-steps 2 --sft-steps 4   # smoke
 """
