@@ -133,10 +133,9 @@ def ls(tmp_path_factory):
     if not _SHARED["users"]:
         ws = Workspace(tmp_path_factory.mktemp("ls-ws"))
         rec = OutboundRecorder()
-        # lock=False: tests log annotators in on Label Studio's own port too (test_browser); the lock has its own
-        # server in test_isolation
+        # as deployed: Label Studio locked to the gate for annotators (sr4k's admin token still works directly)
         settings = server.LabelSettings(port=free_port(), gate_port=free_port(), retries=3, retry_wait=0.2,
-                                        outbound_proxy=rec.url, lock=False)  # fmt: skip
+                                        outbound_proxy=rec.url)  # fmt: skip
         t0 = time.monotonic()
         try:
             info = server.start(ws, settings)
