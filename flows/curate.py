@@ -3,7 +3,8 @@
 Runs on Prefect's embedded defaults (an ephemeral local API with SQLite; no server to start). Each work unit is a
 task; tasks get paths and URIs, never pixels. Completed units (marker + same config hash) are skipped before
 submission, so a rerun after a crash only redoes the units that had not finished. Dedup and packing run once at the
-end; they are cheap and deterministic, so they are simply redone.
+end; they are cheap and deterministic, so they are simply redone. Packing removes the staging tars; a rerun takes
+the bytes of already shipped samples from the current shards (pipelines.curate.pack).
 
 Task runners (``--runner``): ``threads`` (default; decoding, OpenCV and zlib release the GIL), ``processes``, or
 ``dask`` (prefect-dask). ``dask`` starts a local cluster by default; for several machines start a scheduler and
@@ -97,6 +98,11 @@ def _curate(input: str, ws: Workspace, cfg: steps.CurateConfig, show_progress: b
             bar.advance(job)
     dedup_task(str(ws.root), cfg_json)
     holdout_task(str(ws.root), cfg_json)
+    # Staging is removed after packing; a source kept now that no shard holds (e.g. its better copy left the input)
+    # has its unit rebuilt first (same config, same bytes).
+    by_name = {u.name: u for u in p.units}
+    for name in steps.units_to_restage(ws.root, cfg):
+        build_unit_task(name, by_name[name].uris, p.listing.root, p.listing.origin, str(ws.root), cfg_json)
     pack_task(str(ws.root), cfg_json)
     summary = steps.summarize(ws.root, cfg)
     summary["hidden"] = p.listing.hidden

@@ -9,7 +9,8 @@
    Duplicates become rejects (stage ``dedup``) in ``tables/rejects/part-dedup.parquet``.
 4. ``holdout`` keeps benchmark images out of training (pipelines.split): rejects of stage ``split``.
 5. ``pack`` copies the staged samples of the kept images, sorted by sample key (a content hash, so the order is a
-   fixed pseudo-random shuffle), into size/count-limited shards, and writes the final ``samples`` table.
+   fixed pseudo-random shuffle), into size/count-limited shards, and writes the final ``samples`` table; then the
+   staging tars are removed (a rerun reads shipped samples back from the shards; ``units_to_restage``).
    Building before dedup means duplicates cost a build each, but every source is decoded exactly once.
 
 The account ``seen = kept + rejected`` is checked by ``summarize`` at the end of every run.
@@ -344,34 +345,104 @@ def benchmark_keys(root: Path) -> dict[str, str]:
 
 
 def pack(ws_root: str | Path, cfg: CurateConfig, split: str = "train") -> dict:
-    """Copy the kept staged samples into shards, sorted by key; write the samples table. Returns the manifest."""
+    """Copy the kept samples into shards, sorted by key; write the samples table; then remove the staging tars.
+
+    A sample's bytes come from its unit's staging tar, or, once staging is gone (a rerun after a finished run), from
+    the shard that already holds it: the previous shards of this dataset are opened before any is replaced (an open
+    file keeps its inode through ``os.replace``) and used only if their manifest has this run's config hash, so the
+    bytes are the ones a rebuild would give. Samples found in neither place are an error here;
+    ``units_to_restage`` lists their units, which the flow rebuilds before packing. Returns the manifest counts."""
     ws = Workspace(ws_root)
-    con = catalog.connect(ws.root)
-    # Exact duplicates share their image key (it is a hash of the pixels), so the kept set is decided by URI.
-    kept = con.sql(
-        """select * from staged_samples where uri not in
-           (select uri from rejects where stage in ('dedup', 'split')) order by key"""
-    ).to_arrow_table()
-    con.close()
-    members = _staging_members(ws, set(kept.column("unit").to_pylist()))
-    writer = ShardWriter(ws.shard_dir(cfg.dataset), split, cfg.shard_max_count, cfg.shard_max_bytes)
-    try:
-        cols = (kept.column(c).to_pylist() for c in ("key", "image_key", "unit", "uri"))
-        for key, image_key, unit, uri in zip(*cols, strict=True):
-            staged = members[unit]
-            files = {e: _read_member(ws.staging(unit), *staged[f"{staging_key(uri, key)}.{e}"]) for e in _EXTS}
-            writer.write(key, files, image_key)
-    except BaseException:
-        writer.abort()
-        raise
-    manifest = writer.finish(cfg.dataset, cfg.config_hash())
+    kept = kept_samples(ws)
+    cols = [kept.column(c).to_pylist() for c in ("key", "image_key", "unit", "uri")]
+    staged_units = {u for u in set(cols[2]) if ws.staging(u).exists()}
+    members = _staging_members(ws, staged_units)
+    with _PackedShards(ws.shard_dir(cfg.dataset), cfg.config_hash()) as old:
+        missing = sorted({u for k, u in zip(cols[0], cols[2], strict=True) if u not in staged_units and k not in old})
+        if missing:
+            raise RuntimeError(f"staged samples of units {missing} are gone; rebuild them (units_to_restage)")
+        writer = ShardWriter(ws.shard_dir(cfg.dataset), split, cfg.shard_max_count, cfg.shard_max_bytes)
+        try:
+            for key, image_key, unit, uri in zip(*cols, strict=True):
+                if unit in staged_units:
+                    staged = members[unit]
+                    files = {e: _read_member(ws.staging(unit), *staged[f"{staging_key(uri, key)}.{e}"]) for e in _EXTS}
+                else:
+                    files = old.files(key)
+                writer.write(key, files, image_key)
+        except BaseException:
+            writer.abort()
+            raise
+        manifest = writer.finish(cfg.dataset, cfg.config_hash())
     with atomic_open(ws.part("samples", cfg.dataset)) as f:
         pq.write_table(kept.cast(SAMPLES), f, compression="zstd")
+    for tar in sorted((ws.root / "staging").glob("*.tar")) if (ws.root / "staging").exists() else []:
+        tar.unlink()  # every kept sample is in a shard now; rejected ones are not needed again (see pack)
     return {
         "samples": manifest.samples,
         "shards": len(manifest.shards),
         "bytes": sum(s.bytes for s in manifest.shards),
     }
+
+
+def kept_samples(ws: Workspace):
+    """The staged samples that survive dedup and holdout, by key. Exact duplicates share their image key (a hash of
+    the pixels), so the kept set is decided by URI."""
+    con = catalog.connect(ws.root)
+    kept = con.sql(
+        """select * from staged_samples where uri not in
+           (select uri from rejects where stage in ('dedup', 'split')) order by key"""
+    ).to_arrow_table()
+    con.close()
+    return kept
+
+
+def units_to_restage(ws_root: str | Path, cfg: CurateConfig) -> list[str]:
+    """Units with a kept sample whose bytes are in no staging tar and no shard of this config: a source that an
+    earlier run rejected as a duplicate (its staging removed after packing) and that is kept now, e.g. because the
+    copy it duplicated left the input. The flow rebuilds these units before ``pack``."""
+    ws = Workspace(ws_root)
+    kept = kept_samples(ws)
+    with _PackedShards(ws.shard_dir(cfg.dataset), cfg.config_hash()) as old:
+        pairs = zip(kept.column("key").to_pylist(), kept.column("unit").to_pylist(), strict=True)
+        return sorted({u for k, u in pairs if not ws.staging(u).exists() and k not in old})
+
+
+class _PackedShards:
+    """Read access to the samples of a dataset's current shards (when their manifest has ``config_hash``)."""
+
+    def __init__(self, shard_dir: Path, config_hash: str):
+        self.members: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
+        self.files_open: list = []
+        manifest = shard_dir / "manifest.json"
+        if not manifest.exists() or json.loads(manifest.read_text()).get("config_hash") != config_hash:
+            return
+        for info in json.loads(manifest.read_text())["shards"]:
+            f = open(shard_dir / info["name"], "rb")  # noqa: SIM115 - closed in __exit__
+            self.files_open.append(f)
+            with tarfile.open(fileobj=f) as tf:
+                for m in tf.getmembers():
+                    key, ext = m.name.split(".", 1)
+                    self.members.setdefault(key, (len(self.files_open) - 1, {}))[1][ext] = (m.offset_data, m.size)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.members and all(e in self.members[key][1] for e in _EXTS)
+
+    def files(self, key: str) -> dict[str, bytes]:
+        i, exts = self.members[key]
+        f = self.files_open[i]
+        out = {}
+        for e in _EXTS:
+            f.seek(exts[e][0])
+            out[e] = f.read(exts[e][1])
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for f in self.files_open:
+            f.close()
 
 
 _EXTS = ("hr.png", "lr.png", "json")
