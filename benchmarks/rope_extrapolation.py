@@ -32,7 +32,9 @@ their own grid). PSNR gain vs bicubic (dB) at 4g per seed: none −6.2/−1.4/�
 ntk −5.7/−1.4/−4.9, yarn-pub −2.4/−1.4/−2.0, yarn −2.4/−1.4/−2.5, tiled −1.4/−1.2/−1.2, trained@2g −1.8/−1.3/−1.9;
 R at the trained-grid period (32 px) none 0.062/0.002/0.079, ntk 0.051/0.002/0.068, yarn 0.006/0.002/0.017,
 tiled ≤ 0.0004. At 2g all arms lie within 0.4 dB. L_AP on (λ = 1): −11.7 ± 4.4 dB at the model's own grid (the
-loss dominates the clipped gradient of this pixel-space model; lowest periodicity). Table: README, OP4KSR section.
+loss dominates the clipped gradient of this pixel-space model; lowest periodicity). ``--lap 0.05 --no-2g`` (376 s):
+−2.68 ± 1.79 dB at the own grid (−1.25 off), R at 32 px at 4g none 0.048 → 0.027, pi 0.029 → 0.017,
+ntk 0.040 → 0.023, yarn 0.008 → 0.007; gains at 4g 0.5-1.5 dB lower than off. Table: README, OP4KSR section.
 """
 
 from __future__ import annotations
