@@ -63,7 +63,9 @@ def ident(name: str) -> str:
 
 
 def _has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("select count(*) from duckdb_views() where view_name = ?", [name]).fetchone()[0])
+    # fetchall, not fetchone: DuckDB 2 keeps a result that was not read to the end open, and the connection then
+    # refuses any other statement ("connection has an unfinished result")
+    return bool(con.execute("select count(*) from duckdb_views() where view_name = ?", [name]).fetchall()[0][0])
 
 
 def _duck_type(t) -> str:
