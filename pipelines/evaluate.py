@@ -22,7 +22,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
 from pipelines import iqa, metrics
 from pipelines.crop import choose_crops
@@ -42,6 +41,9 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 def open_bench(ws: Workspace, name: str) -> tuple[Path, dict, list[dict]]:
+    from pipelines.benchsets import check_bench_name
+
+    check_bench_name(name, "--bench")
     bench_dir = ws.root / "benchmarks" / name
     manifest_path = bench_dir / "manifest.json"
     if not manifest_path.exists():
@@ -50,9 +52,12 @@ def open_bench(ws: Workspace, name: str) -> tuple[Path, dict, list[dict]]:
             f"no benchmark {name!r} in {ws.root} (have: {', '.join(have) or 'none'}); "
             "build one with `sr4k bench build synthetic` or `sr4k bench import`"
         )
+    from pipelines.benchsets import index_rows
+
     manifest = json.loads(manifest_path.read_text())
-    items = pq.read_table(bench_dir / "index.parquet").to_pylist()
-    return bench_dir, manifest, sorted(items, key=lambda r: r["key"])
+    # keys and paths checked (strict names, inside the folder) for callers of evaluate() that skipped the flow's
+    # full verification (pipelines.benchsets.read_index): results are written under evals/<bench>/crops/<key>/
+    return bench_dir, manifest, index_rows(bench_dir)
 
 
 def evaluate(

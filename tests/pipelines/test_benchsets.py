@@ -570,3 +570,18 @@ def test_a_huge_lr_is_reported_too_large_with_the_limit(tmp_path: Path):
     assert "huge" not in {r["key"] for r in _index(tmp_path / "benchmarks" / "lq")} and s["count"] >= 1
     with pytest.raises(ValueError, match=r"--square 4096: .* > the limit of 134,217,728 px"):
         bs.import_lr_only(lr, tmp_path / "benchmarks", "lq2", square=4096, scale=4)
+
+
+def test_evaluate_called_directly_refuses_a_forged_index(photo_dir: Path, tmp_path: Path):
+    """The Python API (pipelines.evaluate.evaluate), not only the flow, refuses keys that would write outside."""
+    from pipelines.evaluate import evaluate
+    from pipelines.upscalers import get_upscaler
+
+    ws = tmp_path / "ws"
+    bs.build_synthetic(photo_dir, ws / "benchmarks", "syn", count=2, hr_size=(HR, HR), scale=SCALE)
+    _tamper(ws / "benchmarks" / "syn", key="../../../../X")
+    with pytest.raises(ValueError, match="not a valid key"):
+        evaluate(ws, "syn", [get_upscaler("bicubic", SCALE)])
+    assert not (ws / "evals").exists() and not list(tmp_path.glob("**/X"))
+    with pytest.raises(ValueError, match="--bench"):
+        evaluate(ws, "../syn", [get_upscaler("bicubic", SCALE)])
