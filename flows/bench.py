@@ -8,11 +8,11 @@ from pathlib import Path
 from prefect import flow, task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flows.upscalers import get_upscaler
 from pipelines import benchsets
 from pipelines.bench_report import write_bench_report
 from pipelines.evaluate import evaluate, open_bench
 from pipelines.storage import Workspace
-from pipelines.upscalers import get_upscaler
 
 
 @task(name="build-synthetic-benchmark")

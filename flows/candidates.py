@@ -16,10 +16,10 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from flows.upscalers import get_upscaler
 from pipelines import candidates as cand
 from pipelines import safety
 from pipelines.storage import Workspace, remove_stale_temps, write_table
-from pipelines.upscalers import get_upscaler
 
 
 @task(name="run-candidate-unit", task_run_name="candidates-{unit_name}")

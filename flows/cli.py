@@ -342,7 +342,7 @@ app.add_typer(pairs_app, name="pairs")
 @cand_app.command("list")
 def candidates_list() -> None:
     """What can run here: name, kind, scale, version (weights hash) and where the weights come from."""
-    from pipelines.upscalers import list_upscalers
+    from flows.upscalers import list_upscalers
 
     t = Table()
     t.add_column("model", no_wrap=True)  # the name to pass to --model: never truncated

@@ -3,7 +3,8 @@
 Anything that turns an LR image into an SR image is an ``Upscaler``: a name, a version (for neural models: a hash
 of the weights, so cached outputs are invalidated when the weights change), an integer scale, and
 ``upscale(rgb) -> rgb`` on HxWx3 uint8 arrays. The benchmark harness (pipelines.evaluate) and, later, the candidate
-runners use nothing else. Models are looked up by name in ``get_upscaler`` below (an explicit table, no registry):
+runners use nothing else. Models are looked up by name in ``flows.upscalers.get_upscaler`` (an explicit table next
+to the CLI, no registry, so that ``pipelines`` never imports ``training`` for ``op4ksr:``):
 
 ==============================  ===============================================================================
 ``bicubic`` ``bilinear``        OpenCV interpolation (``area``: pixel-area resampling, which for an upscale is a
@@ -71,70 +72,18 @@ def timed_upscale(model: Upscaler, lr: np.ndarray) -> tuple[np.ndarray, float, f
     return sr, seconds, peak / 2**20
 
 
-_INTERPOLATIONS = {
+INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
     "area": cv2.INTER_AREA,
     "bilinear": cv2.INTER_LINEAR,
     "bicubic": cv2.INTER_CUBIC,
     "lanczos": cv2.INTER_LANCZOS4,
 }
-UPSCALERS = tuple(_INTERPOLATIONS)
+UPSCALERS = tuple(INTERPOLATIONS)
 
 
-def get_upscaler(name: str, scale: int) -> Upscaler:
-    """The upscaler ``name`` at ``scale``; a clear error listing what exists otherwise."""
-    if name in _INTERPOLATIONS:
-        return Interpolation(name, _INTERPOLATIONS[name], scale)
-    kind, _, arg = name.partition(":")
-    if kind == "spandrel" and arg:
-        from pipelines.torch_sr import SpandrelUpscaler
-
-        return _check_scale(SpandrelUpscaler.load(arg), scale)
-    if kind == "diffusers" and arg:
-        from pipelines.torch_sr import DiffusersUpscaler
-
-        return _check_scale(DiffusersUpscaler.load(arg), scale)
-    if kind == "op4ksr" and arg:
-        from training.sr.upscaler import OP4KSRUpscaler
-
-        return _check_scale(OP4KSRUpscaler.load(arg), scale)
-    try:
-        from pipelines.ncnn_sr import NCNN_MODELS, NcnnUpscaler
-    except ImportError:  # ncnn not installed: say so rather than 'unknown model'
-        NCNN_MODELS, NcnnUpscaler = {}, None
-    if name in NCNN_MODELS:
-        return _check_scale(NcnnUpscaler.load(name), scale)
-    known = [*UPSCALERS, *NCNN_MODELS, "spandrel:<file>", "diffusers:<folder>", "op4ksr:<checkpoint>"]
-    raise ValueError(f"unknown model {name!r}; available here: {', '.join(known)}")
-
-
-def _check_scale(model: Upscaler, scale: int) -> Upscaler:
+def check_scale(model: Upscaler, scale: int) -> Upscaler:
+    """``model`` if it upscales by ``scale``, else a one-line error naming the scale it has."""
     if model.scale != scale:
         raise ValueError(f"model {model.name} is x{model.scale}, but x{scale} was asked for (--scale {model.scale})")
     return model
-
-
-def list_upscalers() -> list[dict]:
-    """What can run here, with versions and where the weights come from (for ``sr4k candidates list``)."""
-    rows = [
-        {"name": n, "kind": "opencv", "family": "interpolation", "scale": "any",
-         "version": f"opencv-{cv2.__version__}", "weights": "none", "ok": True, "status": "ok"}
-        for n in UPSCALERS
-    ]  # fmt: skip
-    from pipelines.ncnn_sr import NCNN_MODELS, WHEELS, model_files, weights_version
-
-    for n, spec in NCNN_MODELS.items():
-        row = {"name": n, "kind": "ncnn (CPU)", "family": spec.family, "scale": spec.scale, "version": "",
-               "weights": "", "ok": False}  # fmt: skip
-        try:
-            import ncnn  # noqa: F401  (runs the models)
-
-            param_path, bin_path = model_files(n)
-            if not param_path.is_file() or not bin_path.is_file():
-                raise FileNotFoundError(f"{param_path} missing (reinstall the wheel)")
-            version = weights_version(param_path.read_bytes(), bin_path.read_bytes(), spec.extra)
-            row |= {"version": version, "weights": f"{WHEELS[spec.package]}: {spec.stem}", "ok": True, "status": "ok"}
-        except (ImportError, FileNotFoundError) as e:
-            row["status"] = f"not available: {e}"
-        rows.append(row)
-    return rows

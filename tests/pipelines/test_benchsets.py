@@ -574,8 +574,8 @@ def test_a_huge_lr_is_reported_too_large_with_the_limit(tmp_path: Path):
 
 def test_evaluate_called_directly_refuses_a_forged_index(photo_dir: Path, tmp_path: Path):
     """The Python API (pipelines.evaluate.evaluate), not only the flow, refuses keys that would write outside."""
+    from flows.upscalers import get_upscaler
     from pipelines.evaluate import evaluate
-    from pipelines.upscalers import get_upscaler
 
     ws = tmp_path / "ws"
     bs.build_synthetic(photo_dir, ws / "benchmarks", "syn", count=2, hr_size=(HR, HR), scale=SCALE)

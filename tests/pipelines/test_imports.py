@@ -25,3 +25,19 @@ def test_pipelines_and_schemas_import_nothing_above_them():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"importing pipelines/schemas loaded: {out}"
+
+
+def test_no_pipelines_or_schemas_source_imports_upward_even_lazily():
+    """A function-level import is still an upward arrow (it once hid ``op4ksr:`` in pipelines.upscalers)."""
+    import ast
+    from pathlib import Path
+
+    bad = []
+    for pkg in (pipelines, schemas):
+        for path in Path(pkg.__path__[0]).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                bad += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    assert bad == []

@@ -405,7 +405,7 @@ def test_missing_family_wheel_names_its_fix(monkeypatch):
 
 
 def test_candidates_list_shows_every_family_with_its_weights_hash():
-    from pipelines.upscalers import get_upscaler, list_upscalers
+    from flows.upscalers import get_upscaler, list_upscalers
 
     rows = {r["name"]: r for r in list_upscalers()}
     assert {r["family"] for r in rows.values() if r["kind"] == "ncnn (CPU)"} == {

@@ -21,7 +21,7 @@ def tiny_compact(tmp_path):
 
 
 def test_spandrel_safetensors_loads_and_runs(tiny_compact):
-    from pipelines.upscalers import get_upscaler
+    from flows.upscalers import get_upscaler
 
     m = get_upscaler(f"spandrel:{tiny_compact}", 4)
     lr = np.random.default_rng(0).integers(0, 255, (20, 28, 3), dtype=np.uint8)
@@ -43,7 +43,7 @@ def test_spandrel_tiling_matches_whole_image(tiny_compact):
 
 
 def test_corrupt_and_missing_weights_are_rejected(tiny_compact, tmp_path):
-    from pipelines.upscalers import get_upscaler
+    from flows.upscalers import get_upscaler
 
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(tiny_compact.read_bytes()[:100])
@@ -69,7 +69,7 @@ def test_weights_change_changes_the_version(tiny_compact, tmp_path):
 
 def test_diffusers_ldm_superresolution_pipeline_from_a_folder(tmp_path):
     diffusers = pytest.importorskip("diffusers")
-    from pipelines.upscalers import get_upscaler
+    from flows.upscalers import get_upscaler
 
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(
