@@ -122,6 +122,8 @@ def curate(
 
     Every input is accounted for: it is either kept (its samples are in the shards) or rejected with a reason
     (`sr4k sql "select reason, count(*) from rejects group by 1"`). Rerunning resumes: finished units are skipped.
+
+    Example: sr4k curate -i /data/photos -o ./sr4k-data --hr-size 3840x2144
     """
     cfg = load_curate_config(
         config,
@@ -175,7 +177,10 @@ def sql(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")] = Path(DEFAULT_WORKSPACE),
     output: Annotated[str, typer.Option(help="table | json | csv")] = "table",
 ) -> None:
-    """Query a workspace's tables with DuckDB (embedded, read-only over the Parquet parts)."""
+    """Query a workspace's tables with DuckDB (embedded, read-only over the Parquet parts).
+
+    Example: sr4k sql "select stage, reason, count(*) from rejects group by all" -w ./sr4k-data
+    """
     import duckdb
 
     from pipelines.catalog import query as run_query
@@ -240,7 +245,10 @@ def bench_build(
     holdout_permille: Annotated[int, typer.Option(help="Held-out share used by the curation (per mille)")] = 10,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
 ) -> None:
-    """Build the synthetic benchmark: held-out HR crops + fixed-seed Real-ESRGAN degradation (rebuilds identical)."""
+    """Build the synthetic benchmark: held-out HR crops + fixed-seed Real-ESRGAN degradation (rebuilds identical).
+
+    Example: sr4k bench build synthetic --from /data/hr-photos --name syn4k --count 100
+    """
     if kind != "synthetic":
         _fail(f"cannot build {kind!r}: use `sr4k bench build synthetic`, or `sr4k bench import paired|lr-only`")
     from pipelines.curate import CurateConfig
@@ -258,7 +266,10 @@ def bench_import_paired(
     scale: Annotated[int | None, typer.Option(help="Scale [default: inferred from the first pair]")] = None,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
 ) -> None:
-    """Import real LR/HR pairs (RealSR/DRealSR layouts); unmatched, wrong-size and misaligned files are reported."""
+    """Import real LR/HR pairs (RealSR/DRealSR layouts); unmatched, wrong-size and misaligned files are reported.
+
+    Example: sr4k bench import paired --hr /data/realsr/hr --lr /data/realsr/lr --name realsr --scale 4
+    """
     _run_bench_build(workspace, kind="paired", name=name, hr=str(hr), lr=str(lr), scale=scale)
 
 
@@ -270,7 +281,10 @@ def bench_import_lr_only(
     scale: Annotated[int, typer.Option(help="Scale the models will be run at")] = 4,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
 ) -> None:
-    """Import real LR-only images (RealLQ-style), at their own sizes or as square crops (--square N)."""
+    """Import real LR-only images (RealLQ-style), at their own sizes or as square crops (--square N).
+
+    Example: sr4k bench import lr-only --lr /data/phone-photos --name real-lq --square 256
+    """
     _run_bench_build(workspace, kind="lr_only", name=name, lr=str(lr), square=square, scale=scale)
 
 
@@ -292,7 +306,10 @@ def bench_eval(
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
-    """Evaluate models on a benchmark: table here, Parquet in the catalog (bench_results), HTML report."""
+    """Evaluate models on a benchmark: table here, Parquet in the catalog (bench_results), HTML report.
+
+    Example: sr4k bench eval --bench syn4k --model bicubic --model realesrgan-x4plus
+    """
     _run_bench_eval(workspace, bench, model, token_stride, iqa_weights, iqa_weights, quiet)  # fmt: skip
 
 
@@ -341,7 +358,10 @@ app.add_typer(pairs_app, name="pairs")
 
 @cand_app.command("list")
 def candidates_list() -> None:
-    """What can run here: name, kind, scale, version (weights hash) and where the weights come from."""
+    """What can run here: name, kind, scale, version (weights hash) and where the weights come from.
+
+    Example: sr4k candidates list
+    """
     from flows.upscalers import list_upscalers
 
     t = Table()
@@ -365,7 +385,10 @@ def candidates_run(
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
-    """Run candidate models over an LR set; outputs are content-addressed and cached by (model version, LR key)."""
+    """Run candidate models over an LR set; outputs are content-addressed and cached by (model version, LR key).
+
+    Example: sr4k candidates run --lr syn4k --model bicubic --model srmd-x4 --model realesrgan-x4plus
+    """
     from flows.candidates import candidates_flow
 
     try:
@@ -406,7 +429,10 @@ def pairs_build(
     name: Annotated[str, typer.Option(help="Name of the pairs table part")] = "pairs",
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
 ) -> None:
-    """Choose the pairs worth a human's time from the candidates; writes tables/pairs (query with `sr4k sql`)."""
+    """Choose the pairs worth a human's time from the candidates; writes tables/pairs (query with `sr4k sql`).
+
+    Example: sr4k pairs build --target 2000 --lr syn4k --name round1
+    """
     from flows.candidates import pairs_flow
     from pipelines.bradley_terry import ACQUISITIONS
 
@@ -442,7 +468,10 @@ def report(
     dataset: Annotated[str | None, typer.Option(help="Shard dataset to summarise [default: all]")] = None,
     max_thumbs: Annotated[int, typer.Option(help="Thumbnails per contact sheet")] = 48,
 ) -> None:
-    """Write an HTML report of a curation run: counts per reject reason, score histograms, contact sheets."""
+    """Write an HTML report of a curation run: counts per reject reason, score histograms, contact sheets.
+
+    Example: sr4k report -w ./sr4k-data
+    """
     from pipelines.report import write_report
 
     try:
@@ -461,6 +490,8 @@ def demo(
 
     Sources: Debian's mate-backgrounds wallpapers (real photos, illustrations, and one picture at three sizes) when
     installed, else scikit-image's bundled photos; plus a few broken files, so every reject path shows up.
+
+    Example: sr4k demo --out ./sr4k-data/demo
     """
     from flows.curate import curate_flow, make_task_runner
     from flows.demo import prepare_demo_input
@@ -550,8 +581,10 @@ def server(
 ) -> None:
     """Run a local Prefect server with its UI until Ctrl-C; every sr4k command in any shell uses it meanwhile.
 
-    Without it each command starts Prefect's embedded API first (20–60 s here). Example: `sr4k server --port 4200`,
-    then open http://127.0.0.1:4200 to follow flow runs.
+    Without it each command starts Prefect's embedded API first (20–60 s here). Open http://127.0.0.1:4200 (the
+    port you chose) to follow flow runs.
+
+    Example: sr4k server --port 4200
     """
     try:
         rc = prefect_api.serve(host, port, echo=console.print)

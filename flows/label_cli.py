@@ -67,7 +67,10 @@ def serve(
     port: PortOpt = None,
     foreground: Annotated[bool, typer.Option(help="Stay attached; Ctrl+C stops the server")] = False,
 ) -> None:
-    """Start Label Studio for this workspace (background by default; reuses a running one); health-checked."""
+    """Start Label Studio for this workspace (background by default; reuses a running one); health-checked.
+
+    Example: sr4k label serve -w ./sr4k-data
+    """
     from labelling import server
 
     s = _settings(port)
@@ -111,7 +114,10 @@ def serve(
 
 @label_app.command("stop")
 def stop(workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE)) -> None:
-    """Stop the Label Studio started by `sr4k label serve` for this workspace (its data stays)."""
+    """Stop the Label Studio started by `sr4k label serve` for this workspace (its data stays).
+
+    Example: sr4k label stop -w ./sr4k-data
+    """
     from labelling import server
 
     console.print("stopped" if server.stop(workspace) else "no Label Studio recorded as running for this workspace")
@@ -128,7 +134,10 @@ def add_annotator(
     port: PortOpt = None,
 ) -> None:
     """Create a Label Studio login for an annotator. The password (generated unless given) is kept in the
-    workspace's 0600 credentials file, not printed — unless --show-password, to hand it over."""
+    workspace's 0600 credentials file, not printed — unless --show-password, to hand it over.
+
+    Example: sr4k label add-annotator alice@lab.org --show-password
+    """
     from labelling import server
     from pipelines.storage import Workspace
 
@@ -159,7 +168,10 @@ def push(
     port: PortOpt = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
-    """Push pairs as Label Studio tasks: each pair once (rerun-safe, reconciled with the server), gold mixed in."""
+    """Push pairs as Label Studio tasks: each pair once (rerun-safe, reconciled with the server), gold mixed in.
+
+    Example: sr4k label push --pairs all --overlap 3 --gold-rate 0.05
+    """
     from labelling import push as pushmod
     from labelling.server import LabelStudioError
 
@@ -183,7 +195,10 @@ def pull(
     port: PortOpt = None,
     full: Annotated[bool, typer.Option(help="Export all annotated tasks, not only those changed since")] = False,
 ) -> None:
-    """Pull new and edited annotations into tables/annotations (validated, mapped to candidates). Safe any time."""
+    """Pull new and edited annotations into tables/annotations (validated, mapped to candidates). Safe any time.
+
+    Example: sr4k label pull -w ./sr4k-data
+    """
     from labelling.pull import pull_annotations
     from labelling.server import LabelStudioError
 
@@ -204,7 +219,10 @@ def status(
     port: PortOpt = None,
     refresh: Annotated[bool, typer.Option(help="Pull first (incremental, safe)")] = True,
 ) -> None:
-    """Progress on the server, per-annotator counts, gold accuracy and agreement so far."""
+    """Progress on the server, per-annotator counts, gold accuracy and agreement so far.
+
+    Example: sr4k label status -w ./sr4k-data
+    """
     from labelling.pull import project_status
     from labelling.server import LabelStudioError
 
@@ -232,7 +250,10 @@ def status(
 def deploy(workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE)) -> None:
     """Serve Prefect deployments (push, pull, pull→aggregate→release) so the team launches them from the Prefect UI.
 
-    Needs a Prefect API (`prefect server start`, then PREFECT_API_URL=http://127.0.0.1:4200/api). Runs until Ctrl+C."""
+    Needs a Prefect API: `sr4k server` in another shell (or PREFECT_API_URL set). Runs until Ctrl+C.
+
+    Example: sr4k label deploy -w ./sr4k-data
+    """
     from flows.label import serve_deployments
 
     serve_deployments(str(workspace))

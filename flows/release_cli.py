@@ -46,6 +46,8 @@ def aggregate(
     Writes tables/preferences/part-all.parquet (replacing it) and labelling/ranking.json. Exclusion policy: gold
     accuracy < 0.6, left share outside [0.2, 0.8], or > 50 % of answers under 3 s (each after enough evidence);
     --exclude adds annotators by hand, --no-policy keeps everyone not named.
+
+    Example: sr4k aggregate -w ./sr4k-data --bootstrap 200
     """
     from flows.release import aggregate_flow
 
@@ -143,7 +145,10 @@ def release_preferences(
     name: NameOpt, version: VersionOpt, workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
     max_count: MaxCountOpt = 1000, max_bytes: MaxBytesOpt = 2 << 30,
 ) -> None:  # fmt: skip
-    """Release the aggregated preferences (run `sr4k aggregate` first): LR, A, B and the labels per pair."""
+    """Release the aggregated preferences (run `sr4k aggregate` first): LR, A, B and the labels per pair.
+
+    Example: sr4k release preferences --name refsr --version 0.2.0
+    """
     _release(workspace, "preferences", name, version, max_count=max_count, max_bytes=max_bytes)
 
 
@@ -153,7 +158,10 @@ def release_trainset(
     dataset: Annotated[str | None, typer.Option(help="Curated shard dataset [default: the only one]")] = None,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE), max_count: MaxCountOpt = 1000, max_bytes: MaxBytesOpt = 2 << 30,
 ) -> None:  # fmt: skip
-    """Release the curated training set (`sr4k curate`): HR/LR pairs with their provenance."""
+    """Release the curated training set (`sr4k curate`): HR/LR pairs with their provenance.
+
+    Example: sr4k release trainset --name train4k --version 1.0.0 --dataset train4k
+    """
     _release(workspace, "trainset", name, version, source=dataset, max_count=max_count, max_bytes=max_bytes)
 
 
@@ -163,7 +171,10 @@ def release_benchmark(
     bench: Annotated[str | None, typer.Option(help="Benchmark name [default: the only one]")] = None,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE), max_count: MaxCountOpt = 1000, max_bytes: MaxBytesOpt = 2 << 30,
 ) -> None:  # fmt: skip
-    """Release a benchmark (`sr4k bench build|import`): LR (and HR) per item."""
+    """Release a benchmark (`sr4k bench build|import`): LR (and HR) per item.
+
+    Example: sr4k release benchmark --name syn4k --version 1.0.0 --bench syn4k
+    """
     _release(workspace, "benchmark", name, version, source=bench, max_count=max_count, max_bytes=max_bytes)
 
 

@@ -115,6 +115,8 @@ def train_reward(
 
     Rerunning with the same --output-dir resumes from the last checkpoint. The final judge (safetensors, processor,
     refreward.json) is written to <output-dir>/final; `sr4k score --checkpoint <output-dir>/final` uses it.
+
+    Example: sr4k train-reward --data ./sr4k-data/releases/refsr-0.2.0 --model /models/Qwen2.5-VL-7B --lora
     """
     from training.reward.config import ConfigError, load_config
 
@@ -192,7 +194,10 @@ def eval_reward(
     baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="PSNR/sharpness baselines")] = True,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
-    """Accuracy per criterion on held-out human preferences, position consistency, and simple baselines."""
+    """Accuracy per criterion on held-out human preferences, position consistency, and simple baselines.
+
+    Example: sr4k eval-reward --checkpoint ./runs/refreward --data ./sr4k-data/releases/refsr-0.2.0
+    """
     from training.reward.data import load_preferences
     from training.reward.evaluate import evaluate_pairs, write_report
     from training.reward.judge import load_judge
@@ -229,7 +234,10 @@ def score(
     device: Annotated[str | None, typer.Option(help="cpu | cuda [default: cuda when available]")] = None,
     method: Annotated[str, typer.Option(help="bt (Bradley–Terry log-strength) | wins (share of games won)")] = "bt",
 ) -> None:
-    """Rank candidates of one LR by a round-robin tournament of the judge (both A/B orders) + Bradley–Terry."""
+    """Rank candidates of one LR by a round-robin tournament of the judge (both A/B orders) + Bradley–Terry.
+
+    Example: sr4k score --checkpoint ./runs/refreward --lr lr.png a.png b.png c.png
+    """
     from PIL import Image
 
     from training.reward.scorer import RefRewardScorer

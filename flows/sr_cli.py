@@ -61,6 +61,8 @@ def train_sr(
     """Train OP4KSR (LoRA on a Flux transformer + F16 VAE, one step, patch-free) on curated 4K shards.
 
     Resumes from the latest checkpoint in --out. Every setting is in training.sr.config (YAML via --config).
+
+    Example: sr4k train-sr --shards ./sr4k-data/shards/train4k --transformer /m/flux --vae /m/f16-vae -o ./runs/sr
     """
     from pydantic import ValidationError
 
@@ -145,7 +147,10 @@ def upscale(
         str, typer.Option(help="auto | bfloat16 | float16 | float32 (auto = bfloat16 on a GPU, float32 on the CPU)")
     ] = "auto",
 ) -> None:
-    """Upscale one image with OP4KSR in one pass over the whole image; prints seconds and peak memory."""
+    """Upscale one image with OP4KSR in one pass over the whole image; prints seconds and peak memory.
+
+    Example: sr4k upscale photo.png --checkpoint ./runs/op4ksr --output photo-x4.png
+    """
     import cv2
     import torch
 
