@@ -10,10 +10,14 @@ What it does, in order:
 
 1. Builds an LR set of tiny synthetic images (16 x 16 LR, x4 candidates: bicubic plus model-specific noise) for
    ``--models`` models and enough LRs for ``--pairs`` pairs (all model pairs of each LR), the candidates table and
-   the pairs table (``pipelines.pairs.build_pairs``). Tiny images keep the image work small; everything else —
-   task data, comparison pages, gold pairs, batching, the mapping — goes through the product's own push and pull.
+   the pairs table (``pipelines.pairs.build_pairs``), then each pair's comparison page as ``sr4k pairs build``
+   renders it (``labelling.compare.record_views``, the body of the pairs flow's ``record-pair-views`` task: a
+   process pool over the cores): ``pairs_render_s``, reported next to the push because that is where this cost
+   moved. Tiny images keep the image work small; everything else — task data, comparison pages, gold pairs,
+   batching, the mapping — goes through the product's own push and pull.
 2. ``push_s``: ``push_pairs`` of every pair (overlap 3, gold rate 0.05) into project ``bench``; ``push_task_data_s``
-   is the part of it spent making task data (the comparison pages). The task JSON it sends is recorded on the way
+   is the part of it spent making task data (assembling JSON from the recorded pages; the gold pairs' pages, made at
+   push, are rendered there: ``rendered_gold`` in the push report). The task JSON it sends is recorded on the way
    (a spy around ``Api.post``; the requests still go out), and ``raw_import_s`` is Label Studio's import of that
    same JSON in one request into a fresh project: the floor.
 3. ``repush_s``: the same push again (nothing new).
@@ -41,6 +45,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import socket
 import tempfile
 import time
@@ -50,7 +55,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labelling import pull, push, server
+from labelling import compare, pull, push, server
 from pipelines.pairs import PAIRS, Candidate, build_pairs
 from pipelines.storage import Workspace, write_bytes_atomic, write_table
 from schemas.bench import CANDIDATES, CandidateRec
@@ -77,7 +82,8 @@ def _png(ws: Workspace, rgb: np.ndarray) -> tuple[str, str]:
 
 
 def build(ws: Workspace, n_pairs: int, n_models: int, seed: int = 0) -> int:
-    """LR set + candidates + pairs part ``bench`` (step 1). Returns the number of pairs written."""
+    """LR set + candidates + pairs part ``bench`` (step 1, without the comparison pages). Returns the number of pairs
+    written."""
     rng = np.random.default_rng(seed)
     models = [f"model{k}" for k in range(n_models)]
     n_lr = math.ceil(n_pairs / math.comb(n_models, 2))
@@ -168,6 +174,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=6)
     ap.add_argument("--new", type=int, default=500, help="annotations submitted before the routine pull")
     ap.add_argument("--workspace", type=Path, default=None, help="default: a fresh temporary folder")
+    ap.add_argument("--push-only", action="store_true", help="stop after push, re-push and the raw import (steps 1-3)")
     args = ap.parse_args()
     if args.models < 2:
         ap.error("--models must be >= 2")
@@ -176,10 +183,15 @@ def main() -> None:
     t0 = time.monotonic()
     n_pairs = build(ws, args.pairs, args.models)
     print(f"built {n_pairs} pairs over {args.models} models in {time.monotonic() - t0:.1f} s ({ws.root})", flush=True)
+    fig: dict[str, float | int] = {}
+    rv = compare.record_views(ws, "bench")  # what `sr4k pairs build` does after choosing the pairs
+    fig["pairs_render_s"] = rv["render_seconds"]
+    print(f"comparison pages of {rv['views']} pairs rendered in {rv['render_seconds']:.1f} s "
+          f"({os.cpu_count()} worker processes)", flush=True)  # fmt: skip
+    assert rv["views"] == n_pairs
     settings = server.LabelSettings(port=free_port(), request_timeout=120)
     info = server.start(ws, settings)
     print(f"Label Studio up in {info.seconds:.1f} s at {info.url}", flush=True)
-    fig: dict[str, float | int] = {}
     try:
         api = server.Api.for_workspace(ws, settings)
         users = {u["email"]: u["id"] for u in server.list_users(api)}
@@ -190,15 +202,17 @@ def main() -> None:
         with ImportSpy() as spy:
             r = push.push_pairs(ws, "bench", overlap=3, gold_rate=0.05, project="bench", settings=settings)
         fig["push_s"] = r["seconds"]
-        fig["push_task_data_s"] = r["task_data_seconds"]  # comparison pages rendered (labelling.compare)
+        fig["push_task_data_s"] = r["task_data_seconds"]  # task JSON from the recorded pages (+ gold pages rendered)
         print(f"push: {r}", flush=True)
-        assert r["duplicates"] == 0 and r["imported"] == n_pairs
+        assert r["duplicates"] == 0 and r["imported"] == n_pairs and r["rendered_unrecorded"] == 0
         rr = push.push_pairs(ws, "bench", overlap=3, gold_rate=0.05, project="bench", settings=settings)
         fig["repush_s"] = rr["seconds"]
         print(f"re-push: {rr}", flush=True)
         assert rr["imported"] == rr["gold_imported"] == 0 and rr["tasks_on_server"] == r["tasks_on_server"]
         fig["raw_import_s"] = raw_import(api, spy.tasks)
         print(f"raw import of the same {len(spy.tasks)} tasks: {fig['raw_import_s']:.1f} s", flush=True)
+        if args.push_only:
+            return _report(fig | {"pairs": n_pairs})
 
         ra = push.push_pairs(ws, "bench", overlap=3, gold_rate=0.05, project="bench_ann", settings=settings,
                              prelabelled=simulated(users))  # fmt: skip
@@ -230,12 +244,18 @@ def main() -> None:
         fig["pairs"], fig["annotations"] = n_pairs, n_ann
     finally:
         server.stop(ws)
+    _report(fig)
+
+
+def _report(fig: dict[str, float | int]) -> None:
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in fig.items()}))
-    print(f"ratios: push/raw_import {fig['push_s'] / fig['raw_import_s']:.2f}, "
-          f"full pull/raw_export {fig['pull_s'] / fig['raw_export_s']:.2f}")  # fmt: skip
+    ratios = [f"push/raw_import {fig['push_s'] / fig['raw_import_s']:.2f}"]
+    if "pull_s" in fig:
+        ratios.append(f"full pull/raw_export {fig['pull_s'] / fig['raw_export_s']:.2f}")
+    print("ratios: " + ", ".join(ratios))
     print(" ".join(f"{k}={fig[k]:.2f}" if isinstance(fig[k], float) else f"{k}={fig[k]}" for k in
-                   ("push_s", "repush_s", "pull_s", "incpull_s", "raw_import_s", "raw_export_s", "pairs",
-                    "annotations")))  # fmt: skip
+                   ("push_s", "pairs_render_s", "repush_s", "pull_s", "incpull_s", "raw_import_s", "raw_export_s",
+                    "pairs", "annotations") if k in fig))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -108,7 +108,9 @@ def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: in
                name: str = "pairs", min_per_pair: int = 0, acquisition: str = "order",
                criteria: list[str] | None = None) -> dict:  # fmt: skip
     """Build the pairs table ``tables/pairs/part-<name>.parquet`` from the workspace's candidates. Pairs already in
-    the workspace's other pairs parts (earlier rounds) are excluded and, for ``active``, count as asked.
+    the workspace's other pairs parts (earlier rounds) are excluded and, for ``active``, count as asked. Then every
+    pair without a recorded comparison page gets one (``tables/pair_views/part-<name>.parquet``; the report's
+    ``views`` and ``render_seconds``).
 
     ``estimates_path`` (``active``): ``labelling/ranking.json`` as ``sr4k aggregate`` writes it (theta, std and the
     covariance per criterion; ``criteria`` picks among them, default all: one answer informs both), or a plain JSON
@@ -120,7 +122,17 @@ def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: in
         safety.check_name(lr_set, "--lr")
     estimates = load_estimates(estimates_path, criteria) if estimates_path else None
     dist = pairs.MIN_DISTANCE if min_distance is None else min_distance
-    return _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name, min_per_pair, acquisition)
+    report = _build_pairs(workspace, lr_set, target, strategy, seed, dist, estimates, name, min_per_pair, acquisition)
+    return report | _record_views(workspace, name)
+
+
+@task(name="record-pair-views")
+def _record_views(workspace: str, name: str) -> dict:
+    """Each new pair's comparison page rendered once, across the cores (``labelling.compare.record_views``), so that
+    ``sr4k label push`` only assembles task JSON."""
+    from labelling import compare
+
+    return compare.record_views(Workspace(workspace), name)
 
 
 def load_estimates(path: str | Path, criteria: list[str] | None = None) -> Any:

@@ -33,16 +33,35 @@ server, and shown as plain HTML images that the browser draws at their natural s
 Only URLs relative to the server (``/data/local-files/?d=<path under the served root>``) are emitted; every path
 recorded in the tables is relative to the workspace (``images/..``), so a moved or copied workspace serves the same
 tasks.
+
+*Recorded once, where the pair is built* (``record_views``, called by ``sr4k pairs build``): rendering costs tens of
+milliseconds per pair even for tiny images (two PNG reads, nine PNG encodes, hashes and writes) — 366 s of a 381 s
+push of 18,000 pairs when it was done at push time. So the pairs flow renders each new pair's comparison once, in a
+process pool across the cores, and writes what a task needs as a row of ``tables/pair_views`` (``VIEWS``: the stored
+LR copy, the scale, and per region its box and its three workspace-relative PNG paths, in the pair's a/b terms, not
+screen terms). The push then only assembles task JSON from these rows (``from_view``). The output is the same bytes
+as rendering at push time: the same ``render`` and ``store_png``, and ``diff_regions`` is symmetric in the two
+candidates (|A - B|), so rendering a/b and swapping to Left/Right gives the boxes and files that rendering Left/Right
+gives. A row is used only for the region side and count it was rendered with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.storage import Workspace, atomic_open, write_bytes_atomic
 
 REGIONS = 3  # regions per pair
 SIDE = 224  # region side in HR pixels: 3 rows x (224 + caption) and 3 columns fit a 1440 x 900 laptop at 1:1
@@ -169,3 +188,179 @@ def render(lr: np.ndarray, left: np.ndarray, right: np.ndarray, store: Callable[
         panels.append(Panels(box, store(lr_region(lr, box, hr_size)), store(np.ascontiguousarray(left[crop])),
                              store(np.ascontiguousarray(right[crop]))))  # fmt: skip
     return Comparison(panels, scale)
+
+
+# ------------------------------------------------------------------------------------------------ recorded views
+
+VIEWS_SCHEMA_VERSION = 1
+VIEWS = pa.schema(
+    [pa.field("pair_id", pa.string(), False),
+     pa.field("side", pa.int32(), False),  # region side it was rendered with (HR pixels)
+     pa.field("regions", pa.int16(), False),  # region count asked for
+     pa.field("lr", pa.string(), False),  # workspace path of the stored LR copy
+     pa.field("scale", pa.int16(), True),  # integer LR -> HR scale, null when not exact
+     # JSON [[x, y, w, h, lr_path, a_path, b_path], ...]: per region its box and PNGs, candidate a / b (not screen)
+     pa.field("panels", pa.string(), False),
+     pa.field("schema_version", pa.int16(), False)]
+).with_metadata({"schema_version": str(VIEWS_SCHEMA_VERSION)})  # fmt: skip
+
+
+def store_png(root: Path, rgb: np.ndarray) -> str:
+    """Store an RGB image content-addressed under ``<root>/images/``; returns its workspace-relative path. PNG level
+    1: lossless (the comparison must show the candidates' own pixels) and ~5x faster to encode than the default."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    data = png.tobytes()
+    sha = hashlib.sha256(data).hexdigest()
+    rel = f"images/{sha[:2]}/{sha}.png"
+    if not (root / rel).exists():
+        write_bytes_atomic(root / rel, data)
+    return rel
+
+
+def read_rgb(root: Path, rel: str) -> np.ndarray:
+    """A stored candidate image as RGB; a clear error naming the file when it is missing."""
+    bgr = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"candidate image {root / rel} is missing or unreadable")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def from_view(row: dict, left: str) -> Comparison:
+    """The comparison of a recorded ``VIEWS`` row in screen order (``left`` = "a" | "b": the candidate on the left)."""
+    flip = left == "b"
+    panels = [Panels(Box(x, y, w, h), lr, b if flip else a, a if flip else b)
+              for x, y, w, h, lr, a, b in json.loads(row["panels"])]  # fmt: skip
+    return Comparison(panels, row["scale"])
+
+
+Group = tuple[str, list[tuple[str, str, str]]]  # (stored LR copy, [(pair_id, path_a, path_b), ...])
+
+
+def _render_lr(root: str, group: Group, side: int, n: int) -> list[dict]:
+    """``VIEWS`` rows of the pairs of one LR image: the LR (its stored copy) and each candidate read once."""
+    base = Path(root)
+    lr_rel, pairs = group
+    lr = read_rgb(base, lr_rel)
+    images: dict[str, np.ndarray] = {}
+    rows = []
+    for pid, pa_, pb in pairs:
+        for rel in (pa_, pb):
+            if rel not in images:
+                images[rel] = read_rgb(base, rel)
+        c = render(lr, images[pa_], images[pb], lambda rgb: store_png(base, rgb), side, n)
+        panels = [[p.box.x, p.box.y, p.box.w, p.box.h, p.lr, p.left, p.right] for p in c.panels]
+        rows.append({"pair_id": pid, "side": side, "regions": n, "lr": lr_rel, "scale": c.scale,
+                     "panels": json.dumps(panels, separators=(",", ":")),
+                     "schema_version": VIEWS_SCHEMA_VERSION})  # fmt: skip
+    return rows
+
+
+def _store_lrs(ws: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(lr_set, lr_key) -> the workspace path of the LR's content-addressed PNG copy under ``images/`` (the copy the
+    task shows; lossless, so the workers read back the same pixels). Done here, with threads (OpenCV releases the
+    GIL), so that the worker processes never import the LR readers (benchmark index checks, shard readers: seconds
+    of imports per process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipelines.candidates import lr_items
+
+    loaders = {s: {it.key: it.load for it in lr_items(ws, s)} for s in sorted({s for s, _ in keys})}
+
+    def one(key: tuple[str, str]) -> str:
+        lr_set, lr_key = key
+        if lr_key not in loaders[lr_set]:
+            raise ValueError(f"LR {lr_key!r} is not in LR set {lr_set!r}: cannot render its pairs' comparisons")
+        return store_png(ws.root, loaders[lr_set][lr_key]())
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return dict(zip(keys, pool.map(one, keys), strict=True))
+
+
+def _render_chunk(root: str, groups: list[Group], side: int, n: int) -> list[dict]:
+    return [row for g in groups for row in _render_lr(root, g, side, n)]
+
+
+def render_views(ws: Workspace, pairs: Iterable[dict], side: int = SIDE, n: int = REGIONS,
+                 workers: int | None = None) -> list[dict]:  # fmt: skip
+    """``VIEWS`` rows for ``pairs`` (dicts with ``pair_id``, ``lr_set``, ``lr_key``, ``path_a``, ``path_b``), sorted
+    by pair_id. Pairs are grouped by LR (each LR and candidate read once per group), the LRs stored (``_store_lrs``)
+    and the groups rendered in a process pool of ``workers`` (default: the CPU count; 1 = in this process).
+    Deterministic: the files and rows do not depend on the worker count (content-addressed PNGs, rows sorted)."""
+    groups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for p in pairs:
+        if p.get("lr_set") is None:
+            raise ValueError(f"LR {p['lr_key']!r} of pair {p['pair_id']} has no row in the candidates table")
+        groups.setdefault((p["lr_set"], p["lr_key"]), []).append((p["pair_id"], p["path_a"], p["path_b"]))
+    keys = sorted(groups)
+    lr_copies = _store_lrs(ws, keys)
+    items = [(lr_copies[k], groups[k]) for k in keys]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(items)))
+    root = str(ws.root)
+    if workers == 1:
+        rows = _render_chunk(root, items, side, n)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # ~4 chunks per worker: balanced load, few round trips. forkserver, not fork: the caller may run threads
+        # (Prefect), which fork would copy mid-lock; and not spawn: each spawned worker re-imports the caller's main
+        # module (the CLI: Prefect, typer; ~5 s per worker under load), the fork server does so once
+        size = max(1, -(-len(items) // (4 * workers)))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["labelling.compare"])
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            rows = [r for part in pool.map(_render_chunk, [root] * len(chunks), chunks, [side] * len(chunks),
+                                           [n] * len(chunks)) for r in part]  # fmt: skip
+    return sorted(rows, key=lambda r: r["pair_id"])
+
+
+def views_dir(ws: Workspace) -> Path:
+    return ws.table_dir("pair_views")
+
+
+def read_views(ws: Workspace, ids: Iterable[str] | None = None) -> dict[str, dict]:
+    """pair_id -> its recorded ``VIEWS`` row (the last part in name order wins), of ``ids`` if given."""
+    import pyarrow.compute as pc
+
+    parts = sorted(views_dir(ws).glob("part-*.parquet"))
+    if not parts:
+        return {}
+    table = pa.concat_tables([pq.read_table(p, schema=VIEWS) for p in parts])
+    if ids is not None:
+        table = table.filter(pc.is_in(table["pair_id"], pa.array(sorted(set(ids)), pa.string())))
+    return {r["pair_id"]: r for r in table.to_pylist()}
+
+
+def record_views(ws: Workspace, name: str, side: int = SIDE, n: int = REGIONS,
+                 workers: int | None = None) -> dict[str, float | int]:  # fmt: skip
+    """Render the comparison of every pair of the workspace that has none recorded (in a ``pair_views`` part other
+    than ``name``) and write them as ``tables/pair_views/part-<name>.parquet`` (atomic). Pairs built before views were
+    recorded get theirs on the next ``sr4k pairs build``. Returns {"views", "render_seconds"}."""
+    t0 = time.monotonic()
+    pairs_dir = ws.table_dir("pairs")
+    parts = sorted(pairs_dir.glob("part-*.parquet"))
+    own = views_dir(ws) / f"part-{name}.parquet"
+    have: set[str] = set()
+    for p in sorted(views_dir(ws).glob("part-*.parquet")):
+        if p != own:
+            have |= set(pq.read_table(p, columns=["pair_id"])["pair_id"].to_pylist())
+    want: dict[str, dict] = {}
+    for p in parts:
+        for r in pq.read_table(p, columns=["pair_id", "lr_key", "path_a", "path_b"]).to_pylist():
+            if r["pair_id"] not in have:
+                want.setdefault(r["pair_id"], r)
+    cands = ws.table_dir("candidates")
+    lr_sets: dict[str, str] = {}
+    for p in sorted(cands.glob("part-*.parquet")):
+        t = pq.read_table(p, columns=["lr_set", "lr_key"])
+        for s, k in zip(t["lr_set"].to_pylist(), t["lr_key"].to_pylist(), strict=True):
+            lr_sets.setdefault(k, s)
+    for r in want.values():
+        r["lr_set"] = lr_sets.get(r["lr_key"])
+    rows = render_views(ws, want.values(), side, n, workers)
+    with atomic_open(own) as f:
+        pq.write_table(pa.Table.from_pylist(rows, schema=VIEWS), f, compression="zstd")
+    return {"views": len(rows), "render_seconds": round(time.monotonic() - t0, 2)}

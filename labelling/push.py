@@ -35,8 +35,10 @@ truth of what was displayed, copied into the mapping), the image URLs ``lr``, ``
 ``labelling.compare``) and ``preload`` (the next task's comparison images, hidden, so the browser has them before the
 annotator gets there). Model names are not shown. Every URL is ``/data/local-files/?d=<workspace-relative path>``:
 paths are recorded relative to the workspace (``pipelines.pairs.recorded_path``), so the tasks of a moved or copied
-workspace still load. ``crop`` is the region side in HR pixels (default ``compare.SIDE``); a pair's comparison is
-rendered once per push and shared by the tasks that show it.
+workspace still load. ``crop`` is the region side in HR pixels (default ``compare.SIDE``). A pair's comparison is
+rendered once, when ``sr4k pairs build`` records the pair (``compare.record_views``), so the push only assembles task
+JSON; gold pairs, and pairs recorded before that (or for another ``crop``), are rendered during the push, once each,
+and counted in the report (``rendered_gold``, ``rendered_unrecorded`` with a ``note``).
 
 Selection (``--pairs``): ``all``; the name of a pairs part (``tables/pairs/part-<name>.parquet``); or a SQL boolean
 expression over the ``pairs`` view (``"lr_key like 'b%' and distance > 0.01"``), evaluated as one read-only
@@ -56,7 +58,6 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -67,7 +68,7 @@ from labelling import gold as goldmod
 from labelling.interface import INSTRUCTIONS, VIEW_SETTINGS, label_config
 from labelling.server import Api, LabelSettings, LabelStudioError, LabelStudioUnavailable, served_images
 from pipelines import safety
-from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic, write_table
+from pipelines.storage import Workspace, write_json_atomic, write_table
 from schemas.labels import LABEL_TASKS, LabelTaskRec
 
 DEFAULT_PROJECT = "pairs"
@@ -402,28 +403,28 @@ def url(rel: str) -> str:
 
 
 def _store_png(ws: Workspace, rgb: np.ndarray) -> str:
-    """Store an RGB image content-addressed under ``images/``; returns its workspace-relative path. PNG level 1:
-    lossless (the comparison must show the candidates' own pixels) and ~5x faster to encode than the default."""
-    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    data = png.tobytes()
-    sha = hashlib.sha256(data).hexdigest()
-    rel = f"images/{sha[:2]}/{sha}.png"
-    if not (ws.root / rel).exists():
-        write_bytes_atomic(ws.root / rel, data)
-    return rel
+    """``compare.store_png`` into this workspace: content-addressed, lossless."""
+    return compare.store_png(ws.root, rgb)
 
 
 LR_CACHE = 32  # LR images kept in memory by ImageCache
 
 
 class ImageCache:
-    """Task data of pairs: the LR image and the comparison panels (``labelling.compare``), each computed once per
-    push. ``order`` (the import order of the pairs) lets each task preload the images of the task after it."""
+    """Task data of pairs: the LR image and the comparison panels (``labelling.compare``). A pair's comparison comes
+    from its recorded view (``views``: pair_id -> ``compare.VIEWS`` row, rendered by ``sr4k pairs build``) when one
+    was rendered with this region side and count; otherwise (gold pairs, pairs built before views were recorded) it
+    is rendered here, once per push, and counted in ``rendered``. ``order`` (the import order of the pairs) lets each
+    task preload the images of the task after it."""
 
-    def __init__(self, ws: Workspace, crop: int, order: list[dict] | None = None):
+    def __init__(self, ws: Workspace, crop: int, order: list[dict] | None = None,
+                 views: dict[str, dict] | None = None):  # fmt: skip
         self.ws, self.crop = ws, crop
+        self.views = {k: v for k, v in (views or {}).items() if v["side"] == crop and v["regions"] == compare.REGIONS}
+        # the stored LR copy a recorded view names serves every pair of that LR (gold pairs too): read it back instead
+        # of opening the LR set (its readers cost seconds of imports)
+        self.lr_copies = {p["lr_key"]: views[p["pair_id"]]["lr"] for p in order or [] if p["pair_id"] in (views or {})}
+        self.rendered: set[str] = set()  # pair_ids whose comparison was rendered here (no usable recorded view)
         self.lr_loaders: dict[str, dict[str, Callable[[], np.ndarray]]] = {}
         self.lr: OrderedDict[str, np.ndarray] = OrderedDict()  # the last LR_CACHE LR images (pairs come shuffled)
         self.lr_paths: dict[str, str] = {}
@@ -436,6 +437,10 @@ class ImageCache:
         if lr_key in self.lr:
             self.lr.move_to_end(lr_key)
             return self.lr_paths[lr_key], self.lr[lr_key]
+        if lr_key in self.lr_copies:
+            self.lr_paths[lr_key] = self.lr_copies[lr_key]
+            self.lr[lr_key] = compare.read_rgb(self.ws.root, self.lr_copies[lr_key])
+            return self._keep(lr_key)
         if lr_set is None:
             raise ValueError(f"LR {lr_key!r} has no row in the candidates table: cannot find its LR image")
         if lr_set not in self.lr_loaders:
@@ -444,30 +449,33 @@ class ImageCache:
         if lr_key not in self.lr_paths:
             self.lr_paths[lr_key] = _store_png(self.ws, rgb)
         self.lr[lr_key] = rgb
+        return self._keep(lr_key)
+
+    def _keep(self, lr_key: str) -> tuple[str, np.ndarray]:
         if len(self.lr) > LR_CACHE:
             self.lr.popitem(last=False)
-        return self.lr_paths[lr_key], rgb
-
-    def _rgb(self, rel: str) -> np.ndarray:
-        bgr = cv2.imread(str(self.ws.root / rel), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"candidate image {self.ws.root / rel} is missing or unreadable")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return self.lr_paths[lr_key], self.lr[lr_key]
 
     def comparison(self, pair: dict) -> compare.Comparison:
         """The pair's comparison in screen order (Left = the candidate that ``pair["left"]`` names)."""
+        view = self.views.get(pair["pair_id"])
+        if view is not None:
+            return compare.from_view(view, pair["left"])
         _lr_rel, lr = self.lr_image(pair.get("lr_set"), pair["lr_key"])
         left, right = ("a", "b") if pair["left"] == "a" else ("b", "a")
         key = (pair["lr_key"], pair[f"path_{left}"], pair[f"path_{right}"])
         if key not in self.panels:
-            self.panels[key] = compare.render(lr, self._rgb(key[1]), self._rgb(key[2]),
+            self.rendered.add(pair["pair_id"])
+            self.panels[key] = compare.render(lr, compare.read_rgb(self.ws.root, key[1]),
+                                              compare.read_rgb(self.ws.root, key[2]),
                                               lambda rgb: _store_png(self.ws, rgb), self.crop)  # fmt: skip
         return self.panels[key]
 
     def task_data(self, pair: dict) -> dict[str, str]:
         """What the browser receives (module doc): ids, the full images' URLs, the comparison page and a preload of
         the next task's images."""
-        lr_rel, _lr = self.lr_image(pair.get("lr_set"), pair["lr_key"])
+        view = self.views.get(pair["pair_id"])
+        lr_rel = view["lr"] if view is not None else self.lr_image(pair.get("lr_set"), pair["lr_key"])[0]
         left, right = ("a", "b") if pair["left"] == "a" else ("b", "a")
         nxt = self.following.get(pair["pair_id"])
         return {
@@ -532,9 +540,11 @@ def push_pairs(
         goldmod.save_gold(ws, project, kept)
     items = [*new, *gold_new]
     np.random.default_rng(seed + len(known)).shuffle(items)
-    cache = ImageCache(ws, crop, order=items)
+    cache = ImageCache(ws, crop, order=items, views=compare.read_views(ws, [p["pair_id"] for p in new]))
     done = _import_batches(api, ws, project, pid, items, batch_size, cache.task_data, prelabelled, kept, on_batch)
     imported = done["imported"]
+    gold_ids = {g["pair_id"] for g in gold_new}
+    unrecorded = len(cache.rendered - gold_ids)
     count, dup = task_count(api, pid), 0
     if count != sum(len(v) for v in on_server.values()) + imported:  # someone else imported too: count per pair
         final = server_tasks(api, pid)
@@ -544,7 +554,12 @@ def push_pairs(
             "gold_imported": len(gold_new), "gold_total": n_gold_have + len(gold_new),
             "tasks_on_server": count, "duplicates": dup, "listed": listing,
             "overlap": overlap, "seconds": round(time.monotonic() - t0, 2),
-            "task_data_seconds": round(done["render"], 2), "import_wait_seconds": round(done["wait"], 2)}  # fmt: skip
+            "task_data_seconds": round(done["render"], 2), "import_wait_seconds": round(done["wait"], 2),
+            "rendered_gold": len(cache.rendered & gold_ids), "rendered_unrecorded": unrecorded,
+            **({"note": f"{unrecorded} pair(s) had no comparison recorded for --crop {crop} (built before "
+                        "`sr4k pairs build` rendered them, or for another region side): rendered during this "
+                        "push; the next `sr4k pairs build` records those of the default side"}
+               if unrecorded else {})}  # fmt: skip
 
 
 def _import_batches(api: Api, ws: Workspace, project: str, pid: int, items: list[dict], batch_size: int,

@@ -1,5 +1,6 @@
 """Candidate runs and pairs end to end with a real local Prefect API: cache, resume after SIGKILL, pairs table."""
 
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +80,12 @@ def test_pairs_balanced_from_candidates(ws):
     r2 = pairs_flow(str(ws), target=6, strategy="active", seed=4, lr_set="b", min_distance=0.0, name="round2",
                     estimates_path=None, min_per_pair=3)  # fmt: skip
     assert r2["built"] == 6 and r2["excluded"] == 30
+    # each pair's comparison page is rendered once, where it is built (the push only assembles task JSON)
+    assert (r["views"], r2["views"]) == (30, 6)
+    views = duckdb.sql(f"select v.pair_id, v.side, v.panels from '{ws}/tables/pair_views/part-*.parquet' v "
+                       f"join '{ws}/tables/pairs/part-*.parquet' p using (pair_id)").fetchall()  # fmt: skip
+    assert len(views) == 36 and {s for _, s, _ in views} == {224}
+    assert all((ws / rel).is_file() for *_, panels in views for box in json.loads(panels) for rel in box[4:])
     parts = f"{ws}/tables/pairs/part-*.parquet"
     assert duckdb.sql(f"select pair_id from '{parts}' group by 1 having count(*) > 1").fetchall() == []
     assert pairs_flow(str(ws), target=30, strategy="balanced", seed=3, lr_set="b", min_distance=0.0)["built"] == 30

@@ -151,3 +151,41 @@ def test_lr_images_are_reloaded_after_eviction_with_the_same_task_data(tmp_path,
     monkeypatch.setattr(push, "LR_CACHE", 1)
     cache = ImageCache(ws, 64)
     assert [cache.task_data(p) for p in [*pairs, pairs[0]]] == [*want, want[0]] and len(cache.lr) == 1
+
+
+def test_views_recorded_at_pairs_build_give_the_same_task_data_and_bytes_as_rendering_at_push(tmp_path):
+    """`sr4k pairs build` renders each pair's comparison once (a process pool); the push assembles task data from the
+    recorded rows. Same HTML, same files, byte for byte, for both sides, in any worker count, after a move."""
+    import pyarrow.parquet as pq
+    from lsfixtures import make_pairs
+
+    from labelling.push import select_pairs
+
+    ws = Workspace(tmp_path / "ws")
+    make_lr_set(ws, "rv", 3, lr_side=96, seed=5)  # 384-px candidates: two or more 224-px regions
+    make_pairs(ws, "rv", 9, "pairs")
+    pairs = select_pairs(ws, "all")
+    assert {p["left"] for p in pairs} == {"a", "b"}
+    shutil.copytree(ws.root, tmp_path / "ref")
+    ref = ImageCache(Workspace(tmp_path / "ref"), compare.SIDE, order=pairs)  # rendered at push, as before
+    want = [ref.task_data(p) for p in pairs]
+    assert len(ref.rendered) == len(pairs)
+
+    assert compare.record_views(ws, "pairs", workers=2)["views"] == len(pairs)
+    views = compare.read_views(ws)
+    got = pq.read_table(ws.part("pair_views", "pairs")).to_pylist()  # an independent read of the part
+    assert sorted(views) == [r["pair_id"] for r in got] == sorted(p["pair_id"] for p in pairs)
+    assert compare.render_views(ws, pairs, workers=1) == got  # the pool changes nothing
+    cache = ImageCache(ws, compare.SIDE, order=pairs, views=views)
+    assert [cache.task_data(p) for p in pairs] == want and not cache.rendered and not cache.lr
+    made = sorted(p.relative_to(ws.root) for p in (ws.root / "images").rglob("*.png"))
+    assert made == sorted(p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref" / "images").rglob("*.png"))
+    assert all((ws.root / p).read_bytes() == (tmp_path / "ref" / p).read_bytes() for p in made)
+    assert compare.record_views(ws, "round2")["views"] == 0  # recorded once: nothing left to render
+
+    # another region side than recorded, or no record: rendered at push and counted
+    assert not ImageCache(ws, 96, views=views).views
+    shutil.move(ws.root, tmp_path / "moved")
+    moved = Workspace(tmp_path / "moved")
+    assert [ImageCache(moved, compare.SIDE, order=pairs, views=compare.read_views(moved)).task_data(p)
+            for p in pairs] == want  # fmt: skip
