@@ -461,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     size = _wxh(args.source_size) if args.source_size else default_source_size(hr)
     if size[0] < hr[0] or size[1] < hr[1]:
         raise SystemExit(f"--source-size {size[0]}x{size[1]} is smaller than the HR crop {hr[0]}x{hr[1]}")
-    cfg = CurateConfig(hr_size=hr, unit_size=1, filters={"min_short_side": min(2160, *size)})
+    # crop matching off: the real sources are overlapping windows of one photo, which it would (rightly) merge
+    cfg = CurateConfig(hr_size=hr, unit_size=1, crop_dup_min_ncc=None, filters={"min_short_side": min(2160, *size)})
     tmp = Path(tempfile.mkdtemp(prefix="sr4k-bench-", dir=args.tmp))
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect-home"))  # a throwaway API database, as the tests use
     load0 = os.getloadavg()

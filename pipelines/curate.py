@@ -5,7 +5,8 @@
    each atomically: the unit's staged samples (``staging/<unit>.tar``), its table parts (sources, images, rejects,
    staged_samples), thumbnails, and last its completion marker. A unit whose marker exists with the same config
    hash is skipped on rerun; a unit without one is rebuilt from scratch, overwriting its parts (no duplicates).
-3. ``dedup`` needs every image of the run, so it runs after all units, on the images table only (hashes; no pixels).
+3. ``dedup`` needs every image of the run, so it runs after all units, on the images table (hashes) and the 256-px
+   thumbnails (crop-aware matching, pipelines.dedup); no source is decoded again.
    Duplicates become rejects (stage ``dedup``) in ``tables/rejects/part-dedup.parquet``.
 4. ``holdout`` keeps benchmark images out of training (pipelines.split): rejects of stage ``split``.
 5. ``pack`` copies the staged samples of the kept images, sorted by sample key (a content hash, so the order is a
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipelines import catalog
 from pipelines.crop import CROP_VERSION, choose_crops
 from pipelines.decode import DECODE_VERSION, Decoded, DecodeSettings, decode_image
-from pipelines.dedup import DEDUP_VERSION, DedupItem, find_duplicates
+from pipelines.dedup import DEDUP_VERSION, DedupItem, MatchView, find_duplicates, small_gray
 from pipelines.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
 from pipelines.filters import FILTERS_VERSION, FilterSettings, judge, measure
 from pipelines.ingest import Listing, Unit, list_inputs, read_source, split_units
@@ -95,6 +96,13 @@ class CurateConfig(BaseModel):
     )
     near_dup_max_distance: int = Field(
         6, ge=-1, le=15, description="phash Hamming distance for near-duplicates; -1 off"
+    )
+    crop_dup_min_ncc: float | None = Field(
+        0.96,
+        gt=0,
+        le=1,
+        description="crop/rescale/re-layout match score that marks a duplicate (pipelines.dedup); "
+        "null turns crop matching off",
     )
     png_compression: int = Field(3, ge=0, le=9, description="PNG deflate level for HR/LR (speed vs size)")
     decode: DecodeSettings = Field(default_factory=DecodeSettings)
@@ -301,13 +309,20 @@ def dedup(ws_root: str | Path, cfg: CurateConfig) -> int:
     con.close()
     items = [DedupItem(*r[:7]) for r in rows]
     unit_of = {r[1]: r[7] for r in rows}
-    dups = find_duplicates(items, cfg.near_dup_max_distance)
+    views = {}
+    if cfg.crop_dup_min_ncc is not None:  # the thumbnails: 256-px views of the decoded (EXIF-turned, sRGB) pixels
+        for key in {it.key for it in items}:
+            gray = cv2.imread(str(ws.thumb(key)), cv2.IMREAD_GRAYSCALE)
+            if gray is not None:
+                views[key] = MatchView(small_gray(gray))
+    dups = find_duplicates(items, cfg.near_dup_max_distance, views, cfg.crop_dup_min_ncc or 1.0)
     uri_of = {it.key: it.uri for it in reversed(items) if it.uri not in {d.uri for d in dups}}
-    recs = [
-        RejectRec(d.uri, "dedup", d.reason, f"hamming {d.distance} to {uri_of.get(d.duplicate_of)}", d.key,
-                  d.duplicate_of, unit_of[d.uri])
-        for d in dups
-    ]  # fmt: skip
+
+    def detail(d) -> str:
+        how = f"crop match ncc {d.ncc}" if d.reason == "crop_duplicate" else f"hamming {d.distance}"
+        return f"{how} to {uri_of.get(d.duplicate_of)}"
+
+    recs = [RejectRec(d.uri, "dedup", d.reason, detail(d), d.key, d.duplicate_of, unit_of[d.uri]) for d in dups]
     write_table(ws.part("rejects", "dedup"), recs, REJECTS)
     return len(recs)
 

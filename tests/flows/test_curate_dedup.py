@@ -80,3 +80,36 @@ def test_a_duplicate_kept_later_is_rebuilt_when_its_staging_is_gone(photos, tmp_
     curate_flow(input=str(src), out=str(fresh), cfg=small_cfg(), show_progress=False)
     assert shard_bytes(ws) == shard_bytes(fresh)
     assert not list((ws / "staging").glob("*"))
+
+
+def test_crops_rescales_and_colour_modes_of_one_picture_leave_one_source(tmp_path, prefect_local):
+    """coffee as a portrait re-crop, a 0.6x rescale and a CMYK JPEG beside the original and two other photos: the
+    original is kept, each other form is a dedup reject pointing to it (the crop found by crop matching)."""
+    from skimage import data
+
+    from flows.curate import curate_flow
+
+    src = tmp_path / "in"
+    src.mkdir()
+    coffee = data.coffee()  # 400x600
+    Image.fromarray(coffee).save(src / "coffee.png")
+    Image.fromarray(coffee[:, 200:425]).save(src / "coffee-portrait.jpg", quality=92)
+    Image.fromarray(cv2.resize(coffee, (360, 240), interpolation=cv2.INTER_AREA)).save(src / "coffee-small.jpg")
+    Image.fromarray(coffee).convert("CMYK").save(src / "coffee-cmyk.jpg", quality=92)
+    for name in ("chelsea", "rocket"):
+        Image.fromarray(getattr(data, name)()).save(src / f"{name}.png")
+    ws = tmp_path / "ws"
+    summary = curate_flow(input=str(src), out=str(ws), cfg=small_cfg(), show_progress=False)
+    got = outcome(ws)
+    assert {k: v for k, v in got.items() if v == "kept"} == dict.fromkeys(("coffee.png", "chelsea.png", "rocket.png"),
+                                                                           "kept")  # fmt: skip
+    assert got["coffee-portrait.jpg"] == "crop_duplicate" and summary["kept"] == 3
+    con = duckdb.connect()
+    rows = con.execute(
+        f"select uri, duplicate_of, detail from read_parquet('{ws}/tables/rejects/*.parquet') where stage = 'dedup'"
+    ).fetchall()
+    kept_key = con.execute(f"select distinct image_key from read_parquet('{ws}/tables/samples/*.parquet') "
+                           "where uri like '%coffee.png'").fetchall()[0][0]  # fmt: skip
+    assert {Path(u).name for u, _, _ in rows} == {"coffee-portrait.jpg", "coffee-small.jpg", "coffee-cmyk.jpg"}
+    assert all(dup == kept_key for _, dup, _ in rows)
+    assert any("crop match ncc" in d for _, _, d in rows)
