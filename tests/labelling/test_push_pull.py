@@ -40,6 +40,8 @@ def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
     assert r["tasks_on_server"] == 20
     again = push.push_pairs(ws, "pp", overlap=2, gold_rate=0.2, project="pp", crop=64, settings=settings)
     assert (again["imported"], again["gold_imported"], again["adopted"], again["tasks_on_server"]) == (0, 0, 0, 20)
+    # pairs built without recorded comparisons (make_pairs is not `sr4k pairs build`) are rendered here, and counted
+    assert (r["rendered_unrecorded"], r["rendered_gold"]) == (16, 4) and "16 pair(s)" in r["note"]
 
     api = server.Api.for_workspace(ws, settings)
     pid = r["project_id"]
