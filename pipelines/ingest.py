@@ -176,7 +176,12 @@ def read_source(uri: str, root: str | None, walked: bool = False) -> bytes | Rej
     try:
         with fsspec.open(uri, "rb", **_open_options(protocol)) as f:
             return f.read()
-    except FileNotFoundError:
+    except FileNotFoundError as e:
+        # fsspec's HTTP filesystem also raises FileNotFoundError for a refused or failed connection, chained to the
+        # aiohttp error; only a 404 (or a missing object on another filesystem) is ``missing``
+        cause = e.__cause__
+        if cause is not None and getattr(cause, "status", None) != 404:
+            return Rejection("unreadable", f"{type(cause).__name__}: {cause}"[:300])
         return Rejection("missing", "no such object")
     except _REMOTE_ERRORS as e:
         return Rejection("unreadable", f"{type(e).__name__}: {e}"[:300])

@@ -83,13 +83,29 @@ def test_bad_urls_in_a_list_are_rows_not_an_abort(tmp_path, prefect_local):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "real.png").write_bytes(cases["gray_png"].read_bytes())
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=served))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    web = f"http://127.0.0.1:{httpd.server_address[1]}"
     urls = {f"http://127.0.0.1:{port}/a.jpg": "unreadable", "nosuchproto://host/b.jpg": "unknown_protocol",
-            "memory:///nowhere/c.jpg": "missing", "/dev/null": "not_a_file"}  # fmt: skip
+            "memory:///nowhere/c.jpg": "missing", "/dev/null": "not_a_file", f"{web}/gone.jpg": "missing"}  # fmt: skip
     listing = tmp_path / "list.txt"
-    listing.write_text("\n".join([*urls, str(cases["gray_png"])]) + "\n")
+    listing.write_text("\n".join([*urls, str(cases["gray_png"]), f"{web}/real.png"]) + "\n")
     cfg = CurateConfig.model_validate({"hr_size": "32", "scale": 4, "filters": {"min_short_side": 32}})
-    s = curate_flow(input=str(listing), out=str(tmp_path / "ws"), cfg=cfg, show_progress=False)
-    assert s["seen"] == 5 == s["kept"] + s["rejected"]
+    try:
+        s = curate_flow(input=str(listing), out=str(tmp_path / "ws"), cfg=cfg, show_progress=False)
+    finally:
+        httpd.shutdown()
+    assert s["seen"] == 7 == s["kept"] + s["rejected"]
     got = dict(duckdb.sql(f"select uri, reason from '{tmp_path}/ws/tables/rejects/*.parquet'").fetchall())
     for url, reason in urls.items():
         assert got[url] == reason, url
+    # the served copy of the local file was fetched over HTTP and decoded: the same outcome as the local file
+    local = got.get(str(cases["gray_png"]), "kept")
+    assert local not in ("missing", "unreadable") and got.get(f"{web}/real.png", "kept") in (local, "exact_duplicate")
