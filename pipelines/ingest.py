@@ -32,6 +32,7 @@ from pathlib import Path
 import fsspec
 import pyarrow.parquet as pq
 
+from pipelines import safety
 from schemas.records import Rejection
 
 LIST_SUFFIXES = {".txt", ".csv", ".parquet"}
@@ -188,19 +189,13 @@ def read_source(uri: str, root: str | None, walked: bool = False) -> bytes | Rej
 
 
 def _read_local(local: str, root: str | None) -> bytes | Rejection:
-    if root is not None and os.path.islink(local):
-        target = os.path.realpath(local)
-        if os.path.commonpath([target, root]) != root:
-            return Rejection("symlink_outside_root", f"points to {target}")
-    if not os.path.exists(local):
-        return Rejection("missing", "no such file (or a dangling symlink)")
-    if not os.path.isfile(local):  # a FIFO would block open(); devices and sockets are not pictures
-        return Rejection("not_a_file", "not a regular file")
+    """Through ``pipelines.safety`` (the one rule for every folder or list sr4k reads): regular files only, checked
+    on the open descriptor (a FIFO swapped in after the walk cannot block the read), links only inside ``root``,
+    reads capped at ``safety.MAX_FILE_BYTES``."""
     try:
-        with open(local, "rb") as f:
-            return f.read()
-    except PermissionError as e:
-        return Rejection("unreadable", f"permission denied: {e.strerror}")
+        return safety.read_capped(local, root)
+    except safety.UnsafeInput as e:
+        return Rejection(e.reason, str(e)[:300])
 
 
 def _remote_errors() -> tuple[type[BaseException], ...]:

@@ -1,7 +1,7 @@
 """The one rule for reading what sr4k is given: folders, index files, names and keys from users or other tools.
 
-Rules (used by benchmark import, candidates, releases, the report and the SQL catalog; curation's
-``pipelines.ingest`` rejects the same entries with the same reason codes):
+Rules (used by curation — ``pipelines.ingest`` reads every local source through :func:`read_capped` — benchmark
+import, candidates, releases, the report and the SQL catalog; the reason codes are the rejects' reasons):
 
 - **Regular files only.** An entry is classified from ``lstat`` (the entry itself) and, for a symlink, from the
   ``stat`` of its resolved target. FIFOs, sockets and device files (``/dev/zero``) are rejected ``not_a_file``
