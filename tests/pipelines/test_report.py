@@ -196,7 +196,7 @@ def test_quotes_in_the_workspace_path_work_for_sql_and_the_report(tmp_path):
     assert query(root, "select dataset, count(*) from shard_index group by 1")[1] == [("train4k", 2)]
     # independent reader: the same parts through a plain DuckDB with a bound parameter
     parts = [str(p) for p in (root / "tables/sources").glob("*.parquet")]
-    assert duckdb.execute("select count(*) from read_parquet(?)", [parts]).fetchone()[0] == 9
+    assert duckdb.connect().execute("select count(*) from read_parquet(?)", [parts]).fetchall() == [(9,)]
     text = write_report(root).read_text()
     assert 'data-name="seen" data-value="9"' in text
 
