@@ -79,9 +79,13 @@ def _lines(output: str) -> dict[str, str]:
     return dict(re.findall(r"^(url|password): (\S+)\s*$", output, flags=re.M))
 
 
+_SAVED_ENV: dict[str, str | None] = {}
+
+
 def _serve(ws: Path) -> list[str]:
     """``sr4k label serve`` on free ports; the options that address this server."""
     port = free_port()
+    _SAVED_ENV.setdefault("gate", os.environ.get("SR4K_LABEL_GATE_PORT"))
     os.environ["SR4K_LABEL_GATE_PORT"] = str(free_port())
     sr4k("label", "serve", "-w", ws, "--port", port)
     return ["-w", str(ws), "--port", str(port)]
@@ -244,4 +248,8 @@ def test_new_annotator_labels_the_built_workspace_in_the_browser_before_and_afte
         for w in (ws, moved):
             if (w / "labelstudio").exists():
                 server.stop(w)
-        os.environ.pop("SR4K_LABEL_GATE_PORT", None)
+        saved = _SAVED_ENV.pop("gate", None)  # the session's shared server (lsfixtures.ls) set it for other tests
+        if saved is None:
+            os.environ.pop("SR4K_LABEL_GATE_PORT", None)
+        else:
+            os.environ["SR4K_LABEL_GATE_PORT"] = saved

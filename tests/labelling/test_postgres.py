@@ -44,8 +44,9 @@ def postgres():
 
 def test_postgres_backend_keeps_tasks_and_annotations_across_restart(postgres, tmp_path):
     ws = Workspace(tmp_path / "ws")
-    s = server.LabelSettings(port=free_port(), db="postgresql", pg_host="127.0.0.1", pg_port=postgres,
-                             pg_name="postgres", pg_user="postgres", retries=3, retry_wait=0.2)  # fmt: skip
+    s = server.LabelSettings(port=free_port(), gate_port=free_port(), db="postgresql", pg_host="127.0.0.1",
+                             pg_port=postgres, pg_name="postgres", pg_user="postgres", retries=3,
+                             retry_wait=0.2)  # fmt: skip
     try:
         server.start(ws, s)
         make_lr_set(ws, "pg", 3, seed=8)
