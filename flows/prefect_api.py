@@ -122,6 +122,11 @@ def serve(host: str, port: int, echo=print) -> int:
     env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+
+    def _stop(signum, frame):  # SIGTERM (kill, a supervisor) stops the Prefect server too, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     home = prefect_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = {"pid": proc.pid, "api_url": f"{ui_url}/api", "ui_url": ui_url, "started": time.time()}
