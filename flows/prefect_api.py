@@ -36,16 +36,6 @@ def state_path() -> Path:
     return prefect_home() / STATE_FILE
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _listening(url: str, timeout: float = 0.5) -> bool:
     u = urlparse(url)
     try:
@@ -62,7 +52,9 @@ def running_server() -> dict | None:
         url, pid = str(state["api_url"]), int(state["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _pid_alive(pid) or not _listening(url):
+    from pipelines.storage import pid_alive  # here, not at import: pyarrow costs ~0.3 s and most runs have no server
+
+    if not pid_alive(pid) or not _listening(url):
         return None
     return state
 

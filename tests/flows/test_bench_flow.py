@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+from benchfixtures import forge_index, one_line_error
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -98,15 +99,6 @@ def test_cli_errors_are_clear(ws, tmp_path, args, message):
 # ---------------------------------------------------------------------------------------------------- untrusted input
 
 
-def _one_line_error(res) -> str:
-    """The error: one line, the last of the output (a notice such as Prefect's start-up line may come before)."""
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    assert res.exit_code == 2 and len(errors) == 1 and lines[-1] == errors[0], res.output
-    assert "Traceback" not in res.output, res.output
-    return errors[0]
-
-
 @pytest.mark.timeout(300)
 def test_cli_import_of_a_hostile_folder_neither_hangs_nor_leaks(ws, tmp_path):
     import os
@@ -134,27 +126,16 @@ def test_cli_import_of_a_hostile_folder_neither_hangs_nor_leaks(ws, tmp_path):
 
 
 def test_eval_of_a_forged_index_writes_nothing_outside(ws, tmp_path):
-    import hashlib
 
     import pyarrow.parquet as pq
 
-    from pipelines import benchsets
-    from pipelines.storage import write_table
-
     forged = ws / "benchmarks" / "forged"
     shutil.copytree(ws / "benchmarks" / "syn", forged)
-    rows = pq.read_table(forged / "index.parquet").to_pylist()
+    first_lr = pq.read_table(forged / "index.parquet").to_pylist()[0]["lr_path"]
     target = tmp_path / "escaped"
-    rows[0] |= {
-        "key": f"../../../../../../../..{target}",
-        "lr_path": str(ws / "benchmarks" / "syn" / rows[0]["lr_path"]),
-    }
-    write_table(forged / "index.parquet", [benchsets.BenchItem(**r) for r in rows], benchsets.BENCH_INDEX)
-    manifest = json.loads((forged / "manifest.json").read_text())
-    manifest["files"]["index.parquet"] = hashlib.sha256((forged / "index.parquet").read_bytes()).hexdigest()
-    (forged / "manifest.json").write_text(json.dumps(manifest))
+    forge_index(forged, key=f"../../../../../../../..{target}", lr_path=str(ws / "benchmarks" / "syn" / first_lr))
     before = sorted(p for p in ws.parent.parent.rglob("*"))
-    line = _one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", "forged", "--model", "bicubic",
+    line = one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", "forged", "--model", "bicubic",
                                                     "--workspace", str(ws), "--quiet"]))  # fmt: skip
     assert "benchmark forged fails verification" in line and "is not a valid key" in line and "rebuild it" in line
     assert not target.exists() and sorted(p for p in ws.parent.parent.rglob("*")) == before
@@ -163,7 +144,7 @@ def test_eval_of_a_forged_index_writes_nothing_outside(ws, tmp_path):
 
 @pytest.mark.parametrize("bench", ["../syn", "../../x", "syn/../syn"])
 def test_eval_bench_names_are_validated(ws, bench):
-    line = _one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", bench, "--model", "bicubic",
+    line = one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", bench, "--model", "bicubic",
                                                     "--workspace", str(ws)]))  # fmt: skip
     assert f"--bench {bench!r} is not a valid name" in line
 
@@ -171,7 +152,7 @@ def test_eval_bench_names_are_validated(ws, bench):
 def test_import_name_with_dots_is_one_line(ws, tmp_path):
     lr = str(ws / "benchmarks/syn/lr")
     args = ["bench", "import", "lr-only", "--lr", lr, "--name", "../../x", "--workspace", str(ws)]
-    line = _one_line_error(CliRunner().invoke(app, args))
+    line = one_line_error(CliRunner().invoke(app, args))
     assert "benchmark name '../../x' is not a valid name" in line
     assert not (ws.parent / "x").exists() and not (ws / "x").exists()
 
@@ -179,7 +160,7 @@ def test_import_name_with_dots_is_one_line(ws, tmp_path):
 def test_broken_yaml_config_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("scale: 4\nfilters: {min_short_side: 100\n")
-    line = _one_line_error(CliRunner().invoke(app, ["curate", "--input", str(tmp_path), "--config", str(bad),
+    line = one_line_error(CliRunner().invoke(app, ["curate", "--input", str(tmp_path), "--config", str(bad),
                                                     "--out", str(tmp_path / "ws")]))  # fmt: skip
     assert str(bad) in line and "not valid YAML at line" in line and "fix the file" in line
     assert not (tmp_path / "ws").exists()

@@ -10,6 +10,7 @@ import time
 import duckdb
 import numpy as np
 import pytest
+from benchfixtures import one_line_error
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -159,15 +160,6 @@ def test_sigkill_mid_run_then_rerun_completes(ws, tmp_path):
 # ---------------------------------------------------------------------------------------------------- untrusted input
 
 
-def _one_line_error(res) -> str:
-    """The error: one line, the last of the output (a notice such as Prefect's start-up line may come before)."""
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    assert res.exit_code == 2 and len(errors) == 1 and lines[-1] == errors[0], res.output
-    assert "Traceback" not in res.output, res.output
-    return errors[0]
-
-
 def test_refused_model_files_are_one_line_errors_and_run_nothing(ws, tmp_path):
     import json
 
@@ -185,7 +177,7 @@ def test_refused_model_files_are_one_line_errors_and_run_nothing(ws, tmp_path):
     torch.save({"params": Payload()}, tmp_path / "evil.pth")
     res = CliRunner().invoke(app, ["candidates", "run", "--lr", "b", "--model", f"spandrel:{tmp_path / 'evil.pth'}",
                                    "--workspace", str(ws), "--quiet"])  # fmt: skip
-    line = _one_line_error(res)
+    line = one_line_error(res)
     assert "refused" in line and "evil.pth" in line and "pickled" in line and ".safetensors" in line
     folder = tmp_path / "pipe"
     folder.mkdir()
@@ -194,7 +186,7 @@ def test_refused_model_files_are_one_line_errors_and_run_nothing(ws, tmp_path):
     (folder / "pipeline.py").write_text(f"import os\nos.system('touch {marker}')\n")
     res = CliRunner().invoke(app, ["candidates", "run", "--lr", "b", "--model", f"diffusers:{folder}",
                                    "--workspace", str(ws), "--quiet"])  # fmt: skip
-    line = _one_line_error(res)
+    line = one_line_error(res)
     assert "refused" in line and "own Python code" in line and "stock diffusers classes" in line
     assert not marker.exists()
 
@@ -207,7 +199,7 @@ def test_lr_set_names_are_validated_not_stripped(ws, lr):
 
     for args in (["candidates", "run", "--lr", lr, "--model", "bicubic"], ["pairs", "build", "--target", "2",
                                                                             "--lr", lr]):  # fmt: skip
-        line = _one_line_error(CliRunner().invoke(app, [*args, "--workspace", str(ws)]))
+        line = one_line_error(CliRunner().invoke(app, [*args, "--workspace", str(ws)]))
         assert f"--lr {lr!r} is not a valid name" in line
 
 
@@ -217,7 +209,7 @@ def test_pairs_name_cannot_leave_the_workspace(ws):
     from flows.cli import app
 
     before = {p for p in ws.parent.rglob("*")}
-    line = _one_line_error(CliRunner().invoke(app, ["pairs", "build", "--target", "2", "--name", "../../../x",
+    line = one_line_error(CliRunner().invoke(app, ["pairs", "build", "--target", "2", "--name", "../../../x",
                                                     "--workspace", str(ws)]))  # fmt: skip
     assert "--name '../../../x' is not a valid name" in line
     assert {p for p in ws.parent.rglob("*")} == before  # nothing written anywhere
@@ -241,7 +233,7 @@ def test_lr_too_large_for_the_scale_is_refused_before_any_model_runs(ws, tmp_pat
     assert "big" not in sets  # no model ran on it
 
 
-def test_a_link_member_in_an_lr_shard_is_a_one_line_error(ws):
+def test_a_link_member_in_an_lr_shard_is_aone_line_error(ws):
     import io
     import tarfile
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from benchfixtures import forge_index
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -105,8 +106,6 @@ def test_cli_aggregate_and_release(ws):
 def test_cli_release_refuses_hostile_names_and_forged_benchmarks_in_one_line(ws, tmp_path):
     import shutil
 
-    from pipelines.storage import write_table
-
     def one_line(args):
         res = CliRunner().invoke(app, [*args, "--workspace", str(ws)])
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -123,13 +122,8 @@ def test_cli_release_refuses_hostile_names_and_forged_benchmarks_in_one_line(ws,
     )
     forged = ws / "benchmarks" / "forged"
     shutil.copytree(ws / "benchmarks" / "lq", forged)
-    rows = pq.read_table(forged / "index.parquet").to_pylist()
     (tmp_path / "outside.png").write_bytes(encode_png(np.zeros((8, 8, 3), np.uint8), 3) + b"SECRET")
-    rows[0]["lr_path"] = str(tmp_path / "outside.png")
-    write_table(forged / "index.parquet", [benchsets.BenchItem(**r) for r in rows], benchsets.BENCH_INDEX)
-    manifest = json.loads((forged / "manifest.json").read_text())
-    manifest["files"]["index.parquet"] = hashlib.sha256((forged / "index.parquet").read_bytes()).hexdigest()
-    (forged / "manifest.json").write_text(json.dumps(manifest))
+    forge_index(forged, lr_path=str(tmp_path / "outside.png"))
     try:
         line = one_line(["release", "benchmark", "--name", "forged", "--version", "0.1.0", "--bench", "forged"])
     finally:

@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 import skimage.data
+from benchfixtures import forge_index
 
 from pipelines import benchsets as bs
 from pipelines import split
@@ -490,18 +491,6 @@ def test_paired_and_synthetic_imports_reject_the_same_entries(tmp_path: Path, ph
     assert s["count"] == len(PHOTOS) and "root:x:0" not in json.dumps(s)
 
 
-def _tamper(bench: Path, **row: object) -> None:
-    """Rewrite the first index row with ``row`` and re-hash the manifest, as someone forging a benchmark would."""
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(bench / "index.parquet").to_pylist()
-    rows[0] |= row
-    write_table(bench / "index.parquet", [bs.BenchItem(**r) for r in rows], bs.BENCH_INDEX)
-    manifest = json.loads((bench / "manifest.json").read_text())
-    manifest["files"]["index.parquet"] = hashlib.sha256((bench / "index.parquet").read_bytes()).hexdigest()
-    (bench / "manifest.json").write_text(json.dumps(manifest))
-
-
 @pytest.mark.parametrize(
     "row,message",
     [
@@ -514,7 +503,7 @@ def test_a_forged_index_fails_verification_with_one_line(photo_dir: Path, tmp_pa
     bs.build_synthetic(photo_dir, tmp_path / "b", "syn", count=2, hr_size=(HR, HR), scale=SCALE)
     bench = tmp_path / "b" / "syn"
     assert bs.verify_benchmark(bench) == []
-    _tamper(bench, **row)
+    forge_index(bench, **row)
     assert any(message in p for p in bs.verify_benchmark(bench)), bs.verify_benchmark(bench)
     with pytest.raises(ValueError) as e:
         bs.read_index(bench)
@@ -579,7 +568,7 @@ def test_evaluate_called_directly_refuses_a_forged_index(photo_dir: Path, tmp_pa
 
     ws = tmp_path / "ws"
     bs.build_synthetic(photo_dir, ws / "benchmarks", "syn", count=2, hr_size=(HR, HR), scale=SCALE)
-    _tamper(ws / "benchmarks" / "syn", key="../../../../X")
+    forge_index(ws / "benchmarks" / "syn", key="../../../../X")
     with pytest.raises(ValueError, match="not a valid key"):
         evaluate(ws, "syn", [get_upscaler("bicubic", SCALE)])
     assert not (ws / "evals").exists() and not list(tmp_path.glob("**/X"))

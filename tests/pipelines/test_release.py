@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pytest
 import webdataset as wds
+from benchfixtures import forge_index
 from PIL import Image
 
 from labelling.aggregate import aggregate_workspace
@@ -270,18 +271,6 @@ def test_benchmark_release(tmp_path):
 # ---------------------------------------------------------------------------------------------------- untrusted input
 
 
-def _forge_index(bench: Path, **row) -> None:
-    """Rewrite the first index row and re-hash the manifest, as someone forging a benchmark would."""
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(bench / "index.parquet").to_pylist()
-    rows[0] |= row
-    write_table(bench / "index.parquet", [benchsets.BenchItem(**r) for r in rows], benchsets.BENCH_INDEX)
-    manifest = json.loads((bench / "manifest.json").read_text())
-    manifest["files"]["index.parquet"] = hashlib.sha256((bench / "index.parquet").read_bytes()).hexdigest()
-    (bench / "manifest.json").write_text(json.dumps(manifest))
-
-
 @pytest.mark.parametrize("row", [{"lr_path": "ABSOLUTE"}, {"hr_path": "../../../outside.png"}, {"key": "../../X"}])
 def test_a_forged_benchmark_index_ships_nothing(tmp_path, row):
     src = tmp_path / "hr"
@@ -292,7 +281,7 @@ def test_a_forged_benchmark_index_ships_nothing(tmp_path, row):
     benchsets.build_synthetic(src, ws / "benchmarks", "syn", count=2, hr_size=(128, 128), scale=4)
     secret = encode_png(np.full((8, 8, 3), 7, np.uint8), 3) + b"SECRET-OUTSIDE-THE-WORKSPACE"
     (tmp_path / "outside.png").write_bytes(secret)
-    _forge_index(ws / "benchmarks" / "syn", **{k: str(tmp_path / "outside.png") if v == "ABSOLUTE" else v
+    forge_index(ws / "benchmarks" / "syn", **{k: str(tmp_path / "outside.png") if v == "ABSOLUTE" else v
                                                 for k, v in row.items()})  # fmt: skip
     with pytest.raises(ReleaseError) as e:
         release(ws, "benchmark", "syn4k", "0.1.0")
