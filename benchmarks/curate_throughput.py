@@ -79,12 +79,12 @@ from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-import pipelines.curate as steps  # noqa: E402
-import pipelines.decode as decode_mod  # noqa: E402
-from pipelines import catalog  # noqa: E402
-from pipelines.curate import CurateConfig, encode_png  # noqa: E402
-from pipelines.decode import decode_image  # noqa: E402
-from pipelines.storage import Workspace  # noqa: E402
+import pipelines.curate.build as steps  # noqa: E402
+import pipelines.curate.decode as decode_mod  # noqa: E402
+from pipelines.curate.build import CurateConfig, encode_png  # noqa: E402
+from pipelines.curate.decode import decode_image  # noqa: E402
+from pipelines.store import catalog  # noqa: E402
+from pipelines.store.workspace import Workspace  # noqa: E402
 
 REAL_PHOTO = Path("/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg")
 JPEG_QUALITY = 92
@@ -107,7 +107,7 @@ def default_source_size(hr: tuple[int, int]) -> tuple[int, int]:
 
 
 def _phash_int(rgb: np.ndarray) -> int:
-    # As pipelines.curate._build_source: a 128 px INTER_AREA thumbnail, then imagehash's 64-bit pHash.
+    # As pipelines.curate.build._build_source: a 128 px INTER_AREA thumbnail, then imagehash's 64-bit pHash.
     small = cv2.resize(np.ascontiguousarray(rgb), (128, 128), interpolation=cv2.INTER_AREA)
     return int(str(imagehash.phash(Image.fromarray(small))), 16)
 
@@ -335,7 +335,7 @@ class StageClock:
 
 
 class _Proxy:
-    """A stand-in for a module in pipelines.curate's namespace that times some of its functions."""
+    """A stand-in for a module in pipelines.curate.build's namespace that times some of its functions."""
 
     def __init__(self, module, **overrides) -> None:
         self._module = module
@@ -360,7 +360,7 @@ class _TimedTar:
 
 @contextlib.contextmanager
 def instrumented(sc: StageClock, cfg: CurateConfig) -> Iterator[None]:
-    """Wrap the functions pipelines.curate calls (module globals) in timers; restore them afterwards."""
+    """Wrap the functions pipelines.curate.build calls (module globals) in timers; restore them afterwards."""
     real_encode, real_open, real_degrade, real_wds = steps.encode_png, steps.atomic_open, steps.degrade, steps.wds
 
     hr_shape = (cfg.hr_size[1], cfg.hr_size[0])

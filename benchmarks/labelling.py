@@ -10,7 +10,7 @@ What it does, in order:
 
 1. Builds an LR set of tiny synthetic images (16 x 16 LR, x4 candidates: bicubic plus model-specific noise) for
    ``--models`` models and enough LRs for ``--pairs`` pairs (all model pairs of each LR), the candidates table and
-   the pairs table (``pipelines.pairs.build_pairs``), then each pair's comparison page as ``sr4k pairs build``
+   the pairs table (``pipelines.pairs.build.build_pairs``), then each pair's comparison page as ``sr4k pairs build``
    renders it (``labelling.compare.record_views``, the body of the pairs flow's ``record-pair-views`` task: a
    process pool over the cores): ``pairs_render_s``, reported next to the push because that is where this cost
    moved. Tiny images keep the image work small; everything else — task data, comparison pages, gold pairs,
@@ -56,8 +56,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labelling import compare, pull, push, server
-from pipelines.pairs import PAIRS, Candidate, build_pairs
-from pipelines.storage import Workspace, write_bytes_atomic, write_table
+from pipelines.pairs.build import PAIRS, Candidate, build_pairs
+from pipelines.store.workspace import Workspace, write_bytes_atomic, write_table
 from schemas.bench import CANDIDATES, CandidateRec
 
 LR_SET = "lbench"

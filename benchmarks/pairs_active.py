@@ -112,8 +112,8 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.bradley_terry import ACQUISITIONS, BT_ALPHA, fit_bradley_terry
-from pipelines.pairs import Candidate, build_pairs
+from pipelines.pairs.bradley_terry import ACQUISITIONS, BT_ALPHA, fit_bradley_terry
+from pipelines.pairs.build import Candidate, build_pairs
 
 
 @dataclass(slots=True)

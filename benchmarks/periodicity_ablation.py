@@ -5,7 +5,7 @@ Run: ``python benchmarks/periodicity_ablation.py [--steps 300] [--vae-steps 300]
 
 1. Tiny random backbone (training.sr.tiny). Its random VAE cannot reconstruct anything, so it is first fitted as an
    autoencoder (L1, ``--vae-steps``) on 128² crops of the training photos; the same VAE serves every arm.
-2. Curated-style shards (pipelines.shards.ShardWriter, ``hr.png``/``lr.png``/``json``) of 128² HR tiles of
+2. Curated-style shards (pipelines.store.shards.ShardWriter, ``hr.png``/``lr.png``/``json``) of 128² HR tiles of
    scikit-image photos, LR = area ×1/4; held-out photos (chelsea, camera, moon, coins) for evaluation.
 3. Three supervised runs (training.sr.supervised, same seed, same data order) of ``--steps`` LoRA steps at
    ``--crop`` (128² = a 4×4 token grid, the smallest crop whose L_AP lag range reaches the 32-px token stride):
@@ -13,7 +13,7 @@ Run: ``python benchmarks/periodicity_ablation.py [--steps 300] [--vae-steps 300]
 4. Each trained model upscales the held-out LR images at full size (HR 288-512 px: token grids up to 16×16, 4× the
    training grid per axis, the 64 → 128 situation of Flux → OP4KSR, exaggerated) with RFR off and with the ntk and
    yarn rules (pretrain_grid = crop / 32, target_grid = 16), applied at evaluation only (train-short / test-long).
-5. Table: periodicity peak and stride-32 lattice mean (pipelines.metrics.periodicity, the benchmark score), the
+5. Table: periodicity peak and stride-32 lattice mean (pipelines.bench.metrics.periodicity, the benchmark score), the
    share of images above its artefact threshold, PSNR-Y; bicubic, the HR images and the HR through the VAE alone
    as references.
 """
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipelines.metrics import PERIODIC_ARTEFACT, periodicity, psnr_y
+from pipelines.bench.metrics import PERIODIC_ARTEFACT, periodicity, psnr_y
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "brick",
                 "grass", "gravel")  # fmt: skip
@@ -51,8 +51,8 @@ def _down(hr: np.ndarray) -> np.ndarray:
 
 
 def write_shards(out: Path) -> tuple[Path, list[np.ndarray]]:
-    from pipelines.shards import ShardWriter
-    from pipelines.storage import encode_png
+    from pipelines.store.shards import ShardWriter
+    from pipelines.store.workspace import encode_png
 
     writer, tiles = ShardWriter(out, max_count=64), []
     for name in TRAIN_PHOTOS:
@@ -191,7 +191,7 @@ def print_table(rows: list[dict], n: int) -> None:
     for r in rows:
         print(f"{r['arm']:<22}{r['rfr']:<6}{r['peak']:>9.4f}{r['stride_mean']:>10.4f}{r['flagged']:>5}/{n}"
               f"{r['psnr']:>8.2f}")  # fmt: skip
-    print(f"peak / stride32 = pipelines.metrics.periodicity (stride 32 px); > thr: images above {PERIODIC_ARTEFACT}")
+    print(f"peak / stride32 = bench.metrics.periodicity (stride 32 px); > thr: images above {PERIODIC_ARTEFACT}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""False positives and detection rate of the periodicity flag (pipelines.metrics.periodicity_excess) on real photos.
+"""False positives and detection rate of the periodicity flag (bench.metrics.periodicity_excess) on real photos.
 
 Run: ``python benchmarks/periodicity_flag.py [--crops-per-photo 4] [--side 256] [--amplitude 0.01] [--json OUT]``
 (~2-4 min on 2 cores). What it measures, all in this process:
@@ -31,7 +31,7 @@ import time
 import cv2
 import numpy as np
 
-from pipelines.metrics import PERIODIC_ARTEFACT, periodicity, periodicity_excess
+from pipelines.bench.metrics import PERIODIC_ARTEFACT, periodicity, periodicity_excess
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field")
 SCALE, STRIDE = 4, 32
@@ -88,7 +88,7 @@ def plant(img: np.ndarray, kind: str, amplitude: float, rng: np.random.Generator
 
 
 def measure(side: int, per_photo: int, amplitude: float, seed: int = 0, models: tuple[str, ...] = ()) -> list[dict]:
-    from pipelines.ncnn_sr import NcnnUpscaler
+    from pipelines.models.ncnn_sr import NcnnUpscaler
 
     nets = {name: NcnnUpscaler.load(name, threads=1) for name in models}
     rng = np.random.default_rng(seed + 1)

@@ -16,7 +16,7 @@ is a residual over bicubic), at a g × g token grid, then evaluated on larger im
 - each g-model arm with L_AP off and on (λ ``--lap``, L_AP vs the HR, training.sr.periodicity_loss).
 
 Metrics on held-out images (fixed seeds, photo-like synthetic content from tests/imagefixtures.natural_image): PSNR
-gain over bicubic (dB, RGB, 4-px border), the periodicity peak (pipelines.metrics.periodicity) and R at the RoPE
+gain over bicubic (dB, RGB, 4-px border), the periodicity peak (pipelines.bench.metrics.periodicity) and R at the RoPE
 wavelengths λ_i = 2π θ^(2i/d) tokens = 4 λ_i px that fit the lag window (here band 1: 80 px needs ≥ 320-px images,
 so at 4g = 128 px only band 0's 25 px lag is read; ``rope_R``), and R at the trained-grid period g·4 px (``grid_R``).
 Means over seeds with 95 % t-intervals (Student t, n − 1 dof).
@@ -146,7 +146,7 @@ def run_tiled(model: TokenSR, up: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 def scores(sr: torch.Tensor, hr: torch.Tensor, up: torch.Tensor, grid: int) -> dict[str, float]:
-    from pipelines.metrics import autocorrelation, periodicity
+    from pipelines.bench.metrics import autocorrelation, periodicity
 
     b = 4
     sr = sr.clamp(0, 1)

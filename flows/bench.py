@@ -1,5 +1,5 @@
 """Prefect flows for benchmarks: build/import a benchmark set, and evaluate upscalers on it (thin wiring over
-pipelines.benchsets, pipelines.evaluate and pipelines.bench_report). Tasks pass paths and names, never pixels."""
+pipelines.bench: sets, evaluate and report). Tasks pass paths and names, never pixels."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from prefect import flow, task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flows.upscalers import get_upscaler
-from pipelines import benchsets
-from pipelines.bench_report import write_bench_report
-from pipelines.evaluate import evaluate, open_bench
-from pipelines.storage import Workspace
+from pipelines.bench import sets as benchsets
+from pipelines.bench.evaluate import evaluate, open_bench
+from pipelines.bench.report import write_bench_report
+from pipelines.store.workspace import Workspace
 
 
 @task(name="build-synthetic-benchmark")

@@ -1,6 +1,6 @@
 """Prefect flows: run candidate SR models over an LR set (cached, resumable), and build the pairs table.
 
-Thin wiring over pipelines.candidates and pipelines.pairs. Units already marked done are not submitted, so a rerun
+Thin wiring over pipelines.pairs (candidates, build). Units already marked done are not submitted, so a rerun
 with the same models calls no model at all; a killed run redoes only its unfinished units. Models parallelise
 internally (ncnn / torch threads), so units run one at a time by default (``workers=1``).
 """
@@ -17,9 +17,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from flows.upscalers import get_upscaler
-from pipelines import candidates as cand
-from pipelines import safety
-from pipelines.storage import Workspace, remove_stale_temps, write_table
+from pipelines.pairs import candidates as cand
+from pipelines.store import safety
+from pipelines.store.workspace import Workspace, remove_stale_temps, write_table
 
 
 @task(name="run-candidate-unit", task_run_name="candidates-{unit_name}")
@@ -64,7 +64,7 @@ def candidates_flow(workspace: str, lr_set: str, models: list[str], scale: int =
 def _check_output_sizes(ws: Workspace, lr_set: str, scale: int) -> None:
     """Refuse, before any model runs, a benchmark LR whose output (LR x scale^2) would exceed
     ``benchsets.MAX_SR_PIXELS`` (sizes from the verified index; curated shard LRs are bounded by curation's crop)."""
-    from pipelines.benchsets import read_index, sr_output_too_large
+    from pipelines.bench.sets import read_index, sr_output_too_large
 
     bench = ws.root / "benchmarks" / lr_set
     if not (bench / "index.parquet").exists():
@@ -79,7 +79,8 @@ def _check_output_sizes(ws: Workspace, lr_set: str, scale: int) -> None:
 @task(name="build-pairs")
 def _build_pairs(workspace: str, lr_set: str | None, target: int, strategy: str, seed: int, min_distance: float,
                  estimates: Any, name: str, min_per_pair: int = 0, acquisition: str = "order") -> dict:  # fmt: skip
-    from pipelines import catalog, pairs
+    from pipelines.pairs import build as pairs
+    from pipelines.store import catalog
 
     ws = Workspace(workspace)
     where, params = ("", []) if lr_set is None else ("where lr_set = ?", [lr_set])
@@ -115,7 +116,7 @@ def pairs_flow(workspace: str, target: int, strategy: str = "balanced", seed: in
     ``estimates_path`` (``active``): ``labelling/ranking.json`` as ``sr4k aggregate`` writes it (theta, std and the
     covariance per criterion; ``criteria`` picks among them, default all: one answer informs both), or a plain JSON
     ``{model: [mean, std]}`` (e.g. reward-model scores with uncertainty)."""
-    from pipelines import pairs
+    from pipelines.pairs import build as pairs
 
     safety.check_name(name, "--name")
     if lr_set is not None:
@@ -138,7 +139,7 @@ def _record_views(workspace: str, name: str) -> dict:
 def load_estimates(path: str | Path, criteria: list[str] | None = None) -> Any:
     """``pairs_flow``'s estimates: a ranking file (-> one ``BTEstimates`` per criterion) or ``{model: [mean, std]}``.
     Errors name the file and what was expected."""
-    from pipelines import pairs
+    from pipelines.pairs import build as pairs
 
     try:
         doc = json.loads(Path(path).read_text())

@@ -77,9 +77,9 @@ def _fail(msg: str, code: int = 2) -> None:
 
 def load_curate_config(path: Path | None, overrides: dict[str, Any]):
     """YAML file (optional) + CLI overrides (dotted keys, e.g. ``filters.min_short_side``) → CurateConfig."""
-    from pipelines.curate import CurateConfig
-    from pipelines.safety import read_yaml_mapping
-    from pipelines.storage import merge_dotted
+    from pipelines.curate.build import CurateConfig
+    from pipelines.store.safety import read_yaml_mapping
+    from pipelines.store.workspace import merge_dotted
 
     data: dict[str, Any] = {}
     if path is not None:
@@ -131,8 +131,8 @@ def curate(
          "crops_per_image": crops_per_image, "dataset": dataset, "seed": seed},
     )  # fmt: skip
     from flows.curate import RUNNERS, curate_flow, make_task_runner
-    from pipelines.ingest import probe_input
-    from pipelines.storage import workspace_lock
+    from pipelines.curate.ingest import probe_input
+    from pipelines.store.workspace import workspace_lock
 
     if runner not in RUNNERS:
         _fail(f"--runner {runner!r}: choose one of {', '.join(RUNNERS)}")
@@ -183,7 +183,7 @@ def sql(
     """
     import duckdb
 
-    from pipelines.catalog import query as run_query
+    from pipelines.store.catalog import query as run_query
 
     try:
         cols, rows = run_query(workspace, query)
@@ -251,7 +251,7 @@ def bench_build(
     """
     if kind != "synthetic":
         _fail(f"cannot build {kind!r}: use `sr4k bench build synthetic`, or `sr4k bench import paired|lr-only`")
-    from pipelines.curate import CurateConfig
+    from pipelines.curate.build import CurateConfig
 
     size = CurateConfig._parse_size(hr_size)
     _run_bench_build(workspace, kind="synthetic", name=name, src=src, count=count, hr_size=size, scale=scale,
@@ -325,7 +325,7 @@ EVAL_COLUMNS = [  # (header, summary column, format): the columns of Real-ISR pa
 def _run_bench_eval(workspace: Path, bench: str, models: list[str], token_stride: int = 32,
                     lpips: str | None = None, dists: str | None = None, quiet: bool = False) -> None:  # fmt: skip
     from flows.bench import bench_eval_flow
-    from pipelines.evaluate import summarize_results
+    from pipelines.bench.evaluate import summarize_results
 
     try:
         out = bench_eval_flow(workspace=str(workspace), bench=bench, models=models, token_stride=token_stride,
@@ -418,7 +418,7 @@ def pairs_build(
         typer.Option(help="active: labelling/ranking.json from `sr4k aggregate` (or JSON {model: [mean, std]})"),
     ] = None,
     acquisition: Annotated[
-        str, typer.Option(help="active: order (default) | ranking | kg | kendall | variance (pipelines.pairs doc)")
+        str, typer.Option(help="active: order (default) | ranking | kg | kendall | variance (pairs.build doc)")
     ] = "order",
     criterion: Annotated[
         list[str] | None, typer.Option(help="active: criteria of the ranking file to use (default: all; repeatable)")
@@ -434,7 +434,7 @@ def pairs_build(
     Example: sr4k pairs build --target 2000 --lr syn4k --name round1
     """
     from flows.candidates import pairs_flow
-    from pipelines.bradley_terry import ACQUISITIONS
+    from pipelines.pairs.bradley_terry import ACQUISITIONS
 
     if strategy not in ("balanced", "all", "active"):
         _fail(f"--strategy {strategy!r}: choose balanced, all or active")
@@ -472,7 +472,7 @@ def report(
 
     Example: sr4k report -w ./sr4k-data
     """
-    from pipelines.report import write_report
+    from pipelines.curate.report import write_report
 
     try:
         path = write_report(workspace, dataset, max_thumbs)
@@ -594,7 +594,7 @@ def server(
 
 
 def _report_and_hint(ws: Path) -> None:
-    from pipelines.report import write_report
+    from pipelines.curate.report import write_report
 
     path = write_report(ws)
     console.print(f"report: [link=file://{path}]{path}[/]")

@@ -1,10 +1,10 @@
-"""Prefect flow ``curate``: images in, a sharded LR/HR webdataset out (thin wiring over pipelines.curate).
+"""Prefect flow ``curate``: images in, a sharded LR/HR webdataset out (thin wiring over pipelines.curate.build).
 
 Runs on Prefect's embedded defaults (an ephemeral local API with SQLite; no server to start). Each work unit is a
 task; tasks get paths and URIs, never pixels. Completed units (marker + same config hash) are skipped before
 submission, so a rerun after a crash only redoes the units that had not finished. Dedup and packing run once at the
 end; they are cheap and deterministic, so they are simply redone. Packing removes the staging tars; a rerun takes
-the bytes of already shipped samples from the current shards (pipelines.curate.pack).
+the bytes of already shipped samples from the current shards (pipelines.curate.build.pack).
 
 Task runners (``--runner``): ``threads`` (default; decoding, OpenCV and zlib release the GIL), ``processes``, or
 ``dask`` (prefect-dask). ``dask`` starts a local cluster by default; for several machines start a scheduler and
@@ -21,8 +21,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pipelines import curate as steps
-from pipelines.storage import Workspace, remove_stale_temps, workspace_lock
+from pipelines.curate import build as steps
+from pipelines.store.workspace import Workspace, remove_stale_temps, workspace_lock
 
 RUNNERS = ("threads", "processes", "dask")
 
@@ -67,7 +67,7 @@ def pack_task(ws_root: str, cfg_json: str) -> dict:
 def curate_flow(input: str, out: str, cfg: steps.CurateConfig | None = None, show_progress: bool = True) -> dict:
     """Curate ``input`` into the workspace ``out``; returns the summary (seen / kept / rejected by reason / shards).
 
-    The whole run holds the workspace lock (pipelines.storage.workspace_lock): a second run on the same workspace,
+    The whole run holds the workspace lock (store.workspace.workspace_lock): a second run on the same workspace,
     from this or another process, fails at once with WorkspaceBusy naming the holder, instead of racing on the same
     units, tables and shards."""
     cfg = cfg or steps.CurateConfig()

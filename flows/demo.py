@@ -156,6 +156,6 @@ def how_to_label(out: Path) -> str:
 
 
 def _ws(root: Path):
-    from pipelines.storage import Workspace
+    from pipelines.store.workspace import Workspace
 
     return Workspace(root)

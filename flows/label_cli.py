@@ -139,7 +139,7 @@ def add_annotator(
     Example: sr4k label add-annotator alice@lab.org --show-password
     """
     from labelling import server
-    from pipelines.storage import Workspace
+    from pipelines.store.workspace import Workspace
 
     try:
         u = server.add_annotator(workspace, email, password, _settings(port))

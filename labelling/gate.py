@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, required=True)
     a = p.parse_args(argv)
     from labelling.server import credentials, gate_secret
-    from pipelines.storage import Workspace
+    from pipelines.store.workspace import Workspace
 
     ws = Workspace(a.workspace)
     gate = Gate(a.upstream, credentials(ws)["token"], gate_secret(ws))

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.storage import Workspace, write_bytes_atomic, write_json_atomic
+from pipelines.store.workspace import Workspace, write_bytes_atomic, write_json_atomic
 
 GOLD_MODEL = "gold-degraded"
 JPEG_QUALITY = 8

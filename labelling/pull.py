@@ -53,7 +53,7 @@ from labelling import gold as goldmod
 from labelling.interface import FLIP, SCREEN_VALUES, UNUSABLE, UNUSABLE_VALUE
 from labelling.push import DEFAULT_PROJECT, LS_TIME, list_tasks, mapping, project_file
 from labelling.server import Api, LabelSettings, LabelStudioError, list_users
-from pipelines.storage import Workspace, write_json_atomic, write_table
+from pipelines.store.workspace import Workspace, write_json_atomic, write_table
 from schemas.labels import ANNOTATIONS, CRITERIA, AnnotationRec
 
 

@@ -34,7 +34,7 @@ truth of what was displayed, copied into the mapping), the image URLs ``lr``, ``
 ``view`` (the comparison page: the regions where the two candidates differ most, ``LR | Left | Right`` at 1:1, see
 ``labelling.compare``) and ``preload`` (the next task's comparison images, hidden, so the browser has them before the
 annotator gets there). Model names are not shown. Every URL is ``/data/local-files/?d=<workspace-relative path>``:
-paths are recorded relative to the workspace (``pipelines.pairs.recorded_path``), so the tasks of a moved or copied
+paths are recorded relative to the workspace (``pairs.build.recorded_path``), so the tasks of a moved or copied
 workspace still load. ``crop`` is the region side in HR pixels (default ``compare.SIDE``). A pair's comparison is
 rendered once, when ``sr4k pairs build`` records the pair (``compare.record_views``), so the push only assembles task
 JSON; gold pairs, and pairs recorded before that (or for another ``crop``), are rendered during the push, once each,
@@ -43,7 +43,7 @@ and counted in the report (``rendered_gold``, ``rendered_unrecorded`` with a ``n
 Selection (``--pairs``): ``all``; the name of a pairs part (``tables/pairs/part-<name>.parquet``); or a SQL boolean
 expression over the ``pairs`` view (``"lr_key like 'b%' and distance > 0.01"``), evaluated as one read-only
 expression in a sandbox without file access (``select_pairs``). ``--project`` is a safe name
-(``pipelines.safety``): it names files under ``labelstudio/projects/``.
+(``pipelines.store.safety``): it names files under ``labelstudio/projects/``.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ from labelling import compare
 from labelling import gold as goldmod
 from labelling.interface import INSTRUCTIONS, VIEW_SETTINGS, label_config
 from labelling.server import Api, LabelSettings, LabelStudioError, LabelStudioUnavailable, served_images
-from pipelines import safety
-from pipelines.storage import Workspace, write_json_atomic, write_table
+from pipelines.store import safety
+from pipelines.store.workspace import Workspace, write_json_atomic, write_table
 from schemas.labels import LABEL_TASKS, LabelTaskRec
 
 DEFAULT_PROJECT = "pairs"
@@ -106,7 +106,7 @@ def select_pairs(ws: Workspace, selection: str = "all") -> list[dict]:
     to switch it back), and the condition must parse as exactly one ``SELECT`` statement once wrapped as
     ``select pair_id from pairs where (<condition>)``; a ``;`` is refused before parsing. The query is interrupted
     after ``FILTER_SECONDS``. The ids it returns only select rows of the pairs table."""
-    from pipelines import catalog
+    from pipelines.store import catalog
 
     con = catalog.connect(ws.root)
     try:
@@ -491,7 +491,7 @@ class ImageCache:
 
 def _lr_loaders(ws: Workspace, lr_set: str) -> dict[str, Callable[[], np.ndarray]]:
     """key -> RGB loader of an LR set (a benchmark or a shard dataset)."""
-    from pipelines.candidates import lr_items
+    from pipelines.pairs.candidates import lr_items
 
     return {it.key: it.load for it in lr_items(ws, lr_set)}
 

@@ -60,7 +60,7 @@ import krippendorff
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.storage import Workspace
+from pipelines.store.workspace import Workspace
 from schemas.labels import CRITERIA, LABEL_VALUES, AnnotationRec, LabelTaskRec
 
 FAST_SECONDS = 3.0

@@ -63,7 +63,7 @@ import requests
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipelines.storage import Workspace, write_bytes_atomic
+from pipelines.store.workspace import Workspace, write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_EMAIL = "admin@sr4k.local"

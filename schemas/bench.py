@@ -1,9 +1,9 @@
 """Record types and table schemas of benchmarks, evaluation results and candidate runs.
 
-- ``BENCH_INDEX``    ``benchmarks/<name>/index.parquet``: one row per benchmark item (pipelines.benchsets);
+- ``BENCH_INDEX``    ``benchmarks/<name>/index.parquet``: one row per benchmark item (pipelines.bench.sets);
 - ``IMPORT_REPORT``  ``benchmarks/<name>/import_report.parquet``: what became of every input file of an import;
-- ``BENCH_RESULTS``  ``tables/bench_results/``: one row per (item, model) of an evaluation run (pipelines.evaluate);
-- ``CANDIDATES``     ``tables/candidates/``: one row per (model version, LR key) output (pipelines.candidates).
+- ``BENCH_RESULTS``  ``tables/bench_results/``: one row per (item, model) of an evaluation run (bench.evaluate);
+- ``CANDIDATES``     ``tables/candidates/``: one row per (model version, LR key) output (pipelines.pairs.candidates).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class BenchItem:
 @dataclass(slots=True)
 class ReportRow:
     file: str  # absolute path of the input entry
-    status: str  # one of pipelines.benchsets.STATUSES
+    status: str  # one of pipelines.bench.sets.STATUSES
     detail: str = ""
     key: str | None = None  # the benchmark key it was (or would have been) imported under
     schema_version: int = BENCH_SCHEMA_VERSION
@@ -61,7 +61,7 @@ class ResultRow:
     maniqa: float | None
     nr_sharpness: float | None
     nr_hf_energy: float | None
-    periodicity_peak: float  # absolute periodicity score of the output (pipelines.metrics.periodicity)
+    periodicity_peak: float  # absolute periodicity score of the output (pipelines.bench.metrics.periodicity)
     periodicity_stride_mean: float
     periodicity_stride_peak: float
     periodicity_excess_peak: float  # the same beyond the bicubic of the same LR (metrics.periodicity_excess)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines import benchsets
-from pipelines.storage import write_table
+from pipelines.bench import sets as benchsets
+from pipelines.store.workspace import write_table
 
 
 def forge_index(bench: Path, **row: object) -> None:

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 from imagefixtures import write_bad_input_suite
 
-from pipelines.curate import CurateConfig
+from pipelines.curate.build import CurateConfig
 
 pytestmark = pytest.mark.slow
 

@@ -44,7 +44,7 @@ def test_synthetic_rebuild_is_identical(ws, tmp_path):
 
 def test_eval_two_baselines_lands_in_catalog_and_report(ws):
     from flows.bench import bench_eval_flow
-    from pipelines.catalog import query
+    from pipelines.store.catalog import query
 
     out = bench_eval_flow(str(ws), "syn", ["bicubic", "lanczos"], show_progress=False)
     _, rows = query(ws, "select model, count(*), avg(psnr_y), avg(ssim_y) from bench_results group by 1 order by 1")

@@ -36,7 +36,7 @@ def ws(tmp_path_factory, prefect_local):
 
 def test_rerun_is_a_no_op_and_new_models_only_add(ws, monkeypatch):
     from flows.candidates import candidates_flow
-    from pipelines.upscalers import Interpolation
+    from pipelines.models.upscalers import Interpolation
 
     calls = []
     real = Interpolation.upscale
@@ -101,7 +101,7 @@ def test_cli_active_round_from_a_ranking_file(ws, tmp_path):
 
     from flows.candidates import candidates_flow
     from flows.cli import app
-    from pipelines.bradley_terry import fit_bradley_terry
+    from pipelines.pairs.bradley_terry import fit_bradley_terry
 
     models = ["area", "bicubic", "bilinear", "lanczos", "nearest"]  # bilinear: new cells for the new rounds
     candidates_flow(str(ws), "b", models, unit_size=4, show_progress=False)
@@ -217,7 +217,7 @@ def test_pairs_name_cannot_leave_the_workspace(ws):
 
 def test_lr_too_large_for_the_scale_is_refused_before_any_model_runs(ws, tmp_path):
     from flows.candidates import candidates_flow
-    from pipelines import benchsets
+    from pipelines.bench import sets as benchsets
 
     src = tmp_path / "big"
     src.mkdir()

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from PIL import Image
 
-from pipelines.curate import CurateConfig
+from pipelines.curate.build import CurateConfig
 
 pytestmark = pytest.mark.slow
 

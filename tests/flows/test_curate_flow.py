@@ -18,7 +18,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from pipelines.curate import CurateConfig
+from pipelines.curate.build import CurateConfig
 
 pytestmark = pytest.mark.slow
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -130,7 +130,7 @@ def test_shards_read_back_with_independent_readers(first_run):
 
 def test_tables_have_schema_version_and_sql_command_works(first_run):
     ws, s = first_run
-    from pipelines.catalog import query
+    from pipelines.store.catalog import query
 
     cols, rows = query(ws, "select reason, count(*) n from rejects group by 1 order by 1")
     assert cols == ["reason", "n"] and sum(n for _, n in rows) == s["rejected"]
@@ -211,7 +211,7 @@ def test_held_out_and_benchmark_images_never_reach_the_training_shards(first_run
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines import curate as steps
+    from pipelines.curate import build as steps
 
     ws = tmp_path / "ws"
     shutil.copytree(first_run[0], ws)
@@ -297,7 +297,7 @@ def test_empty_input_folder_is_a_one_line_error(tmp_path):
 
 
 def test_default_hr_size_is_produced_by_uhd_sources_and_the_reject_names_what_fits():
-    from pipelines.curate import smaller_than_crop
+    from pipelines.curate.build import smaller_than_crop
 
     cfg = CurateConfig()
     w, h = cfg.hr_size
@@ -308,7 +308,7 @@ def test_default_hr_size_is_produced_by_uhd_sources_and_the_reject_names_what_fi
 
 
 def test_a_held_workspace_is_refused_in_one_line_naming_the_holder(photo_dir, tmp_path):
-    from pipelines.storage import workspace_lock
+    from pipelines.store.workspace import workspace_lock
 
     with workspace_lock(tmp_path / "ws", "curate") as holder:
         r = _cli("-i", str(photo_dir[0]), "-o", str(tmp_path / "ws"), "--hr-size", "128")
@@ -323,7 +323,7 @@ def test_two_runs_at_once_on_one_workspace(photo_dir, forty_copies, tmp_path):
     workspace, so the second certainly starts during it: the second refuses in one line naming the first; the first,
     resumed, ends with every one of its inputs accounted for; the second, run again afterwards, accounts for all of its
     own inputs and none of the first's."""
-    from pipelines.storage import LOCK_NAME
+    from pipelines.store.workspace import LOCK_NAME
 
     ws = tmp_path / "ws"
     cfg_path = tmp_path / "c.yaml"

@@ -13,9 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipelines import benchsets
-from pipelines.pairs import PAIRS, build_pairs
-from pipelines.storage import encode_png, write_bytes_atomic, write_table
+from pipelines.bench import sets as benchsets
+from pipelines.pairs.build import PAIRS, build_pairs
+from pipelines.store.workspace import encode_png, write_bytes_atomic, write_table
 from schemas.bench import CANDIDATES, CandidateRec
 from schemas.labels import ANNOTATIONS, LABEL_TASKS, AnnotationRec, LabelTaskRec
 

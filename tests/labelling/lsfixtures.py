@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.pairs import PAIRS, Candidate, build_pairs
-from pipelines.storage import Workspace, write_bytes_atomic, write_table
+from pipelines.pairs.build import PAIRS, Candidate, build_pairs
+from pipelines.store.workspace import Workspace, write_bytes_atomic, write_table
 from schemas.bench import CANDIDATES, CandidateRec
 
 MODELS = ("m_good", "m_okay", "m_poor")

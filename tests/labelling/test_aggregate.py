@@ -17,8 +17,8 @@ from scipy.stats import kendalltau
 
 from labelling import aggregate as agg
 from labelling import qc
-from pipelines.pairs import BT_ALPHA, PAIRS, PairRec, pair_id
-from pipelines.storage import write_table
+from pipelines.pairs.build import BT_ALPHA, PAIRS, PairRec, pair_id
+from pipelines.store.workspace import write_table
 from schemas.labels import ANNOTATIONS, CRITERIA, LABEL_TASKS, AnnotationRec, LabelTaskRec
 
 MODELS = [f"m{k}" for k in range(8)]
@@ -223,7 +223,7 @@ def test_workspace_aggregate_writes_and_replaces(tmp_path, sim):
     assert ranking["qc"]["excluded"] == ["lefty@x", "spam@x"] == ranking["report"]["excluded_annotators"]
     assert ranking["rankings"]["consistency"][0]["model"] in ("m6", "m7")  # the two best
     # the covariance travels with the rows: `sr4k pairs build --strategy active --estimates` reads both
-    from pipelines.pairs import estimates_from_ranking
+    from pipelines.pairs.build import estimates_from_ranking
 
     for est in estimates_from_ranking(ranking):
         cov = np.asarray(est.covariance)

@@ -39,7 +39,7 @@ from typer.testing import CliRunner
 from labelling import gold as goldmod
 from labelling import push
 from labelling.pull import latest_annotations, to_candidate
-from pipelines.storage import Workspace
+from pipelines.store.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from labelling import compare
 from labelling.push import ImageCache, _store_png
-from pipelines.storage import Workspace
+from pipelines.store.workspace import Workspace
 
 
 def texture(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from labelling import gold, interface
 from labelling.pull import parse_result, to_candidate
 from labelling.server import LabelStudioError, credentials, label_studio_bin
-from pipelines.storage import Workspace
+from pipelines.store.workspace import Workspace
 from schemas.labels import CRITERIA
 
 

@@ -22,7 +22,7 @@ from lsfixtures import MODELS, OutboundRecorder, free_port, make_lr_set, make_pa
 from typer.testing import CliRunner
 
 from labelling import gate, push, server
-from pipelines.storage import Workspace
+from pipelines.store.workspace import Workspace
 
 CHROMIUM = "/usr/bin/chromium"
 

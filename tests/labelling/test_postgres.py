@@ -13,7 +13,7 @@ from lsfixtures import free_port, make_lr_set, make_pairs
 
 from labelling import push, server
 from labelling.pull import pull_annotations
-from pipelines.storage import Workspace
+from pipelines.store.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (shutil.which("initdb") and shutil.which("pg_ctl")),
                                                    reason="PostgreSQL server binaries not installed")]  # fmt: skip

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from labelling import push, server
 from labelling.pull import latest_annotations, project_status, pull_annotations
-from pipelines.storage import Workspace
+from pipelines.store.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from labelling import qc
-from pipelines.storage import write_table
+from pipelines.store.workspace import write_table
 from schemas.labels import ANNOTATIONS, LABEL_TASKS, AnnotationRec, LabelTaskRec
 
 LEFT = {"p1": "a", "p2": "b", "p3": "a", "p4": "b"}

@@ -85,7 +85,7 @@ def _recovered(anns, tasks, pairs, criterion: str, models: list[str]) -> list[st
     try:
         from labelling.aggregate import aggregate
     except ImportError:
-        from pipelines.pairs import fit_bradley_terry
+        from pipelines.pairs.build import fit_bradley_terry
 
         by_id = {p["pair_id"]: p for p in pairs}
         comps = []

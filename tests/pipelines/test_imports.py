@@ -9,15 +9,19 @@ import pipelines
 import schemas
 
 FORBIDDEN = ("prefect", "training", "flows", "labelling")
+# The stages in data-path order (README "Layout"): a module may import its own stage or an earlier one, never a later.
+STAGES = ("store", "curate", "models", "bench", "pairs", "release")
 
 
 def _modules(pkg) -> list[str]:
-    return [f"{pkg.__name__}.{m.name}" for m in pkgutil.walk_packages(pkg.__path__) if not m.name.startswith("_")]
+    found = pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}.")
+    return [m.name for m in found if not m.name.rsplit(".", 1)[-1].startswith("_")]
 
 
 def test_pipelines_and_schemas_import_nothing_above_them():
     mods = _modules(pipelines) + _modules(schemas)
-    assert len(mods) > 10
+    assert {f"pipelines.{s}" for s in STAGES} <= set(mods), "every stage subpackage is imported"
+    assert len(mods) > 30
     code = (
         "import importlib, sys\n"
         f"for m in {mods!r}: importlib.import_module(m)\n"
@@ -28,7 +32,7 @@ def test_pipelines_and_schemas_import_nothing_above_them():
 
 
 def test_no_pipelines_or_schemas_source_imports_upward_even_lazily():
-    """A function-level import is still an upward arrow (it once hid ``op4ksr:`` in pipelines.upscalers)."""
+    """A function-level import is still an upward arrow (it once hid ``op4ksr:`` in pipelines.models.upscalers)."""
     import ast
     from pathlib import Path
 
@@ -40,4 +44,24 @@ def test_no_pipelines_or_schemas_source_imports_upward_even_lazily():
                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                     names = [node.module]
                 bad += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    assert bad == []
+
+
+def test_every_pipelines_import_points_down_the_data_path():
+    import ast
+    from pathlib import Path
+
+    root = Path(pipelines.__path__[0])
+    assert sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").exists()) == sorted(STAGES)
+    assert sorted(p.name for p in root.glob("*.py")) == ["__init__.py"], "every module lives in a stage subpackage"
+    bad = []
+    for path in root.rglob("*.py"):
+        if path.parent == root:
+            continue
+        own = STAGES.index(path.relative_to(root).parts[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipelines."):
+                target = node.module.split(".")[1]
+                if STAGES.index(target) > own:
+                    bad.append(f"{path.relative_to(root)}:{node.lineno} imports {node.module}")
     assert bad == []

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from pipelines.safety import read_yaml_mapping
-from pipelines.storage import merge_dotted
+from pipelines.store.safety import read_yaml_mapping
+from pipelines.store.workspace import merge_dotted
 from training.reward.examples import PixelBudget
 
 # Only the language model's projections: the vision tower's MLP has the same names (gate/up/down_proj).

@@ -11,10 +11,10 @@ mapped back to candidate terms and compared with the human label ("a" | "b" | "t
 - ``malformed``: share of answers that did not parse.
 
 Baselines on the same pairs (no learning; each predicts the candidate with the higher value, "tie" if equal):
-``lr_psnr`` — fidelity to the input: PSNR-Y (``pipelines.metrics.psnr_y``) between the LR and the candidate
+``lr_psnr`` — fidelity to the input: PSNR-Y (``pipelines.bench.metrics.psnr_y``) between the LR and the candidate
 re-downscaled to the LR size (cv2 INTER_AREA, a box filter that averages each scale×scale block); ``sharpness`` —
-the curation detail ratio (``pipelines.filters.measure``); ``hf_energy`` — share of spectral energy above
-half-Nyquist (``pipelines.metrics.hf_energy``); ``majority`` — always the most frequent label of the set (chance
+the curation detail ratio (``pipelines.curate.filters.measure``); ``hf_energy`` — share of spectral energy above
+half-Nyquist (``pipelines.bench.metrics.hf_energy``); ``majority`` — always the most frequent label of the set (chance
 level of a constant answer).
 """
 
@@ -29,9 +29,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipelines import filters
-from pipelines.metrics import hf_energy, psnr_y
-from pipelines.storage import write_bytes_atomic, write_json_atomic
+from pipelines.bench.metrics import hf_energy, psnr_y
+from pipelines.curate import filters
+from pipelines.store.workspace import write_bytes_atomic, write_json_atomic
 from schemas.labels import CRITERIA
 from training.reward.data import PreferenceSample
 from training.reward.examples import to_candidate

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-TOKEN_STRIDE = 32  # px per token per axis: F16 VAE x 2x2 packing (same constant as pipelines.curate.TOKEN_STRIDE)
+TOKEN_STRIDE = 32  # px per token per axis: F16 VAE x 2x2 packing (same as pipelines.curate.build.TOKEN_STRIDE)
 
 
 class RFRConfig(BaseModel):
@@ -204,8 +204,8 @@ def _gcd(a: int, b: int) -> int:
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """YAML (optional) + dotted-key overrides (``None`` values skipped) -> validated :class:`TrainConfig`."""
-    from pipelines.safety import read_yaml_mapping
-    from pipelines.storage import merge_dotted  # imported here: the model code (GPU scripts) needs no pyarrow
+    from pipelines.store.safety import read_yaml_mapping
+    from pipelines.store.workspace import merge_dotted  # imported here: the model code (GPU scripts) needs no pyarrow
 
     data: dict[str, Any] = {}
     if path is not None:  # missing, broken YAML, not a mapping: a one-line ValueError naming the file (issue 13)

@@ -1,4 +1,4 @@
-"""Streaming (HR, LR) training pairs from the curated webdataset shards (pipelines.curate / pipelines.shards).
+"""Streaming (HR, LR) training pairs from the curated webdataset shards (pipelines.curate.build, store.shards).
 
 A sample is ``<key>.hr.png``, ``<key>.lr.png``, ``<key>.json`` with LR = HR / scale exactly. The stream is
 deterministic in (seed, rank, world): per epoch the shard order is a seeded permutation, each process reads every

@@ -280,7 +280,7 @@ def noise_split(run: Run, hr: torch.Tensor, lr: torch.Tensor, states: int = 4, a
 
 
 def guard_stats(s: dict[str, Any]) -> dict[str, float]:
-    from pipelines.metrics import periodicity
+    from pipelines.bench.metrics import periodicity
 
     psnrs, peaks = [], []
     for clean, group in zip(s["clean"], s["groups"], strict=True):

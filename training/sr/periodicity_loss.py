@@ -1,6 +1,6 @@
 """L_AP — the autocorrelation periodicity loss, in torch and differentiable.
 
-It is the statistic of ``pipelines.metrics.periodicity`` (the evaluation score) made into a loss, so training
+It is the statistic of ``pipelines.bench.metrics.periodicity`` (the evaluation score) made into a loss, so training
 pushes down exactly what the benchmark reports. For an output x and a reference y (the HR ground truth in stage 1,
 the bicubic-upsampled LR in stage 2), both (B, 3, H, W) in [0, 1]:
 
@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)
-MASK_SIGMA, MASK_FLOOR = 16.0, 1.0 / 255.0  # pipelines.metrics.MASK_SIGMA / MASK_FLOOR
-LINE_BOX, LINE_KAPPA = 9, 10.0  # pipelines.metrics.LINE_BOX / LINE_KAPPA
+MASK_SIGMA, MASK_FLOOR = 16.0, 1.0 / 255.0  # pipelines.bench.metrics.MASK_SIGMA / MASK_FLOOR
+LINE_BOX, LINE_KAPPA = 9, 10.0  # pipelines.bench.metrics.LINE_BOX / LINE_KAPPA
 
 
 def _gauss_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

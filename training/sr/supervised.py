@@ -57,7 +57,7 @@ def make_lpips(cfg: TrainConfig, device):
     impossible, naming what is missing."""
     if cfg.loss.lpips == 0:
         return None
-    from pipelines.metrics import lpips_available
+    from pipelines.bench.metrics import lpips_available
 
     ok, where = lpips_available(cfg.loss.lpips_weights)
     if not ok:
@@ -170,7 +170,7 @@ def train(run: Run, log: Log | None = None) -> Run:
 @torch.no_grad()
 def evaluate(model: OP4KSR, samples: list[tuple[np.ndarray, np.ndarray]], scale: int | None = None) -> dict:
     """Mean PSNR-Y (crop_border = scale) and periodicity (peak, stride_mean) of the model's SR of each LR."""
-    from pipelines.metrics import periodicity, psnr_y
+    from pipelines.bench.metrics import periodicity, psnr_y
 
     scale = scale or model.cfg.scale
     rows = []

@@ -1,4 +1,4 @@
-"""``op4ksr:<checkpoint>`` as a ``pipelines.upscalers.Upscaler`` (benchmark harness, candidate runners).
+"""``op4ksr:<checkpoint>`` as a ``pipelines.models.upscalers.Upscaler`` (benchmark harness, candidate runners).
 
 The version hashes the LoRA weights, the cached text embedding and the model config (RFR included), so cached
 candidate outputs are invalidated exactly when the checkpoint changes. The base transformer and VAE are identified by

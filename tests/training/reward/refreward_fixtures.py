@@ -45,7 +45,7 @@ def _png(arr: np.ndarray) -> bytes:
 
 
 def write_workspace(root: Path, n: int = 4) -> Path:
-    from pipelines.storage import write_table
+    from pipelines.store.workspace import write_table
 
     recs = []
     for i in range(n):

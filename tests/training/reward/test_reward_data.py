@@ -57,7 +57,7 @@ def test_workspace_lr_inside_a_shard_is_read_from_the_tar(tmp_path):
 
     import pyarrow.parquet as pq
 
-    from pipelines.storage import write_table
+    from pipelines.store.workspace import write_table
     from schemas.labels import PREFERENCES, PreferenceRec
 
     root = write_workspace(tmp_path / "ws", n=2)

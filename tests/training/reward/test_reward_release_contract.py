@@ -1,5 +1,5 @@
 """Contract with the real writers: a workspace labelled and aggregated by labelling/, released by
-pipelines.release, reads back identically through both sources of load_preferences."""
+pipelines.release.build, reads back identically through both sources of load_preferences."""
 
 import importlib.util
 from pathlib import Path
@@ -9,13 +9,13 @@ import pytest
 
 from training.reward.data import load_preferences
 
-RELEASE_TESTS = Path(__file__).resolve().parents[2] / "pipelines" / "test_release.py"
+RELEASE_TESTS = Path(__file__).resolve().parents[2] / "pipelines" / "release" / "test_release.py"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not RELEASE_TESTS.exists(), reason="the release writer's tests (workspace builder) are absent")
 def test_workspace_and_release_agree(tmp_path):
-    from pipelines.release import release
+    from pipelines.release.build import release
 
     spec = importlib.util.spec_from_file_location("release_tests_for_refreward", RELEASE_TESTS)
     mod = importlib.util.module_from_spec(spec)

@@ -1,6 +1,6 @@
 """Shared fixtures of the OP4KSR tests: a tiny backbone (built once per session) and curated-style shards.
 
-The shards are written with ``pipelines.shards.ShardWriter`` (the writer ``sr4k curate`` uses), one sample =
+The shards are written with ``pipelines.store.shards.ShardWriter`` (the writer ``sr4k curate`` uses), one sample =
 ``<key>.hr.png`` + ``<key>.lr.png`` + ``<key>.json``, LR = area-downscaled HR.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from imagefixtures import natural_image
 
-from pipelines.shards import ShardWriter
-from pipelines.storage import encode_png
+from pipelines.store.shards import ShardWriter
+from pipelines.store.workspace import encode_png
 
 
 def write_pairs_shards(out: Path, n: int = 4, hr: int = 128, scale: int = 4, seed: int = 0) -> Path:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from op4ksr_fixtures import natural
 
-from pipelines.metrics import autocorrelation as metric_autocorrelation
-from pipelines.metrics import periodicity
+from pipelines.bench.metrics import autocorrelation as metric_autocorrelation
+from pipelines.bench.metrics import periodicity
 from training.sr.periodicity_loss import ap_loss, autocorrelation, lag_weights
 
 

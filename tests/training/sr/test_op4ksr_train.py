@@ -240,7 +240,7 @@ def test_guard_stops_reward_hacking_and_periodic_artefacts():
 
 def test_op4ksr_upscaler(tiny_backbone, tmp_path):
     from flows.upscalers import get_upscaler
-    from pipelines.upscalers import Upscaler, timed_upscale
+    from pipelines.models.upscalers import Upscaler, timed_upscale
 
     saved_checkpoint(tiny_backbone, tmp_path / "ck")
     up = get_upscaler(f"op4ksr:{tmp_path / 'ck'}", 4)
