@@ -1,0 +1,63 @@
+"""What every ``sr4k`` command shares: the output and error consoles, the one-line error, the workspace option and
+loading a settings file with option overrides. Command modules import these; none defines its own.
+
+- :data:`console` (stdout: tables, summaries) and :data:`err` (stderr: errors, warnings, notices; never wrapped, so
+  an error stays on one line however narrow the terminal).
+- :func:`fail`: ``error: <what went wrong>; <fix>`` on one line, exit status 2 (a usage error) unless told. The
+  message is printed literally: rich markup in it (``sr4k[vllm]``, a file named ``[red].png``) is escaped, and line
+  breaks are folded, so no caller can forget either.
+- :data:`WorkspaceOpt` with :data:`DEFAULT_WORKSPACE`: ``--workspace/-w``, one default, one help text.
+- :func:`load_config`: YAML file + dotted overrides -> a pydantic model, with the behaviour of
+  :mod:`pipelines.store.settings` (unknown keys refused by name, values coerced by pydantic, one line naming the
+  file or option, the key and the fix), ending the command through :func:`fail` when the settings are unusable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+DEFAULT_WORKSPACE = Path("./sr4k-data")
+WORKSPACE_HELP = "Workspace folder (tables, images, shards, benchmarks, releases)"
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help=WORKSPACE_HELP)]
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and the indentation after them) folded into single spaces."""
+    return re.sub(r"\s*\n\s*", " ", str(text).strip())
+
+
+def fail(msg: str, fix: str | None = None, code: int = 2) -> NoReturn:
+    """Print ``error: <msg>[; <fix>]`` as one literal line on stderr and end the command with ``code``."""
+    line = one_line(msg) + (f"; {one_line(fix)}" if fix else "")
+    err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def warn(msg: str) -> None:
+    """Print ``warning: <msg>`` as one literal line on stderr (the command goes on)."""
+    err.print(f"[bold yellow]warning:[/] {escape(one_line(msg))}", highlight=False)
+
+
+def load_config(model: type[M], path: Path | str | None, overrides: dict[str, Any] | None, *, what: str) -> M:
+    """``--config`` YAML file (optional) + option overrides (dotted keys; ``None`` = option not given) -> ``model``.
+    Unusable settings end the command with one line (see :mod:`pipelines.store.settings`)."""
+    from pipelines.store.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(model, path, overrides, what=what)
+    except SettingsError as e:
+        fail(str(e))

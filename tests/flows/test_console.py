@@ -1,0 +1,127 @@
+"""flows.console and the settings loader behind it (pipelines.store.settings): one literal error line, overrides of
+nested keys, unknown keys refused by name, values coerced or refused in one line naming file, key and fix."""
+
+from pathlib import Path
+
+import pytest
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+from typer.testing import CliRunner
+
+from flows.console import DEFAULT_WORKSPACE, WorkspaceOpt, fail, load_config
+from pipelines.store.settings import SettingsError, load_settings
+
+
+class Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_short_side: int = 2160
+    sharpness: float = 0.5
+
+
+class Outer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scale: int = 4
+    name: str = "train4k"
+    filters: Inner = Field(default_factory=Inner)
+
+
+def _cli(body) -> typer.Typer:
+    app = typer.Typer()
+    app.command()(body)
+    app.command("other")(lambda: None)  # two commands: the first is then invoked by name
+    return app
+
+
+def _error_line(res) -> str:
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2, res.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "Traceback" not in res.output
+    return lines[0]
+
+
+def test_fail_prints_markup_literally_on_one_line():
+    def body() -> None:
+        fail("cannot read [red]photo[/red].png:\n  not an image", fix="install sr4k[vllm] or pass [bold]x[/]")
+
+    line = _error_line(CliRunner().invoke(_cli(body), ["body"]))
+    assert line == "error: cannot read [red]photo[/red].png: not an image; install sr4k[vllm] or pass [bold]x[/]"
+
+
+def test_fail_exit_code_is_the_callers():
+    def body() -> None:
+        fail("out of memory", code=1)
+
+    res = CliRunner().invoke(_cli(body), ["body"])
+    assert res.exit_code == 1 and "error: out of memory" in res.output
+
+
+def test_workspace_option_has_one_default_and_short_name(tmp_path):
+    seen = []
+
+    def body(workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
+        seen.append(workspace)
+
+    app = _cli(body)
+    assert CliRunner().invoke(app, ["body"]).exit_code == 0
+    assert CliRunner().invoke(app, ["body", "-w", str(tmp_path)]).exit_code == 0
+    assert seen == [Path("sr4k-data"), tmp_path]
+
+
+def test_file_value_and_nested_override(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scale: 2\nfilters:\n  min_short_side: 1000\n  sharpness: 0.9\n")
+    got = load_settings(Outer, cfg, {"filters.min_short_side": 3000, "name": None}, what="test")
+    # the option wins for its nested key only; the file keeps its other values; None = option not given
+    assert (got.scale, got.name, got.filters.min_short_side, got.filters.sharpness) == (2, "train4k", 3000, 0.9)
+    assert load_settings(Outer, None, {"filters.sharpness": "0.25"}, what="t").filters.sharpness == 0.25  # coerced
+
+
+def test_unknown_key_is_refused_by_name_with_the_closest_one(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("filters:\n  min_shortside: 100\n")
+    with pytest.raises(SettingsError) as e:
+        load_settings(Outer, cfg, {}, what="curate")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "unknown key filters.min_shortside" in msg and "did you mean filters.min_short_side" in msg
+    assert str(cfg) in msg
+
+
+def test_unknown_override_is_blamed_on_the_command_line(tmp_path):
+    with pytest.raises(SettingsError, match=r"unknown key scal \(from the command line\), did you mean scale"):
+        load_settings(Outer, None, {"scal": 3}, what="t")
+
+
+def test_bad_type_is_one_line_naming_file_key_value_and_fix(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scale: four\nfilters: {min_short_side: 10}\n")
+    with pytest.raises(SettingsError) as e:
+        load_settings(Outer, cfg, {"filters.sharpness": "sharp"}, what="curate")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("invalid curate settings: ")
+    assert f"scale = 'four' (from {cfg}): Input should be a valid integer" in msg
+    assert "filters.sharpness = 'sharp' (from the command line): Input should be a valid number" in msg
+    assert msg.endswith(f"fix {cfg} and the option")
+
+
+def test_override_below_a_plain_value_is_refused_by_name(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("filters: 3\n")
+    with pytest.raises(SettingsError, match=r"filters is 3, not a mapping of settings, so filters.sharpness cannot"):
+        load_settings(Outer, cfg, {"filters.sharpness": 0.1}, what="t")
+
+
+def test_load_config_ends_the_command_with_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scale: [1, 2]\n")
+
+    def body(config: Path) -> None:
+        load_config(Outer, config, {"filters.min_short_side": None}, what="curate")
+
+    line = _error_line(CliRunner().invoke(_cli(body), ["body", str(cfg)]))
+    assert line.startswith("error: invalid curate settings: scale = [1, 2] (from ") and line.endswith(f"fix {cfg}")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("scale: [1,\n")
+    line = _error_line(CliRunner().invoke(_cli(body), ["body", str(broken)]))
+    assert f"--config {broken} is not valid YAML at line" in line
