@@ -20,28 +20,20 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-DEFAULT_WORKSPACE = "./sr4k-data"
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")]
-PortOpt = Annotated[int | None, typer.Option(help="Label Studio port [default: $SR4K_LABEL_PORT or 8080]")]
+from flows.console import DEFAULT_WORKSPACE, WorkspaceOpt, console, fail
+
+PortOpt = Annotated[int | None, typer.Option(help="Label Studio port", show_default="$SR4K_LABEL_PORT or 8080")]
 ProjectOpt = Annotated[str, typer.Option(help="Label Studio project (one per labelling campaign)")]
 
-label_app = typer.Typer(help="Label Studio: serve it, add annotators, push pairs, pull rankings.",
-                        no_args_is_help=True)  # fmt: skip
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
+label_app = typer.Typer(
+    help="Label Studio: serve it, add annotators, push pairs, pull rankings.", no_args_is_help=True
+)
 
 
 def _settings(port: int | None):
@@ -63,7 +55,7 @@ def _table(title: str, rows: dict[str, Any]) -> None:
 
 @label_app.command("serve")
 def serve(
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     port: PortOpt = None,
     foreground: Annotated[bool, typer.Option(help="Stay attached; Ctrl+C stops the server")] = False,
 ) -> None:
@@ -78,15 +70,21 @@ def serve(
         with console.status("starting Label Studio (first start runs migrations, ~35-60 s)"):
             info = server.start(workspace, s)
     except server.LabelStudioError as e:
-        _fail(str(e))
+        fail(str(e))
     creds = server.credentials(server.Workspace(workspace))
-    _table("Label Studio", {"annotators' gate": info.gate or server.gate_url(s),
-                            "admin URL (this machine only)": info.url,
-                            "state": "started" if info.started else "already running",
-                            "seconds": f"{info.seconds:.1f}", "admin": creds["admin_email"],
-                            "admin password / token": f"in {server.data_dir(server.Workspace(workspace))}/"
-                                                      "credentials.json (0600)",
-                            "database": s.db, "pid": info.pid})  # fmt: skip
+    _table(
+        "Label Studio",
+        {
+            "annotators' gate": info.gate or server.gate_url(s),
+            "admin URL (this machine only)": info.url,
+            "state": "started" if info.started else "already running",
+            "seconds": f"{info.seconds:.1f}",
+            "admin": creds["admin_email"],
+            "admin password / token": f"in {server.data_dir(server.Workspace(workspace))}/credentials.json (0600)",
+            "database": s.db,
+            "pid": info.pid,
+        },
+    )
     console.print(f"annotators log in at: {server.login_url(s)}", soft_wrap=True, highlight=False)
     console.print(
         f"give annotators only the gate's port {server.gate_url(s).rsplit(':', 1)[1]} "
@@ -113,7 +111,7 @@ def serve(
 
 
 @label_app.command("stop")
-def stop(workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE)) -> None:
+def stop(workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
     """Stop the Label Studio started by `sr4k label serve` for this workspace (its data stays).
 
     Example: sr4k label stop -w ./sr4k-data
@@ -126,11 +124,11 @@ def stop(workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE)) -> None:
 @label_app.command("add-annotator")
 def add_annotator(
     email: Annotated[str, typer.Argument(help="The annotator's e-mail (their login)")],
-    password: Annotated[str | None, typer.Option(help="Password [default: generated]")] = None,
+    password: Annotated[str | None, typer.Option(help="Password", show_default="generated")] = None,
     show_password: Annotated[
         bool, typer.Option(help="Print the password (for handing over; it is otherwise only in the 0600 file)")
     ] = False,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     port: PortOpt = None,
 ) -> None:
     """Create a Label Studio login for an annotator. The password (generated unless given) is kept in the
@@ -144,10 +142,11 @@ def add_annotator(
     try:
         u = server.add_annotator(workspace, email, password, _settings(port))
     except server.LabelStudioError as e:
-        _fail(str(e))
+        fail(str(e))
     creds = server.data_dir(Workspace(workspace)) / "credentials.json"
-    _table(f"annotator {email}", {"state": "created" if u["created"] else "existed (password reset)",
-                                  "user id": u["id"]})  # fmt: skip
+    _table(
+        f"annotator {email}", {"state": "created" if u["created"] else "existed (password reset)", "user id": u["id"]}
+    )
     # plain lines, to copy or to parse: the login page of the gate lands on the labelling stream
     console.print(f"url: {u['url']}", soft_wrap=True, highlight=False)
     if show_password:
@@ -164,7 +163,7 @@ def push(
     crop: Annotated[int, typer.Option(help="Side of the compared regions in HR pixels (0: whole images)")] = 224,
     seed: Annotated[int, typer.Option(help="Seed: gold choice, task order")] = 0,
     project: ProjectOpt = "pairs",
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     port: PortOpt = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
@@ -175,15 +174,29 @@ def push(
     from labelling import push as pushmod
     from labelling.server import LabelStudioError
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=quiet, console=console) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=quiet,
+        console=console,
+    ) as bar:
         job = bar.add_task("import tasks", total=None)
         try:
-            r = pushmod.push_pairs(workspace, pairs, overlap=overlap, gold_rate=gold_rate, project=project, crop=crop,
-                                   seed=seed, settings=_settings(port),
-                                   on_batch=lambda n, total: bar.update(job, completed=n, total=total))  # fmt: skip
+            r = pushmod.push_pairs(
+                workspace,
+                pairs,
+                overlap=overlap,
+                gold_rate=gold_rate,
+                project=project,
+                crop=crop,
+                seed=seed,
+                settings=_settings(port),
+                on_batch=lambda n, total: bar.update(job, completed=n, total=total),
+            )
         except (LabelStudioError, ValueError, FileNotFoundError) as e:
-            _fail(str(e))
+            fail(str(e))
     _table(f"push → project {r['project']} (id {r['project_id']})", r)
     console.print(f"annotators: open {r['url']}/projects/{r['project_id']}/ and press Label All Tasks")
 
@@ -191,7 +204,7 @@ def push(
 @label_app.command("pull")
 def pull(
     project: ProjectOpt = "pairs",
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     port: PortOpt = None,
     full: Annotated[bool, typer.Option(help="Export all annotated tasks, not only those changed since")] = False,
 ) -> None:
@@ -206,16 +219,18 @@ def pull(
         with console.status("exporting annotations"):
             r = pull_annotations(workspace, project, _settings(port), full=full)
     except LabelStudioError as e:
-        _fail(str(e))
+        fail(str(e))
     _table(f"pull ← project {r['project']} (id {r['project_id']})", r)
-    console.print(f'next: sr4k sql -w {workspace} "select annotator, pair_id, consistency, naturalness, valid '
-                  'from annotations order by updated_at desc limit 10"')  # fmt: skip
+    console.print(
+        f'next: sr4k sql -w {workspace} "select annotator, pair_id, consistency, naturalness, valid '
+        'from annotations order by updated_at desc limit 10"'
+    )
 
 
 @label_app.command("status")
 def status(
     project: ProjectOpt = "pairs",
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     port: PortOpt = None,
     refresh: Annotated[bool, typer.Option(help="Pull first (incremental, safe)")] = True,
 ) -> None:
@@ -229,12 +244,18 @@ def status(
     try:
         s = project_status(workspace, project, _settings(port), refresh=refresh)
     except LabelStudioError as e:
-        _fail(str(e))
+        fail(str(e))
     _table(f"progress — project {project} (id {s['project_id']})", s["progress"])
     t = Table("annotator", "annotations", "valid", "gold", "gold correct", "median lead time (s)", title="annotators")
     for who, a in sorted(s["annotators"].items()):
-        t.add_row(who, str(a["n"]), str(a["valid"]), str(a["gold_n"]), str(a["gold_correct"]),
-                  "–" if a["median_lead_time"] is None else f"{a['median_lead_time']:.1f}")  # fmt: skip
+        t.add_row(
+            who,
+            str(a["n"]),
+            str(a["valid"]),
+            str(a["gold_n"]),
+            str(a["gold_correct"]),
+            "–" if a["median_lead_time"] is None else f"{a['median_lead_time']:.1f}",
+        )
     console.print(t)
     try:
         from flows.release_cli import print_qc
@@ -247,7 +268,7 @@ def status(
 
 
 @label_app.command("deploy")
-def deploy(workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE)) -> None:
+def deploy(workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
     """Serve Prefect deployments (push, pull, pull→aggregate→release) so the team launches them from the Prefect UI.
 
     Needs a Prefect API: `sr4k server` in another shell (or PREFECT_API_URL set). Runs until Ctrl+C.

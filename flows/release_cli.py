@@ -12,22 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-DEFAULT_WORKSPACE = "./sr4k-data"
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")]
+from flows.console import DEFAULT_WORKSPACE, WorkspaceOpt, console, fail, warn
+
 NameOpt = Annotated[str, typer.Option(help="Release name (folder <workspace>/releases/<name>-<version>)")]
 VersionOpt = Annotated[str, typer.Option(help="Release version, semantic (e.g. 0.1.0); released versions are final")]
 MaxCountOpt = Annotated[int, typer.Option(help="Samples per shard at most")]
 MaxBytesOpt = Annotated[int, typer.Option(help="Bytes per shard at most")]
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
 
 
 def _num(v: Any, fmt: str = "{:.3f}") -> str:
@@ -35,8 +27,10 @@ def _num(v: Any, fmt: str = "{:.3f}") -> str:
 
 
 def aggregate(
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
-    exclude: Annotated[list[str] | None, typer.Option(help="Exclude this annotator (e-mail; repeat)")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Exclude this annotator (e-mail; repeat)", show_default="none")
+    ] = None,
     policy: Annotated[bool, typer.Option(help="Apply the automatic exclusion policy (labelling.qc)")] = True,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the ranking intervals")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap")] = 0,
@@ -52,10 +46,11 @@ def aggregate(
     from flows.release import aggregate_flow
 
     try:
-        out = aggregate_flow(workspace=str(workspace), exclude=exclude or [], policy=policy, bootstrap=bootstrap,
-                             seed=seed)  # fmt: skip
+        out = aggregate_flow(
+            workspace=str(workspace), exclude=exclude or [], policy=policy, bootstrap=bootstrap, seed=seed
+        )
     except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     print_qc(out["qc"])
     for criterion, rows in out["rankings"].items():
         print_ranking(criterion, rows)
@@ -83,8 +78,10 @@ def aggregate(
         t.add_row(f"labels {crit}", ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
     console.print(t)
     if r["lr_unresolved"]:
-        err.print(f"[yellow]warning:[/] {r['lr_unresolved']} preference(s) have no LR image (their LR set is not in "
-                  "the workspace); `sr4k release preferences` will refuse them until it is rebuilt")  # fmt: skip
+        warn(
+            f"{r['lr_unresolved']} preference(s) have no LR image (their LR set is not in "
+            "the workspace); `sr4k release preferences` will refuse them until it is rebuilt"
+        )
     console.print(f"preferences: {out['paths']['preferences']}\nranking: {out['paths']['ranking']}")
 
 
@@ -95,20 +92,36 @@ def print_qc(qc: dict[str, Any]) -> None:
     for head in ("n", "invalid", "gold", "gold acc", "left", "fast", "peer", "excluded"):
         t.add_column(head, justify="right")
     for who, s in qc["annotators"].items():
-        t.add_row(who, str(s["n"]), str(s.get("n_invalid", 0)), str(s["gold_n"]), _num(s["gold_accuracy"]),
-                  _num(s["left_share"]), _num(s["fast_share"]), _num(s.get("peer_agreement")),
-                  "[red]yes[/]" if s["excluded"] else "[green]no[/]")  # fmt: skip
+        t.add_row(
+            who,
+            str(s["n"]),
+            str(s.get("n_invalid", 0)),
+            str(s["gold_n"]),
+            _num(s["gold_accuracy"]),
+            _num(s["left_share"]),
+            _num(s["fast_share"]),
+            _num(s.get("peer_agreement")),
+            "[red]yes[/]" if s["excluded"] else "[green]no[/]",
+        )
     console.print(t)
-    console.print("left = share of decisive answers on the left side; fast = share under the time limit; peer = "
-                  "agreement with the other annotators' plurality", style="dim")  # fmt: skip
+    console.print(
+        "left = share of decisive answers on the left side; fast = share under the time limit; peer = "
+        "agreement with the other annotators' plurality",
+        style="dim",
+    )
     for who, s in qc["annotators"].items():
         if s["excluded"]:
             console.print(f"[red]excluded[/] {who}: {s['reason']}")
     a = Table("criterion", "Krippendorff α (all)", "α (kept)", "Cohen κ min", "κ max", title="agreement")
     for c, alpha in qc["alpha"].items():
         ks = [v[c] for v in qc["kappa"].values() if v.get(c) is not None]
-        a.add_row(c, _num(alpha), _num(qc.get("alpha_kept", {}).get(c)), _num(min(ks) if ks else None),
-                  _num(max(ks) if ks else None))  # fmt: skip
+        a.add_row(
+            c,
+            _num(alpha),
+            _num(qc.get("alpha_kept", {}).get(c)),
+            _num(min(ks) if ks else None),
+            _num(max(ks) if ks else None),
+        )
     console.print(a)
 
 
@@ -116,8 +129,9 @@ def print_ranking(criterion: str, rows: list[dict[str, Any]]) -> None:
     t = Table("rank", "model", "θ", "95 % CI", "wins", "losses", "ties", title=f"Bradley–Terry ranking: {criterion}")
     for r in rows:
         ci = "–" if r["ci_low"] is None else f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
-        t.add_row(str(r["rank"]), r["model"], f"{r['theta']:.3f}", ci, str(r["wins"]), str(r["losses"]),
-                  str(r["ties"]))  # fmt: skip
+        t.add_row(
+            str(r["rank"]), r["model"], f"{r['theta']:.3f}", ci, str(r["wins"]), str(r["losses"]), str(r["ties"])
+        )
     console.print(t)
 
 
@@ -127,7 +141,7 @@ def _release(workspace: Path, kind: str, name: str, version: str, **kw: Any) -> 
     try:
         s = release_flow(workspace=str(workspace), kind=kind, name=name, version=version, **kw)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
-        _fail(str(e))
+        fail(str(e))
     t = Table("what", "value", title=f"release {name}-{version} ({kind})")
     for k in ("source", "split", "samples", "shards"):
         t.add_row(k, str(s[k]))
@@ -136,15 +150,19 @@ def _release(workspace: Path, kind: str, name: str, version: str, **kw: Any) -> 
     console.print(f"release: {s['path']}\ncard: {Path(s['path']) / 'README.md'}")
 
 
-release_app = typer.Typer(help="Release a dataset: sharded webdataset + manifest (sha256) + index + dataset card.",
-                          no_args_is_help=True)  # fmt: skip
+release_app = typer.Typer(
+    help="Release a dataset: sharded webdataset + manifest (sha256) + index + dataset card.", no_args_is_help=True
+)
 
 
 @release_app.command("preferences")
 def release_preferences(
-    name: NameOpt, version: VersionOpt, workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
-    max_count: MaxCountOpt = 1000, max_bytes: MaxBytesOpt = 2 << 30,
-) -> None:  # fmt: skip
+    name: NameOpt,
+    version: VersionOpt,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    max_count: MaxCountOpt = 1000,
+    max_bytes: MaxBytesOpt = 2 << 30,
+) -> None:
     """Release the aggregated preferences (run `sr4k aggregate` first): LR, A, B and the labels per pair.
 
     Example: sr4k release preferences --name refsr --version 0.2.0
@@ -154,10 +172,13 @@ def release_preferences(
 
 @release_app.command("trainset")
 def release_trainset(
-    name: NameOpt, version: VersionOpt,
-    dataset: Annotated[str | None, typer.Option(help="Curated shard dataset [default: the only one]")] = None,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE), max_count: MaxCountOpt = 1000, max_bytes: MaxBytesOpt = 2 << 30,
-) -> None:  # fmt: skip
+    name: NameOpt,
+    version: VersionOpt,
+    dataset: Annotated[str | None, typer.Option(help="Curated shard dataset", show_default="the only one")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    max_count: MaxCountOpt = 1000,
+    max_bytes: MaxBytesOpt = 2 << 30,
+) -> None:
     """Release the curated training set (`sr4k curate`): HR/LR pairs with their provenance.
 
     Example: sr4k release trainset --name train4k --version 1.0.0 --dataset train4k
@@ -167,10 +188,13 @@ def release_trainset(
 
 @release_app.command("benchmark")
 def release_benchmark(
-    name: NameOpt, version: VersionOpt,
-    bench: Annotated[str | None, typer.Option(help="Benchmark name [default: the only one]")] = None,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE), max_count: MaxCountOpt = 1000, max_bytes: MaxBytesOpt = 2 << 30,
-) -> None:  # fmt: skip
+    name: NameOpt,
+    version: VersionOpt,
+    bench: Annotated[str | None, typer.Option(help="Benchmark name", show_default="the only one")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    max_count: MaxCountOpt = 1000,
+    max_bytes: MaxBytesOpt = 2 << 30,
+) -> None:
     """Release a benchmark (`sr4k bench build|import`): LR (and HR) per item.
 
     Example: sr4k release benchmark --name syn4k --version 1.0.0 --bench syn4k

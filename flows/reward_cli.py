@@ -11,18 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(msg)}")  # messages quote extras like sr4k[vllm]: not markup
-    raise typer.Exit(code)
+from flows.console import console, fail, warn
 
 
 def _quiet_libraries() -> None:
@@ -75,9 +67,14 @@ def eval_table(report: dict[str, Any], title: str) -> Table:
     t = Table(title=title)
     for col in ("", *CRITERIA):
         t.add_column(col, justify="right" if col else "left")
-    rows = [("judge accuracy", "accuracy"), ("  a shown first", "accuracy_ab"), ("  b shown first", "accuracy_ba"),
-            ("  agreement-weighted", "weighted_accuracy"), ("position consistency", "position_consistency"),
-            ("malformed answers", "malformed")]  # fmt: skip
+    rows = [
+        ("judge accuracy", "accuracy"),
+        ("  a shown first", "accuracy_ab"),
+        ("  b shown first", "accuracy_ba"),
+        ("  agreement-weighted", "weighted_accuracy"),
+        ("position consistency", "position_consistency"),
+        ("malformed answers", "malformed"),
+    ]
     for name, key in rows:
         t.add_row(
             name, *(f"{report['judge'][c][key]:.3f}" for c in CRITERIA), style="bold" if key == "accuracy" else None
@@ -91,20 +88,36 @@ def eval_table(report: dict[str, Any], title: str) -> Table:
 def train_reward(
     data: Annotated[str, typer.Option("--data", "-d", help="Preferences: workspace folder or release folder/.tar")],
     model: Annotated[str, typer.Option("--model", "-m", help="Local Qwen2-VL/Qwen2.5-VL checkpoint folder")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings (RewardConfig)")] = None,
-    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Checkpoints and final judge")] = None,
-    use_vllm: Annotated[bool | None, typer.Option("--use-vllm/--no-use-vllm", help="vLLM rollouts (GPU)")] = None,
-    vllm_mode: Annotated[str | None, typer.Option(help="colocate | server (with `trl vllm-serve`)")] = None,
-    lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters only")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps (-1 = epochs)")] = None,
-    num_generations: Annotated[int | None, typer.Option(help="GRPO group size")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="per_device_train_batch_size")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate")] = None,
-    beta: Annotated[float | None, typer.Option(help="KL coefficient")] = None,
-    max_completion_length: Annotated[int | None, typer.Option(help="Max new tokens per rollout")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML file of settings (RewardConfig)", show_default="none")
+    ] = None,
+    output_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--output-dir", "-o", help="Checkpoints and final judge", show_default="./sr4k-data/models/refreward"
+        ),
+    ] = None,
+    use_vllm: Annotated[
+        bool | None, typer.Option("--use-vllm/--no-use-vllm", help="vLLM rollouts (GPU)", show_default="no-use-vllm")
+    ] = None,
+    vllm_mode: Annotated[
+        str | None, typer.Option(help="colocate | server (with `trl vllm-serve`)", show_default="colocate")
+    ] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters only", show_default="no-lora")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps (-1 = epochs)", show_default="-1")] = None,
+    num_generations: Annotated[int | None, typer.Option(help="GRPO group size", show_default="4")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="per_device_train_batch_size", show_default="4")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate", show_default="1e-06")] = None,
+    beta: Annotated[float | None, typer.Option(help="KL coefficient", show_default="0.04")] = None,
+    max_completion_length: Annotated[
+        int | None, typer.Option(help="Max new tokens per rollout", show_default="256")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda", show_default="auto")] = None,
     resume: Annotated[
-        bool | None, typer.Option("--resume/--no-resume", help="Resume from the last checkpoint")
+        bool | None,
+        typer.Option("--resume/--no-resume", help="Resume from the last checkpoint", show_default="resume"),
     ] = None,
     evaluate: Annotated[
         bool, typer.Option("--eval/--no-eval", help="Evaluate on the held-out pairs at the end")
@@ -121,10 +134,22 @@ def train_reward(
     from training.reward.config import ConfigError, load_config
 
     _quiet_libraries()
-    overrides = {"data": data, "model": model, "output_dir": output_dir, "use_vllm": use_vllm,
-                 "vllm_mode": vllm_mode, "lora": lora, "max_steps": max_steps, "num_generations": num_generations,
-                 "per_device_train_batch_size": batch_size, "learning_rate": learning_rate, "beta": beta,
-                 "max_completion_length": max_completion_length, "device": device, "resume": resume}  # fmt: skip
+    overrides = {
+        "data": data,
+        "model": model,
+        "output_dir": output_dir,
+        "use_vllm": use_vllm,
+        "vllm_mode": vllm_mode,
+        "lora": lora,
+        "max_steps": max_steps,
+        "num_generations": num_generations,
+        "per_device_train_batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "beta": beta,
+        "max_completion_length": max_completion_length,
+        "device": device,
+        "resume": resume,
+    }
     try:
         cfg = load_config(config, overrides)
         from training.reward import recipe
@@ -134,7 +159,7 @@ def train_reward(
         with progress if not quiet else _null():
             summary = recipe.train(cfg, callbacks=callbacks)
     except (ConfigError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     t = Table(title=f"train-reward — {summary['final']}")
     t.add_column("what")
     t.add_column("value", justify="right")
@@ -144,7 +169,7 @@ def train_reward(
         t.add_row(k, f"{summary[k]:.4g}")
     console.print(t)
     if summary.get("stopped"):
-        err.print(f"[bold yellow]warning:[/] {escape(summary['stopped'])}")
+        warn(summary["stopped"])
     if evaluate and summary["held_out"]:
         report = recipe.evaluate(summary, cfg)
         from training.reward.evaluate import write_report
@@ -184,13 +209,13 @@ def eval_reward(
     data: Annotated[str, typer.Option("--data", "-d", help="Held-out preferences: workspace or release")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Report folder [default: a new <checkpoint>/eval-reward/<data>-<UTC time>]"),
+        typer.Option("--out", help="Report folder", show_default="a new <checkpoint>/eval-reward/<data>-<UTC time>"),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the report already in --out")] = False,
     backend: Annotated[str, typer.Option(help="transformers | vllm")] = "transformers",
-    device: Annotated[str | None, typer.Option(help="cpu | cuda [default: cuda when available]")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda", show_default="cuda when available")] = None,
     batch_size: Annotated[int, typer.Option(help="Pairs per judge batch")] = 8,
-    limit: Annotated[int | None, typer.Option(help="Evaluate the first N pairs only")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N pairs only", show_default="all")] = None,
     baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="PSNR/sharpness baselines")] = True,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
@@ -205,22 +230,25 @@ def eval_reward(
     _quiet_libraries()
     out = out or _new_report_dir(checkpoint, data)
     if (out / "eval.json").exists() and not overwrite:
-        _fail(f"{out} already holds a report (eval.json): pass another --out, or --overwrite to replace it")
+        fail(f"{out} already holds a report (eval.json): pass another --out, or --overwrite to replace it")
     try:
         samples = load_preferences(data)
         judge = load_judge(checkpoint, backend=backend, device=device)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     samples = samples[:limit] if limit else samples
     with _progress() as progress:
         task = progress.add_task("judging pairs", total=len(samples), info="", visible=not quiet)
         try:
             report = evaluate_pairs(
-                judge, samples, baselines=baselines, batch_size=batch_size,
+                judge,
+                samples,
+                baselines=baselines,
+                batch_size=batch_size,
                 progress=lambda k: progress.advance(task, k),
-            )  # fmt: skip
+            )
         except (OSError, ValueError) as e:  # an unreadable or mismatched image of the data set
-            _fail(f"evaluation stopped on a bad input of {data}: {str(e).splitlines()[0] if str(e) else e!r}")
+            fail(f"evaluation stopped on a bad input of {data}: {str(e).splitlines()[0] if str(e) else e!r}")
     js, md = write_report(report, out)
     console.print(eval_table(report, f"eval-reward — {checkpoint}"))
     console.print(f"report: {md} (per pair: {js})")
@@ -231,7 +259,7 @@ def score(
     lr: Annotated[Path, typer.Option("--lr", help="The LR input image")],
     candidates: Annotated[list[Path], typer.Argument(help="Candidate HR images of that LR (2 or more)")],
     backend: Annotated[str, typer.Option(help="transformers | vllm")] = "transformers",
-    device: Annotated[str | None, typer.Option(help="cpu | cuda [default: cuda when available]")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda", show_default="cuda when available")] = None,
     method: Annotated[str, typer.Option(help="bt (Bradley–Terry log-strength) | wins (share of games won)")] = "bt",
 ) -> None:
     """Rank candidates of one LR by a round-robin tournament of the judge (both A/B orders) + Bradley–Terry.
@@ -245,26 +273,30 @@ def score(
     _quiet_libraries()
     for p in [lr, *candidates]:
         if not p.is_file():
-            _fail(f"{p} does not exist")
+            fail(f"{p} does not exist")
     if len(candidates) < 2:
-        _fail("give at least two candidate images to compare")
+        fail("give at least two candidate images to compare")
     try:
         scorer = RefRewardScorer.from_checkpoint(checkpoint, backend=backend, device=device, method=method)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         lr_image = Image.open(lr).convert("RGB")
         images = [Image.open(p).convert("RGB") for p in candidates]
     except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
-        _fail(f"cannot read an input as an image: {str(e).splitlines()[0]}")
+        fail(f"cannot read an input as an image: {str(e).splitlines()[0]}")
     sizes = {im.size for im in images}
     if len(sizes) > 1:
-        _fail(f"the candidates differ in size ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))}): they must be SR "
-              "results of the same LR at the same scale")  # fmt: skip
+        fail(
+            f"the candidates differ in size ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))}): they must be SR "
+            "results of the same LR at the same scale"
+        )
     (cw, ch), (lw, lh) = images[0].size, lr_image.size
     if cw < lw or ch < lh:
-        _fail(f"the candidates ({cw}x{ch}) are smaller than the LR ({lw}x{lh}): pass the LR with --lr and the HR "
-              "results as arguments")  # fmt: skip
+        fail(
+            f"the candidates ({cw}x{ch}) are smaller than the LR ({lw}x{lh}): pass the LR with --lr and the HR "
+            "results as arguments"
+        )
     n_games = len(images) * (len(images) - 1)
     with console.status(f"judging {n_games} games ({len(images)} candidates, both orders)"):
         scores = scorer.score(lr_image, images)

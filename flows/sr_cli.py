@@ -13,16 +13,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
+from flows.console import console, fail
 
 
 def _parse_set(items: list[str]) -> dict[str, object]:
@@ -32,31 +25,53 @@ def _parse_set(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            _fail(f"--set {item!r}: use dotted.key=value, e.g. --set loss.ap=0.5")
+            fail(f"--set {item!r}: use dotted.key=value, e.g. --set loss.ap=0.5")
         try:
             out[key] = yaml.safe_load(value)
         except yaml.YAMLError:  # e.g. --set data.crop=[1, (an unclosed list): one line, not a traceback
-            _fail(f"--set {item!r}: the value is not valid YAML; fix it (e.g. --set loss.ap=0.5, data.crop=[64,64])")
+            fail(f"--set {item!r}: the value is not valid YAML; fix it (e.g. --set loss.ap=0.5, data.crop=[64,64])")
     return out
 
 
 def train_sr(
-    shards: Annotated[list[str] | None, typer.Option(help="Curated shard tar or shard folder (repeat)")] = None,
-    transformer: Annotated[str | None, typer.Option(help="Local diffusers FluxTransformer2DModel folder")] = None,
-    vae: Annotated[str | None, typer.Option(help="Local diffusers F16 AutoencoderKL folder")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings (training.sr.config)")] = None,
-    stage: Annotated[str | None, typer.Option(help="supervised | grpo [default: supervised]")] = None,
-    reward: Annotated[str | None, typer.Option(help="RefReward checkpoint (stage grpo)")] = None,
-    init_from: Annotated[str | None, typer.Option(help="Checkpoint to start from (grpo: the stage-1 model)")] = None,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Output folder of checkpoints")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps")] = None,
-    crop: Annotated[int | None, typer.Option(help="HR training crop side (multiple of 32 and of the scale)")] = None,
-    rfr: Annotated[str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none [default: yarn]")] = None,
-    ap_weight: Annotated[float | None, typer.Option("--lambda-ap", help="Weight of L_AP (0 = off)")] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help="auto | bfloat16 | float16 | float32 [default: auto = bf16 on a GPU]")
+    shards: Annotated[
+        list[str] | None, typer.Option(help="Curated shard tar or shard folder (repeat)", show_default="none")
     ] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Any setting: dotted.key=value (repeat)")] = None,
+    transformer: Annotated[
+        str | None, typer.Option(help="Local diffusers FluxTransformer2DModel folder", show_default="none")
+    ] = None,
+    vae: Annotated[
+        str | None, typer.Option(help="Local diffusers F16 AutoencoderKL folder", show_default="none")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML settings (training.sr.config)", show_default="none")
+    ] = None,
+    stage: Annotated[str | None, typer.Option(help="supervised | grpo", show_default="supervised")] = None,
+    reward: Annotated[str | None, typer.Option(help="RefReward checkpoint (stage grpo)", show_default="none")] = None,
+    init_from: Annotated[
+        str | None, typer.Option(help="Checkpoint to start from (grpo: the stage-1 model)", show_default="none")
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="Output folder of checkpoints", show_default="sr4k-data/models/op4ksr"),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps", show_default="1000")] = None,
+    crop: Annotated[
+        int | None, typer.Option(help="HR training crop side (multiple of 32 and of the scale)", show_default="512")
+    ] = None,
+    rfr: Annotated[
+        str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none", show_default="yarn")
+    ] = None,
+    ap_weight: Annotated[
+        float | None, typer.Option("--lambda-ap", help="Weight of L_AP (0 = off)", show_default="1.0")
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="auto | bfloat16 | float16 | float32 (auto = bf16 on a GPU)", show_default="auto"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Any setting: dotted.key=value (repeat)", show_default="none")
+    ] = None,
 ) -> None:
     """Train OP4KSR (LoRA on a Flux transformer + F16 VAE, one step, patch-free) on curated 4K shards.
 
@@ -64,8 +79,6 @@ def train_sr(
 
     Example: sr4k train-sr --shards ./sr4k-data/shards/train4k --transformer /m/flux --vae /m/f16-vae -o ./runs/sr
     """
-    from pydantic import ValidationError
-
     from training.sr.config import load_config
 
     overrides = {"data.shards": shards or None, "model.transformer": transformer, "model.vae": vae, "stage": stage,
@@ -74,13 +87,10 @@ def train_sr(
     overrides |= _parse_set(set_ or [])
     try:
         cfg = load_config(config, overrides)
-    except ValidationError as e:
-        lines = [f"  {'.'.join(map(str, x['loc'])) or 'config'}: {x['msg']}" for x in e.errors()]
-        _fail("invalid train-sr settings:\n" + "\n".join(lines))
-    except (OSError, ValueError) as e:
-        _fail(str(e))
+    except ValueError as e:  # pipelines.store.settings.SettingsError: one line naming the key and the fix
+        fail(str(e))
     if not cfg.data.shards:
-        _fail("no training data: pass --shards <curated shard folder> (e.g. sr4k-data/shards/train4k)")
+        fail("no training data: pass --shards <curated shard folder> (e.g. sr4k-data/shards/train4k)")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if cfg.stage == "grpo":
@@ -92,7 +102,7 @@ def train_sr(
         try:
             run = recipe.setup(cfg)
         except (FileNotFoundError, ValueError, ImportError) as e:
-            _fail(str(e))
+            fail(str(e))
         task = progress.add_task("", total=cfg.steps, completed=run.step)
 
         def log(rec: dict) -> None:
@@ -104,11 +114,11 @@ def train_sr(
             run = recipe.train(run, log)
         except RuntimeError as e:
             if type(e).__name__ == "ZeroSpreadError":
-                _fail(str(e), 1)
+                fail(str(e), code=1)
             hint = memory_hint(e)
             if hint is None:
                 raise
-            _fail(hint, 1)
+            fail(hint, code=1)
     t = Table(title=f"train-sr {cfg.stage} — {cfg.out}")
     t.add_column("what")
     t.add_column("value", justify="right")
@@ -158,15 +168,15 @@ def upscale(
 
     bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
     if bgr is None:
-        _fail(f"cannot read {image} as an image")
+        fail(f"cannot read {image} as an image")
     if dtype not in ("auto", "bfloat16", "float16", "float32"):
-        _fail(f"--dtype {dtype}: choose auto, bfloat16, float16 or float32")
+        fail(f"--dtype {dtype}: choose auto, bfloat16, float16 or float32")
     try:
         model = OP4KSR.from_checkpoint(checkpoint, dtype=dtype)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     if model.cfg.scale != scale:
-        _fail(f"--scale {scale}, but the checkpoint is x{model.cfg.scale} (use --scale {model.cfg.scale})")
+        fail(f"--scale {scale}, but the checkpoint is x{model.cfg.scale} (use --scale {model.cfg.scale})")
     if vae_tiling:
         model.vae.enable_tiling()
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -179,7 +189,7 @@ def upscale(
         hint = memory_hint(e)
         if hint is None:
             raise
-        _fail(hint, 1)
+        fail(hint, code=1)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

@@ -12,10 +12,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from pipelines.store.safety import read_yaml_mapping
-from pipelines.store.workspace import merge_dotted
+from pipelines.store.settings import SettingsError, load_settings
 from training.reward.examples import PixelBudget
 
 # Only the language model's projections: the vision tower's MLP has the same names (gate/up/down_proj).
@@ -131,28 +130,13 @@ class RewardConfig(BaseModel):
         return [self.format_weight, self.accuracy_weight]
 
 
-def _format_errors(e: ValidationError) -> str:
-    lines = []
-    for x in e.errors():
-        loc = ".".join(map(str, x["loc"])) or "config"
-        msg = x["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc}: {msg}")
-    return "invalid reward settings:\n" + "\n".join(lines)
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RewardConfig:
-    """YAML file (optional) + overrides (dotted keys, e.g. ``pixel_budget.crop_size``; None values ignored)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:  # missing, broken YAML, not a mapping, a FIFO: one line naming the file and the fix (issue 13)
-            data = read_yaml_mapping(path, "--config")
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    merge_dotted(data, overrides)
+    """YAML file (optional) + overrides (dotted keys, e.g. ``pixel_budget.crop_size``; None values ignored), loaded
+    as every sr4k config is (``pipelines.store.settings``); a ConfigError of one line naming key, source and fix."""
     try:
-        return RewardConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_errors(e)) from None
+        return load_settings(RewardConfig, path, overrides, what="reward")
+    except SettingsError as e:
+        raise ConfigError(str(e)) from None
 
 
 def check_runtime(cfg: RewardConfig) -> str:

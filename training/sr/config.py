@@ -203,18 +203,17 @@ def _gcd(a: int, b: int) -> int:
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """YAML (optional) + dotted-key overrides (``None`` values skipped) -> validated :class:`TrainConfig`."""
-    from pipelines.store.safety import read_yaml_mapping
-    from pipelines.store.workspace import merge_dotted  # imported here: the model code (GPU scripts) needs no pyarrow
+    """YAML (optional) + dotted-key overrides (``None`` values skipped) -> validated :class:`TrainConfig`, loaded as
+    every sr4k config is (``pipelines.store.settings``: a one-line ``SettingsError``, a ValueError, naming the key,
+    where its value came from and the fix). With ``init_from`` a checkpoint, its saved model settings are the
+    defaults of ``model``."""
+    from pipelines.store.settings import read_settings, validate_settings  # light: no pyarrow for the GPU scripts
 
-    data: dict[str, Any] = {}
-    if path is not None:  # missing, broken YAML, not a mapping: a one-line ValueError naming the file (issue 13)
-        data = read_yaml_mapping(path, "--config")
-    merge_dotted(data, overrides)
+    data = read_settings(path, overrides)
     init = data.get("init_from")
     if init and (Path(init) / "op4ksr.json").is_file():  # the model of the checkpoint, unless set explicitly
         import json
 
         saved = json.loads((Path(init) / "op4ksr.json").read_text())["model"]
         data["model"] = saved | {k: v for k, v in (data.get("model") or {}).items() if v is not None}
-    return TrainConfig.model_validate(data)
+    return validate_settings(TrainConfig, data, what="train-sr", path=path, overrides=overrides)
