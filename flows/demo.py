@@ -57,7 +57,7 @@ SIM_ANNOTATORS = {
 def proxy_scores(lr: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     """What the demo's simulated annotators "see" in a candidate (z-scored over a pair before use):
 
-    - consistency: PSNR (dB) between the candidate area-downscaled to the LR's size and the LR itself — the
+    - consistency: ``lr_consistency_psnr`` (PSNR-Y of the candidate area-downscaled to the LR's size vs the LR) — the
       classic re-degradation fidelity check (an output that invents or loses content drifts away from its input);
     - naturalness: log of the Laplacian energy (sharpness) of the candidate's luma — crisp detail reads as natural
       at this scale, blur does not.
@@ -66,10 +66,9 @@ def proxy_scores(lr: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     pull, QC, aggregation, release, reward training — with answers that depend on the pictures."""
     import cv2
 
-    h, w = lr.shape[:2]
-    down = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64)
-    mse = float(np.mean((down - lr.astype(np.float64)) ** 2))
-    psnr = 10 * np.log10(255.0**2 / max(mse, 1e-10))
+    from pipelines.bench.metrics import lr_consistency_psnr
+
+    psnr = lr_consistency_psnr(lr, out)
     luma = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float64)
     sharp = float(np.log(np.mean(cv2.Laplacian(luma, cv2.CV_64F) ** 2) + 1e-6))
     return psnr, sharp

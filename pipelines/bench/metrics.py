@@ -142,6 +142,26 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, crop_border: int) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(DATA_RANGE**2 / mse)
 
 
+LR_PSNR_CAP = 100.0  # dB: identical planes give inf; the cap keeps means and drops finite
+
+
+def lr_consistency_psnr(lr: np.ndarray, sr: np.ndarray) -> float:
+    """LR–HR consistency, RefReward's first axis: PSNR-Y (``psnr_y``, no border crop) of the SR area-downscaled to
+    the LR's size against the LR, capped at ``LR_PSNR_CAP`` dB. The one definition used by benchmark import (the
+    HR↔LR alignment check), the OP4KSR GRPO fidelity guard, reward evaluation's ``lr_psnr`` baseline and the demo's
+    simulated annotators.
+
+    Which LR: the *clean* LR where one exists (the area-downscaled HR before noise/JPEG: GRPO's guard passes it) —
+    against the degraded LR an output would be rewarded for reproducing the noise and JPEG blocks it should remove.
+    Where only the degraded or real LR exists (reward evaluation, the demo, imported real pairs) that LR is used.
+
+    Area downscale = ``cv2.INTER_AREA``, which for the integer factors sr4k uses is the exact box mean (equal to
+    torch's ``adaptive_avg_pool2d`` and to ``curate.degrade.area_resize``); Y = BasicSR's (``rgb_to_y``)."""
+    h, w = lr.shape[:2]
+    down = cv2.resize(np.ascontiguousarray(sr), (w, h), interpolation=cv2.INTER_AREA)
+    return float(min(psnr_y(down, lr, crop_border=0), LR_PSNR_CAP))
+
+
 def _ssim_valid(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM map over the 'valid' positions of the 11x11 Gaussian window (BasicSR ``_ssim``).
 

@@ -93,12 +93,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
+from pipelines.bench.metrics import lr_consistency_psnr
 from pipelines.curate.build import TOKEN_STRIDE
 from pipelines.curate.crop import CROP_VERSION, choose_crops
 from pipelines.curate.decode import ACCEPTED_FORMATS, DECODE_VERSION, Decoded, DecodeSettings, decode_image
@@ -731,7 +731,7 @@ class _PairedImport:
         if isinstance(fitted, str):
             return self._both(pair, "size_mismatch", fitted)
         hr_rgb, note = fitted
-        psnr = _psnr_y(hr_rgb, lr.rgb)
+        psnr = lr_consistency_psnr(lr.rgb, hr_rgb)
         self.out.png(f"hr/{pair.key}.png", hr_rgb)
         self.out.png(f"lr/{pair.key}.png", lr.rgb)
         lh, lw = lr.rgb.shape[:2]
@@ -791,17 +791,6 @@ def _fit_hr(hr: np.ndarray, lr: np.ndarray, scale: int) -> tuple[np.ndarray, str
     if 0 <= dw < scale and 0 <= dh < scale:
         return hr[: lh * scale, : lw * scale], f"hr cropped from {hw}x{hh} to {lw * scale}x{lh * scale} (modcrop)"
     return f"hr {hw}x{hh} != lr {lw}x{lh} x {scale} = {lw * scale}x{lh * scale}"
-
-
-def _psnr_y(hr: np.ndarray, lr: np.ndarray) -> float:
-    """PSNR (dB, capped at 99) of the area-downscaled HR's luma against the LR's; integer maths, so exact."""
-    down = cv2.resize(np.ascontiguousarray(hr), (lr.shape[1], lr.shape[0]), interpolation=cv2.INTER_AREA)
-    ya = cv2.cvtColor(down, cv2.COLOR_RGB2GRAY).astype(np.int64)
-    yb = cv2.cvtColor(np.ascontiguousarray(lr), cv2.COLOR_RGB2GRAY).astype(np.int64)
-    sse = int(np.sum((ya - yb) ** 2))
-    if sse == 0:
-        return 99.0
-    return min(99.0, 10 * float(np.log10(255.0**2 * ya.size / sse)))
 
 
 # ----------------------------------------------------------------------------------------------------------------- #

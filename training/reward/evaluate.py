@@ -26,22 +26,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from pipelines.bench.metrics import hf_energy, psnr_y
+from pipelines.bench.metrics import hf_energy, lr_consistency_psnr
 from pipelines.curate import filters
 from pipelines.store.workspace import write_bytes_atomic, write_json_atomic
 from schemas.labels import CRITERIA
 from training.reward.data import PreferenceSample
 from training.reward.examples import to_candidate
 
-
-def lr_psnr(lr: np.ndarray, cand: np.ndarray) -> float:
-    """PSNR-Y of the candidate re-downscaled to the LR size against the LR (higher = more faithful to the input)."""
-    h, w = lr.shape[:2]
-    down = cv2.resize(cand, (w, h), interpolation=cv2.INTER_AREA)
-    return float(min(psnr_y(down, lr, crop_border=0), 100.0))  # identical → inf; cap keeps means finite
+lr_psnr = lr_consistency_psnr  # fidelity to the input (higher = more faithful); the one definition, in bench.metrics
 
 
 def sharpness(lr: np.ndarray, cand: np.ndarray) -> float:

@@ -92,13 +92,6 @@ def fidelity_reward(lrs: list[np.ndarray], groups: list[list[np.ndarray]]) -> np
     return out
 
 
-def lr_psnr(lr: np.ndarray, sr: np.ndarray) -> float:
-    """LR-consistency: PSNR (dB, RGB) of the area-downscaled SR against the LR."""
-    down = cv2.resize(sr, (lr.shape[1], lr.shape[0]), interpolation=cv2.INTER_AREA).astype(np.float64)
-    mse = float(np.mean((down - lr.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
 def load_reward(cfg: TrainConfig) -> RewardFn:
     """The reward of ``cfg``: RefReward (lazy import, only with ``--reward``) plus the weighted fidelity term."""
     base: RewardFn | None = None
@@ -280,12 +273,12 @@ def noise_split(run: Run, hr: torch.Tensor, lr: torch.Tensor, states: int = 4, a
 
 
 def guard_stats(s: dict[str, Any]) -> dict[str, float]:
-    from pipelines.bench.metrics import periodicity
+    from pipelines.bench.metrics import lr_consistency_psnr, periodicity
 
     psnrs, peaks = [], []
     for clean, group in zip(s["clean"], s["groups"], strict=True):
         for sr in group:
-            psnrs.append(lr_psnr(clean, sr))
+            psnrs.append(lr_consistency_psnr(clean, sr))
             if min(sr.shape[:2]) >= 16:
                 peaks.append(periodicity(sr).peak)
     return {"lr_psnr": float(np.mean(psnrs)), "periodicity": float(np.mean(peaks)) if peaks else 0.0}

@@ -374,3 +374,19 @@ def test_lpips_and_dists_availability(tmp_path: Path) -> None:
     assert not dists_available(str(tmp_path))[0]
     (tmp_path / "weights.pt").write_bytes(b"x")
     assert dists_available(str(tmp_path)) == (True, str(tmp_path))
+
+
+def test_lr_consistency_psnr_is_psnr_y_of_the_box_downscaled_sr_against_the_lr():
+    """Detail that averages out inside each scale x scale block is consistent (capped 100 dB); a uniform offset of d
+    grey levels on every channel costs exactly PSNR(d * 219/255 on BasicSR's Y); the arguments are (lr, sr)."""
+    from pipelines.bench.metrics import LR_PSNR_CAP, lr_consistency_psnr
+
+    rng = np.random.default_rng(0)
+    lr = rng.integers(40, 200, (16, 24, 3), dtype=np.uint8)
+    up = np.repeat(np.repeat(lr, 4, 0), 4, 1).astype(np.int16)
+    checker = (np.indices((64, 96)).sum(0) % 2 * 2 - 1)[..., None] * 20  # zero mean in every 4x4 block
+    assert lr_consistency_psnr(lr, (up + checker).astype(np.uint8)) == LR_PSNR_CAP
+    d = 4
+    expected = 10 * np.log10(255.0**2 / (d * 219 / 255) ** 2)
+    assert lr_consistency_psnr(lr, (up + d).astype(np.uint8)) == pytest.approx(expected, abs=1e-3)
+    assert lr_consistency_psnr(lr, (up + checker).astype(np.uint8)) > lr_consistency_psnr(lr, (up + d).astype(np.uint8))
