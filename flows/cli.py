@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from flows import prefect_api
+from flows.console import DEFAULT_WORKSPACE, WORKSPACE_HELP, WorkspaceOpt, console, err, error, fail, load_config
 
 # Prefect reads its settings at import: these defaults must be in place before flows.* is imported.
 prefect_api.quiet_environment()
@@ -27,11 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-DEFAULT_WORKSPACE = "./sr4k-data"
-
 # Commands that run a Prefect flow (`sr4k <cmd> [sub]`): they say on their first line which API they use.
 FLOW_COMMANDS = {"curate": None, "bench": {"build", "eval"}, "candidates": {"run"}, "pairs": {"build"},
                  "aggregate": None, "release": None, "demo": None}  # fmt: skip
@@ -65,57 +59,44 @@ def main() -> None:
         if _DEBUG or "--debug" in sys.argv:
             raise
         first = (str(e).strip().splitlines() or [""])[0]
-        err.print(f"[bold red]error:[/] {escape(type(e).__name__)}: {escape(first)}")
+        error(f"{type(e).__name__}: {first}")
         err.print("[dim]rerun with --debug for the full traceback[/]")
         raise SystemExit(1) from None
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(msg)}")
-    raise typer.Exit(code)
 
 
 def load_curate_config(path: Path | None, overrides: dict[str, Any]):
     """YAML file (optional) + CLI overrides (dotted keys, e.g. ``filters.min_short_side``) → CurateConfig."""
     from pipelines.curate.build import CurateConfig
-    from pipelines.store.safety import read_yaml_mapping
-    from pipelines.store.workspace import merge_dotted
 
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:  # missing, a FIFO, broken YAML, not a mapping: one line naming the file and the fix
-            data = read_yaml_mapping(path, "--config")
-        except ValueError as e:
-            _fail(str(e))
-    merge_dotted(data, overrides)
-    try:
-        return CurateConfig.model_validate(data)
-    except ValidationError as e:
-        lines = [f"{'.'.join(map(str, x['loc'])) or 'config'}: {x['msg'].removeprefix('Value error, ')}"
-                 for x in e.errors()]  # fmt: skip
-        _fail("invalid curate settings: " + "; ".join(lines))
+    return load_config(CurateConfig, path, overrides, what="curate")
 
 
 @app.command()
 def curate(
     input: Annotated[str, typer.Option("--input", "-i", help="Folder, list (.txt/.csv/.parquet) or fsspec URL")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder (created if needed)")] = Path(
-        DEFAULT_WORKSPACE
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", "--workspace", "-w", help=WORKSPACE_HELP + " (created if needed)")
+    ] = DEFAULT_WORKSPACE,
     hr_size: Annotated[
-        str | None, typer.Option(help="HR crop: '3840x2144' (UHD) or '4096' (square) [default: 3840x2144]")
+        str | None, typer.Option(help="HR crop: '3840x2144' (UHD) or '4096' (square)", show_default="3840x2144")
     ] = None,
-    scale: Annotated[int | None, typer.Option(help="SR scale; LR = HR / scale [default: 4]")] = None,
+    scale: Annotated[int | None, typer.Option(help="SR scale; LR = HR / scale", show_default="4")] = None,
     min_short_side: Annotated[
-        int | None, typer.Option(help="Reject sources smaller than this [default: 2160]")
+        int | None, typer.Option(help="Reject sources smaller than this", show_default="2160")
     ] = None,
-    crops_per_image: Annotated[int | None, typer.Option(help="HR crops per source [default: 1]")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Shard folder name under shards/ [default: train4k]")] = None,
-    seed: Annotated[int | None, typer.Option(help="Base seed of the degradation [default: 0]")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings")] = None,
+    crops_per_image: Annotated[int | None, typer.Option(help="HR crops per source", show_default="1")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Shard folder name under shards/", show_default="train4k")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Base seed of the degradation", show_default="0")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML file of settings (CurateConfig)", show_default="none")
+    ] = None,
     runner: Annotated[str, typer.Option(help="Task runner: threads | processes | dask")] = "threads",
-    workers: Annotated[int | None, typer.Option(help="Parallel workers [default: CPU count]")] = None,
-    dask_address: Annotated[str | None, typer.Option(help="Existing Dask scheduler (multi-node)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel workers", show_default="CPU count")] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Existing Dask scheduler (multi-node)", show_default="none: local workers")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Curate images into a deduplicated 4K training set: HR crops + synthetic LR as sharded webdataset.
@@ -135,19 +116,19 @@ def curate(
     from pipelines.store.workspace import workspace_lock
 
     if runner not in RUNNERS:
-        _fail(f"--runner {runner!r}: choose one of {', '.join(RUNNERS)}")
+        fail(f"--runner {runner!r}: choose one of {', '.join(RUNNERS)}")
     try:  # the user errors that need no orchestrator: one line each, before Prefect starts
         probe_input(input)
         with workspace_lock(out.expanduser().resolve(), "curate"):
             pass  # free now; the flow takes it for the whole run (and refuses if another run got there first)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         task_runner = make_task_runner(runner, workers, dask_address)
         flow = curate_flow.with_options(task_runner=task_runner)
         summary = flow(input=input, out=str(out), cfg=cfg, show_progress=not quiet)
     except ValueError as e:  # bad --input and similar user errors; bugs keep their traceback
-        _fail(str(e))
+        fail(str(e))
     print_curate_summary(summary)
 
 
@@ -174,7 +155,7 @@ def print_curate_summary(s: dict) -> None:
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL over the views sources, images, rejects, samples, shard_index")],
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")] = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     output: Annotated[str, typer.Option(help="table | json | csv")] = "table",
 ) -> None:
     """Query a workspace's tables with DuckDB (embedded, read-only over the Parquet parts).
@@ -188,9 +169,9 @@ def sql(
     try:
         cols, rows = run_query(workspace, query)
     except FileNotFoundError as e:
-        _fail(str(e))
+        fail(str(e))
     except duckdb.Error as e:
-        _fail(f"{type(e).__name__}: {e}")
+        fail(f"{type(e).__name__}: {e}")
     if output == "json":
         sys.stdout.write(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str, indent=1) + "\n")
     elif output == "csv":
@@ -212,7 +193,6 @@ bench_app = typer.Typer(help="Benchmarks: build a synthetic set, import real-wor
 bench_import_app = typer.Typer(help="Import a real-world benchmark from folders.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 bench_app.add_typer(bench_import_app, name="import")
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")]
 
 
 def _run_bench_build(workspace: Path, **kw) -> None:
@@ -221,7 +201,7 @@ def _run_bench_build(workspace: Path, **kw) -> None:
     try:
         summary = bench_build_flow(workspace=str(workspace), **kw)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     t = Table("what", "value", title=f"benchmark {kw['name']} ({kw['kind']})")
     for k, v in summary.items():
         if isinstance(v, list):
@@ -243,14 +223,14 @@ def bench_build(
     scale: Annotated[int, typer.Option(help="Scale factor")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the benchmark's own degradation seed space")] = 0,
     holdout_permille: Annotated[int, typer.Option(help="Held-out share used by the curation (per mille)")] = 10,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Build the synthetic benchmark: held-out HR crops + fixed-seed Real-ESRGAN degradation (rebuilds identical).
 
     Example: sr4k bench build synthetic --from /data/hr-photos --name syn4k --count 100
     """
     if kind != "synthetic":
-        _fail(f"cannot build {kind!r}: use `sr4k bench build synthetic`, or `sr4k bench import paired|lr-only`")
+        fail(f"cannot build {kind!r}: use `sr4k bench build synthetic`, or `sr4k bench import paired|lr-only`")
     from pipelines.curate.build import CurateConfig
 
     size = CurateConfig._parse_size(hr_size)
@@ -263,8 +243,8 @@ def bench_import_paired(
     hr: Annotated[Path, typer.Option(help="Folder of HR images")],
     lr: Annotated[Path, typer.Option(help="Folder of LR images (names matched: X_HR/X_LR4, X_x1/X_x4, X/X)")],
     name: Annotated[str, typer.Option(help="Benchmark name")],
-    scale: Annotated[int | None, typer.Option(help="Scale [default: inferred from the first pair]")] = None,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    scale: Annotated[int | None, typer.Option(help="Scale", show_default="inferred from the first pair")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Import real LR/HR pairs (RealSR/DRealSR layouts); unmatched, wrong-size and misaligned files are reported.
 
@@ -277,9 +257,11 @@ def bench_import_paired(
 def bench_import_lr_only(
     lr: Annotated[Path, typer.Option(help="Folder of real LR images (no ground truth)")],
     name: Annotated[str, typer.Option(help="Benchmark name")],
-    square: Annotated[int | None, typer.Option(help="Crop each image to one detailed NxN square")] = None,
+    square: Annotated[
+        int | None, typer.Option(help="Crop each image to one detailed NxN square", show_default="none: whole images")
+    ] = None,
     scale: Annotated[int, typer.Option(help="Scale the models will be run at")] = 4,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Import real LR-only images (RealLQ-style), at their own sizes or as square crops (--square N).
 
@@ -300,10 +282,11 @@ def bench_eval(
             "--lpips-weights",
             "--dists-weights",
             help="Folder with the pyiqa metrics' weights, laid out as torch's hub cache (pyiqa/, checkpoints/, clip/, "
-            "timm/); default $SR4K_IQA_WEIGHTS. Missing files: the metric says which file to put where",
+            "timm/). Missing files: the metric says which file to put where",
+            show_default="$SR4K_IQA_WEIGHTS",
         ),
     ] = None,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Evaluate models on a benchmark: table here, Parquet in the catalog (bench_results), HTML report.
@@ -331,7 +314,7 @@ def _run_bench_eval(workspace: Path, bench: str, models: list[str], token_stride
         out = bench_eval_flow(workspace=str(workspace), bench=bench, models=models, token_stride=token_stride,
                               lpips=lpips, dists=dists, show_progress=not quiet)  # fmt: skip
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     rows = summarize_results(Path(out["results"]))
     t = Table(title=f"{bench}: mean over {out['items']} items (run {out['run']})")
     shown = EVAL_COLUMNS  # every paper column, n/a where a metric is not available (the reason is printed below)
@@ -382,7 +365,7 @@ def candidates_run(
     model: Annotated[list[str], typer.Option(help="Model (repeat): bicubic, realesrgan-x4plus, spandrel:<path> ...")],
     scale: Annotated[int, typer.Option(help="Scale factor")] = 4,
     unit_size: Annotated[int, typer.Option(help="LR images per cached unit")] = 8,
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Run candidate models over an LR set; outputs are content-addressed and cached by (model version, LR key).
@@ -395,7 +378,7 @@ def candidates_run(
         s = candidates_flow(workspace=str(workspace), lr_set=lr, models=model, scale=scale, unit_size=unit_size,
                             show_progress=not quiet)  # fmt: skip
     except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     t = Table("what", "value", title=f"candidates on {lr}")
     for k in ("lr_images", "units", "units_run", "units_cached", "images_written"):
         t.add_row(k, str(s[k]))
@@ -409,25 +392,29 @@ def pairs_build(
     target: Annotated[int, typer.Option(help="Number of pairs (e.g. 18000 for RefSR-18K; 0 with --strategy all)")],
     strategy: Annotated[str, typer.Option(help="balanced | all | active")] = "balanced",
     seed: Annotated[int, typer.Option(help="Seed (selection and on-screen sides)")] = 0,
-    lr: Annotated[str | None, typer.Option(help="Only candidates of this LR set")] = None,
+    lr: Annotated[str | None, typer.Option(help="Only candidates of this LR set", show_default="all")] = None,
     min_distance: Annotated[
-        float | None, typer.Option(help="Prune pairs closer than this perceptual distance")
+        float | None, typer.Option(help="Prune pairs closer than this perceptual distance", show_default="none")
     ] = None,
     estimates: Annotated[
         Path | None,
-        typer.Option(help="active: labelling/ranking.json from `sr4k aggregate` (or JSON {model: [mean, std]})"),
+        typer.Option(
+            help=escape("active: labelling/ranking.json from `sr4k aggregate` (or JSON {model: [mean, std]})"),
+            show_default="none",
+        ),
     ] = None,
     acquisition: Annotated[
         str, typer.Option(help="active: order (default) | ranking | kg | kendall | variance (pairs.build doc)")
     ] = "order",
     criterion: Annotated[
-        list[str] | None, typer.Option(help="active: criteria of the ranking file to use (default: all; repeatable)")
+        list[str] | None,
+        typer.Option(help="active: criteria of the ranking file to use (repeatable)", show_default="all"),
     ] = None,
     min_per_pair: Annotated[
         int, typer.Option(help="active: model pairs compared fewer times than this are asked first (exploration)")
     ] = 0,
     name: Annotated[str, typer.Option(help="Name of the pairs table part")] = "pairs",
-    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Choose the pairs worth a human's time from the candidates; writes tables/pairs (query with `sr4k sql`).
 
@@ -437,11 +424,11 @@ def pairs_build(
     from pipelines.pairs.bradley_terry import ACQUISITIONS
 
     if strategy not in ("balanced", "all", "active"):
-        _fail(f"--strategy {strategy!r}: choose balanced, all or active")
+        fail(f"--strategy {strategy!r}: choose balanced, all or active")
     if acquisition not in ACQUISITIONS:
-        _fail(f"--acquisition {acquisition!r}: choose {', '.join(ACQUISITIONS)}")
+        fail(f"--acquisition {acquisition!r}: choose {', '.join(ACQUISITIONS)}")
     if strategy != "active" and (estimates or criterion):
-        _fail("--estimates and --criterion are for --strategy active")
+        fail("--estimates and --criterion are for --strategy active")
     try:
         est = str(estimates) if estimates else None
         r = pairs_flow(workspace=str(workspace), target=target, strategy=strategy, seed=seed, lr_set=lr,
@@ -449,7 +436,7 @@ def pairs_build(
                        min_per_pair=min_per_pair if strategy == "active" else 0, acquisition=acquisition,
                        criteria=criterion or None)  # fmt: skip
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     t = Table("what", "value", title=f"pairs ({strategy})")
     for k, v in r.items():
         if isinstance(v, dict) and len(v) > 3:
@@ -464,8 +451,8 @@ def pairs_build(
 
 @app.command()
 def report(
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder")] = Path(DEFAULT_WORKSPACE),
-    dataset: Annotated[str | None, typer.Option(help="Shard dataset to summarise [default: all]")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    dataset: Annotated[str | None, typer.Option(help="Shard dataset to summarise", show_default="all")] = None,
     max_thumbs: Annotated[int, typer.Option(help="Thumbnails per contact sheet")] = 48,
 ) -> None:
     """Write an HTML report of a curation run: counts per reject reason, score histograms, contact sheets.
@@ -477,7 +464,7 @@ def report(
     try:
         path = write_report(workspace, dataset, max_thumbs)
     except (FileNotFoundError, ValueError) as e:  # no workspace; a --dataset that is not a name
-        _fail(str(e))
+        fail(str(e))
     console.print(f"report: [link=file://{path}]{path}[/]")
 
 
@@ -589,7 +576,7 @@ def server(
     try:
         rc = prefect_api.serve(host, port, echo=console.print)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     raise typer.Exit(rc)
 
 

@@ -40,10 +40,15 @@ def one_line(text: str) -> str:
     return re.sub(r"\s*\n\s*", " ", str(text).strip())
 
 
-def fail(msg: str, *, fix: str | None = None, code: int = 2) -> NoReturn:
-    """Print ``error: <msg>[; <fix>]`` as one literal line on stderr and end the command with ``code``."""
+def error(msg: str, *, fix: str | None = None) -> None:
+    """Print ``error: <msg>[; <fix>]`` as one literal line on stderr."""
     line = one_line(msg) + (f"; {one_line(fix)}" if fix else "")
     err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+
+
+def fail(msg: str, *, fix: str | None = None, code: int = 2) -> NoReturn:
+    """Print ``error: <msg>[; <fix>]`` as one literal line on stderr and end the command with ``code``."""
+    error(msg, fix=fix)
     raise typer.Exit(code)
 
 
