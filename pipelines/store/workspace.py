@@ -153,20 +153,6 @@ def _describe_holder(path: Path) -> str:
         return "holder still starting; its record is not written yet"
 
 
-def merge_dotted(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Set ``overrides`` (dotted keys, e.g. ``filters.min_short_side``; ``None`` values skipped) into the nested
-    settings mapping ``data`` (changed in place and returned): how every sr4k config merges YAML and CLI options."""
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return data
-
-
 def encode_png(rgb: np.ndarray, level: int) -> bytes:
     """RGB uint8 -> PNG bytes (OpenCV, deterministic for a given level). Lives here, not in ``curate.build``, so
     that writers of images (candidates, benchmarks, releases) don't import the curation stack (webdataset, torch)."""
