@@ -1,10 +1,13 @@
 """Every command's ``--help`` ends its description with one example, and the example parses with the command's own
 options (so a renamed or removed option cannot leave a stale example behind)."""
 
+import re
 import shlex
 
 import pytest
 import typer.main
+from rich.text import Text
+from typer.testing import CliRunner
 
 from flows.cli import app
 
@@ -40,11 +43,87 @@ def test_help_shows_one_example_that_parses(path, cmd):
         pytest.fail(f"example of sr4k {' '.join(path)} does not parse: {getattr(e, 'format_message', e.__str__)()}")
 
 
+def _rendered_options(path) -> dict[str, str]:
+    """``sr4k <path> --help`` as the user sees it (rich, wide enough not to wrap): option name -> its row."""
+    res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "1000"})
+    assert res.exit_code == 0, res.output
+    rows = {}
+    for line in res.output.splitlines():
+        m = re.match(r"│\s+(?:\*\s+)?(-[-\w]+)", line)
+        if m:
+            rows[m.group(1)] = line
+    return rows
+
+
 @pytest.mark.parametrize("path,cmd", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
 def test_help_shows_defaults(path, cmd):
-    """Options with a concrete default show it (typer's [default: ...]); None-defaults say where the value comes
-    from in their help text, or are optional inputs with no default."""
-    for p in cmd.params:
-        if p.required or p.default is None or getattr(p, "is_flag", False):
-            continue
-        assert p.show_default is not False, f"sr4k {' '.join(path)} {p.opts[0]} hides its default"
+    """Every option that is not required shows ``[default: ...]`` in the rendered help: its value, or (for an option
+    whose absence defers to a config file or the environment) what applies then, via ``show_default="..."``. A
+    hand-written "[default: x]" inside a help text does not count: rich reads it as markup and prints nothing."""
+    assert _options_without_default(path, cmd) == []
+
+
+def _options_without_default(path, cmd) -> list[str]:
+    rows = _rendered_options(path)
+    options = [p for p in cmd.params if p.param_type_name == "option" and not p.required and p.name != "help"]
+    assert all(p.opts[0] in rows for p in options), (sorted(rows), [p.opts[0] for p in options])
+    return [p.opts[0] for p in options if "[default: " not in rows[p.opts[0]]]
+
+
+@pytest.mark.parametrize("path,cmd", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_help_texts_print_literally(path, cmd):
+    """Typer renders help texts as rich markup: a "[mean, std]" or "[default: x]" in one would vanish from --help."""
+    for text in [cmd.help or "", *(getattr(p, "help", None) or "" for p in cmd.params)]:
+        assert Text.from_markup(text).plain == text.replace("\\[", "["), f"sr4k {' '.join(path)}: markup in {text!r}"
+
+
+# option -> (settings model, dotted key): the options whose absence defers to the settings' default (or --config)
+CONFIG_DEFAULTS = {
+    ("curate",): ("pipelines.curate.build:CurateConfig", {
+        "--hr-size": "hr_size", "--scale": "scale", "--min-short-side": "filters.min_short_side",
+        "--crops-per-image": "crops_per_image", "--dataset": "dataset", "--seed": "seed"}),
+    ("train-reward",): ("training.reward.config:RewardConfig", {
+        "--output-dir": "output_dir", "--use-vllm": "use_vllm", "--vllm-mode": "vllm_mode", "--lora": "lora",
+        "--max-steps": "max_steps", "--num-generations": "num_generations",
+        "--batch-size": "per_device_train_batch_size", "--lr": "learning_rate", "--beta": "beta",
+        "--max-completion-length": "max_completion_length", "--device": "device", "--resume": "resume"}),
+    ("train-sr",): ("training.sr.config:TrainConfig", {
+        "--stage": "stage", "--out": "out", "--steps": "steps", "--crop": "data.crop", "--rfr": "model.rfr.mode",
+        "--lambda-ap": "loss.ap", "--dtype": "model.dtype"}),
+}  # fmt: skip
+
+
+def _field_default(model, dotted: str):
+    """The default of a dotted key: through a parent's default instance where it has one (a dataclass or model
+    built by default_factory), else through the parent field's model class (a required sub-model)."""
+    first, _, rest = dotted.partition(".")
+    field = model.model_fields[first]
+    if not rest:
+        return field.get_default(call_default_factory=True)
+    if field.is_required():
+        return _field_default(field.annotation, rest)
+    value = field.get_default(call_default_factory=True)
+    for part in rest.split("."):
+        value = getattr(value, part)
+    return value
+
+
+@pytest.mark.parametrize("path", list(CONFIG_DEFAULTS), ids=[" ".join(p) for p in CONFIG_DEFAULTS])
+def test_shown_defaults_are_the_settings_defaults(path):
+    """An option that stays None so a --config file can set the value shows the settings model's default: a change
+    of the model's default cannot leave a stale [default: ...] behind."""
+    import importlib
+
+    target, options = CONFIG_DEFAULTS[path]
+    module, name = target.split(":")
+    model = getattr(importlib.import_module(module), name)
+    rows = _rendered_options(path)
+    for opt, key in options.items():
+        value = _field_default(model, key)
+        if isinstance(value, bool):
+            shown = opt.removeprefix("--") if value else "no-" + opt.removeprefix("--")
+        elif isinstance(value, tuple):
+            shown = "x".join(map(str, value))
+        else:
+            shown = str(value)
+        assert f"[default: ({shown})]" in rows[opt], f"sr4k {' '.join(path)} {opt}: model default {value!r}"
