@@ -48,6 +48,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy.ndimage import uniform_filter
 
+from pipelines.bench.periodicity_constants import LINE_BOX, LINE_KAPPA, MASK_FLOOR, MASK_SIGMA
 from pipelines.curate import filters
 
 METRICS_VERSION = "metrics/1"
@@ -61,10 +62,7 @@ SSIM_STRIP = 128  # output rows per strip (cost only, not part of the score)
 
 # --- periodicity (part of the score definition, hence of METRICS_VERSION) ---
 MAX_SIDE = 2048  # centre crop edge (px) at native resolution; 4096 measures a whole 4K frame (timings: periodicity)
-MASK_SIGMA = 16.0  # px, Gaussian window of the local residual energy used for contrast normalisation
-MASK_FLOOR = 1.0 / 255.0  # one 8-bit level: residual below this is not amplified (invisible, quantisation noise)
-LINE_BOX = 9  # spectral bins, side of the box over which the smooth (aperiodic) spectrum is estimated
-LINE_KAPPA = 10.0  # a bin is periodic where its power exceeds LINE_KAPPA x the local smooth spectrum
+# MASK_SIGMA, MASK_FLOOR, LINE_BOX, LINE_KAPPA: bench.periodicity_constants (shared with the L_AP loss)
 # peak or stride_mean above this reads as a periodic artefact: clean photos and bicubic upscales <= 0.0032, a faint
 # (4/255) 32-px line grid on untextured photos >= 0.0060 (see periodicity)
 PERIODIC_ARTEFACT = 0.004

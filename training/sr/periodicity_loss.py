@@ -41,9 +41,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-LUMA = (0.299, 0.587, 0.114)
-MASK_SIGMA, MASK_FLOOR = 16.0, 1.0 / 255.0  # pipelines.bench.metrics.MASK_SIGMA / MASK_FLOOR
-LINE_BOX, LINE_KAPPA = 9, 10.0  # pipelines.bench.metrics.LINE_BOX / LINE_KAPPA
+from pipelines.bench.periodicity_constants import LINE_BOX, LINE_KAPPA, LUMA, MASK_FLOOR, MASK_SIGMA  # the metric's
 
 
 def _gauss_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -390,3 +390,19 @@ def test_lr_consistency_psnr_is_psnr_y_of_the_box_downscaled_sr_against_the_lr()
     expected = 10 * np.log10(255.0**2 / (d * 219 / 255) ** 2)
     assert lr_consistency_psnr(lr, (up + d).astype(np.uint8)) == pytest.approx(expected, abs=1e-3)
     assert lr_consistency_psnr(lr, (up + checker).astype(np.uint8)) > lr_consistency_psnr(lr, (up + d).astype(np.uint8))
+
+
+def test_the_loss_and_the_metric_share_the_periodicity_constants():
+    """L_AP (training) imports the metric's constants instead of copying them, and LUMA is the luma the metric uses
+    (cv2.COLOR_RGB2GRAY): a changed constant on either side changes both."""
+    import cv2
+
+    from pipelines.bench import metrics, periodicity_constants as pc
+    from training.sr import periodicity_loss as lap
+
+    for name in ("MASK_SIGMA", "MASK_FLOOR", "LINE_BOX", "LINE_KAPPA"):
+        assert getattr(metrics, name) is getattr(pc, name) is getattr(lap, name)
+    assert lap.LUMA is pc.LUMA
+    rgb = np.random.default_rng(1).random((8, 8, 3), dtype=np.float32)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    np.testing.assert_allclose(gray, rgb @ np.array(pc.LUMA, np.float32), atol=1e-6)
