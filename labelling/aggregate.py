@@ -237,7 +237,7 @@ def lr_locations(ws: Workspace, lr_set: str) -> dict[str, str]:
 
     import pyarrow.parquet as pq
 
-    bench = ws.root / "benchmarks" / lr_set
+    bench = ws.bench_dir(lr_set)
     if (bench / "index.parquet").exists():
         rows = pq.read_table(bench / "index.parquet", columns=["key", "lr_path"]).to_pylist()
         return {r["key"]: f"benchmarks/{lr_set}/{r['lr_path']}" for r in rows}
@@ -305,7 +305,7 @@ def aggregate_workspace(
     write_table(table, result.preferences, PREFERENCES)
     out = {"rankings": result.rankings, "covariance": result.covariance, "report": result.report, "qc": report,
            "agreement": _agreement(result.preferences)}  # fmt: skip
-    ranking_path = ws.root / "labelling" / "ranking.json"
+    ranking_path = ws.ranking
     write_json_atomic(ranking_path, _jsonable(out))
     return _jsonable(out | {"paths": {"preferences": str(table), "ranking": str(ranking_path)}})
 

@@ -74,7 +74,7 @@ def make_gold(ws: Workspace, bases: list[dict], seed: int) -> list[dict]:
 
 
 def gold_file(ws: Workspace, project: str) -> Path:
-    return ws.root / "labelstudio" / "projects" / f"{project}-gold.json"
+    return ws.ls_project(f"{project}-gold")
 
 
 def load_gold(ws: Workspace, project: str) -> dict[str, dict]:

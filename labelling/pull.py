@@ -122,7 +122,7 @@ def parse_result(result: list[dict], left: str) -> tuple[dict[str, str | None], 
 
 @contextmanager
 def _lock(ws: Workspace):
-    path = ws.root / "labelstudio" / "pull.lock"
+    path = ws.labelstudio / "pull.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

@@ -181,7 +181,7 @@ def _filter_ids(ws: Workspace, table, condition: str) -> set[str]:
 
 
 def project_file(ws: Workspace, project: str):
-    return ws.root / "labelstudio" / "projects" / f"{check_project(project)}.json"
+    return ws.ls_project(check_project(project))
 
 
 def project_title(ws: Workspace, project: str) -> str:
@@ -216,7 +216,7 @@ def ensure_project(api: Api, ws: Workspace, project: str, overlap: int) -> int:
     storages = api.get(f"/api/storages/localfiles/?project={pid}")
     images = str(served_images(ws))  # <ws>/served/images -> ../images (server.served_root)
     if not any(s.get("path") == images for s in storages):
-        (ws.root / "images").mkdir(parents=True, exist_ok=True)
+        ws.images.mkdir(parents=True, exist_ok=True)
         api.post("/api/storages/localfiles/", {"project": pid, "path": images, "title": "sr4k images",
                                                "use_blob_urls": False})  # fmt: skip
     return pid
@@ -360,7 +360,7 @@ def point_storages(ws: Workspace, settings: LabelSettings | None = None) -> int:
     images = str(served_images(ws))
     api = Api.for_workspace(ws, settings)
     moved = 0
-    for f in sorted((ws.root / "labelstudio" / "projects").glob("*.json")):
+    for f in sorted((ws.labelstudio / "projects").glob("*.json")):
         doc = json.loads(f.read_text())
         if not (isinstance(doc, dict) and {"id", "title"} <= doc.keys()):
             continue  # gold definitions, pull marks

@@ -140,7 +140,7 @@ def label_studio_bin() -> Path:
 
 def data_dir(ws: Workspace) -> Path:
     """Label Studio's data directory (its SQLite, media, our credentials): mode 0700, never served."""
-    return ws.root / "labelstudio"
+    return ws.labelstudio
 
 
 def served_root(ws: Workspace) -> Path:
@@ -153,7 +153,7 @@ def served_root(ws: Workspace) -> Path:
     document root ("cannot be the same as LOCAL_FILES_DOCUMENT_ROOT"), and all images sit directly in
     ``images/<sha[:2]>/``. A link keeps task URLs as the workspace-relative paths the tables record
     (``/data/local-files/?d=images/ab/<sha>.png``) and a moved workspace still works (the link is relative)."""
-    return ws.root / "served"
+    return ws.served
 
 
 def served_images(ws: Workspace) -> Path:
@@ -165,7 +165,7 @@ def ensure_served(ws: Workspace) -> None:
     """Make ``served/images -> ../images`` (``served_root``); an error naming the fix if ``served/`` holds anything
     else (e.g. a copy made by a tool that follows links), because everything there is readable by any user."""
     root, link = served_root(ws), served_images(ws)
-    (ws.root / "images").mkdir(parents=True, exist_ok=True)
+    ws.images.mkdir(parents=True, exist_ok=True)
     root.mkdir(exist_ok=True)
     if link.is_symlink() and os.readlink(link) == "../images":
         pass

@@ -61,7 +61,7 @@ def _plot(summary: list[dict]) -> str:
 
 def write_bench_report(ws_root: str | Path, bench: str, results: Path, info: dict, max_items: int = 6) -> Path:
     ws = Workspace(ws_root)
-    manifest = json.loads((ws.root / "benchmarks" / bench / "manifest.json").read_text())
+    manifest = json.loads((ws.bench_dir(bench) / "manifest.json").read_text())
     summary = summarize_results(results)
     sql = "select distinct key from read_parquet(?) order by 1 limit ?"  # bound parameters, never pasted in
     keys = [k for (k,) in duckdb.connect().execute(sql, [str(results), int(max_items)]).fetchall()]

@@ -154,7 +154,7 @@ def _manifests(ws: Workspace, dataset: str | None) -> list[dict[str, Any]]:
     if dataset is not None:
         names = [safety.check_name(dataset, "--dataset")]
     else:
-        shards = ws.root / "shards"
+        shards = ws.shards
         names = sorted(p.name for p in shards.iterdir() if p.is_dir()) if shards.is_dir() else []
     out = []
     for name in names:
@@ -162,7 +162,7 @@ def _manifests(ws: Workspace, dataset: str | None) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"dataset": name, "found": False, "note": "no manifest.json"}
         if path.is_file():
             try:
-                m = json.loads(safety.read_capped(path, ws.root / "shards", 64 << 20))
+                m = json.loads(safety.read_capped(path, ws.shards, 64 << 20))
                 shards = m.get("shards", [])
                 entry |= {
                     "found": True, "note": "", "split": m.get("split", ""), "samples": int(m.get("samples", 0)),
@@ -217,7 +217,7 @@ def _thumb_uri(ws: Workspace, key: str | None) -> str | None:
     if not key or not _SAFE_KEY.fullmatch(key):
         return None
     try:  # regular files inside thumbs/ only: a FIFO or an outside link must neither hang nor leak into the report
-        data = safety.read_capped(ws.thumb(key), ws.root / "thumbs", 16 << 20)
+        data = safety.read_capped(ws.thumb(key), ws.thumbs, 16 << 20)
     except (OSError, ValueError):  # safety.UnsafeInput is a ValueError
         return None
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii") if data else None

@@ -103,7 +103,7 @@ def release(workspace: str | Path, kind: str, name: str, version: str, *, source
     ws = Workspace(workspace)
     if not ws.root.is_dir():
         raise ReleaseError(f"workspace {ws.root} does not exist")
-    final = ws.root / "releases" / f"{name}-{version}"
+    final = ws.release_dir(name, version)
     if final.exists():
         raise FileExistsError(f"release {name}-{version} already exists at {final}; released versions are immutable: "
                               "bump --version (e.g. 0.1.1) to publish a new one")  # fmt: skip
@@ -245,7 +245,7 @@ def _only(candidates: list[str], what: str, flag: str, make: str) -> str:
 
 def _preferences(ws: Workspace, source: str | None) -> _Source:
     parts = sorted(ws.table_dir("preferences").glob("part-*.parquet"))
-    ranking_path = ws.root / "labelling" / "ranking.json"
+    ranking_path = ws.ranking
     if not parts or not ranking_path.exists():
         raise ReleaseError(f"no aggregated preferences in {ws.root}: run `sr4k aggregate` first (it writes "
                            "tables/preferences and labelling/ranking.json)")  # fmt: skip
@@ -286,7 +286,7 @@ def _preferences(ws: Workspace, source: str | None) -> _Source:
 
 
 def _trainset(ws: Workspace, source: str | None) -> _Source:
-    have = sorted(p.parent.name for p in (ws.root / "shards").glob("*/manifest.json"))
+    have = sorted(p.parent.name for p in ws.shards.glob("*/manifest.json"))
     source = source or _only(have, "curated shard dataset", "--dataset", "run `sr4k curate`")
     folder = ws.shard_dir(source)
     if not (folder / "manifest.json").exists():
@@ -345,7 +345,7 @@ def _curation_account(ws: Workspace) -> dict[str, Any] | None:
     """seen / kept / rejected by reason from the curation tables, when present."""
     from pipelines.store import catalog
 
-    if not (ws.root / "tables" / "sources").is_dir():
+    if not ws.table_dir("sources").is_dir():
         return None
     con = catalog.connect(ws.root)
     try:
@@ -363,9 +363,9 @@ def _curation_account(ws: Workspace) -> dict[str, Any] | None:
 def _benchmark(ws: Workspace, source: str | None) -> _Source:
     from pipelines.bench.sets import read_index
 
-    have = sorted(p.parent.name for p in (ws.root / "benchmarks").glob("*/manifest.json"))
+    have = sorted(p.parent.name for p in ws.benchmarks.glob("*/manifest.json"))
     source = source or _only(have, "benchmark", "--bench", "run `sr4k bench build` or `sr4k bench import`")
-    folder = ws.root / "benchmarks" / source
+    folder = ws.bench_dir(source)
     if not (folder / "manifest.json").exists():
         raise ReleaseError(f"no benchmark {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); build it "
                            "with `sr4k bench build` or `sr4k bench import`")  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.store import safety
+from pipelines.store.workspace import Workspace
 from schemas import bench, labels
 from schemas.records import TABLES as _RECORD_TABLES
 
@@ -24,11 +25,11 @@ TABLES = _RECORD_TABLES | bench.TABLES | labels.TABLES
 
 
 def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
-    root = Path(root)
-    if not (root / "tables").is_dir():
+    ws = Workspace(root)
+    if not ws.tables.is_dir():
         raise FileNotFoundError(f"{root} is not an sr4k workspace (no tables/ folder); run `sr4k curate --out {root}`")
     con = duckdb.connect()
-    for table_dir in sorted((root / "tables").iterdir()):
+    for table_dir in sorted(ws.tables.iterdir()):
         parts = sorted(table_dir.glob("part-*.parquet")) if table_dir.is_dir() else []
         if parts and safety.is_name(table_dir.name):
             # the part files listed one by one, not as a glob: a workspace path holding "[", "*" or "?" is no pattern
@@ -41,7 +42,7 @@ def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
             schema = TABLES[name][1]
             cols = ", ".join(f"cast(null as {_duck_type(f.type)}) as {ident(f.name)}" for f in schema)
             con.execute(f"create view {ident(name)} as select {cols} where false")
-    indexes = sorted(p for p in (root / "shards").glob("*/index.parquet") if safety.is_name(p.parent.name))
+    indexes = sorted(p for p in ws.shards.glob("*/index.parquet") if safety.is_name(p.parent.name))
     if indexes:
         parts = " union all ".join(
             f"select {literal(p.parent.name)} as dataset, * from read_parquet({literal(str(p))})" for p in indexes

@@ -1,12 +1,20 @@
 """Workspace layout and atomic writes.
 
-A workspace is a folder (default ``./sr4k-data``)::
+A workspace is a folder (default ``./sr4k-data``); :class:`Workspace` is the one place that knows its layout
+(every other module asks it for a path, tests/pipelines/store/test_storage.py pins the names)::
 
     tables/<table>/part-<unit>.parquet     append-only Parquet parts, one per work unit (schemas.records)
     staging/<unit>.tar                     a unit's encoded samples, before dedup decides what ships
     thumbs/<key>.jpg                       small previews for the HTML report
     units/<unit>.done                      completion marker (JSON), written last
     shards/<dataset>/<split>-NNNNNN.tar    the webdataset + manifest.json + index.parquet
+    benchmarks/<name>/                     benchmark sets (index.parquet, manifest.json, lr/ hr/) and eval runs
+    images/                                candidate outputs and comparison pages, the only folder Label Studio serves
+    served/                                the document root given to Label Studio (a link to images/ only)
+    labelstudio/                           Label Studio's data (0700), projects/<project>.json, pull.lock
+    labelling/ranking.json                 the Bradley–Terry ranking of the last aggregation
+    models/<name>/                         trained checkpoints (demo and training outputs)
+    releases/<name>-<version>/             released datasets (cards, shards, Parquet)
     reports/                               HTML reports
 
 Every file is written under a temporary name in the same folder and renamed when complete, so a crash never leaves
@@ -195,23 +203,81 @@ class Workspace:
         self.root = Path(root).expanduser().resolve()
 
     def table_dir(self, table: str) -> Path:
-        return self.root / "tables" / table
+        return self.tables / table
 
     def part(self, table: str, unit: str) -> Path:
         return self.table_dir(table) / f"part-{unit}.parquet"
 
     def staging(self, unit: str) -> Path:
-        return self.root / "staging" / f"{unit}.tar"
+        return self.staging_root / f"{unit}.tar"
 
     def marker(self, unit: str) -> Path:
-        return self.root / "units" / f"{unit}.done"
+        return self.units / f"{unit}.done"
 
     def thumb(self, key: str) -> Path:
-        return self.root / "thumbs" / f"{key}.jpg"
+        return self.thumbs / f"{key}.jpg"
 
     def shard_dir(self, dataset: str) -> Path:
-        return self.root / "shards" / dataset
+        return self.shards / dataset
 
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def units(self) -> Path:
+        return self.root / "units"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def thumbs(self) -> Path:
+        return self.root / "thumbs"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.root / "benchmarks"
+
+    def bench_dir(self, name: str) -> Path:
+        return self.benchmarks / name
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def served(self) -> Path:
+        return self.root / "served"
+
+    @property
+    def labelstudio(self) -> Path:
+        return self.root / "labelstudio"
+
+    def ls_project(self, project: str) -> Path:
+        """Label Studio project record ``labelstudio/projects/<project>.json`` (``project`` checked by the caller)."""
+        return self.labelstudio / "projects" / f"{project}.json"
+
+    @property
+    def ranking(self) -> Path:
+        return self.root / "labelling" / "ranking.json"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    def release_dir(self, name: str, version: str) -> Path:
+        return self.releases / f"{name}-{version}"

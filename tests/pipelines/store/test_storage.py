@@ -105,3 +105,44 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
     assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == child.pid
     with workspace_lock(tmp_path, "curate") as holder:
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == holder["pid"] == os.getpid()
+
+
+def test_workspace_owns_the_layout(tmp_path):
+    """The folder names other tools and older workspaces rely on: changing one is a migration, so it fails here."""
+    from pipelines.store.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    rel = {
+        "tables": ws.tables,
+        "table": ws.table_dir("images"),
+        "part": ws.part("images", "u1"),
+        "staging": ws.staging("u1"),
+        "marker": ws.marker("u1"),
+        "thumb": ws.thumb("k"),
+        "shard": ws.shard_dir("d"),
+        "bench": ws.bench_dir("b"),
+        "images": ws.images,
+        "served": ws.served,
+        "ls": ws.ls_project("p"),
+        "ranking": ws.ranking,
+        "models": ws.models,
+        "release": ws.release_dir("n", "1.0.0"),
+        "reports": ws.reports,
+    }
+    assert {k: str(v.relative_to(tmp_path)) for k, v in rel.items()} == {
+        "tables": "tables",
+        "table": "tables/images",
+        "part": "tables/images/part-u1.parquet",
+        "staging": "staging/u1.tar",
+        "marker": "units/u1.done",
+        "thumb": "thumbs/k.jpg",
+        "shard": "shards/d",
+        "bench": "benchmarks/b",
+        "images": "images",
+        "served": "served",
+        "ls": "labelstudio/projects/p.json",
+        "ranking": "labelling/ranking.json",
+        "models": "models",
+        "release": "releases/n-1.0.0",
+        "reports": "reports",
+    }
