@@ -1,0 +1,63 @@
+"""benchmarks/rope_extrapolation.py: its model starts at bicubic, its intervals are Student-t, a run writes every
+arm and a rerun resumes from the JSON without training again."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "rope_extrapolation.py"
+
+
+@pytest.fixture(scope="module")
+def rope():
+    spec = importlib.util.spec_from_file_location("rope_extrapolation", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_model_starts_at_bicubic_and_rfr_acts_only_beyond_the_trained_grid(rope):
+    model = rope.TokenSR().eval()
+    small, big = rope.degrade(rope.images(1, 32, 0)), rope.degrade(rope.images(1, 128, 1))
+    with torch.no_grad():
+        assert torch.equal(model(big), big)  # zero-initialised output projection: every run starts at bicubic
+        torch.nn.init.normal_(model.t.proj_out.weight, std=0.1)
+        outs = {}
+        for mode in ("none", "yarn"):
+            rope.set_rope(model, mode, trained_grid=8)
+            outs[mode] = (model(small), model(big))
+    assert torch.allclose(outs["none"][0], outs["yarn"][0], atol=1e-6)  # 8 tokens = the trained grid: s = 1
+    assert (outs["none"][1] - outs["yarn"][1]).abs().max() > 1e-4  # 32 tokens: s = 4
+
+
+def test_summary_interval_is_student_t(rope):
+    rows = {f"{s}/g": [{"run_grid": "4g", "arm": "none", "lap": "0", "gain_db": v, "peak": 0.0, "rope_R": 0.0,
+                        "grid_R": 0.0}] for s, v in enumerate((1.0, 2.0, 3.0))}  # fmt: skip
+    (row,) = rope.summarise(rows)
+    assert row["n"] == 3 and row["gain_db"] == pytest.approx(2.0)
+    assert row["gain_db_ci"] == pytest.approx(4.30 * 1.0 / 3**0.5, rel=1e-3)  # t(0.975, 2 dof) * sd / sqrt(n)
+    assert row["gain_db_seeds"] == [1.0, 2.0, 3.0]
+
+
+def test_tiny_run_writes_every_arm_and_resumes(rope, tmp_path, monkeypatch, capsys):
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    argv = ["--steps", "2", "--seeds", "1", "--eval-images", "1", "--pool", "2", "--lap", "0.1", "--json", str(out),
+            "--md", str(md)]  # fmt: skip
+    assert rope.main(argv) == 0
+    saved = json.loads(out.read_text())
+    assert set(saved["results"]) == {"0/g", "0/2g", "0/lap=0.1"}
+    arms = {(r["run_grid"], r["arm"], r["lap"]) for r in saved["summary"]}
+    for mode in ("none", "pi", "ntk", "yarn-pub", "yarn", "tiled"):
+        assert ("4g", mode, "0") in arms and ("2g", mode, "0") in arms
+    assert {("4g", "trained@2g none", "0"), ("4g", "trained@2g yarn", "0"), ("4g", "yarn", "0.1")} <= arms
+    assert "| 4g | yarn | 0.1 | 1 |" in md.read_text()
+
+    def no_training(*a, **k):
+        raise AssertionError("resumed run trained again")
+
+    monkeypatch.setattr(rope, "train", no_training)
+    assert rope.main(argv) == 0
+    assert "resuming: 3" in capsys.readouterr().out
