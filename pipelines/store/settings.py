@@ -18,7 +18,9 @@ Lives in ``pipelines/store`` beside the YAML reader so that ``training/`` config
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -118,7 +120,7 @@ def format_validation_error(
             missing = True
             continue
         blamed.add("the option" if cli else source)
-        if x["type"] == "extra_forbidden":
+        if x["type"] in ("extra_forbidden", "unexpected_keyword_argument"):  # a model's / a pydantic dataclass's
             near = _closest(model, x["loc"]) if model is not None else None
             parts.append(f"unknown key {loc} (from {source})" + (f", did you mean {near}?" if near else ""))
         else:
@@ -129,17 +131,27 @@ def format_validation_error(
     return f"invalid {what} settings: " + "; ".join(parts + fix)
 
 
-def _closest(model: type[BaseModel], loc: tuple) -> str | None:
-    """The known key nearest to an unknown one (``loc``), walking nested models; None when nothing is close."""
+def _closest(model: type, loc: tuple) -> str | None:
+    """The known key nearest to an unknown one (``loc``), walking nested models and dataclasses; None when nothing
+    is close."""
     cls: Any = model
     for part in loc[:-1]:
-        field = getattr(cls, "model_fields", {}).get(part)
-        cls = field.annotation if field is not None else None
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return None
-    names = list(cls.model_fields)
-    near = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+        cls = _fields(cls).get(part)
+    near = difflib.get_close_matches(str(loc[-1]), list(_fields(cls)), n=1, cutoff=0.6)
     return ".".join([*map(str, loc[:-1]), near[0]]) if near else None
+
+
+def _fields(cls: Any) -> dict[str, Any]:
+    """Field name -> annotation of a pydantic model or a dataclass (as pydantic validates both); {} otherwise."""
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return {name: f.annotation for name, f in cls.model_fields.items()}
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):  # an annotation that does not resolve: names only, no nesting
+            hints = {}
+        return {f.name: hints.get(f.name) for f in dataclasses.fields(cls)}
+    return {}
 
 
 def _short(v: Any, limit: int = 60) -> str:

@@ -125,3 +125,21 @@ def test_load_config_ends_the_command_with_one_line(tmp_path):
     broken.write_text("scale: [1,\n")
     line = _error_line(CliRunner().invoke(_cli(body), ["body", str(broken)]))
     assert f"--config {broken} is not valid YAML at line" in line
+
+
+def test_the_commands_share_the_loader(tmp_path):
+    """curate (--config file) and train-sr (--set options) answer the same way: one line, key, source, fix."""
+    from flows.cli import app
+
+    cfg = tmp_path / "curate.yaml"
+    cfg.write_text("filters:\n  min_shortside: 100\n")
+    res = CliRunner().invoke(app, ["curate", "-i", str(tmp_path), "-o", str(tmp_path / "ws"), "-c", str(cfg)])
+    line = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert res.exit_code == 2 and len(line) == 1, res.output
+    assert "unknown key filters.min_shortside" in line[0] and "did you mean filters.min_short_side" in line[0]
+    assert not (tmp_path / "ws").exists()
+    args = ["train-sr", "--shards", str(tmp_path), "--transformer", "t", "--vae", "v", "--set", "steps=many"]
+    res = CliRunner().invoke(app, args)
+    line = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert res.exit_code == 2 and len(line) == 1, res.output
+    assert "steps = 'many' (from the command line): Input should be a valid integer" in line[0]
