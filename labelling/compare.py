@@ -62,6 +62,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.store.workspace import Workspace, atomic_open, write_bytes_atomic
+from schemas.pairs import VIEWS, VIEWS_SCHEMA_VERSION
 
 REGIONS = 3  # regions per pair
 SIDE = 224  # region side in HR pixels: 3 rows x (224 + caption) and 3 columns fit a 1440 x 900 laptop at 1:1
@@ -191,19 +192,6 @@ def render(lr: np.ndarray, left: np.ndarray, right: np.ndarray, store: Callable[
 
 
 # ------------------------------------------------------------------------------------------------ recorded views
-
-VIEWS_SCHEMA_VERSION = 1
-VIEWS = pa.schema(
-    [pa.field("pair_id", pa.string(), False),
-     pa.field("side", pa.int32(), False),  # region side it was rendered with (HR pixels)
-     pa.field("regions", pa.int16(), False),  # region count asked for
-     pa.field("lr", pa.string(), False),  # workspace path of the stored LR copy
-     pa.field("scale", pa.int16(), True),  # integer LR -> HR scale, null when not exact
-     # JSON [[x, y, w, h, lr_path, a_path, b_path], ...]: per region its box and PNGs, candidate a / b (not screen)
-     pa.field("panels", pa.string(), False),
-     pa.field("schema_version", pa.int16(), False)]
-).with_metadata({"schema_version": str(VIEWS_SCHEMA_VERSION)})  # fmt: skip
-
 
 def store_png(root: Path, rgb: np.ndarray) -> str:
     """Store an RGB image content-addressed under ``<root>/images/``; returns its workspace-relative path. PNG level

@@ -161,7 +161,8 @@ TABLES: dict[str, tuple[type, pa.Schema]] = {
     "sources": (SourceRec, SOURCES),
     "images": (ImageRec, IMAGES),
     "rejects": (RejectRec, REJECTS),
-    "samples": (SampleRec, SAMPLES),
+    "samples": (SampleRec, SAMPLES),  # packed: one part per dataset, written when the shards are
+    "staged_samples": (SampleRec, SAMPLES),  # built by the units, before dedup decides what ships
 }
 
 

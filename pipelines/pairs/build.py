@@ -125,10 +125,9 @@ from pipelines.pairs.bradley_terry import (  # noqa: F401  (re-exported: the pai
     expected_misorder,
     fit_bradley_terry,
 )
+from schemas.pairs import PAIRS, PAIRS_SCHEMA_VERSION, PAIRS_VERSION, PairRec  # noqa: F401  (re-exported)
 from schemas.records import to_table
 
-PAIRS_VERSION = "pairs/1"
-PAIRS_SCHEMA_VERSION = 1
 THUMB_SIDE = 64
 MIN_DISTANCE = 1e-3
 MAX_STD = 10.0
@@ -146,32 +145,6 @@ class Candidate:
     output_path: str
     thumb: np.ndarray | str | Path | None = None  # 64x64 luma thumbnail, or an image path to compute it from
     output_sha256: str | None = None
-
-
-@dataclass(slots=True)
-class PairRec:
-    pair_id: str  # "pr-" + 20 hex digits over (lr_key, model_a, version_a, model_b, version_b); no dots
-    lr_key: str
-    model_a: str  # model_a < model_b
-    model_b: str
-    version_a: str
-    version_b: str
-    path_a: str  # relative to the workspace (``recorded_path``), so a moved workspace still finds it
-    path_b: str
-    left: str  # "a" | "b": which candidate is shown on the left
-    strategy: str  # balanced | all | active
-    score: float | None  # informativeness at selection (active only)
-    distance: float | None  # perceptual distance of the two outputs (null when no thumbnails were available)
-    seed: int
-    schema_version: int = PAIRS_SCHEMA_VERSION
-
-
-PAIRS = pa.schema(
-    [pa.field(n, pa.string(), False) for n in ("pair_id", "lr_key", "model_a", "model_b", "version_a", "version_b",
-                                                "path_a", "path_b", "left", "strategy")]
-    + [pa.field("score", pa.float64(), True), pa.field("distance", pa.float64(), True),
-       pa.field("seed", pa.int64(), False), pa.field("schema_version", pa.int16(), False)]
-).with_metadata({"schema_version": str(PAIRS_SCHEMA_VERSION), "pairs_version": PAIRS_VERSION})  # fmt: skip
 
 
 def pairs_table(pairs: list[PairRec]) -> pa.Table:

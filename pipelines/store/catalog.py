@@ -18,10 +18,10 @@ import duckdb
 
 from pipelines.store import safety
 from pipelines.store.workspace import Workspace
-from schemas import bench, labels
+from schemas import bench, labels, pairs
 from schemas.records import TABLES as _RECORD_TABLES
 
-TABLES = _RECORD_TABLES | bench.TABLES | labels.TABLES
+TABLES = _RECORD_TABLES | bench.TABLES | labels.TABLES | pairs.TABLES
 
 
 def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
