@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from pipelines.models.upscalers import Upscaler, timed_upscale
+from pipelines.store import safety
 from pipelines.store.workspace import Workspace, encode_png, write_bytes_atomic, write_json_atomic, write_table
 from schemas.bench import CANDIDATES, CandidateRec
 
@@ -51,6 +52,40 @@ def lr_items(ws: Workspace, lr_set: str) -> list[LrItem]:
     have = sorted({p.parent.name for p in (ws.root / "benchmarks").glob("*/index.parquet")} |
                   {p.parent.name for p in (ws.root / "shards").glob("*/manifest.json")})  # fmt: skip
     raise ValueError(f"no benchmark or shard set {lr_set!r} in {ws.root} (have: {', '.join(have) or 'none'})")
+
+
+def check_output_sizes(ws: Workspace, lr_set: str, scale: int) -> None:
+    """Refuse, before any model runs, a benchmark LR whose output (LR x scale^2) would exceed
+    ``bench.sets.MAX_SR_PIXELS`` (sizes from the verified index; curated shard LRs are bounded by curation's crop).
+    The message names the LR, the set and the fix, on one line."""
+    from pipelines.bench.sets import read_index, sr_output_too_large
+
+    bench = ws.root / "benchmarks" / lr_set
+    if not (bench / "index.parquet").exists():
+        return
+    _, rows = read_index(bench)
+    for r in rows:
+        if too_big := sr_output_too_large(int(r["lr_width"]), int(r["lr_height"]), scale):
+            fix = "re-import the set with --square N (or a smaller --scale)"
+            raise ValueError(f"LR {r['key']} of {lr_set}: {too_big}; {fix}")
+
+
+def run_keys(ws: Workspace, lr_set: str, scale: int) -> list[str]:
+    """The LR keys a candidate run over ``lr_set`` at ``scale`` covers, after the checks that need no model: the
+    set's name (``--lr``), that the set exists, and the output sizes (:func:`check_output_sizes`)."""
+    safety.check_name(lr_set, "--lr")
+    keys = [it.key for it in lr_items(ws, lr_set)]
+    check_output_sizes(ws, lr_set, scale)
+    return keys
+
+
+def plan_run(
+    ws: Workspace, lr_set: str, keys: list[str], models: dict[str, Upscaler], unit_size: int = 8
+) -> tuple[list[tuple[str, CandUnit]], list[tuple[str, CandUnit]]]:
+    """Every (model spec, unit) of a run of ``models`` (spec -> upscaler) over ``keys``, and those still to do
+    (no completion marker: a rerun submits only these)."""
+    plan = [(spec, u) for spec, up in models.items() for u in plan_units(lr_set, keys, up, unit_size)]
+    return plan, [(spec, u) for spec, u in plan if not unit_done(ws, u)]
 
 
 def _file_loader(path: Path) -> Callable[[], np.ndarray]:
