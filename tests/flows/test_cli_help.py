@@ -79,18 +79,47 @@ def test_help_texts_print_literally(path, cmd):
 
 # option -> (settings model, dotted key): the options whose absence defers to the settings' default (or --config)
 CONFIG_DEFAULTS = {
-    ("curate",): ("pipelines.curate.build:CurateConfig", {
-        "--hr-size": "hr_size", "--scale": "scale", "--min-short-side": "filters.min_short_side",
-        "--crops-per-image": "crops_per_image", "--dataset": "dataset", "--seed": "seed"}),
-    ("train-reward",): ("training.reward.config:RewardConfig", {
-        "--output-dir": "output_dir", "--use-vllm": "use_vllm", "--vllm-mode": "vllm_mode", "--lora": "lora",
-        "--max-steps": "max_steps", "--num-generations": "num_generations",
-        "--batch-size": "per_device_train_batch_size", "--lr": "learning_rate", "--beta": "beta",
-        "--max-completion-length": "max_completion_length", "--device": "device", "--resume": "resume"}),
-    ("train-sr",): ("training.sr.config:TrainConfig", {
-        "--stage": "stage", "--out": "out", "--steps": "steps", "--crop": "data.crop", "--rfr": "model.rfr.mode",
-        "--lambda-ap": "loss.ap", "--dtype": "model.dtype"}),
-}  # fmt: skip
+    ("curate",): (
+        "pipelines.curate.build:CurateConfig",
+        {
+            "--hr-size": "hr_size",
+            "--scale": "scale",
+            "--min-short-side": "filters.min_short_side",
+            "--crops-per-image": "crops_per_image",
+            "--dataset": "dataset",
+            "--seed": "seed",
+        },
+    ),
+    ("train-reward",): (
+        "training.reward.config:RewardConfig",
+        {
+            "--output-dir": "output_dir",
+            "--use-vllm": "use_vllm",
+            "--vllm-mode": "vllm_mode",
+            "--lora": "lora",
+            "--max-steps": "max_steps",
+            "--num-generations": "num_generations",
+            "--batch-size": "per_device_train_batch_size",
+            "--lr": "learning_rate",
+            "--beta": "beta",
+            "--max-completion-length": "max_completion_length",
+            "--device": "device",
+            "--resume": "resume",
+        },
+    ),
+    ("train-sr",): (
+        "training.sr.config:TrainConfig",
+        {
+            "--stage": "stage",
+            "--out": "out",
+            "--steps": "steps",
+            "--crop": "data.crop",
+            "--rfr": "model.rfr.mode",
+            "--lambda-ap": "loss.ap",
+            "--dtype": "model.dtype",
+        },
+    ),
+}
 
 
 def _field_default(model, dotted: str):
