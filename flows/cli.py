@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 # Commands that run a Prefect flow (`sr4k <cmd> [sub]`): they say on their first line which API they use.
 FLOW_COMMANDS = {"curate": None, "bench": {"build", "eval"}, "candidates": {"run"}, "pairs": {"build"},
-                 "aggregate": None, "release": None, "demo": None}  # fmt: skip
+                 "aggregate": None, "release": None, "demo": None, "train-sr": None}  # fmt: skip
 _DEBUG = False
 
 
@@ -202,7 +202,11 @@ def _run_bench_build(workspace: Path, **kw) -> None:
         summary = bench_build_flow(workspace=str(workspace), **kw)
     except ValueError as e:
         fail(str(e))
-    t = Table("what", "value", title=f"benchmark {kw['name']} ({kw['kind']})")
+    print_bench_build(summary, kw["name"], kw["kind"])
+
+
+def print_bench_build(summary: dict, name: str, kind: str) -> None:
+    t = Table("what", "value", title=f"benchmark {name} ({kind})")
     for k, v in summary.items():
         if isinstance(v, list):
             t.add_row(k, str(len(v)))
@@ -308,13 +312,18 @@ EVAL_COLUMNS = [  # (header, summary column, format): the columns of Real-ISR pa
 def _run_bench_eval(workspace: Path, bench: str, models: list[str], token_stride: int = 32,
                     lpips: str | None = None, dists: str | None = None, quiet: bool = False) -> None:  # fmt: skip
     from flows.bench import bench_eval_flow
-    from pipelines.bench.evaluate import summarize_results
 
     try:
         out = bench_eval_flow(workspace=str(workspace), bench=bench, models=models, token_stride=token_stride,
                               lpips=lpips, dists=dists, show_progress=not quiet)  # fmt: skip
     except ValueError as e:
         fail(str(e))
+    print_bench_eval(out, bench, token_stride)
+
+
+def print_bench_eval(out: dict, bench: str, token_stride: int = 32) -> None:
+    from pipelines.bench.evaluate import summarize_results
+
     rows = summarize_results(Path(out["results"]))
     t = Table(title=f"{bench}: mean over {out['items']} items (run {out['run']})")
     shown = EVAL_COLUMNS  # every paper column, n/a where a metric is not available (the reason is printed below)
@@ -379,7 +388,11 @@ def candidates_run(
                             show_progress=not quiet)  # fmt: skip
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    t = Table("what", "value", title=f"candidates on {lr}")
+    print_candidates(s)
+
+
+def print_candidates(s: dict) -> None:
+    t = Table("what", "value", title=f"candidates on {s['lr_set']}")
     for k in ("lr_images", "units", "units_run", "units_cached", "images_written"):
         t.add_row(k, str(s[k]))
     for m, v in s["versions"].items():
@@ -437,6 +450,10 @@ def pairs_build(
                        criteria=criterion or None)  # fmt: skip
     except ValueError as e:
         fail(str(e))
+    print_pairs(r, strategy)
+
+
+def print_pairs(r: dict, strategy: str) -> None:
     t = Table("what", "value", title=f"pairs ({strategy})")
     for k, v in r.items():
         if isinstance(v, dict) and len(v) > 3:
@@ -480,85 +497,77 @@ def demo(
 
     Example: sr4k demo --out ./sr4k-data/demo
     """
-    from flows.curate import curate_flow, make_task_runner
-    from flows.demo import prepare_demo_input
+    from functools import partial
 
-    src, overrides = prepare_demo_input(out / "demo-input")
-    console.print(f"[bold]sr4k demo[/] — sources: {src}; workspace: {out}")
-    cfg = load_curate_config(None, {k: v for k, v in overrides.items() if not k.startswith("_")})
-    summary = curate_flow.with_options(task_runner=make_task_runner("threads"))(
-        input=str(out / "demo-input"), out=str(out), cfg=cfg, show_progress=not quiet
-    )
-    print_curate_summary(summary)
-    _report_and_hint(out)
-
-    console.rule("benchmarks: a synthetic set and a real LR-only set, two interpolation baselines")
-    photos = str(out / "demo-input" / overrides.get("_photos", "nature"))
-    hr = int(overrides["hr_size"]) // 2
-    _run_bench_build(out, kind="synthetic", name="demo-syn", src=photos, count=4, hr_size=(hr, hr), scale=4)
-    _run_bench_build(out, kind="lr_only", name="demo-lq", lr=photos, square=hr // 4, scale=4)
-    for bench in ("demo-syn", "demo-lq"):
-        _run_bench_eval(out, bench, ["bicubic", "lanczos"], quiet=quiet)
-
-    console.rule("RefSR-style pairs: candidate SR models on the synthetic LR set, balanced pairs")
-    # one model per real SR family that runs here in seconds on the CPU (sr4k candidates list shows them all)
-    models = ["bicubic", "lanczos", "realesr-animevideov3-x4", "realesrgan-x4plus", "realcugan-x4-conservative",
-              "srmd-x4", "span-kendata-x4"]  # fmt: skip
-    candidates_run(lr="demo-syn", model=models, scale=4, unit_size=2, workspace=out, quiet=quiet)
-    pairs_build(target=12, strategy="balanced", seed=0, lr="demo-syn", min_distance=None, estimates=None,
-                min_per_pair=0, name="demo", workspace=out)  # fmt: skip
-
-    console.rule("labelling: a real Label Studio on 127.0.0.1; three simulated annotators answer the demo pairs")
-    from flows.demo import simulate_labelling
-
-    lab = simulate_labelling(out, "demo-syn", pairs="demo")
-    t = Table("what", "value", title=f"Label Studio {lab['url']} (stopped again)")
-    for k in ("imported", "gold_imported", "duplicates"):
-        t.add_row(f"push {k}", str(lab["push"].get(k)))
-    for k, v in lab["pull"].items():
-        if isinstance(v, int | float | str) and not k.endswith("seconds"):
-            t.add_row(f"pull {k}", str(v))
-    console.print(t)
-    from flows.demo import how_to_label
-
-    console.print(how_to_label(out), style="dim", markup=False, highlight=False, soft_wrap=True)
-
-    console.rule("aggregation (QC, majority + Dawid–Skene, Bradley–Terry) and the preferences release")
-    from flows.release_cli import aggregate as aggregate_cmd
-    from flows.release_cli import release_preferences
-
-    aggregate_cmd(workspace=out, exclude=None, policy=True, bootstrap=200, seed=0)
-    if (out / "releases" / "demo-prefs-0.1.0").exists():
-        console.print(f"release {out / 'releases' / 'demo-prefs-0.1.0'} exists (releases are immutable)", style="dim")
-    else:
-        release_preferences(name="demo-prefs", version="0.1.0", workspace=out, max_count=1000, max_bytes=2 << 30)
-
-    console.rule("RefReward: a tiny random Qwen2.5-VL judge, 2 GRPO steps on the preferences, then it scores a group")
-    import warnings
-
+    from flows.demo import demo_flow
     from flows.reward_cli import _quiet_libraries
-    from training.reward import demo as reward_demo
 
     _quiet_libraries()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers' gradient_checkpointing renames, not ours
-        r = reward_demo.run(out, steps=2)
-    t = Table("model", "RefReward score", title=f"tiny judge (step {r['global_step']}) on LR {r['lr_key']}")
-    for m, sc in r["ranking"]:
-        t.add_row(m, f"{sc:+.3f}")
-    console.print(t)
-    console.print("(a random tiny judge: the scores show the plumbing, not quality)", style="dim")
+    demo_flow(out=str(out), show_progress=not quiet, show=partial(_show_demo_stage, out))
 
-    console.rule("OP4KSR: tiny random Flux + F16 VAE, 2 supervised steps on the curated shards, one upscale")
-    from training.sr.demo import run as op4ksr_demo
 
-    sr = op4ksr_demo(out)
-    console.print(
-        f"OP4KSR: {sr['steps']} steps, loss {sr['loss']:.4f} ({sr['train_seconds']:.1f} s); "
-        f"{sr['lr_size']} -> {sr['sr_size']} in {sr['upscale_seconds']:.2f} s -> {sr['output']}"
-    )
-    _run_bench_eval(out, "demo-syn", ["bicubic", f"op4ksr:{sr['model']}"], quiet=quiet)
-    console.print(f'next: sr4k sql -w {out} "select model_a, model_b, consistency, naturalness from preferences"')
+DEMO_SECTIONS = {  # the section that starts after a stage ends
+    "curation-report": "benchmarks: a synthetic set and a real LR-only set, two interpolation baselines",
+    "bench-eval demo-lq": "RefSR-style pairs: candidate SR models on the synthetic LR set, balanced pairs",
+    "pairs": "labelling: a real Label Studio on 127.0.0.1; three simulated annotators answer the demo pairs",
+    "labelling": "aggregation (QC, majority + Dawid–Skene, Bradley–Terry) and the preferences release",
+    "release": "RefReward: a tiny random Qwen2.5-VL judge, 2 GRPO steps on the preferences, then it scores a group",
+    "reward": "OP4KSR: tiny random Flux + F16 VAE, 2 supervised steps on the curated shards, one upscale",
+}
+
+
+def _show_demo_stage(out: Path, stage: str, r: dict) -> None:
+    """Print what a stage of ``flows.demo.demo_flow`` returned, as its own command prints it."""
+    from flows.demo import how_to_label
+    from flows.release_cli import print_aggregate, print_release
+
+    kind = stage.split(" ")[0]
+    if stage == "input":
+        console.print(f"[bold]sr4k demo[/] — sources: {r['sources']}; workspace: {r['workspace']}")
+    elif stage == "curate":
+        print_curate_summary(r)
+    elif stage == "curation-report":
+        console.print(f"report: [link=file://{r['report']}]{r['report']}[/]")
+        query = "select stage, reason, count(*) from rejects group by all order by 3 desc"
+        console.print(f'next: sr4k sql -w {out} "{query}"')
+    elif kind == "bench-build":
+        print_bench_build(r["summary"], r["name"], r["kind"])
+    elif kind == "bench-eval":
+        print_bench_eval(r, r["bench"], r["token_stride"])
+    elif stage == "candidates":
+        print_candidates(r)
+    elif stage == "pairs":
+        print_pairs(r, r["strategy"])
+    elif stage == "labelling":
+        t = Table("what", "value", title=f"Label Studio {r['url']} (stopped again)")
+        for k in ("imported", "gold_imported", "duplicates"):
+            t.add_row(f"push {k}", str(r["push"].get(k)))
+        for k, v in r["pull"].items():
+            if isinstance(v, int | float | str) and not k.endswith("seconds"):
+                t.add_row(f"pull {k}", str(v))
+        console.print(t)
+        console.print(how_to_label(out), style="dim", markup=False, highlight=False, soft_wrap=True)
+    elif stage == "aggregate":
+        print_aggregate(r)
+    elif stage == "release" and "exists" in r:
+        console.print(f"release {r['exists']} exists (releases are immutable)", style="dim")
+    elif stage == "release":
+        print_release(r, r["name"], r["version"], r["kind"])
+    elif stage == "reward":
+        t = Table("model", "RefReward score", title=f"tiny judge (step {r['global_step']}) on LR {r['lr_key']}")
+        for m, sc in r["ranking"]:
+            t.add_row(m, f"{sc:+.3f}")
+        console.print(t)
+        console.print("(a random tiny judge: the scores show the plumbing, not quality)", style="dim")
+    elif stage == "op4ksr":
+        console.print(
+            f"OP4KSR: {r['steps']} steps, loss {r['loss']:.4f} ({r['train_seconds']:.1f} s); "
+            f"{r['lr_size']} -> {r['sr_size']} in {r['upscale_seconds']:.2f} s -> {r['output']}"
+        )
+    if stage in DEMO_SECTIONS:
+        console.rule(DEMO_SECTIONS[stage])
+    if stage == "bench-eval op4ksr":
+        console.print(f'next: sr4k sql -w {out} "select model_a, model_b, consistency, naturalness from preferences"')
 
 
 @app.command()
@@ -578,14 +587,6 @@ def server(
     except ValueError as e:
         fail(str(e))
     raise typer.Exit(rc)
-
-
-def _report_and_hint(ws: Path) -> None:
-    from pipelines.curate.report import write_report
-
-    path = write_report(ws)
-    console.print(f"report: [link=file://{path}]{path}[/]")
-    console.print(f'next: sr4k sql -w {ws} "select stage, reason, count(*) from rejects group by all order by 3 desc"')
 
 
 from flows import label_cli, release_cli, reward_cli, sr_cli  # noqa: E402  (they register onto ``app``)

@@ -1,7 +1,7 @@
 """`sr4k` commands of the sr path; `register(app)` adds them to the main typer app (flows/cli.py).
 
 - ``sr4k train-sr`` — OP4KSR stage 1 (supervised) or stage 2 (GRPO) on curated shards (training.sr).
-  Multi-GPU: ``accelerate launch -m flows.sr_cli train-sr ...`` (same options; this module is also a CLI).
+  Runs the Prefect flow ``train-sr`` (flows.train); multi-GPU: ``--processes N`` (one ``accelerate launch``).
 - ``sr4k upscale`` — one image through an OP4KSR checkpoint, patch-free; prints seconds and peak memory.
 """
 
@@ -72,10 +72,15 @@ def train_sr(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Any setting: dotted.key=value (repeat)", show_default="none")
     ] = None,
+    processes: Annotated[
+        int, typer.Option(help="1: train in this process; N > 1: one `accelerate launch` of N processes (GPUs)")
+    ] = 1,
 ) -> None:
     """Train OP4KSR (LoRA on a Flux transformer + F16 VAE, one step, patch-free) on curated 4K shards.
 
-    Resumes from the latest checkpoint in --out. Every setting is in training.sr.config (YAML via --config).
+    Resumes from the latest checkpoint in --out. Every setting is in training.sr.config (YAML via --config). The
+    run is the Prefect flow ``train-sr`` (flows.train), the training one task of it; --processes N (multi-GPU)
+    makes that task one `accelerate launch` of N processes.
 
     Example: sr4k train-sr --shards ./sr4k-data/shards/train4k --transformer /m/flux --vae /m/f16-vae -o ./runs/sr
     """
@@ -91,27 +96,25 @@ def train_sr(
         fail(str(e))
     if not cfg.data.shards:
         fail("no training data: pass --shards <curated shard folder> (e.g. sr4k-data/shards/train4k)")
+    if processes < 1:
+        fail(f"--processes {processes}: use 1 (this process) or the number of GPUs")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    if cfg.stage == "grpo":
-        from training.sr import grpo as recipe
-    else:
-        from training.sr import supervised as recipe
-    with Progress(TextColumn(f"train-sr {cfg.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.description}"), console=console) as progress:  # fmt: skip
-        try:
-            run = recipe.setup(cfg)
-        except (FileNotFoundError, ValueError, ImportError) as e:
-            fail(str(e))
-        task = progress.add_task("", total=cfg.steps, completed=run.step)
+    from flows.train import train_sr_flow
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+    with Progress(TextColumn(f"train-sr {cfg.stage}"), *columns, console=console) as progress:
+        task = progress.add_task("", total=cfg.steps)
 
         def log(rec: dict) -> None:
             shown = {k: v for k, v in rec.items() if k in ("total", "ap", "reward", "lr_psnr", "periodicity")}
             text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
             progress.update(task, completed=rec["step"], description=text)
 
-        try:
-            run = recipe.train(run, log)
+        try:  # the training is one task of the flow ``train-sr`` (recorded in the Prefect API)
+            s = train_sr_flow(cfg.model_dump(mode="json"), processes=processes, log=log)
+        except (FileNotFoundError, ValueError, ImportError) as e:
+            fail(str(e))
         except RuntimeError as e:
             if type(e).__name__ == "ZeroSpreadError":
                 fail(str(e), code=1)
@@ -122,14 +125,15 @@ def train_sr(
     t = Table(title=f"train-sr {cfg.stage} — {cfg.out}")
     t.add_column("what")
     t.add_column("value", justify="right")
-    t.add_row("steps", str(run.step))
-    for k, v in (run.history[-1] if run.history else {}).items():
+    t.add_row("steps", str(s["steps"]))
+    for k, v in s["last"].items():
         if k != "step":
             t.add_row(k, f"{v:.5g}")
-    t.add_row("RoPE theta (RFR)", f"{run.model.theta:.1f} ({cfg.model.rfr.mode})")
-    t.add_row("model", str(Path(cfg.out) / "model"))
-    if getattr(run, "stopped", None):
-        t.add_row("early stop", run.stopped, style="yellow")
+    if s["rope_theta"] is not None:
+        t.add_row("RoPE theta (RFR)", f"{s['rope_theta']:.1f} ({s['rfr']})")
+    t.add_row("model", s["model"])
+    if s["stopped"]:
+        t.add_row("early stop", s["stopped"], style="yellow")
     console.print(t)
 
 
@@ -211,7 +215,7 @@ def register(app: typer.Typer) -> None:
     app.command("upscale")(upscale)
 
 
-if __name__ == "__main__":  # `accelerate launch -m flows.sr_cli train-sr ...`
+if __name__ == "__main__":  # `python -m flows.sr_cli train-sr ...` (multi-GPU: --processes N, see flows.train)
     _app = typer.Typer(no_args_is_help=True, add_completion=False)
     register(_app)
     _app()

@@ -1,8 +1,8 @@
 """Stage 1 recipe — supervised one-step training of OP4KSR (LoRA on the Flux transformer).
 
-Run: ``sr4k train-sr --shards <curated shards> --transformer <dir> --vae <dir> [--config sr.yaml]`` or, multi-GPU,
-``accelerate launch -m flows.sr_cli ...`` with the same arguments. Top to bottom: :func:`setup` (model, optimizer,
-data stream, resume), :func:`train` (the loop), :func:`evaluate` (PSNR on Y and the periodicity score).
+Run: ``sr4k train-sr --shards <curated shards> --transformer <dir> --vae <dir> [--config sr.yaml]`` (multi-GPU: add
+``--processes N``, one ``accelerate launch``; see flows.train). Top to bottom: :func:`setup` (model, optimizer, data
+stream, resume), :func:`train` (the loop), :func:`evaluate` (PSNR on Y and the periodicity score).
 
 Loss per batch of aligned (HR, LR) crops, ẑ = the one-step latent (training.sr.model):
   L = w_lat ‖ẑ − E(HR)‖² + w_pix ‖D(ẑ) − HR‖² + w_lpips LPIPS(D(ẑ), HR) + λ L_AP(D(ẑ), HR)
