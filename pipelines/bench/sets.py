@@ -46,13 +46,14 @@ Sizes: every pair must satisfy HR = LR * scale. An HR up to ``scale - 1`` px lar
 bottom/right to LR * scale ("modcrop", noted in the report); anything else is ``size_mismatch``. ``scale=None`` infers
 it from the first decodable pair (in key order), which must have an integer ratio.
 
-Alignment rule (``check_alignment=True``): PSNR of the luma of the HR, area-downscaled to the LR size, against the LR
-luma (integer BT.601 luma from OpenCV, so the value is exact). A pair is ``misaligned`` when its PSNR is below
-``ALIGN_MIN_PSNR_DB`` (15 dB) AND more than ``ALIGN_GAP_DB`` (6 dB) below the median of all size-matched pairs.
-The absolute bound keeps a uniformly noisy set from being flagged at all, the relative one keeps a set whose LRs
-are all far from a downscaled HR (strong blur, colour shifts) from being emptied; swapped or wrong-scene pairs of
-the test photos score 8-14 dB against ~40 dB for matched ones. The rule catches swaps and gross misregistration, not
-few-pixel shifts; a set of one pair is never flagged (its median is itself).
+Alignment rule (``check_alignment=True``): ``bench.metrics.lr_consistency_psnr(lr, hr)`` (PSNR-Y of the HR
+area-downscaled to the LR size against the LR: the one LR-consistency definition). A pair is ``misaligned`` when its
+PSNR is below ``ALIGN_MIN_PSNR_DB`` (15 dB) AND more than ``ALIGN_GAP_DB`` (6 dB) below the median of all
+size-matched pairs. The absolute bound keeps a uniformly noisy set from being flagged at all, the relative one keeps
+a set whose LRs are all far from a downscaled HR (strong blur, colour shifts) from being emptied; swapped or
+wrong-scene pairs of the test photos score 8-14 dB against ~40 dB for matched ones (measured with OpenCV's integer
+luma; BasicSR's Y spans 219/255 of it, so the same pairs read 1.3 dB higher: far from both bounds). The rule catches
+swaps and gross misregistration, not few-pixel shifts; a set of one pair is never flagged (its median is itself).
 
 Report statuses (``IMPORT_REPORT.status``):
 
@@ -86,7 +87,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -98,14 +98,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.bench.metrics import lr_consistency_psnr
-from pipelines.curate.build import TOKEN_STRIDE
-from pipelines.curate.crop import CROP_VERSION, choose_crops
+from pipelines.curate.crop import CROP_VERSION
 from pipelines.curate.decode import ACCEPTED_FORMATS, DECODE_VERSION, Decoded, DecodeSettings, decode_image
-from pipelines.curate.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
-from pipelines.curate.ingest import read_source
+from pipelines.curate.degrade import DEGRADE_VERSION
 from pipelines.curate.split import holdout_split
-from pipelines.store import catalog, safety
+from pipelines.store import safety
 from pipelines.store.workspace import encode_png, sha256_file, write_bytes_atomic, write_json_atomic, write_table
 from schemas.bench import BENCH_INDEX, BENCH_SCHEMA_VERSION, IMPORT_REPORT, BenchItem, ReportRow
 from schemas.records import Rejection
@@ -119,11 +116,8 @@ __all__ = [
     "BenchmarkError",
     "ReportRow",
     "bench_base_seed",
-    "build_synthetic",
     "check_bench_name",
     "holdout_split",
-    "import_lr_only",
-    "import_paired",
     "index_rows",
     "match_stem",
     "read_index",
@@ -457,377 +451,6 @@ def read_index(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return manifest, rows
 
 
-# ----------------------------------------------------------------------------------------------------------------- #
-# Synthetic
-# ----------------------------------------------------------------------------------------------------------------- #
-
-
-@dataclass(slots=True)
-class _Candidate:
-    key: str
-    uri: str
-    image_key: str | None  # known up front in a workspace; from the pixels for a folder
-
-
-def build_synthetic(
-    src: str | Path,
-    out_dir: Path,
-    name: str,
-    count: int = 100,
-    hr_size: tuple[int, int] = (4096, 4096),
-    scale: int = 4,
-    seed: int = 0,
-    holdout_permille: int = 10,
-    degrade_settings: DegradeSettings | None = None,
-) -> dict[str, Any]:
-    """Fixed-seed degraded LR/HR pairs from held-out workspace images or a dedicated folder of HR images.
-
-    ``src`` with a ``tables/`` folder is a workspace: candidates are its images that passed the filters, are held out
-    by ``holdout_split(key, holdout_permille)`` (use the curation's permille) and were not shipped in training
-    (``tables/samples``; a larger permille here than in curation would otherwise leak training images). Any other
-    folder: every file in it (top level). Candidates are taken in key order until ``count`` are built: one
-    detail-aware ``hr_size`` crop each, LR by ``degrade`` with ``seed_for(key, bench_base_seed(name, seed))``.
-    Returns a summary (count, requested, base_seed, skipped: [{source, key, reason, detail}], also in the manifest);
-    skip reasons: in_training, too_small, not_an_image, decode_failed, duplicate, missing, skipped_hidden,
-    skipped_folder. Fewer than ``count`` usable candidates is not an error; none is (ValueError naming the fix).
-    """
-    _check_name(name)
-    scale = _check_scale(scale)
-    count = _check_scale(count, "count")
-    w, h = (int(hr_size), int(hr_size)) if isinstance(hr_size, int) else (int(v) for v in hr_size)
-    if not 0 <= holdout_permille <= 1000:
-        raise ValueError(f"holdout_permille must be in 0..1000, got {holdout_permille}")
-    if w < 1 or h < 1 or w % TOKEN_STRIDE or h % TOKEN_STRIDE or w % scale or h % scale:
-        raise ValueError(f"hr_size {w}x{h}: each side must be a multiple of {TOKEN_STRIDE} and of scale {scale}")
-    settings = degrade_settings or DegradeSettings()
-    src_path = _existing_dir(src, "src")
-    if (src_path / "tables").is_dir():
-        candidates, skipped = _workspace_candidates(src_path, holdout_permille)
-        origin = "workspace"
-    else:
-        candidates, skipped = _folder_candidates(src_path)
-        origin = "folder"
-    base_seed = bench_base_seed(name, seed)
-    with _building(out_dir, name, [src_path]) as out:
-        items = _synthetic_items(candidates, out, count, (w, h), scale, base_seed, settings, skipped)
-        if not items:
-            reasons = dict(Counter(s["reason"] for s in skipped))
-            raise BenchmarkError(
-                f"no synthetic pair could be built from {src_path}: {len(candidates)} candidates, skipped {reasons} "
-                f"(hr_size {w}x{h}: pass a smaller hr_size or larger images)"
-            )
-        out.table("index.parquet", items, BENCH_INDEX)
-        settings_json = {
-            "source": origin, "count_requested": count, "hr_size": [w, h], "seed": seed, "base_seed": base_seed,
-            "holdout_permille": holdout_permille if origin == "workspace" else None, "png_level": PNG_LEVEL,
-            "degrade": asdict(settings), "versions": _versions(),
-        }  # fmt: skip
-        manifest = _manifest(name, "synthetic", scale, len(items), src_path, settings_json)
-        manifest["skipped"] = skipped
-        out.publish(manifest)
-    return {"name": name, "kind": "synthetic", "path": str(out.final), "count": len(items), "requested": count,
-            "scale": scale, "base_seed": base_seed, "source": origin, "skipped": skipped}  # fmt: skip
-
-
-def _versions() -> dict[str, str]:
-    return {"bench": BENCH_VERSION, "decode": DECODE_VERSION, "crop": CROP_VERSION, "degrade": DEGRADE_VERSION}
-
-
-def _workspace_candidates(root: Path, permille: int) -> tuple[list[_Candidate], list[dict]]:
-    con = catalog.connect(root)
-    try:
-        total = con.execute("select count(distinct key) from images").fetchone()[0]
-        rows = con.execute(
-            "select key, min(uri) from images where passed_filters group by key order by key"
-        ).fetchall()
-        shipped = {k for (k,) in con.execute("select distinct image_key from samples").fetchall()}
-    finally:
-        con.close()
-    if not total:
-        raise ValueError(f"the workspace {root} has no decoded images (tables/images is empty): run `sr4k curate` "
-                         f"on it first or pass a folder of HR images")  # fmt: skip
-    held = [(k, uri) for k, uri in rows if holdout_split(k, permille)]
-    skipped = [{"source": uri, "key": k, "reason": "in_training", "detail": "shipped in tables/samples"}
-               for k, uri in held if k in shipped]  # fmt: skip
-    cands = [_Candidate(k, uri, k) for k, uri in held if k not in shipped]
-    if not cands:
-        raise ValueError(
-            f"the workspace {root} has no held-out images ({len(rows)} passed the filters, {len(held)} held out at "
-            f"{permille}‰, {len(skipped)} of those shipped in training): curate with a larger --holdout-permille "
-            f"or pass a folder of HR images"
-        )
-    return cands, skipped
-
-
-def _folder_candidates(root: Path) -> tuple[list[_Candidate], list[dict]]:
-    listing = _list_dir(root, "src")
-    skipped = [{"source": r.file, "key": None, "reason": r.status, "detail": r.detail} for r in listing.rows]
-    taken: set[str] = set()
-    cands = [_Candidate(_unique_key(sanitize_key(p.stem), p.name, taken), str(p), None) for p in listing.files]
-    if not cands:
-        raise ValueError(f"src {root} holds no files (only {len(listing.rows)} hidden entries or subfolders)")
-    return sorted(cands, key=lambda c: c.key), skipped
-
-
-def _synthetic_items(
-    cands: list[_Candidate], out: _Out, count: int, size: tuple[int, int], scale: int, base_seed: int,
-    settings: DegradeSettings, skipped: list[dict],
-) -> list[BenchItem]:  # fmt: skip
-    items: list[BenchItem] = []
-    seen_pixels: dict[str, str] = {}
-    for cand in cands:
-        if len(items) == count:
-            break
-        made = _synthetic_item(cand, out, size, scale, base_seed, settings, seen_pixels)
-        if isinstance(made, BenchItem):
-            items.append(made)
-        else:
-            skipped.append({"source": cand.uri, "key": cand.key, "reason": made[0], "detail": made[1]})
-    return items
-
-
-def _synthetic_item(
-    cand: _Candidate, out: _Out, size: tuple[int, int], scale: int, base_seed: int, settings: DegradeSettings,
-    seen_pixels: dict[str, str],
-) -> BenchItem | tuple[str, str]:  # fmt: skip
-    if cand.image_key is None:  # a file of a plain folder (listed by _list_dir): the safe read, inside its folder
-        try:
-            data = safety.read_capped(cand.uri, os.path.dirname(cand.uri))
-        except safety.UnsafeInput as e:
-            return e.reason, str(e)
-    else:
-        data = read_source(cand.uri, None)
-    if isinstance(data, Rejection):
-        return data.reason, data.detail
-    dec = decode_image(data, os.path.basename(cand.uri))
-    if isinstance(dec, Rejection):
-        return ("not_an_image" if dec.reason in _NOT_IMAGE_REASONS else "decode_failed"), f"{dec.reason}: {dec.detail}"
-    image_key = cand.image_key or dec.pixel_sha256[:24]
-    if dec.pixel_sha256 in seen_pixels:
-        return "duplicate", f"same pixels as {seen_pixels[dec.pixel_sha256]}"
-    boxes = choose_crops(dec.rgb, size, 1, align=TOKEN_STRIDE)
-    if not boxes:
-        h, w = dec.rgb.shape[:2]
-        return "too_small", f"{w}x{h} < hr_size {size[0]}x{size[1]}"
-    seen_pixels[dec.pixel_sha256] = cand.uri
-    box = boxes[0]
-    hr = np.ascontiguousarray(dec.rgb[box.y : box.y + box.h, box.x : box.x + box.w])
-    item_seed = seed_for(cand.key, base_seed)
-    lr, params = degrade(hr, scale, item_seed, settings)
-    params["crop"] = {"x": box.x, "y": box.y, "w": box.w, "h": box.h, "score": box.score}
-    out.png(f"hr/{cand.key}.png", hr)
-    out.png(f"lr/{cand.key}.png", lr)
-    return BenchItem(
-        cand.key, f"lr/{cand.key}.png", f"hr/{cand.key}.png", lr.shape[1], lr.shape[0], hr.shape[1], hr.shape[0],
-        scale, item_seed, json.dumps(params, sort_keys=True), cand.uri, image_key,
-    )  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------------------------- #
-# Paired real LR/HR
-# ----------------------------------------------------------------------------------------------------------------- #
-
-
-@dataclass(slots=True)
-class _Pair:
-    key: str
-    hr: Path
-    lr: Path
-    hint: int | None  # scale named by the LR suffix (_LR4, _x4)
-
-
-def _sides(hr_dir: Path, lr_dir: Path) -> tuple[list[Path], list[Path], list[ReportRow]]:
-    """HR files, LR files and the rows of entries that are neither (skipped, or roleless in a shared folder)."""
-    if hr_dir == lr_dir:
-        listing = _list_dir(hr_dir, "hr_dir/lr_dir")
-        hr, lr, rows = [], [], list(listing.rows)
-        for p in listing.files:
-            role = match_stem(p.stem)[1]
-            if role is None:
-                detail = "no role suffix (_HR, _x1 / _LR<n>, _x<n>) in a folder that holds both HR and LR"
-                rows.append(ReportRow(str(p), *(_sniff(p) or ("unmatched", detail))))
-            else:
-                (hr if role == "hr" else lr).append(p)
-        return hr, lr, rows
-    hr_l, lr_l = _list_dir(hr_dir, "hr_dir"), _list_dir(lr_dir, "lr_dir")
-    return hr_l.files, lr_l.files, hr_l.rows + lr_l.rows
-
-
-def _match(hr_files: list[Path], lr_files: list[Path]) -> tuple[list[_Pair], list[ReportRow]]:
-    """Pairs by match stem, and report rows for the files that are not pictures or have no unique partner."""
-    groups: dict[str, tuple[list[Path], list[Path]]] = {}
-    pairs, rows, taken = [], [], set()
-    for side, files in ((0, hr_files), (1, lr_files)):
-        for p in files:
-            # Header-only check first, so a caption or metadata file beside a picture (0001.png + 0001.json) is
-            # reported as what it is instead of making its picture's match ambiguous.
-            bad = _sniff(p)
-            if bad:
-                rows.append(ReportRow(str(p), *bad))
-            else:
-                groups.setdefault(match_stem(p.stem)[0], ([], []))[side].append(p)
-    for stem in sorted(groups):
-        hrs, lrs = groups[stem]
-        key = _unique_key(sanitize_key(stem), stem, taken)
-        if len(hrs) == 1 and len(lrs) == 1:
-            pairs.append(_Pair(key, hrs[0], lrs[0], match_stem(lrs[0].stem)[2]))
-        elif len(hrs) > 1 or len(lrs) > 1:
-            names = ", ".join(p.name for p in hrs + lrs)
-            rows += [ReportRow(str(p), "ambiguous", f"match stem {stem!r} shared by {names}", key) for p in hrs + lrs]
-        else:
-            detail = f"no {'LR' if hrs else 'HR'} file with match stem {stem!r} (suffixes _HR/_LR<n>/_x<n>, any ext)"
-            rows += [ReportRow(str(p), "unmatched", detail, key) for p in hrs + lrs]
-    return pairs, rows
-
-
-def import_paired(
-    hr_dir: Path, lr_dir: Path, out_dir: Path, name: str, scale: int | None = None, *, check_alignment: bool = True
-) -> dict[str, Any]:
-    """Import a real paired LR/HR set (RealSR / DRealSR / plain names); see the module docstring for the rules.
-
-    Returns a summary (count, scale, statuses); the benchmark's ``import_report.parquet`` has one row per entry of
-    both folders. Raises ValueError for a missing or empty folder, BenchmarkError (a ValueError carrying the
-    report) when no pair could be imported, and ValueError when the scale cannot be inferred.
-    """
-    _check_name(name)
-    if scale is not None:
-        scale = _check_scale(scale)
-    hr_dir, lr_dir = _existing_dir(hr_dir, "hr_dir"), _existing_dir(lr_dir, "lr_dir")
-    hr_files, lr_files, rows = _sides(hr_dir, lr_dir)
-    pairs, match_rows = _match(hr_files, lr_files)
-    with _building(out_dir, name, [hr_dir, lr_dir]) as out:
-        job = _PairedImport(out, scale)
-        for pair in pairs:
-            job.add(pair)
-        if check_alignment:
-            job.flag_misaligned()
-        settings = {"hr_dir": str(hr_dir), "lr_dir": str(lr_dir), "scale_given": scale,
-                    "check_alignment": check_alignment, "align_min_psnr_db": ALIGN_MIN_PSNR_DB,
-                    "align_gap_db": ALIGN_GAP_DB, "png_level": PNG_LEVEL, "versions": _versions()}  # fmt: skip
-        all_rows = rows + match_rows + list(job.rows.values())
-        return _finish_import(out, "paired", name, hr_dir, settings, list(job.items.values()), all_rows)
-
-
-class _PairedImport:
-    """State of one paired import: the scale (given or inferred), items, PSNRs and report rows of matched files."""
-
-    def __init__(self, out: _Out, scale: int | None):
-        self.out, self.scale = out, scale
-        self.items: dict[str, BenchItem] = {}
-        self.pairs: dict[str, _Pair] = {}
-        self.psnr: dict[str, float] = {}
-        self.rows: dict[Path, ReportRow] = {}
-
-    def _both(self, pair: _Pair, status: str, detail: str) -> None:
-        for p in (pair.hr, pair.lr):
-            self.rows[p] = ReportRow(str(p), status, detail, pair.key)
-
-    def add(self, pair: _Pair) -> None:
-        hr, lr = _load(pair.hr), _load(pair.lr)
-        if isinstance(hr, tuple) or isinstance(lr, tuple):
-            return self._rejected(pair, hr, lr)
-        scale = self._scale(pair, hr.rgb, lr.rgb)
-        fitted = _fit_hr(hr.rgb, lr.rgb, scale)
-        if isinstance(fitted, str):
-            return self._both(pair, "size_mismatch", fitted)
-        hr_rgb, note = fitted
-        psnr = lr_consistency_psnr(lr.rgb, hr_rgb)
-        self.out.png(f"hr/{pair.key}.png", hr_rgb)
-        self.out.png(f"lr/{pair.key}.png", lr.rgb)
-        lh, lw = lr.rgb.shape[:2]
-        self.items[pair.key] = BenchItem(
-            pair.key, f"lr/{pair.key}.png", f"hr/{pair.key}.png", lw, lh, lw * scale, lh * scale, scale, None, None,
-            str(pair.hr), hr.pixel_sha256[:24],
-        )  # fmt: skip
-        self.pairs[pair.key], self.psnr[pair.key] = pair, psnr
-        self._both(pair, "imported", "; ".join(filter(None, [f"psnr_y {psnr:.2f} dB vs area-downscaled HR", note])))
-
-    def _rejected(self, pair: _Pair, hr: Decoded | tuple[str, str], lr: Decoded | tuple[str, str]) -> None:
-        """Rows of a pair where one side (or both) is not a usable picture: its own status, or partner_rejected."""
-        for p, mine, other, label in ((pair.hr, hr, lr, "LR"), (pair.lr, lr, hr, "HR")):
-            if isinstance(mine, tuple):
-                self.rows[p] = ReportRow(str(p), *mine, pair.key)
-            else:
-                self.rows[p] = ReportRow(str(p), "partner_rejected", f"its {label} was rejected: {other[0]}", pair.key)
-
-    def _scale(self, pair: _Pair, hr: np.ndarray, lr: np.ndarray) -> int:
-        if self.scale is not None:
-            return self.scale
-        (hh, hw), (lh, lw) = hr.shape[:2], lr.shape[:2]
-        s = hw // lw
-        # The same tolerance as _fit_hr: up to s - 1 extra HR pixels per side (none at s = 1).
-        if s < 1 or not 0 <= hw - lw * s < s or not 0 <= hh - lh * s < s:
-            raise ValueError(
-                f"cannot infer the scale from the first pair {pair.hr.name} ({hw}x{hh}) / {pair.lr.name} ({lw}x{lh}): "
-                f"not an integer ratio; pass scale= (or are hr_dir and lr_dir swapped?)"
-            )
-        if s == 1 and (pair.hint or 1) > 1:
-            raise ValueError(f"{pair.lr.name} is the size of its HR ({hw}x{hh}) although its name says x{pair.hint}: "
-                             f"this set stores LR upsampled to the HR size; downscale the LR images first, or pass "
-                             f"scale=1 to import them as they are")  # fmt: skip
-        self.scale = s
-        return s
-
-    def flag_misaligned(self) -> None:
-        if not self.psnr:
-            return
-        median = statistics.median(self.psnr.values())
-        for key, psnr in self.psnr.items():
-            if psnr < ALIGN_MIN_PSNR_DB and psnr < median - ALIGN_GAP_DB:
-                self.out.remove(f"hr/{key}.png")
-                self.out.remove(f"lr/{key}.png")
-                del self.items[key]
-                detail = (f"psnr_y {psnr:.2f} dB vs set median {median:.2f} dB (rule: < {ALIGN_MIN_PSNR_DB:g} dB and "
-                          f"more than {ALIGN_GAP_DB:g} dB below the median)")  # fmt: skip
-                self._both(self.pairs[key], "misaligned", detail)
-
-
-def _fit_hr(hr: np.ndarray, lr: np.ndarray, scale: int) -> tuple[np.ndarray, str] | str:
-    """(HR cropped to LR * scale, note) when within the modcrop tolerance, else the size_mismatch detail."""
-    (hh, hw), (lh, lw) = hr.shape[:2], lr.shape[:2]
-    dw, dh = hw - lw * scale, hh - lh * scale
-    if dw == 0 and dh == 0:
-        return hr, ""
-    if 0 <= dw < scale and 0 <= dh < scale:
-        return hr[: lh * scale, : lw * scale], f"hr cropped from {hw}x{hh} to {lw * scale}x{lh * scale} (modcrop)"
-    return f"hr {hw}x{hh} != lr {lw}x{lh} x {scale} = {lw * scale}x{lh * scale}"
-
-
-# ----------------------------------------------------------------------------------------------------------------- #
-# LR-only real images
-# ----------------------------------------------------------------------------------------------------------------- #
-
-
-def import_lr_only(
-    lr_dir: Path, out_dir: Path, name: str, square: int | None = None, scale: int = 4
-) -> dict[str, Any]:
-    """Import LR-only real images (RealLQ style). ``square=None``: every image as decoded (varying sizes);
-    ``square=N``: one detail-aware N x N crop per image, smaller images reported ``too_small``. ``scale`` is the
-    SR factor the benchmark is meant for (recorded in the index). Exact pixel duplicates are reported, not imported.
-    """
-    _check_name(name)
-    scale = _check_scale(scale)
-    if square is not None:
-        square = _check_scale(square, "square")
-        if too_big := sr_output_too_large(square, square, scale):
-            raise ValueError(f"--square {square}: {too_big}; pass a smaller --square or --scale")
-    lr_dir = _existing_dir(lr_dir, "lr_dir")
-    listing = _list_dir(lr_dir, "lr_dir")
-    taken: set[str] = set()
-    keyed = sorted((_unique_key(sanitize_key(p.stem), p.name, taken), p) for p in listing.files)
-    rows, items = list(listing.rows), []
-    seen: dict[str, str] = {}
-    with _building(out_dir, name, [lr_dir]) as out:
-        for key, path in keyed:
-            row, item = _lr_only_item(path, key, out, square, scale, seen)
-            rows.append(row)
-            if item is not None:
-                items.append(item)
-        settings = {"mode": "varying" if square is None else "square", "square": square, "png_level": PNG_LEVEL,
-                    "versions": _versions()}  # fmt: skip
-        return _finish_import(out, "lr_only", name, lr_dir, settings, items, rows)
-
-
 def sr_output_too_large(width: int, height: int, scale: int, limit: int = MAX_SR_PIXELS) -> str | None:
     """Why an LR of ``width`` x ``height`` cannot be a benchmark item at ``scale`` (its SR output, LR x scale^2, is
     over ``limit`` pixels), or None when it can. The text names both sizes and the limit."""
@@ -838,38 +461,19 @@ def sr_output_too_large(width: int, height: int, scale: int, limit: int = MAX_SR
             f"limit of {limit:,} px (LR x scale^2 <= MAX_SR_PIXELS)")  # fmt: skip
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the picture's header (no pixels decoded), or None when the header cannot tell."""
-    try:
-        with safety.open_regular(path, path.parent) as f, Image.open(f, formats=ACCEPTED_FORMATS) as im:
-            return im.size
-    except Exception:  # not a picture, unreadable, unsafe: _load reports it with its own reason
-        return None
+def _versions() -> dict[str, str]:
+    return {"bench": BENCH_VERSION, "decode": DECODE_VERSION, "crop": CROP_VERSION, "degrade": DEGRADE_VERSION}
 
 
-def _lr_only_item(
-    path: Path, key: str, out: _Out, square: int | None, scale: int, seen: dict[str, str]
-) -> tuple[ReportRow, BenchItem | None]:
-    size = None if square is not None else _header_size(path)
-    if size is not None and (too_big := sr_output_too_large(*size, scale)):
-        return ReportRow(str(path), "too_large", f"{too_big}: import with --square N or downscale it", key), None
-    dec = _load(path)
-    if isinstance(dec, tuple):
-        return ReportRow(str(path), *dec, key), None
-    if dec.pixel_sha256 in seen:
-        return ReportRow(str(path), "duplicate", f"same pixels as {seen[dec.pixel_sha256]}", key), None
-    rgb, detail = dec.rgb, ""
-    if square is None and (too_big := sr_output_too_large(rgb.shape[1], rgb.shape[0], scale)):
-        return ReportRow(str(path), "too_large", f"{too_big}: import with --square N or downscale it", key), None
-    if square is not None:
-        boxes = choose_crops(rgb, (square, square), 1)
-        if not boxes:
-            h, w = rgb.shape[:2]
-            return ReportRow(str(path), "too_small", f"{w}x{h} < square {square}x{square}", key), None
-        b = boxes[0]
-        rgb, detail = rgb[b.y : b.y + b.h, b.x : b.x + b.w], f"crop {b.w}x{b.h} at ({b.x}, {b.y})"
-    seen[dec.pixel_sha256] = path.name
-    out.png(f"lr/{key}.png", rgb)
-    h, w = rgb.shape[:2]
-    item = BenchItem(key, f"lr/{key}.png", None, w, h, None, None, scale, None, None, str(path), dec.pixel_sha256[:24])
-    return ReportRow(str(path), "imported", detail, key), item
+# The builders live in their own modules (synthetic.py, imports.py), which import the helpers above; this module stays
+# the one entry point for every benchmark operation by resolving their names on first use (PEP 562: a plain import
+# here would be circular).
+_BUILDERS = {"build_synthetic": "synthetic", "import_paired": "imports", "import_lr_only": "imports"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUILDERS:
+        import importlib
+
+        return getattr(importlib.import_module(f"pipelines.bench.{_BUILDERS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

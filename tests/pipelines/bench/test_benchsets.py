@@ -14,6 +14,7 @@ import skimage.data
 from benchfixtures import forge_index
 
 from pipelines.bench import sets as bs
+from pipelines.bench import synthetic
 from pipelines.curate import split
 from pipelines.curate.degrade import degrade, seed_for
 from pipelines.store.workspace import write_table
@@ -164,7 +165,7 @@ def test_a_failed_rebuild_leaves_the_old_benchmark_untouched(photo_dir: Path, tm
             raise RuntimeError("simulated crash")
         return degrade(*args, **kwargs)
 
-    monkeypatch.setattr(bs, "degrade", failing_degrade)
+    monkeypatch.setattr(synthetic, "degrade", failing_degrade)
     with pytest.raises(RuntimeError, match="simulated crash"):
         bs.build_synthetic(photo_dir, out, "syn", count=2, hr_size=(HR, HR), scale=SCALE, seed=5)
     assert _tree(out / "syn") == before
