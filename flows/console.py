@@ -5,8 +5,10 @@ loading a settings file with option overrides. Command modules import these; non
   an error stays on one line however narrow the terminal).
 - :func:`fail`: ``error: <what went wrong>; <fix>`` on one line, exit status 2 (a usage error) unless told. The
   message is printed literally: rich markup in it (``sr4k[vllm]``, a file named ``[red].png``) is escaped, and line
-  breaks are folded, so no caller can forget either.
-- :data:`WorkspaceOpt` with :data:`DEFAULT_WORKSPACE`: ``--workspace/-w``, one default, one help text.
+  breaks are folded, so no caller can forget either. :func:`error` prints the same line without exiting (the
+  entry point's last resort) and :func:`warn` a ``warning:`` line.
+- :data:`WorkspaceOpt` with :data:`DEFAULT_WORKSPACE`: ``--workspace/-w``, one default, one help text (no
+  environment variable sets the workspace).
 - :func:`load_config`: YAML file + dotted overrides -> a pydantic model, with the behaviour of
   :mod:`pipelines.store.settings` (unknown keys refused by name, values coerced by pydantic, one line naming the
   file or option, the key and the fix), ending the command through :func:`fail` when the settings are unusable.
