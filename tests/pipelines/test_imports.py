@@ -65,3 +65,16 @@ def test_every_pipelines_import_points_down_the_data_path():
                 if STAGES.index(target) > own:
                     bad.append(f"{path.relative_to(root)}:{node.lineno} imports {node.module}")
     assert bad == []
+
+
+def test_the_readme_layout_names_every_stage_and_module():
+    """The README's layout section (picture + table) is the newcomer's map: a new or renamed module fails here."""
+    from pathlib import Path
+
+    root = Path(pipelines.__path__[0])
+    readme = (root.parent / "README.md").read_text()
+    section = readme[readme.index("## Layout\n") :].split("\n## ", 1)[0]
+    missing = [f"pipelines/{s}/" for s in STAGES if f"pipelines/{s}/" not in section]
+    for stage in STAGES:
+        missing += [f"{stage}/{p.stem}" for p in (root / stage).glob("[!_]*.py") if p.stem not in section]
+    assert missing == []
