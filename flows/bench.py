@@ -35,7 +35,7 @@ def bench_build_flow(workspace: str, kind: str, name: str, src: str | None = Non
                      square: int | None = None) -> dict:  # fmt: skip
     """Build (``synthetic``) or import (``paired``, ``lr_only``) the benchmark ``name`` into the workspace.
     ``scale=None`` lets a paired import infer the scale from its first pair."""
-    out_dir = str(Workspace(workspace).root / "benchmarks")
+    out_dir = str(Workspace(workspace).benchmarks)
     if kind == "synthetic":
         return _build_synthetic(src, out_dir, name, count, hr_size, scale or 4, seed, holdout_permille)
     return _import(kind, out_dir, name, hr, lr, scale, square)
@@ -45,12 +45,9 @@ def bench_build_flow(workspace: str, kind: str, name: str, src: str | None = Non
 def _evaluate(workspace: str, bench: str, models: list[str], stride: int, lpips: str | None, dists: str | None,
               show_progress: bool) -> tuple[str, dict]:  # fmt: skip
     ws = Workspace(workspace)
-    benchsets.check_bench_name(bench, "--bench")
-    if (ws.root / "benchmarks" / bench / "manifest.json").exists():
-        # keys and paths of the index checked (inside the folder, listed in the verified manifest) before anything
-        # is read or written under a key: the evaluation writes evals/<bench>/crops/<key>/
-        benchsets.read_index(ws.root / "benchmarks" / bench)
-    _, manifest, items = open_bench(ws, bench)
+    # the benchmark verified (keys and paths inside the folder, files as the manifest lists them) before anything is
+    # read or written under a key: the evaluation writes evals/<bench>/crops/<key>/
+    _, manifest, items = open_bench(ws, bench, verify=True)
     upscalers = [get_upscaler(m, int(manifest["scale"])) for m in models]
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not show_progress) as bar:  # fmt: skip

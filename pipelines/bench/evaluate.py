@@ -40,20 +40,25 @@ def load_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def open_bench(ws: Workspace, name: str) -> tuple[Path, dict, list[dict]]:
-    from pipelines.bench.sets import check_bench_name
+def open_bench(ws: Workspace, name: str, verify: bool = False) -> tuple[Path, dict, list[dict]]:
+    """(folder, manifest, index rows) of the benchmark ``name``; one-line errors for a bad name, a missing benchmark
+    or index rows whose keys or paths leave the folder. ``verify``: first the full verification
+    (``pipelines.bench.sets.read_index``: every listed file present with its sha256), as ``sr4k bench eval`` does."""
+    from pipelines.bench.sets import check_bench_name, read_index
 
     check_bench_name(name, "--bench")
-    bench_dir = ws.root / "benchmarks" / name
+    bench_dir = ws.bench_dir(name)
     manifest_path = bench_dir / "manifest.json"
     if not manifest_path.exists():
-        have = sorted(p.parent.name for p in (ws.root / "benchmarks").glob("*/manifest.json"))
+        have = sorted(p.parent.name for p in ws.benchmarks.glob("*/manifest.json"))
         raise ValueError(
             f"no benchmark {name!r} in {ws.root} (have: {', '.join(have) or 'none'}); "
             "build one with `sr4k bench build synthetic` or `sr4k bench import`"
         )
     from pipelines.bench.sets import index_rows
 
+    if verify:
+        read_index(bench_dir)
     manifest = json.loads(manifest_path.read_text())
     # keys and paths checked (strict names, inside the folder) for callers of evaluate() that skipped the flow's
     # full verification (pipelines.bench.sets.read_index): results are written under evals/<bench>/crops/<key>/
