@@ -91,15 +91,10 @@ def dawid_skene(votes: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
     return probas.reindex(columns=list(LABEL_VALUES), fill_value=0.0)
 
 
-def bt_ranking(prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[str], bootstrap: int = 200,
-               seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
-    """Ranking rows (best first): rank, model, theta, std, ci_low, ci_high, wins, losses, ties, comparisons."""
-    return bt_fit(prefs, criterion, models, bootstrap, seed)[0]
-
-
 def bt_fit(prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[str], bootstrap: int = 200,
            seed: int = 0) -> tuple[list[dict[str, Any]], BTEstimates]:  # fmt: skip
-    """``bt_ranking``'s rows and the fit behind them (with its covariance)."""
+    """Ranking rows (best first: rank, model, theta, std, ci_low, ci_high, wins, losses, ties, comparisons) and the
+    fit behind them (with its covariance)."""
     comparisons = []
     tally: dict[str, Counter] = {m: Counter() for m in models}
     for p in prefs:
