@@ -15,6 +15,10 @@ import pyarrow as pa
 from schemas.records import SCHEMA_VERSION
 
 BENCH_SCHEMA_VERSION = SCHEMA_VERSION
+# bench_results 2 = 1 + niqe, musiq, clipiqa, maniqa, periodicity_excess_peak, periodicity_excess_stride and
+# periodic_flag (issue 14). Version-1 parts stay readable beside version-2 ones: the catalog reads every part with
+# ``union_by_name``, so a column a part lacks is NULL there.
+RESULTS_SCHEMA_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -70,7 +74,7 @@ class ResultRow:
     seconds: float
     peak_mem_mb: float
     run: str
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = RESULTS_SCHEMA_VERSION
 
 
 @dataclass(slots=True)
@@ -89,9 +93,9 @@ class CandidateRec:
     schema_version: int = SCHEMA_VERSION
 
 
-def _schema(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
+def _schema(*fields: tuple[str, pa.DataType, bool], version: int = SCHEMA_VERSION) -> pa.Schema:
     schema = pa.schema([pa.field(n, t, nullable=nullable) for n, t, nullable in fields])
-    return schema.with_metadata({"schema_version": str(SCHEMA_VERSION)})
+    return schema.with_metadata({"schema_version": str(version)})
 
 
 _S, _I32, _I64, _F = pa.string(), pa.int32(), pa.int64(), pa.float64()
@@ -110,6 +114,7 @@ BENCH_RESULTS = _schema(
     ("periodicity_stride_mean", _F, False), ("periodicity_stride_peak", _F, False),
     ("periodicity_excess_peak", _F, False), ("periodicity_excess_stride", _F, False),
     ("periodic_flag", pa.bool_(), False), ("seconds", _F, False), ("peak_mem_mb", _F, False), ("run", _S, False), _V,
+    version=RESULTS_SCHEMA_VERSION,
 )  # fmt: skip
 CANDIDATES = _schema(
     ("lr_set", _S, False), ("lr_key", _S, False), ("model", _S, False), ("model_version", _S, False),

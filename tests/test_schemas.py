@@ -12,8 +12,37 @@ ALL_TABLES = TABLES | bench.TABLES | labels.TABLES | pairs.TABLES
 def test_dataclass_fields_match_the_table_schema(name):
     rec_type, schema = ALL_TABLES[name]
     assert [f.name for f in dataclasses.fields(rec_type)] == schema.names
-    assert schema.metadata[b"schema_version"] == str(SCHEMA_VERSION).encode()
+    version = next(f.default for f in dataclasses.fields(rec_type) if f.name == "schema_version")
+    assert schema.metadata[b"schema_version"] == str(version).encode()  # the rows and the file say the same
     assert "schema_version" in schema.names
+
+
+def test_bench_results_version_1_and_2_parts_read_together(tmp_path):
+    """bench_results 2 added niqe/musiq/clipiqa/maniqa, periodicity_excess_* and periodic_flag; a part written at
+    version 1 still reads beside a version-2 part through the catalog (``sr4k sql``), its new columns NULL."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.store import catalog
+    from pipelines.store.workspace import Workspace, write_table
+
+    assert bench.BENCH_RESULTS.metadata[b"schema_version"] == b"2"
+    added = {"niqe", "musiq", "clipiqa", "maniqa", "periodicity_excess_peak", "periodicity_excess_stride",
+             "periodic_flag"}  # fmt: skip
+    v1 = pa.schema([f for f in bench.BENCH_RESULTS if f.name not in added]).with_metadata({"schema_version": "1"})
+    common = dict(bench="b", kind="synthetic", key="k0", model="bicubic", model_version="cv2", scale=4, ssim_y=0.8,
+                  lpips=None, dists=None, nr_sharpness=1.0, nr_hf_energy=2.0, periodicity_peak=0.001,
+                  periodicity_stride_mean=0.0, periodicity_stride_peak=0.0, seconds=0.1, peak_mem_mb=5.0)  # fmt: skip
+    ws = Workspace(tmp_path)
+    ws.table_dir("bench_results").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([common | {"psnr_y": 30.0, "run": "old", "schema_version": 1}], v1),
+                   ws.part("bench_results", "b-old"))  # fmt: skip
+    new = bench.ResultRow(**common, psnr_y=31.0, niqe=4.5, musiq=60.0, clipiqa=0.5, maniqa=0.4, periodic_flag=True,
+                          periodicity_excess_peak=0.0, periodicity_excess_stride=0.0, run="new")  # fmt: skip
+    write_table(ws.part("bench_results", "b-new"), [new], bench.BENCH_RESULTS)
+    sql = "select run, schema_version, psnr_y, niqe, periodic_flag from bench_results order by run desc"
+    got = catalog.connect(tmp_path).execute(sql).fetchall()
+    assert got == [("old", 1, 30.0, None, None), ("new", 2, 31.0, 4.5, True)]
 
 
 def test_shard_index_has_a_schema_version():
