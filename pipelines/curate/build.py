@@ -185,8 +185,11 @@ def unit_done(ws: Workspace, unit: str, cfg: CurateConfig) -> bool:
 
 
 def prune_stale_units(ws: Workspace, units: list[Unit]) -> int:
-    """Remove the outputs of units that are not in this plan (an earlier run over a different input)."""
+    """Remove the outputs of units that are not in this plan (an earlier run over a different input), and the pixel
+    claims of sources that left it. A unit that skipped building a copy because a lower-URI copy claimed it
+    (``relies_on`` in its marker) is marked for a rebuild when that copy left the input."""
     live = {u.name for u in units}
+    live_uris = {uri for u in units for uri in u.uris}
     removed = 0
     for marker in sorted((ws.root / "units").glob("*.done")) if (ws.root / "units").exists() else []:
         if marker.stem not in live:
@@ -195,7 +198,37 @@ def prune_stale_units(ws: Workspace, units: list[Unit]) -> int:
             ws.staging(marker.stem).unlink(missing_ok=True)
             marker.unlink()
             removed += 1
+        elif not set(json.loads(marker.read_text()).get("relies_on", [])) <= live_uris:
+            marker.unlink()  # rebuilt this run: the copy it relied on is gone, so this one builds
+    for claim in sorted(_claims_root(ws).glob("*/*/*")) if _claims_root(ws).exists() else []:
+        if not claim.name.startswith(".") and claim.read_text() not in live_uris:
+            claim.unlink()
     return removed
+
+
+def _claims_root(ws: Workspace) -> Path:
+    return ws.root / "claims"
+
+
+def claim_pixels(ws: Workspace, cfg: CurateConfig, key: str, uri: str) -> str | None:
+    """Hash before the expensive build: claim the right to build the samples of the pixels ``key`` for ``uri``.
+
+    Each copy that reaches the build writes a claim ``claims/<config hash>/<key>/<sha256(uri)[:16]>`` holding its
+    URI, then reads the claims of its key. Returns the lowest URI below ``uri`` that claimed (this copy then skips
+    crop/degrade/encode), or None (build). Dedup keeps the lowest URI of identical pixels, so the copy that is kept
+    never skips, whatever the runner's timing: the shards are the same as when every copy is built, and a copy
+    that came first builds too (a wasted build, never a missing one). Identical pixels give identical samples
+    (keys and seeds derive from the pixel hash), so nothing of the skipped copy is lost; it stays in the images
+    table and dedup rejects it as ``exact_duplicate`` of the kept one. Claims of URIs that leave the input are
+    removed by :func:`prune_stale_units`, which also rebuilds the units that relied on them."""
+    folder = _claims_root(ws) / cfg.config_hash() / key
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = folder / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if not mine.exists():
+        with atomic_open(mine) as f:
+            f.write(uri.encode())
+    lower = [u for u in (p.read_text() for p in folder.iterdir() if not p.name.startswith(".")) if u < uri]
+    return min(lower) if lower else None
 
 
 @dataclass(slots=True)
@@ -204,6 +237,7 @@ class _UnitOut:
     images: list[ImageRec] = field(default_factory=list)
     rejects: list[RejectRec] = field(default_factory=list)
     samples: list[SampleRec] = field(default_factory=list)
+    relies_on: list[str] = field(default_factory=list)  # lower-URI identical copies whose build stands for ours
 
 
 def build_unit(unit: Unit, root: str | None, origin: str, ws_root: str | Path, cfg: CurateConfig) -> dict:
@@ -225,9 +259,11 @@ def build_unit(unit: Unit, root: str | None, origin: str, ws_root: str | Path, c
         "seen": len(out.sources),
         "built": len({s.image_key for s in out.samples}),
         "samples": len(out.samples),
+        "not_built_copies": len(out.relies_on),
         **Counter(f"rejected_{r.reason}" for r in out.rejects),
     }
-    write_json_atomic(ws.marker(unit.name), {"unit": unit.name, "config_hash": cfg.config_hash(), "counts": counts})
+    marker = {"unit": unit.name, "config_hash": cfg.config_hash(), "counts": counts, "relies_on": out.relies_on}
+    write_json_atomic(ws.marker(unit.name), marker)
     return counts
 
 
@@ -261,6 +297,10 @@ def _build_source(uri, root: str | None, walked: bool, unit: str, ws: Workspace,
     boxes = choose_crops(dec.rgb, cfg.hr_size, cfg.crops_per_image, cfg.crop_max_overlap, TOKEN_STRIDE)
     if not boxes:
         return _reject(out, uri, unit, "crop", smaller_than_crop(w, h, cfg), key)
+    kept_copy = claim_pixels(ws, cfg, key, uri)
+    if kept_copy is not None:  # an identical picture with a lower URI builds these samples: dedup keeps that one
+        out.relies_on.append(kept_copy)
+        return None
     for i, box in enumerate(boxes):
         _build_sample(f"{key}-c{i}", key, uri, hashlib.sha256(data).hexdigest(), dec, box, unit, cfg, out, tar)
 

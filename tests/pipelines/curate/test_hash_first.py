@@ -1,0 +1,103 @@
+"""Hashing before the expensive build (pipelines.curate.build.claim_pixels): an exact copy of a picture that a
+lower-URI copy builds costs a decode, not a crop/degrade/encode, and the shards stay the ones every-copy-built gives.
+
+The steps run without an orchestrator, in a chosen unit order, so the two extremes of a runner's timing are both
+tested: lowest URI first (every other copy skips) and lowest URI last (no copy can skip, all are built).
+"""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from PIL import Image
+from skimage import data
+
+from pipelines.curate import build as steps
+from pipelines.store.workspace import Workspace
+
+COPIES = ("a.png", "b.png", "c.png", "d.png", "e.png")
+
+
+def small_cfg() -> steps.CurateConfig:
+    base = {"hr_size": "128", "scale": 4, "unit_size": 1, "dataset": "t", "holdout_permille": 0,
+            "filters": {"min_short_side": 128}}  # fmt: skip
+    return steps.CurateConfig.model_validate(base)
+
+
+def run(src: Path, ws: Path, reverse: bool = False) -> tuple[list[dict], dict]:
+    """plan -> prune -> build the units not done (in sorted or reversed order) -> dedup -> holdout -> pack."""
+    cfg = small_cfg()
+    p = steps.plan(str(src), cfg, workspace=ws)
+    steps.prune_stale_units(Workspace(ws), p.units)
+    todo = [u for u in p.units if not steps.unit_done(Workspace(ws), u.name, cfg)]
+    order = todo[::-1] if reverse else todo
+    counts = [steps.build_unit(u, p.listing.root, p.listing.origin, ws, cfg) for u in order]
+    steps.dedup(ws, cfg)
+    steps.holdout(ws, cfg)
+    by_name = {u.name: u for u in p.units}
+    for name in steps.units_to_restage(ws, cfg):
+        steps.build_unit(by_name[name], p.listing.root, p.listing.origin, ws, cfg)
+    steps.pack(ws, cfg)
+    return counts, steps.summarize(ws, cfg)
+
+
+def shards(ws: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((ws / "shards" / "t").glob("*.tar"))}
+
+
+def outcome(ws: Path) -> dict[str, tuple[str, str | None]]:
+    con = duckdb.connect()
+    kept = con.execute(f"select distinct uri from read_parquet('{ws}/tables/samples/*.parquet')").fetchall()
+    sql = f"select uri, reason, duplicate_of from read_parquet('{ws}/tables/rejects/*.parquet')"
+    rej = con.execute(sql).fetchall()
+    return {Path(u).name: ("kept", None) for (u,) in kept} | {Path(u).name: (r, d) for u, r, d in rej}
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hashfirst") / "in"
+    root.mkdir()
+    Image.fromarray(data.astronaut()).save(root / COPIES[0])
+    for name in COPIES[1:]:
+        shutil.copy(root / COPIES[0], root / name)
+    return root
+
+
+def test_identical_copies_are_built_once_when_the_kept_copy_comes_first(copies, tmp_path):
+    counts, summary = run(copies, tmp_path / "ws")
+    assert [c["built"] for c in counts] == [1, 0, 0, 0, 0]
+    assert [c["not_built_copies"] for c in counts] == [0, 1, 1, 1, 1]
+    assert summary["seen"] == 5 and summary["kept"] == 1 and summary["rejected"] == 4
+    got = outcome(tmp_path / "ws")
+    assert got["a.png"] == ("kept", None)
+    con = duckdb.connect()
+    keys = con.execute(f"select distinct key from read_parquet('{tmp_path}/ws/tables/images/*.parquet')").fetchall()
+    assert len(keys) == 1
+    key = keys[0][0]
+    assert {got[n] for n in COPIES[1:]} == {("exact_duplicate", key)}
+
+
+def test_any_build_order_gives_the_same_shards_and_keeps_the_lowest_uri(copies, tmp_path):
+    _, first = run(copies, tmp_path / "forward")
+    counts, last = run(copies, tmp_path / "reverse", reverse=True)
+    assert sum(c["built"] for c in counts) == 5  # lowest URI last: no copy could rely on it, each was built
+    assert first == last
+    assert shards(tmp_path / "forward") == shards(tmp_path / "reverse")
+    assert outcome(tmp_path / "forward") == outcome(tmp_path / "reverse")
+
+
+def test_a_copy_that_relied_on_a_removed_one_is_built_on_the_rerun(copies, tmp_path):
+    src = tmp_path / "in"
+    shutil.copytree(copies, src)
+    ws = tmp_path / "ws"
+    run(src, ws)
+    (src / "a.png").unlink()
+    counts, summary = run(src, ws)
+    assert summary["seen"] == 4 and summary["kept"] == 1
+    assert outcome(ws)["b.png"] == ("kept", None)
+    assert sum(c["built"] for c in counts) == 1  # b's unit is rebuilt; c, d, e still rely on b
+    fresh = tmp_path / "fresh"
+    run(src, fresh)
+    assert shards(ws) == shards(fresh)
