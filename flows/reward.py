@@ -2,9 +2,10 @@
 preferences. Tasks pass config dicts and paths, never images or tensors.
 
 ``reward_train_flow(config)`` runs the GRPO recipe (resumable: a rerun continues from the last checkpoint) and, when
-pairs were held out, evaluates the final judge on them; ``reward_eval_flow(checkpoint, data, out)`` evaluates any
-judge folder on any preferences source. GRPO training is one long process on one machine (or one ``accelerate``
-launch): the flow records it as one task, it does not split it.
+pairs were held out, evaluates the final judge on them; ``reward_eval_flow(checkpoint, data, out)`` evaluates any judge
+folder on any preferences source. Both evaluate through ``training.reward.recipe.evaluate_judge``, the one evaluation
+path (``sr4k train-reward`` and ``sr4k eval-reward`` use it too). GRPO training is one long process on one machine (or
+one ``accelerate`` launch): the flow records it as one task, it does not split it.
 """
 
 from __future__ import annotations
@@ -25,19 +26,21 @@ def _train(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @task(name="evaluate-reward-judge")
-def _evaluate(checkpoint: str, data: str, out: str, pair_ids: list[str] | None, backend: str) -> dict[str, Any]:
-    from training.reward.data import load_preferences
-    from training.reward.evaluate import evaluate_pairs, write_report
-    from training.reward.judge import load_judge
+def _evaluate(
+    checkpoint: str, data: str, out: str, pair_ids: list[str] | None, backend: str, device: str | None
+) -> dict[str, Any]:
+    from training.reward.evaluate import write_report
+    from training.reward.recipe import evaluate_judge
 
-    samples = load_preferences(data)
-    if pair_ids is not None:
-        keep = set(pair_ids)
-        samples = [s for s in samples if s.rec.pair_id in keep]
-    report = evaluate_pairs(load_judge(checkpoint, backend=backend), samples)
+    report = evaluate_judge(checkpoint, data, pair_ids, backend=backend, device=device)
     js, md = write_report(report, out)
-    return {"n_pairs": report["n_pairs"], "judge": report["judge"], "baselines": report["baselines"],
-            "report": str(md), "per_pair": str(js)}  # fmt: skip
+    return {
+        "n_pairs": report["n_pairs"],
+        "judge": report["judge"],
+        "baselines": report["baselines"],
+        "report": str(md),
+        "per_pair": str(js),
+    }
 
 
 @flow(name="reward-train")
@@ -46,11 +49,15 @@ def reward_train_flow(config: dict[str, Any], evaluate: bool = True) -> dict[str
     summary = _train(config)
     if evaluate and summary["held_out"]:
         out = str(Path(summary["final"]) / "eval")
-        summary["eval"] = _evaluate(summary["final"], config["data"], out, summary["held_out"], "transformers")
+        summary["eval"] = _evaluate(
+            summary["final"], config["data"], out, summary["held_out"], "transformers", summary["device"]
+        )
     return summary
 
 
 @flow(name="reward-eval")
-def reward_eval_flow(checkpoint: str, data: str, out: str | None = None, backend: str = "transformers") -> dict:
+def reward_eval_flow(
+    checkpoint: str, data: str, out: str | None = None, backend: str = "transformers", device: str | None = None
+) -> dict:
     """Evaluate a judge folder on a preferences source; the report goes to ``out`` (default <checkpoint>/eval)."""
-    return _evaluate(checkpoint, data, out or str(Path(checkpoint) / "eval"), None, backend)
+    return _evaluate(checkpoint, data, out or str(Path(checkpoint) / "eval"), None, backend, device)

@@ -223,20 +223,17 @@ def eval_reward(
 
     Example: sr4k eval-reward --checkpoint ./runs/refreward --data ./sr4k-data/releases/refsr-0.2.0
     """
-    from training.reward.data import load_preferences
     from training.reward.evaluate import evaluate_pairs, write_report
-    from training.reward.judge import load_judge
+    from training.reward.recipe import eval_inputs
 
     _quiet_libraries()
     out = out or _new_report_dir(checkpoint, data)
     if (out / "eval.json").exists() and not overwrite:
         fail(f"{out} already holds a report (eval.json): pass another --out, or --overwrite to replace it")
-    try:
-        samples = load_preferences(data)
-        judge = load_judge(checkpoint, backend=backend, device=device)
+    try:  # recipe.evaluate_judge's two steps, with the progress bar between them
+        judge, samples = eval_inputs(checkpoint, data, backend=backend, device=device, limit=limit)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         fail(str(e))
-    samples = samples[:limit] if limit else samples
     with _progress() as progress:
         task = progress.add_task("judging pairs", total=len(samples), info="", visible=not quiet)
         try:

@@ -282,17 +282,52 @@ def train(cfg: RewardConfig, callbacks: list[Any] | None = None) -> dict[str, An
     }
 
 
-def evaluate(summary: dict[str, Any], cfg: RewardConfig, device: str | None = None) -> dict[str, Any] | None:
-    """Held-out evaluation of the final judge (None when nothing was held out)."""
-    from training.reward.evaluate import evaluate_pairs
+def eval_inputs(
+    checkpoint: str | Path,
+    data: str | Path,
+    pair_ids: list[str] | None = None,
+    *,
+    backend: str = "transformers",
+    device: str | None = None,
+    limit: int | None = None,
+) -> tuple[Any, list[PreferenceSample]]:
+    """What an evaluation judges with and on: the judge of ``checkpoint`` on ``backend`` and the preferences of
+    ``data`` (only ``pair_ids`` when given; the first ``limit``). Errors name the checkpoint or the data."""
     from training.reward.judge import load_judge
 
-    held = set(summary["held_out"])
-    if not held:
+    samples = load_preferences(data)
+    if pair_ids is not None:
+        keep = set(pair_ids)
+        samples = [s for s in samples if s.rec.pair_id in keep]
+    samples = samples[:limit] if limit else samples
+    return load_judge(checkpoint, backend=backend, device=device), samples
+
+
+def evaluate_judge(
+    checkpoint: str | Path,
+    data: str | Path,
+    pair_ids: list[str] | None = None,
+    *,
+    backend: str = "transformers",
+    device: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    baselines: bool = True,
+) -> dict[str, Any]:
+    """The one evaluation path of a judge — :func:`eval_inputs`, then ``training.reward.evaluate.evaluate_pairs``
+    (the report dict) — used by ``sr4k train-reward`` (held-out pairs, :func:`evaluate`), ``sr4k eval-reward`` (which
+    drives a progress bar between the two) and the reward flows (``flows.reward``)."""
+    from training.reward.evaluate import evaluate_pairs
+
+    judge, samples = eval_inputs(checkpoint, data, pair_ids, backend=backend, device=device, limit=limit)
+    return evaluate_pairs(judge, samples, baselines=baselines, batch_size=batch_size)
+
+
+def evaluate(summary: dict[str, Any], cfg: RewardConfig, device: str | None = None) -> dict[str, Any] | None:
+    """Held-out evaluation of the final judge of a :func:`train` run (None when nothing was held out)."""
+    if not summary["held_out"]:
         return None
-    samples = [s for s in load_preferences(cfg.data) if s.rec.pair_id in held]
-    judge = load_judge(summary["final"], device=device or summary["device"])
-    return evaluate_pairs(judge, samples)
+    return evaluate_judge(summary["final"], cfg.data, summary["held_out"], device=device or summary["device"])
 
 
 if __name__ == "__main__":

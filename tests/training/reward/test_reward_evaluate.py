@@ -61,3 +61,18 @@ def test_tiny_model_end_to_end(tiny_judge, prefs_workspace, tmp_path):
         assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["malformed"] <= 1.0
     js, md = write_report(r, tmp_path / "eval")
     assert js.exists() and md.read_text().startswith("# RefReward evaluation")
+
+
+def test_the_one_evaluation_path_selects_the_pairs_asked_for(tiny_judge, prefs_workspace):
+    """recipe.evaluate_judge (train-reward's held-out pairs, eval-reward, the reward flows): only ``pair_ids``, in
+    the data's order, then the first ``limit``; a missing checkpoint is named."""
+    from training.reward import recipe
+
+    ids = [s.rec.pair_id for s in load_preferences(prefs_workspace)]
+    picked = [ids[2], ids[0]]
+    r = recipe.evaluate_judge(tiny_judge, prefs_workspace, picked, device="cpu", baselines=False)
+    assert [row["pair_id"] for row in r["pairs"]] == [ids[0], ids[2]] and r["n_pairs"] == 2
+    r = recipe.evaluate_judge(tiny_judge, prefs_workspace, device="cpu", limit=1, baselines=False)
+    assert [row["pair_id"] for row in r["pairs"]] == ids[:1]
+    with pytest.raises(FileNotFoundError, match="nope is not a judge checkpoint"):
+        recipe.evaluate_judge(prefs_workspace / "nope", prefs_workspace)
