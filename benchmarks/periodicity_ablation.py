@@ -1,7 +1,10 @@
 """Periodicity ablation on the CPU: a tiny OP4KSR trained with and without L_AP, evaluated with and without RFR.
 
 Run: ``python benchmarks/periodicity_ablation.py [--steps 300] [--vae-steps 300] [--lambda-ap 10] [--out DIR]``
-(a few minutes on 2 cores). What it does, all in this process:
+(a few minutes on 2 cores). It runs the real stage-1 recipe (VAE, LoRA, L_AP) end to end, which is what it is kept
+for; its backbone is random and never learned positions, so it cannot show RFR at work: the RFR question and the L_AP
+weight are measured in benchmarks/rope_extrapolation.py (a transformer trained from scratch). What it does, all in
+this process:
 
 1. Tiny random backbone (training.sr.tiny). Its random VAE cannot reconstruct anything, so it is first fitted as an
    autoencoder (L1, ``--vae-steps``) on 128² crops of the training photos; the same VAE serves every arm.

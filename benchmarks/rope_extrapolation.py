@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "--lap",
         type=float,
         nargs="*",
-        default=[1.0, 0.1],
+        default=[0.1, 1.0],
         help="L_AP weights (sweep; the first is trained for every seed before the rest)",
     )
     ap.add_argument("--no-2g", action="store_true", help="skip the model trained at 2g")
@@ -271,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             results = saved["results"]
             log(f"resuming: {len(results)} (seed, model) results in {args.json}")
     laps = [f"lap={lam:g}" for lam in args.lap]
-    phase1 = ["g"] + ([] if args.no_2g else ["2g"]) + laps[:1]  # every seed gets these first: a cut run has them
-    jobs = [(s, k) for s in range(args.seeds) for k in phase1] + [(s, k) for k in laps[1:] for s in range(args.seeds)]
+    # priority order, so that a cut run has the main arms at full n: the g-model (every RFR mode), the L_AP weights
+    # in the order given, the model trained at 2g
+    kinds = ["g", *laps, *([] if args.no_2g else ["2g"])]
+    jobs = [(s, k) for k in kinds for s in range(args.seeds)]
     for seed, kind in jobs:
         key = f"{seed}/{kind}"
         if key in results:
