@@ -77,7 +77,7 @@ def write_report(ws_root: str | Path, dataset: str | None = None, max_thumbs: in
         context = _gather(con, ws, dataset, max(0, max_thumbs))
     finally:
         con.close()
-    html = _environment().from_string(_TEMPLATE).render(**context)
+    html = _environment().from_string(_template()).render(**context)
     path = ws.reports / REPORT_NAME
     with atomic_open(path) as f:
         f.write(html.encode("utf-8"))
@@ -408,6 +408,11 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _template() -> str:
+    """The page (jinja2, autoescaped): ``report.html.j2`` beside this module, shipped as package data."""
+    return (Path(__file__).with_name("report.html.j2")).read_text(encoding="utf-8")
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["bytes"] = _human_bytes
@@ -415,181 +420,3 @@ def _environment() -> jinja2.Environment:
     env.filters["thousands"] = lambda x: f"{x:,}"
     return env
 
-
-_TEMPLATE = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="generator" content="sr4k {{ version }}">
-<title>sr4k curation report</title>
-<style>
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1320px;
-       padding: 0 16px; color: #222; }
-h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-.meta { color: #666; font-size: 12px; } .meta code { color: #333; }
-.stats { display: flex; flex-wrap: wrap; gap: 12px; margin: 14px 0; }
-.stat { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; min-width: 90px; }
-.stat b { display: block; font-size: 20px; } .stat span { color: #666; font-size: 12px; }
-.check { font-weight: 600; padding: 6px 10px; border-radius: 4px; display: inline-block; }
-.ok { color: #1b5e20; background: #e8f5e9; } .bad { color: #b71c1c; background: #ffebee; }
-table { border-collapse: collapse; font-size: 13px; } th, td { border-bottom: 1px solid #eee; padding: 4px 10px;
-  text-align: left; vertical-align: top; } th { background: #fafafa; } td.num { text-align: right;
-  font-variant-numeric: tabular-nums; }
-.uri { font-family: ui-monospace, Menlo, monospace; font-size: 11px; word-break: break-all; color: #444; }
-.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 8px; }
-.plots figure { margin: 0; } .plots figcaption { font-size: 11px; color: #666; }
-.sheet { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
-.tile { font-size: 11px; } .tile img { width: 100%; height: 140px; object-fit: contain; background: #f4f4f4;
-  display: block; } .tile .key { font-family: ui-monospace, Menlo, monospace; word-break: break-all; }
-.tile .none { height: 140px; background: #f4f4f4; color: #999; display: flex; align-items: center;
-  justify-content: center; } .tile .detail { color: #777; }
-.muted { color: #888; font-size: 12px; }
-.crop { position: relative; display: inline-block; line-height: 0; } .crop img { max-width: 200px; max-height: 200px; }
-.crop .box { position: absolute; border: 2px solid #ff1744; box-sizing: border-box; }
-.params { font-family: ui-monospace, Menlo, monospace; font-size: 11px; } .params b { color: #555; }
-.legend span { display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 10px; }
-</style>
-</head>
-<body>
-{% macro tile(r) %}
-<div class="tile" title="{{ r.uri }}">
-{% if r.thumb %}<img src="{{ r.thumb }}" alt="{{ r.key }}" loading="lazy">
-{% else %}<div class="none">no thumbnail</div>{% endif %}
-<div class="key">{{ r.key }}</div><div>{{ r.caption }}</div>
-{%- endmacro %}
-<h1>sr4k curation report</h1>
-<div class="meta">workspace <code>{{ root }}</code> · generated {{ generated }} · {{ version }}</div>
-
-<div class="stats">
-  <div class="stat" data-name="seen" data-value="{{ t.seen }}"><b>{{ t.seen | thousands }}</b><span>seen</span></div>
-  <div class="stat" data-name="kept" data-value="{{ t.kept }}"><b>{{ t.kept | thousands }}</b><span>kept</span></div>
-  <div class="stat" data-name="rejected" data-value="{{ t.rejected }}"><b>{{ t.rejected | thousands }}</b>
-    <span>rejected</span></div>
-  <div class="stat" data-name="samples" data-value="{{ t.samples }}"><b>{{ t.samples | thousands }}</b>
-    <span>samples</span></div>
-  <div class="stat" data-name="shards" data-value="{{ t.shards }}"><b>{{ t.shards | thousands }}</b>
-    <span>shards</span></div>
-  <div class="stat" data-name="bytes" data-value="{{ t.bytes }}"><b>{{ t.bytes | bytes }}</b>
-    <span>in shards</span></div>
-</div>
-{% if t.ok %}
-<div class="check ok" id="check">✓ ok: seen {{ t.seen }} = kept {{ t.kept }} + rejected {{ t.rejected }}</div>
-{% else %}
-<div class="check bad" id="check">✗ mismatch: seen {{ t.seen }} ≠ kept {{ t.kept }} + rejected {{ t.rejected }}
-  {% if t.overlap %} · {{ t.overlap }} inputs both kept and rejected{% endif %}
-  {% if t.unaccounted %} · unaccounted, e.g.
-    {% for u in t.unaccounted %}<span class="uri">{{ u }}</span>{{ ", " if not loop.last }}{% endfor %}
-  {% endif %}
-</div>
-{% endif %}
-<p class="muted">
-{% if t.samples_source != "manifest" %}samples counted from the {{ t.samples_source }}. {% endif %}
-{% for d in t.datasets %}
-dataset <b>{{ d.dataset }}</b>:
-{% if d.found %}split {{ d.split }}, {{ d.samples }} samples in {{ d.shards }} shards ({{ d.bytes | bytes }})
-{%- if d.config_hash %}, config {{ d.config_hash }}{% endif %}.
-{% else %}{{ d.note }}.{% endif %}
-{% endfor %}
-</p>
-{% if versions %}
-<p class="muted">pipeline versions:
-{% for v in versions %}
-<br>{% for k, x in v["items"] %}{{ k }}={{ x }}{{ " · " if not loop.last }}{% endfor %} ({{ v.count }} samples)
-{% endfor %}
-{% if versions | length > 1 %}<br><span class="check bad">several versions in one run</span>{% endif %}
-</p>
-{% endif %}
-
-<h2>Rejects by stage and reason</h2>
-{% if reasons %}
-<table id="reasons">
-<tr><th>stage</th><th>reason</th><th>rows</th><th>inputs</th><th>share of seen</th><th>examples</th></tr>
-{% for r in reasons %}
-<tr><td>{{ r.stage }}</td><td>{{ r.reason }}</td><td class="num">{{ r.n }}</td><td class="num">{{ r.inputs }}</td>
-<td class="num">{{ r.share | pct }}</td>
-<td>{% for u in r.examples %}<div class="uri">{{ u }}</div>{% endfor %}</td></tr>
-{% endfor %}
-<tr><th colspan="3">all rejected inputs</th><th class="num">{{ t.rejected }}</th>
-<th class="num">{{ (t.rejected / t.seen if t.seen else 0) | pct }}</th><th></th></tr>
-</table>
-{% else %}
-<p class="muted">No rejects.</p>
-{% endif %}
-
-<h2>Filter scores</h2>
-{% if plots %}
-<div class="legend muted">{% for s, c in colours.items() %}<span style="background:{{ c }}"></span>{{ s }}{% endfor %}
- · kept = has samples, rejected = in rejects (any stage), unaccounted = neither</div>
-<div class="plots">
-{% for p in plots %}
-<figure><img src="{{ p.png }}" alt="histogram of {{ p.name }}">
-{% if p.note %}<figcaption>{{ p.note }}</figcaption>{% endif %}</figure>
-{% endfor %}
-</div>
-{% else %}
-<p class="muted">No decoded images.</p>
-{% endif %}
-
-<h2>Kept images</h2>
-{% if kept_thumbs %}
-<p class="muted">{{ kept_thumbs | length }} of {{ t.kept }} kept inputs.</p>
-<div class="sheet">
-{% for r in kept_thumbs %}
-{{ tile(r) }}</div>
-{% endfor %}
-</div>
-{% elif t.kept %}
-<p class="muted">{{ t.kept }} kept inputs, no thumbnails shown.</p>
-{% else %}
-<p class="muted">No kept images.</p>
-{% endif %}
-
-<h2>Rejected images by reason</h2>
-{% for g in reject_groups %}
-<h3>{{ g.stage }} · {{ g.reason }}
-<span class="muted">({{ g.total }}{% if g.hidden %}, {{ g.hidden }} not shown{% endif %})</span></h3>
-{% if g.thumbs %}
-<div class="sheet">
-{% for r in g.thumbs %}
-{{ tile(r) }}
-<div class="detail">{{ r.detail | truncate(120) }}
-{%- if r.duplicate_of %} (copy of {{ r.duplicate_of }}){% endif %}</div></div>
-{% endfor %}
-</div>
-{% endif %}
-{% if g.text %}
-<table>
-{% for r in g.text %}
-<tr><td class="uri">{{ r.uri }}</td><td>{{ r.reason }}</td><td>{{ r.detail | truncate(200) }}</td></tr>
-{% endfor %}
-</table>
-{% endif %}
-{% else %}
-<p class="muted">No rejected images.</p>
-{% endfor %}
-
-<h2>Samples</h2>
-{% if samples %}
-<p class="muted">{{ samples | length }} samples from the {{ samples_table }} table (first by key);
-red box = HR crop on the source thumbnail.</p>
-<table id="samples">
-<tr><th>source</th><th>sample</th><th>crop (x, y, w×h)</th><th>LR</th><th>seed</th><th>degradation</th></tr>
-{% for s in samples %}
-<tr><td>{% if s.thumb %}<div class="crop"><img src="{{ s.thumb }}" alt="{{ s.image_key }}">
-{% if s.box %}<div class="box" style="{{ s.box }}"></div>{% endif %}</div>
-{% else %}<span class="muted">no thumbnail</span>{% endif %}</td>
-<td><div class="uri">{{ s.key }}</div><div class="uri">{{ s.uri }}</div>
-<div class="muted">detail {{ "%.3g" | format(s.detail_score) }}</div></td>
-<td class="num">{{ s.crop_x }}, {{ s.crop_y }}, {{ s.hr_width }}×{{ s.hr_height }}</td>
-<td class="num">{{ s.lr_width }}×{{ s.lr_height }} (×{{ s.scale }})</td><td class="num">{{ s.seed }}</td>
-<td class="params">{% for k, v in s.params %}<div><b>{{ k }}</b> {{ v }}</div>{% endfor %}</td></tr>
-{% endfor %}
-</table>
-{% else %}
-<p class="muted">No samples.</p>
-{% endif %}
-</body>
-</html>
-"""
