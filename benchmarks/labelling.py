@@ -102,8 +102,13 @@ def build(ws: Workspace, n_pairs: int, n_models: int, seed: int = 0) -> int:
             cands.append(CandidateRec(LR_SET, key, m, "v1", rel, sha, 64, 64, 0.01, 1.0, f"{LR_SET}-unit"))
     pq.write_table(pa.Table.from_pylist(rows), bench / "index.parquet")
     write_table(ws.part("candidates", f"{LR_SET}-unit"), cands, CANDIDATES)
-    pairs, _ = build_pairs([Candidate(c.lr_key, c.model, c.model_version, c.output_path) for c in cands], n_pairs,
-                           "balanced", seed, min_distance=0)  # fmt: skip
+    pairs, _ = build_pairs(
+        [Candidate(c.lr_key, c.model, c.model_version, c.output_path) for c in cands],
+        n_pairs,
+        "balanced",
+        seed,
+        min_distance=0,
+    )
     write_table(ws.part("pairs", "bench"), pairs, PAIRS)
     return len(pairs)
 
@@ -160,8 +165,10 @@ def simulated(users: dict[str, int], seed: int = 1):
             better = "a" if int(pair["model_a"][5:]) < int(pair["model_b"][5:]) else "b"
             pick = better if rng.random() < 0.8 else ("b" if better == "a" else "a")
             screen = "left" if pick == data["sr4k_left"] else "right"
-            res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": [screen]}}
-                   for c in ("consistency", "naturalness")]  # fmt: skip
+            res = [
+                {"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": [screen]}}
+                for c in ("consistency", "naturalness")
+            ]
             out.append({"completed_by": users[email], "lead_time": float(rng.uniform(3, 20)), "result": res})
         return out
 
@@ -186,8 +193,11 @@ def main() -> None:
     fig: dict[str, float | int] = {}
     rv = compare.record_views(ws, "bench")  # what `sr4k pairs build` does after choosing the pairs
     fig["pairs_render_s"] = rv["render_seconds"]
-    print(f"comparison pages of {rv['views']} pairs rendered in {rv['render_seconds']:.1f} s "
-          f"({os.cpu_count()} worker processes)", flush=True)  # fmt: skip
+    print(
+        f"comparison pages of {rv['views']} pairs rendered in {rv['render_seconds']:.1f} s "
+        f"({os.cpu_count()} worker processes)",
+        flush=True,
+    )
     assert rv["views"] == n_pairs
     settings = server.LabelSettings(port=free_port(), request_timeout=120)
     info = server.start(ws, settings)
@@ -214,8 +224,15 @@ def main() -> None:
         if args.push_only:
             return _report(fig | {"pairs": n_pairs})
 
-        ra = push.push_pairs(ws, "bench", overlap=3, gold_rate=0.05, project="bench_ann", settings=settings,
-                             prelabelled=simulated(users))  # fmt: skip
+        ra = push.push_pairs(
+            ws,
+            "bench",
+            overlap=3,
+            gold_rate=0.05,
+            project="bench_ann",
+            settings=settings,
+            prelabelled=simulated(users),
+        )
         fig["push_ann_s"] = ra["seconds"]
         done = time.monotonic()
         n_ann = 3 * n_pairs
@@ -231,8 +248,10 @@ def main() -> None:
 
         mapped = push.mapping(ws, ra["project_id"])
         empty = sorted((not m["is_gold"], m["task_id"]) for m in mapped.values())  # gold tasks have no annotation
-        res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["tie"]}}
-               for c in ("consistency", "naturalness")]  # fmt: skip
+        res = [
+            {"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["tie"]}}
+            for c in ("consistency", "naturalness")
+        ]
         t1 = time.monotonic()
         for _not_gold, tid in itertools.islice(empty, args.new):
             api.post(f"/api/tasks/{tid}/annotations/", {"result": res, "lead_time": 5.0})
@@ -253,9 +272,23 @@ def _report(fig: dict[str, float | int]) -> None:
     if "pull_s" in fig:
         ratios.append(f"full pull/raw_export {fig['pull_s'] / fig['raw_export_s']:.2f}")
     print("ratios: " + ", ".join(ratios))
-    print(" ".join(f"{k}={fig[k]:.2f}" if isinstance(fig[k], float) else f"{k}={fig[k]}" for k in
-                   ("push_s", "pairs_render_s", "repush_s", "pull_s", "incpull_s", "raw_import_s", "raw_export_s",
-                    "pairs", "annotations") if k in fig))  # fmt: skip
+    print(
+        " ".join(
+            f"{k}={fig[k]:.2f}" if isinstance(fig[k], float) else f"{k}={fig[k]}"
+            for k in (
+                "push_s",
+                "pairs_render_s",
+                "repush_s",
+                "pull_s",
+                "incpull_s",
+                "raw_import_s",
+                "raw_export_s",
+                "pairs",
+                "annotations",
+            )
+            if k in fig
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -42,15 +42,31 @@ WHEELS = ("diffusers", "pydantic", "Pillow", "requests", "importlib_metadata")
 MODULES = {"Pillow": "PIL"}
 
 FLUX_DEV = dict(
-    patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
-    joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=(16, 56, 56),
-)  # fmt: skip
+    patch_size=1,
+    in_channels=64,
+    num_layers=19,
+    num_single_layers=38,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    pooled_projection_dim=768,
+    guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
 F16_VAE = dict(
-    in_channels=3, out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 5, up_block_types=("UpDecoderBlock2D",) * 5,
-    block_out_channels=(128, 256, 512, 512, 512), layers_per_block=2, latent_channels=16, norm_num_groups=32,
-    scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
-)  # fmt: skip
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 5,
+    up_block_types=("UpDecoderBlock2D",) * 5,
+    block_out_channels=(128, 256, 512, 512, 512),
+    layers_per_block=2,
+    latent_channels=16,
+    norm_num_groups=32,
+    scaling_factor=0.3611,
+    shift_factor=0.1159,
+    use_quant_conv=False,
+    use_post_quant_conv=False,
+)
 PAPER_SECONDS, PAPER_DEVICE = 5.75, "one NVIDIA H20"
 TEXT_TOKENS = 512  # Flux-dev's T5 sequence length
 
@@ -165,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{name:<28}{f'{size}x{size}':>12}{tokens:>8}{seconds:>10.2f}{peak:>10.2f}  {mode}")
     print(f"{'paper: ' + PAPER_DEVICE:<28}{'4096x4096':>12}{16384:>8}{PAPER_SECONDS:>10.2f}{'-':>10}  patch-free")
     if device == "cuda" and not args.tiny:
-        print(f"ratio to the paper: {seconds / PAPER_SECONDS:.2f}x (different GPU: H20 has ~148 TFLOPS bf16, "
-              "an H100 ~990, so a ratio well below 1 is expected)")  # fmt: skip
+        print(
+            f"ratio to the paper: {seconds / PAPER_SECONDS:.2f}x (different GPU: H20 has ~148 TFLOPS bf16, "
+            "an H100 ~990, so a ratio well below 1 is expected)"
+        )
     return 0
 
 

@@ -153,11 +153,21 @@ def _random_batch(world: World, asked: set, n: int, rng: np.random.Generator) ->
     return out
 
 
-def _active_batch(world: World, cands: list, asked: set, est: dict | None, n: int, seed: int, acq: str,
-                  warmup: int = 0) -> list:  # fmt: skip
+def _active_batch(
+    world: World, cands: list, asked: set, est: dict | None, n: int, seed: int, acq: str, warmup: int = 0
+) -> list:
     exclude = [(world.lrs[lr], world.models[a], world.models[b]) for lr, a, b in asked]
-    pairs, _ = build_pairs(cands, n, "active", seed=seed, min_distance=0, estimates=est, acquisition=acq,
-                           exclude=exclude, min_per_pair=warmup)  # fmt: skip
+    pairs, _ = build_pairs(
+        cands,
+        n,
+        "active",
+        seed=seed,
+        min_distance=0,
+        estimates=est,
+        acquisition=acq,
+        exclude=exclude,
+        min_per_pair=warmup,
+    )
     li = {k: i for i, k in enumerate(world.lrs)}
     mi = {k: i for i, k in enumerate(world.models)}
     out = [(li[p.lr_key], mi[p.model_a], mi[p.model_b]) for p in pairs]
@@ -216,9 +226,11 @@ def curve_report(taus: dict[str, np.ndarray], args: argparse.Namespace, n_boot: 
     bootstrap interval over worlds (a resample where random never gets there counts the budget: a lower bound)."""
     budget, batch, tau = args.budget, args.batch, args.tau
     print(f"\nfixed budgets (every run to {budget}; what a user who sets a budget gets):")
-    measures = {f"mean tau >= {tau:.2f}": lambda t: t.mean(axis=0) >= tau,
-                f"tau >= {tau} in 50 % of worlds": lambda t: (t >= tau).mean(axis=0) >= 0.5,
-                f"tau >= {tau} in 80 % of worlds": lambda t: (t >= tau).mean(axis=0) >= 0.8}  # fmt: skip
+    measures = {
+        f"mean tau >= {tau:.2f}": lambda t: t.mean(axis=0) >= tau,
+        f"tau >= {tau} in 50 % of worlds": lambda t: (t >= tau).mean(axis=0) >= 0.5,
+        f"tau >= {tau} in 80 % of worlds": lambda t: (t >= tau).mean(axis=0) >= 0.8,
+    }
     n_worlds = len(taus["random"])
     for name, fn in measures.items():
         got = {m: settled(fn(t), batch) for m, t in taus.items()}
@@ -264,8 +276,9 @@ def one_world(seed: int, methods: list[str], args: argparse.Namespace) -> tuple[
     return seed, first, held, np.sort(np.diff(np.sort(world.quality))).tolist(), taus
 
 
-def ratio_interval(active: list[int | None], random: list[int | None], budget: int, n_boot: int = 2000,
-                   seed: int = 0) -> tuple[float, float]:  # fmt: skip
+def ratio_interval(
+    active: list[int | None], random: list[int | None], budget: int, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of the ratio of means, worlds resampled in pairs (active and random of one
     world stay together): how far the headline ratio can move with another draw of worlds of the same kind."""
     a = np.array([budget if v is None else v for v in active], dtype=float)
@@ -273,8 +286,9 @@ def ratio_interval(active: list[int | None], random: list[int | None], budget: i
     return paired_bootstrap(len(a), lambda idx: a[idx].mean() / r[idx].mean(), n_boot, seed)
 
 
-def paired_bootstrap(n_worlds: int, stat: Callable[[np.ndarray], float], n_boot: int,
-                     seed: int = 0) -> tuple[float, float]:  # fmt: skip
+def paired_bootstrap(
+    n_worlds: int, stat: Callable[[np.ndarray], float], n_boot: int, seed: int = 0
+) -> tuple[float, float]:
     """95 % percentile interval of ``stat(idx)`` over ``n_boot`` resamples ``idx`` of the worlds (with replacement);
     ``stat`` indexes every method's per-world results with the same ``idx``, so worlds stay paired."""
     boots = np.random.default_rng(seed).integers(0, n_worlds, (n_boot, n_worlds))
@@ -282,8 +296,7 @@ def paired_bootstrap(n_worlds: int, stat: Callable[[np.ndarray], float], n_boot:
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-def report(title: str, results: dict[str, list[int | None]], budget: int,
-           gap2: list[float] | None = None) -> None:  # fmt: skip
+def report(title: str, results: dict[str, list[int | None]], budget: int, gap2: list[float] | None = None) -> None:
     """Means, medians, ratios against random with their bootstrap interval, and (``gap2``: each world's
     second-smallest quality gap) the same split by how hard the world is."""
     print(f"\n{title}")
@@ -294,8 +307,10 @@ def report(title: str, results: dict[str, list[int | None]], budget: int,
     for m, (mean, median, _) in stats.items():
         if m != "random":
             lo, hi = ratio_interval(results[m], results["random"], budget)
-            print(f"  ratio {m} / random: {mean / base_mean:.2f} (means; 95 % interval over worlds {lo:.2f}-{hi:.2f})"
-                  f"   {median / base_median:.2f} (medians)")  # fmt: skip
+            print(
+                f"  ratio {m} / random: {mean / base_mean:.2f} (means; 95 % interval over worlds {lo:.2f}-{hi:.2f})"
+                f"   {median / base_median:.2f} (medians)"
+            )
     if gap2 is None or len(gap2) < 2:
         return
     print("  by the second-smallest quality gap (tau >= 0.9 tolerates one wrong pair, not two); summed comparisons:")
@@ -304,8 +319,9 @@ def report(title: str, results: dict[str, list[int | None]], budget: int,
         if not sel:
             continue
         sums = {m: sum(budget if v[k] is None else v[k] for k in sel) for m, v in results.items()}
-        cells = "   ".join(f"{m} {n}" + ("" if m == "random" else f" ({n / sums['random']:.2f})")
-                           for m, n in sums.items())  # fmt: skip
+        cells = "   ".join(
+            f"{m} {n}" + ("" if m == "random" else f" ({n / sums['random']:.2f})") for m, n in sums.items()
+        )
         print(f"    gap {lo:.2f}-{hi:.2f}  {len(sel):3d} worlds   {cells}")
 
 
@@ -327,10 +343,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--min-per-pair", type=int, default=0, help="active: forced exploration (build_pairs min_per_pair)"
     )
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                    help="worlds run in parallel processes (results do not change)")  # fmt: skip
-    ap.add_argument("--metric", choices=["both", "curve", "held"], default="both",
-                    help="curve: fixed budgets (every run to the budget); held: per-world stopping")  # fmt: skip
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worlds run in parallel processes (results do not change)",
+    )
+    ap.add_argument(
+        "--metric",
+        choices=["both", "curve", "held"],
+        default="both",
+        help="curve: fixed budgets (every run to the budget); held: per-world stopping",
+    )
     ap.add_argument("--tau", type=float, default=0.9)
     ap.add_argument("--hold", type=int, default=5, help="checks (batches) tau must stay >= --tau for 'held'")
     ap.add_argument("--acquisition", nargs="+", default=["order"], choices=ACQUISITIONS)
@@ -347,9 +371,11 @@ def main(argv: list[str] | None = None) -> None:
     taus: dict[str, list[list[float]]] = {m: [] for m in methods}
     t0 = time.perf_counter()
     last = args.seed0 + args.seeds - 1
-    print(f"{args.models} models, {args.lrs} LRs, batch {args.batch}, noise {args.noise}, lr-sigma {args.lr_sigma}, "
-          f"alpha {args.alpha}, tau >= {args.tau} (held {args.hold} checks), seeds {args.seed0}..{last}, "
-          f"budget {args.budget}")  # fmt: skip
+    print(
+        f"{args.models} models, {args.lrs} LRs, batch {args.batch}, noise {args.noise}, lr-sigma {args.lr_sigma}, "
+        f"alpha {args.alpha}, tau >= {args.tau} (held {args.hold} checks), seeds {args.seed0}..{last}, "
+        f"budget {args.budget}"
+    )
     seeds = range(args.seed0, args.seed0 + args.seeds)
     with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else nullcontext() as pool:
         results = (

@@ -103,17 +103,28 @@ def measure(side: int, per_photo: int, amplitude: float, seed: int = 0, models: 
                 x = img if kind == "clean" else plant(img, kind, amplitude, rng)
                 a = periodicity(x, stride=STRIDE)
                 e = periodicity_excess(x, ref, stride=STRIDE)
-                rows.append({
-                    "image": name, "upscale": up, "kind": kind, "abs_peak": a.peak, "abs_stride": a.stride_mean,
-                    "abs_flag": bool(a.peak > PERIODIC_ARTEFACT or a.stride_mean > PERIODIC_ARTEFACT),
-                    "ex_peak": e.peak, "ex_stride": e.stride_mean, "ex_lag": list(e.lag), "flag": e.flag,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "image": name,
+                        "upscale": up,
+                        "kind": kind,
+                        "abs_peak": a.peak,
+                        "abs_stride": a.stride_mean,
+                        "abs_flag": bool(a.peak > PERIODIC_ARTEFACT or a.stride_mean > PERIODIC_ARTEFACT),
+                        "ex_peak": e.peak,
+                        "ex_stride": e.stride_mean,
+                        "ex_lag": list(e.lag),
+                        "flag": e.flag,
+                    }
+                )
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'group':24s} {'n':>4s} {'abs flag':>9s} {'new flag':>9s} {'ex_peak p50/p95/max':>26s} "
-          f"{'ex_stride p50/p95/max':>28s}")  # fmt: skip
+    print(
+        f"{'group':24s} {'n':>4s} {'abs flag':>9s} {'new flag':>9s} {'ex_peak p50/p95/max':>26s} "
+        f"{'ex_stride p50/p95/max':>28s}"
+    )
     for up in dict.fromkeys(r["upscale"] for r in rows):
         for kind in ("clean", "lines", "texture"):
             g = [r for r in rows if r["upscale"] == up and r["kind"] == kind]
@@ -122,8 +133,10 @@ def print_table(rows: list[dict]) -> None:
             pk = np.array([r["ex_peak"] for r in g])
             st = np.array([r["ex_stride"] for r in g])
             q = lambda v: "/".join(f"{x:.4f}" for x in (np.median(v), np.quantile(v, 0.95), v.max()))  # noqa: E731
-            print(f"{up + ' ' + kind:24s} {len(g):4d} {np.mean([r['abs_flag'] for r in g]):9.1%} "
-                  f"{np.mean([r['flag'] for r in g]):9.1%} {q(pk):>26s} {q(st):>28s}")  # fmt: skip
+            print(
+                f"{up + ' ' + kind:24s} {len(g):4d} {np.mean([r['abs_flag'] for r in g]):9.1%} "
+                f"{np.mean([r['flag'] for r in g]):9.1%} {q(pk):>26s} {q(st):>28s}"
+            )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

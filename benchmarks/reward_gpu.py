@@ -148,10 +148,16 @@ def bench_vllm(path: Path, model, processor, budget, side, batches, new_tokens, 
     del model
     gc.collect()
     torch.cuda.empty_cache()
-    llm = LLM(model=str(vdir), limit_mm_per_prompt={"image": 3 * (1 + budget.n_crops)}, gpu_memory_utilization=0.6,
-              max_model_len=8192, seed=0)  # fmt: skip
-    params = SamplingParams(temperature=1.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True,
-                            detokenize=False)  # fmt: skip
+    llm = LLM(
+        model=str(vdir),
+        limit_mm_per_prompt={"image": 3 * (1 + budget.n_crops)},
+        gpu_memory_utilization=0.6,
+        max_model_len=8192,
+        seed=0,
+    )
+    params = SamplingParams(
+        temperature=1.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True, detokenize=False
+    )
     rows = []
     for bs in batches:
         texts, images = _prompts(processor, budget, side, bs)
@@ -169,14 +175,32 @@ def bench_vllm(path: Path, model, processor, budget, side, batches, new_tokens, 
 
 def table(rows, title: str) -> Table:
     t = Table(title=title)
-    for col in ("backend", "batch", "prompt tokens", "new tokens", "s / batch", "rollouts/s", "tokens/s",
-                "peak GiB", "× transformers bs=1"):  # fmt: skip
+    for col in (
+        "backend",
+        "batch",
+        "prompt tokens",
+        "new tokens",
+        "s / batch",
+        "rollouts/s",
+        "tokens/s",
+        "peak GiB",
+        "× transformers bs=1",
+    ):
         t.add_column(col, justify="left" if col == "backend" else "right")
     base = next((r[3] * r[1] / r[4] for r in rows if r[0] == "transformers" and r[1] == rows[0][1]), None)
     for backend, bs, n_prompt, n_new, sec, peak in rows:
         tps = bs * n_new / sec
-        t.add_row(backend, str(bs), str(n_prompt), str(n_new), f"{sec:.3f}", f"{bs / sec:.2f}", f"{tps:.1f}",
-                  f"{peak:.1f}" if peak == peak else "-", f"{tps / base:.2f}" if base else "-")  # fmt: skip
+        t.add_row(
+            backend,
+            str(bs),
+            str(n_prompt),
+            str(n_new),
+            f"{sec:.3f}",
+            f"{bs / sec:.2f}",
+            f"{tps:.1f}",
+            f"{peak:.1f}" if peak == peak else "-",
+            f"{tps / base:.2f}" if base else "-",
+        )
     return t
 
 

@@ -91,8 +91,9 @@ def dawid_skene(votes: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
     return probas.reindex(columns=list(LABEL_VALUES), fill_value=0.0)
 
 
-def bt_fit(prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[str], bootstrap: int = 200,
-           seed: int = 0) -> tuple[list[dict[str, Any]], BTEstimates]:  # fmt: skip
+def bt_fit(
+    prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[str], bootstrap: int = 200, seed: int = 0
+) -> tuple[list[dict[str, Any]], BTEstimates]:
     """Ranking rows (best first: rank, model, theta, std, ci_low, ci_high, wins, losses, ties, comparisons) and the
     fit behind them (with its covariance)."""
     comparisons = []
@@ -113,9 +114,19 @@ def bt_fit(prefs: Sequence[PreferenceRec], criterion: str, models: Sequence[str]
         theta, std = est[m]
         half = Z95 * std if math.isfinite(std) else math.inf
         t = tally[m]
-        rows.append({"model": m, "theta": theta, "std": std, "ci_low": theta - half, "ci_high": theta + half,
-                     "wins": t["wins"], "losses": t["losses"], "ties": t["ties"],
-                     "comparisons": t["wins"] + t["losses"]})  # fmt: skip
+        rows.append(
+            {
+                "model": m,
+                "theta": theta,
+                "std": std,
+                "ci_low": theta - half,
+                "ci_high": theta + half,
+                "wins": t["wins"],
+                "losses": t["losses"],
+                "ties": t["ties"],
+                "comparisons": t["wins"] + t["losses"],
+            }
+        )
     rows.sort(key=lambda r: (-r["theta"], r["model"]))
     for k, r in enumerate(rows, 1):
         r["rank"] = k
@@ -169,28 +180,43 @@ def aggregate(
     covariance = {c: covariance_record(est) for c, (_, est) in fits.items()}
     used = sum(len(v) for v in votes.values())
     report = {
-        "version": AGGREGATE_VERSION, "annotation_rows": account["rows"],
+        "version": AGGREGATE_VERSION,
+        "annotation_rows": account["rows"],
         "superseded_versions": account["superseded_versions"],
-        "duplicate_annotations": account["duplicate_annotations"], "invalid": account["invalid"],
-        "invalid_by_reason": account["invalid_by_reason"], "excluded_annotator_votes": n_excluded,
-        "unknown_pair": n_unknown, "used": used, "excluded_annotators": sorted(excluded),
-        "pairs": len(by_id), "pairs_annotated": len(votes), "preferences": len(prefs),
-        "pairs_unannotated": len(by_id) - len(votes), "pairs_without_vote_on": dict(no_vote),
+        "duplicate_annotations": account["duplicate_annotations"],
+        "invalid": account["invalid"],
+        "invalid_by_reason": account["invalid_by_reason"],
+        "excluded_annotator_votes": n_excluded,
+        "unknown_pair": n_unknown,
+        "used": used,
+        "excluded_annotators": sorted(excluded),
+        "pairs": len(by_id),
+        "pairs_annotated": len(votes),
+        "preferences": len(prefs),
+        "pairs_unannotated": len(by_id) - len(votes),
+        "pairs_without_vote_on": dict(no_vote),
         "gold_pairs": sum(t.is_gold for t in tasks),
         "labels": {c: dict(Counter(getattr(p, c) for p in prefs)) for c in CRITERIA},
         "ds_disagrees_with_majority": {c: ds_disagree[c] for c in CRITERIA},
         "lr_unresolved": sum(1 for p in prefs if not p.lr_path),
         "bt": {"alpha": BT_ALPHA, "bootstrap": bootstrap, "seed": seed, "ties": "dropped"},
         "ds": {"n_iter": DS_N_ITER, "tol": DS_TOL},
-    }  # fmt: skip
-    parts = ("superseded_versions", "duplicate_annotations", "invalid", "excluded_annotator_votes", "unknown_pair",
-             "used")  # fmt: skip
+    }
+    parts = (
+        "superseded_versions",
+        "duplicate_annotations",
+        "invalid",
+        "excluded_annotator_votes",
+        "unknown_pair",
+        "used",
+    )
     assert sum(report[k] for k in parts) == report["annotation_rows"], report
     return Aggregate(prefs, rankings, report, covariance)
 
 
-def _preference(pair: Any, votes: Sequence[AnnotationRec], ds: Mapping[str, pd.DataFrame | None],
-                lr_path: str) -> tuple[PreferenceRec | None, list[str]]:  # fmt: skip
+def _preference(
+    pair: Any, votes: Sequence[AnnotationRec], ds: Mapping[str, pd.DataFrame | None], lr_path: str
+) -> tuple[PreferenceRec | None, list[str]]:
     fields: dict[str, Any] = {}
     missing = []
     for c in CRITERIA:
@@ -201,14 +227,25 @@ def _preference(pair: Any, votes: Sequence[AnnotationRec], ds: Mapping[str, pd.D
         label = majority(n)
         total = sum(n.values())
         post = ds[c].loc[_get(pair, "pair_id"), label] if ds[c] is not None else None
-        fields |= {c: label, f"{c}_votes_a": n["a"], f"{c}_votes_b": n["b"], f"{c}_votes_tie": n["tie"],
-                   f"{c}_agreement": n[label] / total, f"{c}_ds": None if post is None else float(post)}  # fmt: skip
+        fields |= {
+            c: label,
+            f"{c}_votes_a": n["a"],
+            f"{c}_votes_b": n["b"],
+            f"{c}_votes_tie": n["tie"],
+            f"{c}_agreement": n[label] / total,
+            f"{c}_ds": None if post is None else float(post),
+        }
     if missing:
         return None, missing
     names = ("pair_id", "lr_key", "model_a", "model_b", "version_a", "version_b", "path_a", "path_b")
     base = {k: str(_get(pair, k)) for k in names}
-    rec = PreferenceRec(**base, lr_path=lr_path, **fields, n_annotators=len(votes),
-                        both_unusable_votes=sum(a.both_unusable for a in votes))  # fmt: skip
+    rec = PreferenceRec(
+        **base,
+        lr_path=lr_path,
+        **fields,
+        n_annotators=len(votes),
+        both_unusable_votes=sum(a.both_unusable for a in votes),
+    )
     return rec, []
 
 
@@ -283,9 +320,12 @@ def read_pairs(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def aggregate_workspace(
-    workspace: str | Path, exclude: Iterable[str] | None = None, policy: bool = True, bootstrap: int = 200,
+    workspace: str | Path,
+    exclude: Iterable[str] | None = None,
+    policy: bool = True,
+    bootstrap: int = 200,
     seed: int = 0,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """QC, exclusions (policy + ``exclude``), aggregation; writes ``tables/preferences/part-all.parquet`` and
     ``labelling/ranking.json`` (both atomically, replacing). Returns ranking.json's content plus ``paths``."""
     ws = Workspace(workspace)
@@ -294,12 +334,18 @@ def aggregate_workspace(
     for p in pairs:
         p["path_a"], p["path_b"] = _relative(ws, p["path_a"]), _relative(ws, p["path_b"])
     report = qc.qc_report(anns, tasks, exclude or (), policy)
-    result = aggregate(anns, tasks, pairs, exclude=report["excluded"], lr_paths=_lr_paths(ws, pairs),
-                       bootstrap=bootstrap, seed=seed)  # fmt: skip
+    result = aggregate(
+        anns, tasks, pairs, exclude=report["excluded"], lr_paths=_lr_paths(ws, pairs), bootstrap=bootstrap, seed=seed
+    )
     table = ws.part("preferences", "all")
     write_table(table, result.preferences, PREFERENCES)
-    out = {"rankings": result.rankings, "covariance": result.covariance, "report": result.report, "qc": report,
-           "agreement": _agreement(result.preferences)}  # fmt: skip
+    out = {
+        "rankings": result.rankings,
+        "covariance": result.covariance,
+        "report": result.report,
+        "qc": report,
+        "agreement": _agreement(result.preferences),
+    }
     ranking_path = ws.ranking
     write_json_atomic(ranking_path, _jsonable(out))
     return _jsonable(out | {"paths": {"preferences": str(table), "ranking": str(ranking_path)}})
@@ -312,10 +358,13 @@ def _agreement(prefs: Sequence[PreferenceRec]) -> dict[str, dict[str, float | No
         ag = [getattr(p, f"{c}_agreement") for p in prefs]
         post = [v for p in prefs if (v := getattr(p, f"{c}_ds")) is not None]
         multi = [p for p in prefs if p.n_annotators >= 2]
-        out[c] = {"mean_agreement": sum(ag) / len(ag) if ag else None,
-                  "mean_ds_posterior": sum(post) / len(post) if post else None,
-                  "unanimous_share": (sum(getattr(p, f"{c}_agreement") == 1.0 for p in multi) / len(multi)
-                                      if multi else None)}  # fmt: skip
+        out[c] = {
+            "mean_agreement": sum(ag) / len(ag) if ag else None,
+            "mean_ds_posterior": sum(post) / len(post) if post else None,
+            "unanimous_share": (
+                sum(getattr(p, f"{c}_agreement") == 1.0 for p in multi) / len(multi) if multi else None
+            ),
+        }
     return out
 
 

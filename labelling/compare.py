@@ -177,8 +177,14 @@ class Comparison:
         return f'<div class="sr4k-preload" hidden style="display:none">{imgs}</div>'
 
 
-def render(lr: np.ndarray, left: np.ndarray, right: np.ndarray, store: Callable[[np.ndarray], str],
-           side: int = SIDE, n: int = REGIONS) -> Comparison:  # fmt: skip
+def render(
+    lr: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    store: Callable[[np.ndarray], str],
+    side: int = SIDE,
+    n: int = REGIONS,
+) -> Comparison:
     """The regions where ``left`` and ``right`` (RGB, same size) differ most, each as three stored PNGs (module
     doc). ``store(rgb) -> path`` stores one image and returns its workspace-relative path."""
     hr_size = (left.shape[1], left.shape[0])
@@ -186,12 +192,19 @@ def render(lr: np.ndarray, left: np.ndarray, right: np.ndarray, store: Callable[
     panels = []
     for box in diff_regions(left, right, side, n, grid=scale or 1):
         crop = (slice(box.y, box.y + box.h), slice(box.x, box.x + box.w))
-        panels.append(Panels(box, store(lr_region(lr, box, hr_size)), store(np.ascontiguousarray(left[crop])),
-                             store(np.ascontiguousarray(right[crop]))))  # fmt: skip
+        panels.append(
+            Panels(
+                box,
+                store(lr_region(lr, box, hr_size)),
+                store(np.ascontiguousarray(left[crop])),
+                store(np.ascontiguousarray(right[crop])),
+            )
+        )
     return Comparison(panels, scale)
 
 
 # ------------------------------------------------------------------------------------------------ recorded views
+
 
 def store_png(root: Path, rgb: np.ndarray) -> str:
     """Store an RGB image content-addressed under ``<root>/images/``; returns its workspace-relative path. PNG level
@@ -218,8 +231,10 @@ def read_rgb(root: Path, rel: str) -> np.ndarray:
 def from_view(row: dict, left: str) -> Comparison:
     """The comparison of a recorded ``VIEWS`` row in screen order (``left`` = "a" | "b": the candidate on the left)."""
     flip = left == "b"
-    panels = [Panels(Box(x, y, w, h), lr, b if flip else a, a if flip else b)
-              for x, y, w, h, lr, a, b in json.loads(row["panels"])]  # fmt: skip
+    panels = [
+        Panels(Box(x, y, w, h), lr, b if flip else a, a if flip else b)
+        for x, y, w, h, lr, a, b in json.loads(row["panels"])
+    ]
     return Comparison(panels, row["scale"])
 
 
@@ -239,9 +254,17 @@ def _render_lr(root: str, group: Group, side: int, n: int) -> list[dict]:
                 images[rel] = read_rgb(base, rel)
         c = render(lr, images[pa_], images[pb], lambda rgb: store_png(base, rgb), side, n)
         panels = [[p.box.x, p.box.y, p.box.w, p.box.h, p.lr, p.left, p.right] for p in c.panels]
-        rows.append({"pair_id": pid, "side": side, "regions": n, "lr": lr_rel, "scale": c.scale,
-                     "panels": json.dumps(panels, separators=(",", ":")),
-                     "schema_version": VIEWS_SCHEMA_VERSION})  # fmt: skip
+        rows.append(
+            {
+                "pair_id": pid,
+                "side": side,
+                "regions": n,
+                "lr": lr_rel,
+                "scale": c.scale,
+                "panels": json.dumps(panels, separators=(",", ":")),
+                "schema_version": VIEWS_SCHEMA_VERSION,
+            }
+        )
     return rows
 
 
@@ -270,8 +293,9 @@ def _render_chunk(root: str, groups: list[Group], side: int, n: int) -> list[dic
     return [row for g in groups for row in _render_lr(root, g, side, n)]
 
 
-def render_views(ws: Workspace, pairs: Iterable[dict], side: int = SIDE, n: int = REGIONS,
-                 workers: int | None = None) -> list[dict]:  # fmt: skip
+def render_views(
+    ws: Workspace, pairs: Iterable[dict], side: int = SIDE, n: int = REGIONS, workers: int | None = None
+) -> list[dict]:
     """``VIEWS`` rows for ``pairs`` (dicts with ``pair_id``, ``lr_set``, ``lr_key``, ``path_a``, ``path_b``), sorted
     by pair_id. Pairs are grouped by LR (each LR and candidate read once per group), the LRs stored (``_store_lrs``)
     and the groups rendered in a process pool of ``workers`` (default: the CPU count; 1 = in this process).
@@ -300,8 +324,13 @@ def render_views(ws: Workspace, pairs: Iterable[dict], side: int = SIDE, n: int 
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["labelling.compare"])
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            rows = [r for part in pool.map(_render_chunk, [root] * len(chunks), chunks, [side] * len(chunks),
-                                           [n] * len(chunks)) for r in part]  # fmt: skip
+            rows = [
+                r
+                for part in pool.map(
+                    _render_chunk, [root] * len(chunks), chunks, [side] * len(chunks), [n] * len(chunks)
+                )
+                for r in part
+            ]
     return sorted(rows, key=lambda r: r["pair_id"])
 
 
@@ -322,8 +351,9 @@ def read_views(ws: Workspace, ids: Iterable[str] | None = None) -> dict[str, dic
     return {r["pair_id"]: r for r in table.to_pylist()}
 
 
-def record_views(ws: Workspace, name: str, side: int = SIDE, n: int = REGIONS,
-                 workers: int | None = None) -> dict[str, float | int]:  # fmt: skip
+def record_views(
+    ws: Workspace, name: str, side: int = SIDE, n: int = REGIONS, workers: int | None = None
+) -> dict[str, float | int]:
     """Render the comparison of every pair of the workspace that has none recorded (in a ``pair_views`` part other
     than ``name``) and write them as ``tables/pair_views/part-<name>.parquet`` (atomic). Pairs built before views were
     recorded get theirs on the next ``sr4k pairs build``. Returns {"views", "render_seconds"}."""

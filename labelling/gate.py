@@ -72,11 +72,24 @@ from starlette.routing import Route
 
 GATE_HEADER = "X-Sr4k-Gate"  # added to every request the gate forwards (Label Studio's side can require it)
 STREAM = "/sr4k/stream"
-CSP = ("default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; connect-src 'self'; "
-       "img-src 'self' data: blob:; font-src 'self' data:; frame-ancestors 'self'; form-action 'self'")  # fmt: skip
+CSP = (
+    "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; connect-src 'self'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; frame-ancestors 'self'; form-action 'self'"
+)
 # hop-by-hop headers (RFC 9110 §7.6.1) and the ones the gate recomputes
-_DROP_UP = {"host", "connection", "keep-alive", "proxy-authorization", "te", "trailer", "transfer-encoding",
-            "upgrade", "accept-encoding", "content-length", GATE_HEADER.lower()}  # fmt: skip
+_DROP_UP = {
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "accept-encoding",
+    "content-length",
+    GATE_HEADER.lower(),
+}
 _DROP_DOWN = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "upgrade"}
 _IMAGE = re.compile(r"images/(?:[\w-]+/)*[\w-]+\.(?:png|jpe?g|webp|gif|bmp|tiff?)", re.IGNORECASE)
 N = r"\d+"
@@ -119,8 +132,11 @@ RULES: list[tuple[frozenset[str], re.Pattern[str], str]] = [
     ]
 ]
 # owned objects: the admin API path that tells the owner, and the owner's field
-OWNED = {"annotation": ("/api/annotations/{}/", "completed_by"), "draft": ("/api/drafts/{}/", "user"),
-         "view": ("/api/dm/views/{}/", "user")}  # fmt: skip
+OWNED = {
+    "annotation": ("/api/annotations/{}/", "completed_by"),
+    "draft": ("/api/drafts/{}/", "user"),
+    "view": ("/api/dm/views/{}/", "user"),
+}
 REFUSED = "Not available to annotators: this labelling server only lets you label your tasks."
 
 
@@ -179,8 +195,9 @@ class Gate:
         # (a kept session cookie would be sent with the next user's cookie-less request). Cookies travel only in the
         # headers of each forwarded request and response. trust_env=False: no proxy between the gate and 127.0.0.1.
         jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-        self.client = httpx.AsyncClient(base_url=self.upstream, timeout=httpx.Timeout(600.0, connect=10.0),
-                                        cookies=jar, trust_env=False)  # fmt: skip
+        self.client = httpx.AsyncClient(
+            base_url=self.upstream, timeout=httpx.Timeout(600.0, connect=10.0), cookies=jar, trust_env=False
+        )
         methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
         self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=methods)], lifespan=self._lifespan)
 
@@ -246,8 +263,14 @@ class Gate:
         query = "&".join(f"{k}={v}" for k, v in _pairs(request.url.query) if unquote_plus(k) not in DM_QUERY)
         return await self.forward(request, query=query, rewrite=lambda body: only_own(body, uid))  # tasks
 
-    async def forward(self, request: Request, rewrite: Callable[[Any], Any] | None = None, login: bool = False,
-                      content: bytes | None = None, query: str | None = None) -> Response:  # fmt: skip
+    async def forward(
+        self,
+        request: Request,
+        rewrite: Callable[[Any], Any] | None = None,
+        login: bool = False,
+        content: bytes | None = None,
+        query: str | None = None,
+    ) -> Response:
         """Forward ``request`` to Label Studio (optionally with another body ``content`` or query string ``query``);
         ``rewrite`` maps a 200 JSON answer before it is returned."""
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_UP]
@@ -306,8 +329,11 @@ class Gate:
             return RedirectResponse("/user/login/?next=" + STREAM, 302)
         pid = request.query_params.get("project", "")
         if not pid.isdigit():
-            r = await self.client.get("/api/projects/", params={"page_size": 1, "ordering": "-created_at"},
-                                      headers={"authorization": self._admin.decode()})  # fmt: skip
+            r = await self.client.get(
+                "/api/projects/",
+                params={"page_size": 1, "ordering": "-created_at"},
+                headers={"authorization": self._admin.decode()},
+            )
             found = r.json().get("results", []) if r.status_code == 200 else []
             if not found:
                 return Response("No project to label yet: ask your coordinator to push pairs, then reload.", 404)
@@ -340,8 +366,21 @@ def scrub_dm(body: Any) -> Any:
 # Label Studio takes an annotation's author, task and ground-truth flag from the body when given (tasks/api.py:
 # ``if 'completed_by' not in validated_data: completed_by = request.user``): an annotator could file answers as
 # someone else or move them. The gate removes those fields, so Label Studio sets them from the session.
-IDENTITY = {"completed_by", "updated_by", "user", "ground_truth", "task", "project", "annotation", "id",
-            "created_at", "updated_at", "last_created_by", "import_id", "created_username"}  # fmt: skip
+IDENTITY = {
+    "completed_by",
+    "updated_by",
+    "user",
+    "ground_truth",
+    "task",
+    "project",
+    "annotation",
+    "id",
+    "created_at",
+    "updated_at",
+    "last_created_by",
+    "import_id",
+    "created_username",
+}
 
 
 def own_answer(body: Any) -> Any:

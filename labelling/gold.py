@@ -63,13 +63,23 @@ def make_gold(ws: Workspace, bases: list[dict], seed: int) -> list[dict]:
         rel = f"images/{sha[:2]}/{sha}.png"
         if not (ws.root / rel).exists():
             write_bytes_atomic(ws.root / rel, png.tobytes())
-        out.append({
-            "pair_id": gold_pair_id(base["lr_key"], base["model_a"], base["version_a"], seed),
-            "lr_key": base["lr_key"], "model_a": base["model_a"], "model_b": GOLD_MODEL,
-            "version_a": base["version_a"], "version_b": "gold/1", "path_a": base["path_a"], "path_b": rel,
-            "width_b": int(bad.shape[1]), "height_b": int(bad.shape[0]),
-            "left": "a" if rng.random() < 0.5 else "b", "gold_consistency": "a", "gold_naturalness": "a",
-        })  # fmt: skip
+        out.append(
+            {
+                "pair_id": gold_pair_id(base["lr_key"], base["model_a"], base["version_a"], seed),
+                "lr_key": base["lr_key"],
+                "model_a": base["model_a"],
+                "model_b": GOLD_MODEL,
+                "version_a": base["version_a"],
+                "version_b": "gold/1",
+                "path_a": base["path_a"],
+                "path_b": rel,
+                "width_b": int(bad.shape[1]),
+                "height_b": int(bad.shape[0]),
+                "left": "a" if rng.random() < 0.5 else "b",
+                "gold_consistency": "a",
+                "gold_naturalness": "a",
+            }
+        )
     return out
 
 

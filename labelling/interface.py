@@ -113,8 +113,9 @@ STYLE = """
 .sr4k-keys h4 { font-size: 12px !important; font-weight: 400 !important; color: #555; }
 """
 
-KEYS_LINE = ("Keys: 1/2/3 and 4/5/6 = Left/Right/Tie, 0 = both unusable, F = swap Left and Right in place, "
-             "Ctrl+Enter = submit.")  # fmt: skip
+KEYS_LINE = (
+    "Keys: 1/2/3 and 4/5/6 = Left/Right/Tie, 0 = both unusable, F = swap Left and Right in place, Ctrl+Enter = submit."
+)
 
 
 def label_config() -> str:
@@ -137,8 +138,16 @@ def label_config() -> str:
         question, message, choices = QUESTIONS[criterion]
         box = ET.SubElement(side, "View", style="margin-top:8px")
         ET.SubElement(box, "Header", value=question, size="6")
-        ch = ET.SubElement(box, "Choices", name=criterion, toName=TO_NAME, choice="single-radio", required="true",
-                           requiredMessage=message, showInline="true")  # fmt: skip
+        ch = ET.SubElement(
+            box,
+            "Choices",
+            name=criterion,
+            toName=TO_NAME,
+            choice="single-radio",
+            required="true",
+            requiredMessage=message,
+            showInline="true",
+        )
         for alias, (text, key) in choices.items():
             ET.SubElement(ch, "Choice", value=text, alias=alias, hotkey=key)
     box = ET.SubElement(side, "View", style="margin-top:12px")

@@ -63,8 +63,10 @@ def project_id(ws: Workspace, project: str) -> int:
     except ValueError as e:  # not a safe name: the same one-line error as every Label Studio problem
         raise LabelStudioError(str(e)) from None
     if not path.exists():
-        raise LabelStudioError(f"no Label Studio project {project!r} in {ws.root}: push pairs first "
-                               f"(`sr4k label push --pairs all -w {ws.root}`)")  # fmt: skip
+        raise LabelStudioError(
+            f"no Label Studio project {project!r} in {ws.root}: push pairs first "
+            f"(`sr4k label push --pairs all -w {ws.root}`)"
+        )
     return json.loads(path.read_text())["id"]
 
 
@@ -141,8 +143,11 @@ def changed_tasks(api: Api, pid: int, since: str | None, page_size: int = PAGE) 
     """Pages of the project's tasks updated after ``since`` (all tasks when None), each task with its annotations,
     and the server's clock when the page was answered (``push.list_tasks``: keyset pages in id order, a page that
     times out is asked again smaller, never the same work twice)."""
-    filters = [] if since is None else [{"filter": "filter:tasks:updated_at", "operator": "greater",
-                                         "type": "Datetime", "value": since}]  # fmt: skip
+    filters = (
+        []
+        if since is None
+        else [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}]
+    )
     yield from list_tasks(api, pid, INCLUDE, filters=filters, page_size=page_size, fields="all")
 
 
@@ -150,8 +155,9 @@ def _mark_file(ws: Workspace, project: str):
     return project_file(ws, project).with_name(f"{project}-pull.json")
 
 
-def _fetch(api: Api, ws: Workspace, project: str, pid: int, full: bool,
-           margin: timedelta) -> tuple[list[dict], str | None, str]:  # fmt: skip
+def _fetch(
+    api: Api, ws: Workspace, project: str, pid: int, full: bool, margin: timedelta
+) -> tuple[list[dict], str | None, str]:
     """(annotated tasks, the new high-water mark or None, "full" | "incremental") — module doc."""
     mark = _mark_file(ws, project)
     since = None if full or not mark.exists() else json.loads(mark.read_text())["since"]
@@ -171,9 +177,13 @@ def _fetch(api: Api, ws: Workspace, project: str, pid: int, full: bool,
     return tasks, new_mark, "full" if since is None else "incremental"
 
 
-def pull_annotations(workspace: str | Workspace, project: str = DEFAULT_PROJECT,
-                     settings: LabelSettings | None = None, full: bool = False,
-                     margin: timedelta = MARGIN) -> dict[str, Any]:  # fmt: skip
+def pull_annotations(
+    workspace: str | Workspace,
+    project: str = DEFAULT_PROJECT,
+    settings: LabelSettings | None = None,
+    full: bool = False,
+    margin: timedelta = MARGIN,
+) -> dict[str, Any]:
     """Write the annotations not pulled yet (module doc). Returns a report dict."""
     t0 = time.monotonic()
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -200,16 +210,25 @@ def pull_annotations(workspace: str | Workspace, project: str = DEFAULT_PROJECT,
                 rows.append(_row(task, ann, pid, known, golds, emails))
         if rows:
             ident = hashlib.sha256(json.dumps(sorted([r.annotation_id, r.updated_at] for r in rows)).encode())
-            write_table(ws.part("annotations", f"p{pid}-{int(time.time())}-{ident.hexdigest()[:12]}"), rows,
-                        ANNOTATIONS)  # fmt: skip
+            write_table(
+                ws.part("annotations", f"p{pid}-{int(time.time())}-{ident.hexdigest()[:12]}"), rows, ANNOTATIONS
+            )
         if new_mark:
             write_json_atomic(_mark_file(ws, project), {"since": new_mark})
     invalid = Counter(r.invalid_reason.split("=")[0] for r in rows if not r.valid)
-    return {"project": project, "project_id": pid, "mode": mode, "tasks_exported": len(tasks),
-            "annotations_exported": total,
-            "new_rows": len(rows), "updated": updated, "invalid_new": sum(invalid.values()),
-            "invalid_by_reason": dict(invalid), "seconds": round(time.monotonic() - t0, 2),
-            "export_seconds": round(t_export, 2)}  # fmt: skip
+    return {
+        "project": project,
+        "project_id": pid,
+        "mode": mode,
+        "tasks_exported": len(tasks),
+        "annotations_exported": total,
+        "new_rows": len(rows),
+        "updated": updated,
+        "invalid_new": sum(invalid.values()),
+        "invalid_by_reason": dict(invalid),
+        "seconds": round(time.monotonic() - t0, 2),
+        "export_seconds": round(t_export, 2),
+    }
 
 
 def _row(task: dict, ann: dict, pid: int, known: dict, golds: dict, emails: dict) -> AnnotationRec:
@@ -221,21 +240,36 @@ def _row(task: dict, ann: dict, pid: int, known: dict, golds: dict, emails: dict
     is_gold = bool(m["is_gold"]) if m else gold is not None
     by = ann.get("completed_by")
     by = by.get("id") if isinstance(by, dict) else by
-    base = {"annotation_id": int(ann["id"]), "task_id": int(task["id"]), "project_id": pid,
-            "pair_id": pair_id or "", "annotator": emails.get(by, f"user:{by}"), "left": left or "",
-            "is_gold": is_gold, "lead_time": ann.get("lead_time"), "created_at": ann["created_at"],
-            "updated_at": ann["updated_at"],
-            "raw_result": json.dumps(ann.get("result") or [], sort_keys=True)}  # fmt: skip
+    base = {
+        "annotation_id": int(ann["id"]),
+        "task_id": int(task["id"]),
+        "project_id": pid,
+        "pair_id": pair_id or "",
+        "annotator": emails.get(by, f"user:{by}"),
+        "left": left or "",
+        "is_gold": is_gold,
+        "lead_time": ann.get("lead_time"),
+        "created_at": ann["created_at"],
+        "updated_at": ann["updated_at"],
+        "raw_result": json.dumps(ann.get("result") or [], sort_keys=True),
+    }
     if not pair_id or left not in ("a", "b"):
-        return AnnotationRec(**base, consistency=None, naturalness=None, both_unusable=False, valid=False,
-                             invalid_reason="unknown_task")  # fmt: skip
+        return AnnotationRec(
+            **base, consistency=None, naturalness=None, both_unusable=False, valid=False, invalid_reason="unknown_task"
+        )
     if ann.get("was_cancelled"):
-        return AnnotationRec(**base, consistency=None, naturalness=None, both_unusable=False, valid=False,
-                             invalid_reason="skipped")  # fmt: skip
+        return AnnotationRec(
+            **base, consistency=None, naturalness=None, both_unusable=False, valid=False, invalid_reason="skipped"
+        )
     answers, unusable, reasons = parse_result(ann.get("result") or [], left)
-    return AnnotationRec(**base, consistency=answers["consistency"], naturalness=answers["naturalness"],
-                         both_unusable=unusable, valid=not reasons,
-                         invalid_reason=";".join(reasons) if reasons else None)  # fmt: skip
+    return AnnotationRec(
+        **base,
+        consistency=answers["consistency"],
+        naturalness=answers["naturalness"],
+        both_unusable=unusable,
+        valid=not reasons,
+        invalid_reason=";".join(reasons) if reasons else None,
+    )
 
 
 def latest_annotations(ws: Workspace, project_id: int | None = None) -> list[dict]:
@@ -251,8 +285,12 @@ def latest_annotations(ws: Workspace, project_id: int | None = None) -> list[dic
     return list(latest.values())
 
 
-def project_status(workspace: str | Workspace, project: str = DEFAULT_PROJECT, settings: LabelSettings | None = None,
-                   refresh: bool = True) -> dict[str, Any]:  # fmt: skip
+def project_status(
+    workspace: str | Workspace,
+    project: str = DEFAULT_PROJECT,
+    settings: LabelSettings | None = None,
+    refresh: bool = True,
+) -> dict[str, Any]:
     """Server-side progress plus per-annotator counts and gold accuracy from the pulled table (pulls first when
     ``refresh``). Agreement comes from ``labelling.qc`` (the CLI adds it)."""
     import statistics
@@ -263,8 +301,9 @@ def project_status(workspace: str | Workspace, project: str = DEFAULT_PROJECT, s
     pulled = pull_annotations(ws, project, settings) if refresh else None
     proj = api.get(f"/api/projects/{pid}")
     tasks = mapping(ws, pid)
-    gold_answers = {r["pair_id"]: (r["gold_consistency"], r["gold_naturalness"]) for r in tasks.values()
-                    if r["is_gold"]}  # fmt: skip
+    gold_answers = {
+        r["pair_id"]: (r["gold_consistency"], r["gold_naturalness"]) for r in tasks.values() if r["is_gold"]
+    }
     rows = latest_annotations(ws, pid)
     per: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -280,11 +319,17 @@ def project_status(workspace: str | Workspace, project: str = DEFAULT_PROJECT, s
         lt = a.pop("_lt")
         a["median_lead_time"] = statistics.median(lt) if lt else None
     overlap = proj.get("maximum_annotations") or 1
-    progress = {"url": api.url, "tasks": proj.get("task_number"), "gold tasks": len(gold_answers),
-                "overlap": overlap, "tasks with an annotation": proj.get("num_tasks_with_annotations"),
-                "tasks finished (overlap reached)": proj.get("finished_task_number"),
-                "annotations on server": proj.get("total_annotations_number"),
-                "skipped on server": proj.get("skipped_annotations_number"),
-                "annotation_rows": len(rows), "invalid rows": sum(not r["valid"] for r in rows),
-                "pulled now": None if pulled is None else pulled["new_rows"]}  # fmt: skip
+    progress = {
+        "url": api.url,
+        "tasks": proj.get("task_number"),
+        "gold tasks": len(gold_answers),
+        "overlap": overlap,
+        "tasks with an annotation": proj.get("num_tasks_with_annotations"),
+        "tasks finished (overlap reached)": proj.get("finished_task_number"),
+        "annotations on server": proj.get("total_annotations_number"),
+        "skipped on server": proj.get("skipped_annotations_number"),
+        "annotation_rows": len(rows),
+        "invalid rows": sum(not r["valid"] for r in rows),
+        "pulled now": None if pulled is None else pulled["new_rows"],
+    }
     return {"project_id": pid, "progress": progress, "annotators": per}

@@ -111,8 +111,10 @@ def select_pairs(ws: Workspace, selection: str = "all") -> list[dict]:
     con = catalog.connect(ws.root)
     try:
         table = con.sql("select * from pairs").to_arrow_table()
-        sizes = dict(((r[0], r[1]), (r[2], r[3])) for r in con.execute(
-            "select lr_key, output_path, width, height from candidates").fetchall())  # fmt: skip
+        sizes = dict(
+            ((r[0], r[1]), (r[2], r[3]))
+            for r in con.execute("select lr_key, output_path, width, height from candidates").fetchall()
+        )
         lr_sets = dict(con.execute("select lr_key, min(lr_set) from candidates group by 1").fetchall())
         if selection != "all" and safety.is_name(selection) and ws.part("pairs", selection).exists():
             part = con.execute("select distinct pair_id from read_parquet(?)", [str(ws.part("pairs", selection))])
@@ -146,8 +148,10 @@ def _filter_ids(ws: Workspace, table, condition: str) -> set[str]:
 
     def bad(why: str) -> ValueError:
         have = sorted(p.stem.removeprefix("part-") for p in ws.table_dir("pairs").glob("part-*.parquet"))
-        return ValueError(f"--pairs {condition!r} is neither 'all', a pairs part ({', '.join(have[:8]) or 'none'}) "
-                          f"nor a valid SQL condition over pairs: {why}")  # fmt: skip
+        return ValueError(
+            f"--pairs {condition!r} is neither 'all', a pairs part ({', '.join(have[:8]) or 'none'}) "
+            f"nor a valid SQL condition over pairs: {why}"
+        )
 
     if ";" in condition:
         raise bad("';' is not allowed (one read-only condition, no statements)")
@@ -193,8 +197,14 @@ def ensure_project(api: Api, ws: Workspace, project: str, overlap: int) -> int:
     """The project's id (module doc, step 1 and 2)."""
     path = project_file(ws, project)
     title = project_title(ws, project)
-    settings = {"label_config": label_config(), "maximum_annotations": overlap, "expert_instruction": INSTRUCTIONS,
-                "show_skip_button": True, "show_overlap_first": True, **VIEW_SETTINGS}  # fmt: skip
+    settings = {
+        "label_config": label_config(),
+        "maximum_annotations": overlap,
+        "expert_instruction": INSTRUCTIONS,
+        "show_skip_button": True,
+        "show_overlap_first": True,
+        **VIEW_SETTINGS,
+    }
     pid = json.loads(path.read_text())["id"] if path.exists() else None
     if pid is None:
         found = [p for p in _all(api, "/api/projects/?page_size=100") if p["title"] == title]
@@ -209,16 +219,21 @@ def ensure_project(api: Api, ws: Workspace, project: str, overlap: int) -> int:
             f"project {pid} recorded in {path} is not on the server at {api.url} (a different or reset Label Studio "
             f"database?). Point sr4k at the right server, or move {path} away to start a new project."
         ) from None
-    changed = {k: v for k, v in settings.items() if k in ("label_config", "maximum_annotations", *VIEW_SETTINGS)
-               and proj.get(k) != v}  # fmt: skip
+    changed = {
+        k: v
+        for k, v in settings.items()
+        if k in ("label_config", "maximum_annotations", *VIEW_SETTINGS) and proj.get(k) != v
+    }
     if changed:
         api.patch(f"/api/projects/{pid}", changed)
     storages = api.get(f"/api/storages/localfiles/?project={pid}")
     images = str(served_images(ws))  # <ws>/served/images -> ../images (server.served_root)
     if not any(s.get("path") == images for s in storages):
         ws.images.mkdir(parents=True, exist_ok=True)
-        api.post("/api/storages/localfiles/", {"project": pid, "path": images, "title": "sr4k images",
-                                               "use_blob_urls": False})  # fmt: skip
+        api.post(
+            "/api/storages/localfiles/",
+            {"project": pid, "path": images, "title": "sr4k images", "use_blob_urls": False},
+        )
     return pid
 
 
@@ -276,9 +291,16 @@ class PageTimeout(LabelStudioError):
     """One page request ran past the request timeout (the caller retries with a smaller page)."""
 
 
-def list_tasks(api: Api, pid: int, include: str = "id,data", after_id: int = 0, filters: list[dict] | None = None,
-               page_size: int = 1000, fields: str = "task_only", min_page: int = 25
-               ) -> Iterator[tuple[list[dict], str | None]]:  # fmt: skip
+def list_tasks(
+    api: Api,
+    pid: int,
+    include: str = "id,data",
+    after_id: int = 0,
+    filters: list[dict] | None = None,
+    page_size: int = 1000,
+    fields: str = "task_only",
+    min_page: int = 25,
+) -> Iterator[tuple[list[dict], str | None]]:
     """Pages of the project's tasks in id order (``include``: the fields to return, nested ones included — an
     annotation's ``result`` only comes back if ``result`` is listed; ``fields="all"`` makes Label Studio attach the
     annotations at all), each with the server's clock when it was answered.
@@ -290,8 +312,10 @@ def list_tasks(api: Api, pid: int, include: str = "id,data", after_id: int = 0, 
     ``min_page``."""
     last, size = after_id, page_size
     while True:
-        items = [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last},
-                 *(filters or [])]  # fmt: skip
+        items = [
+            {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last},
+            *(filters or []),
+        ]
         query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
         q = urllib.parse.quote(json.dumps(query, separators=(",", ":")))
         path = f"/api/tasks/?project={pid}&fields={fields}&include={include}&page_size={size}&page=1&query={q}"
@@ -397,8 +421,10 @@ def url(rel: str) -> str:
     only entry ``images`` links to ``../images`` (``labelling.server.served_root``), so ``d`` is the path as recorded;
     anything else cannot be served, and says how to fix it."""
     if not rel.startswith("images/") or ".." in rel.split("/"):
-        raise ValueError(f"image path {rel!r} is not a workspace-relative path under images/ (a pairs table "
-                         "written before paths were recorded so?): rebuild it with `sr4k pairs build`")  # fmt: skip
+        raise ValueError(
+            f"image path {rel!r} is not a workspace-relative path under images/ (a pairs table "
+            "written before paths were recorded so?): rebuild it with `sr4k pairs build`"
+        )
     return f"/data/local-files/?d={rel}"
 
 
@@ -417,8 +443,9 @@ class ImageCache:
     is rendered here, once per push, and counted in ``rendered``. ``order`` (the import order of the pairs) lets each
     task preload the images of the task after it."""
 
-    def __init__(self, ws: Workspace, crop: int, order: list[dict] | None = None,
-                 views: dict[str, dict] | None = None):  # fmt: skip
+    def __init__(
+        self, ws: Workspace, crop: int, order: list[dict] | None = None, views: dict[str, dict] | None = None
+    ):
         self.ws, self.crop = ws, crop
         self.views = {k: v for k, v in (views or {}).items() if v["side"] == crop and v["regions"] == compare.REGIONS}
         # the stored LR copy a recorded view names serves every pair of that LR (gold pairs too): read it back instead
@@ -466,9 +493,13 @@ class ImageCache:
         key = (pair["lr_key"], pair[f"path_{left}"], pair[f"path_{right}"])
         if key not in self.panels:
             self.rendered.add(pair["pair_id"])
-            self.panels[key] = compare.render(lr, compare.read_rgb(self.ws.root, key[1]),
-                                              compare.read_rgb(self.ws.root, key[2]),
-                                              lambda rgb: _store_png(self.ws, rgb), self.crop)  # fmt: skip
+            self.panels[key] = compare.render(
+                lr,
+                compare.read_rgb(self.ws.root, key[1]),
+                compare.read_rgb(self.ws.root, key[2]),
+                lambda rgb: _store_png(self.ws, rgb),
+                self.crop,
+            )
         return self.panels[key]
 
     def task_data(self, pair: dict) -> dict[str, str]:
@@ -549,22 +580,49 @@ def push_pairs(
     if count != sum(len(v) for v in on_server.values()) + imported:  # someone else imported too: count per pair
         final = server_tasks(api, pid)
         count, dup = sum(len(v) for v in final.values()), sum(1 for v in final.values() if len(v) > 1)
-    return {"project": project, "project_id": pid, "url": api.url, "selected": len(pairs),
-            "already_on_server": len(pairs) - len(new), "adopted": adopted, "imported": len(new),
-            "gold_imported": len(gold_new), "gold_total": n_gold_have + len(gold_new),
-            "tasks_on_server": count, "duplicates": dup, "listed": listing,
-            "overlap": overlap, "seconds": round(time.monotonic() - t0, 2),
-            "task_data_seconds": round(done["render"], 2), "import_wait_seconds": round(done["wait"], 2),
-            "rendered_gold": len(cache.rendered & gold_ids), "rendered_unrecorded": unrecorded,
-            **({"note": f"{unrecorded} pair(s) had no comparison recorded for --crop {crop} (built before "
-                        "`sr4k pairs build` rendered them, or for another region side): rendered during this "
-                        "push; the next `sr4k pairs build` records those of the default side"}
-               if unrecorded else {})}  # fmt: skip
+    return {
+        "project": project,
+        "project_id": pid,
+        "url": api.url,
+        "selected": len(pairs),
+        "already_on_server": len(pairs) - len(new),
+        "adopted": adopted,
+        "imported": len(new),
+        "gold_imported": len(gold_new),
+        "gold_total": n_gold_have + len(gold_new),
+        "tasks_on_server": count,
+        "duplicates": dup,
+        "listed": listing,
+        "overlap": overlap,
+        "seconds": round(time.monotonic() - t0, 2),
+        "task_data_seconds": round(done["render"], 2),
+        "import_wait_seconds": round(done["wait"], 2),
+        "rendered_gold": len(cache.rendered & gold_ids),
+        "rendered_unrecorded": unrecorded,
+        **(
+            {
+                "note": f"{unrecorded} pair(s) had no comparison recorded for --crop {crop} (built before "
+                "`sr4k pairs build` rendered them, or for another region side): rendered during this "
+                "push; the next `sr4k pairs build` records those of the default side"
+            }
+            if unrecorded
+            else {}
+        ),
+    }
 
 
-def _import_batches(api: Api, ws: Workspace, project: str, pid: int, items: list[dict], batch_size: int,
-                    task_data: Callable[[dict], dict], prelabelled: Callable | None, kept: dict,
-                    on_batch: Callable[[int, int], None] | None) -> dict[str, Any]:  # fmt: skip
+def _import_batches(
+    api: Api,
+    ws: Workspace,
+    project: str,
+    pid: int,
+    items: list[dict],
+    batch_size: int,
+    task_data: Callable[[dict], dict],
+    prelabelled: Callable | None,
+    kept: dict,
+    on_batch: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     """Import ``items`` in batches (module doc, step 4): the next batch's task data (images, comparison pages) is made
     while Label Studio imports the previous one — at most one import in flight, its mapping part written as soon as it
     answers, so a crash leaves at most one batch to adopt. Returns {"imported", "render", "wait"} (seconds spent
@@ -613,8 +671,11 @@ def _import_batches(api: Api, ws: Workspace, project: str, pid: int, items: list
 def _adopt(ws: Workspace, project: str, pid: int, on_server: dict[str, list[dict]], golds: dict) -> int:
     """Mapping rows for server tasks the workspace does not know (module doc, step 3)."""
     known = mapping(ws, pid)
-    missing = [(k, ts[0]) for k, ts in on_server.items() if k and (k not in known or
-               known[k]["task_id"] not in {t["id"] for t in ts})]  # fmt: skip
+    missing = [
+        (k, ts[0])
+        for k, ts in on_server.items()
+        if k and (k not in known or known[k]["task_id"] not in {t["id"] for t in ts})
+    ]
     if not missing:
         return 0
     pairs = {p["pair_id"]: p for p in _pairs_by_id(ws, [k for k, _ in missing])}
@@ -622,8 +683,10 @@ def _adopt(ws: Workspace, project: str, pid: int, on_server: dict[str, list[dict
     for key, task in missing:
         pair = golds.get(key) or pairs.get(key)
         if pair is None:
-            raise LabelStudioError(f"task {task['id']} on the server is for pair {key}, which is neither in the "
-                                   f"pairs table nor a gold pair of {project!r}: imported by hand?")  # fmt: skip
+            raise LabelStudioError(
+                f"task {task['id']} on the server is for pair {key}, which is neither in the "
+                f"pairs table nor a gold pair of {project!r}: imported by hand?"
+            )
         rows.append((pair, task["id"], task["sr4k_left"] or pair["left"]))
     _write_mapping(ws, pid, rows, tag="adopt")
     return len(rows)
@@ -663,8 +726,19 @@ def _new_gold(ws: Workspace, pool: list[dict], n: int, seed: int, golds: dict, o
 
 def _write_mapping(ws: Workspace, pid: int, rows: list[tuple[dict, int, str]], tag: str = "push") -> None:
     at = now()
-    recs = [LabelTaskRec(p["pair_id"], int(tid), pid, p["lr_key"], left, bool(p.get("gold_consistency")),
-                         p.get("gold_consistency"), p.get("gold_naturalness"), at)
-            for p, tid, left in rows]  # fmt: skip
+    recs = [
+        LabelTaskRec(
+            p["pair_id"],
+            int(tid),
+            pid,
+            p["lr_key"],
+            left,
+            bool(p.get("gold_consistency")),
+            p.get("gold_consistency"),
+            p.get("gold_naturalness"),
+            at,
+        )
+        for p, tid, left in rows
+    ]
     ident = hashlib.sha256(json.dumps(sorted(r.pair_id for r in recs)).encode()).hexdigest()[:12]
     write_table(ws.part("label_tasks", f"p{pid}-{tag}-{ident}-{int(time.time())}"), recs, LABEL_TASKS)

@@ -71,10 +71,14 @@ MAX_LEFT_DEVIATION = 0.3
 MIN_TIMED = 10
 MAX_FAST_SHARE = 0.5
 POLICY = {
-    "fast_seconds": FAST_SECONDS, "min_gold": MIN_GOLD, "min_gold_accuracy": MIN_GOLD_ACCURACY,
-    "min_decisive": MIN_DECISIVE, "max_left_deviation": MAX_LEFT_DEVIATION, "min_timed": MIN_TIMED,
+    "fast_seconds": FAST_SECONDS,
+    "min_gold": MIN_GOLD,
+    "min_gold_accuracy": MIN_GOLD_ACCURACY,
+    "min_decisive": MIN_DECISIVE,
+    "max_left_deviation": MAX_LEFT_DEVIATION,
+    "min_timed": MIN_TIMED,
     "max_fast_share": MAX_FAST_SHARE,
-}  # fmt: skip
+}
 
 
 # ---------------------------------------------------------------------------------------------------- selection
@@ -113,13 +117,17 @@ def current_annotations(annotations: Iterable[AnnotationRec]) -> tuple[list[Anno
     invalid = [a for a in chosen if not a.valid]
     by_reason = Counter(reason_code(a.invalid_reason) for a in invalid)
     account = {
-        "rows": len(rows), "superseded_versions": len(rows) - n_latest,
-        "duplicate_annotations": n_latest - len(chosen), "invalid": len(invalid),
+        "rows": len(rows),
+        "superseded_versions": len(rows) - n_latest,
+        "duplicate_annotations": n_latest - len(chosen),
+        "invalid": len(invalid),
         "invalid_by_reason": dict(sorted(by_reason.items())),
-        "invalid_by_annotator": dict(sorted(Counter(a.annotator for a in invalid).items())), "valid": len(valid),
-    }  # fmt: skip
-    assert account["rows"] == (account["superseded_versions"] + account["duplicate_annotations"] + account["invalid"]
-                               + account["valid"])  # fmt: skip
+        "invalid_by_annotator": dict(sorted(Counter(a.annotator for a in invalid).items())),
+        "valid": len(valid),
+    }
+    assert account["rows"] == (
+        account["superseded_versions"] + account["duplicate_annotations"] + account["invalid"] + account["valid"]
+    )
     return valid, account
 
 
@@ -196,8 +204,10 @@ def exclusions(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         if s["gold_n"] >= MIN_GOLD and s["gold_accuracy"] < MIN_GOLD_ACCURACY:
             why.append(f"gold_accuracy {s['gold_accuracy']:.2f} < {MIN_GOLD_ACCURACY} over {s['gold_n']} judgements")
         if s["decisive_n"] >= MIN_DECISIVE and abs(s["left_share"] - 0.5) > MAX_LEFT_DEVIATION:
-            why.append(f"left_share {s['left_share']:.2f} outside [{0.5 - MAX_LEFT_DEVIATION:.1f}, "
-                       f"{0.5 + MAX_LEFT_DEVIATION:.1f}] over {s['decisive_n']} answers")  # fmt: skip
+            why.append(
+                f"left_share {s['left_share']:.2f} outside [{0.5 - MAX_LEFT_DEVIATION:.1f}, "
+                f"{0.5 + MAX_LEFT_DEVIATION:.1f}] over {s['decisive_n']} answers"
+            )
         if s["timed_n"] >= MIN_TIMED and s["fast_share"] > MAX_FAST_SHARE:
             why.append(f"fast_share {s['fast_share']:.2f} > {MAX_FAST_SHARE} (< {FAST_SECONDS:g} s)")
         if why:
@@ -206,9 +216,11 @@ def exclusions(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
 
 def annotator_stats(
-    annotations: Sequence[AnnotationRec], tasks: Sequence[LabelTaskRec], exclude: Iterable[str] = (),
+    annotations: Sequence[AnnotationRec],
+    tasks: Sequence[LabelTaskRec],
+    exclude: Iterable[str] = (),
     policy: bool = True,
-) -> dict[str, dict[str, Any]]:  # fmt: skip
+) -> dict[str, dict[str, Any]]:
     """Per annotator: n (current annotations, valid or not), n_invalid, gold_n, gold_accuracy, left_share,
     decisive_n, fast_share, timed_n, peer_agreement, excluded, reason. ``exclude`` names annotators excluded by
     hand (reason "excluded by hand"); ``policy=False`` turns the automatic rules off."""
@@ -220,16 +232,23 @@ def annotator_stats(
     for who in sorted(set(n_valid) | set(invalid)):
         g, lc, fc = gold.get(who, (0, 0)), left.get(who, (0, 0)), fast.get(who, (0, 0))
         stats[who] = {
-            "n": n_valid[who] + invalid.get(who, 0), "n_invalid": invalid.get(who, 0),
-            "gold_n": g[1], "gold_accuracy": g[0] / g[1] if g[1] else None,
-            "decisive_n": lc[1], "left_share": lc[0] / lc[1] if lc[1] else None,
-            "timed_n": fc[1], "fast_share": fc[0] / fc[1] if fc[1] else None,
-            "peer_agreement": peer.get(who), "excluded": False, "reason": None,
-        }  # fmt: skip
+            "n": n_valid[who] + invalid.get(who, 0),
+            "n_invalid": invalid.get(who, 0),
+            "gold_n": g[1],
+            "gold_accuracy": g[0] / g[1] if g[1] else None,
+            "decisive_n": lc[1],
+            "left_share": lc[0] / lc[1] if lc[1] else None,
+            "timed_n": fc[1],
+            "fast_share": fc[0] / fc[1] if fc[1] else None,
+            "peer_agreement": peer.get(who),
+            "excluded": False,
+            "reason": None,
+        }
     flagged = exclusions(stats) if policy else {}
     if unknown := sorted(set(exclude) - stats.keys()):
-        raise ValueError(f"cannot exclude {', '.join(unknown)}: not an annotator here (annotators: "
-                         f"{', '.join(stats) or 'none'})")  # fmt: skip
+        raise ValueError(
+            f"cannot exclude {', '.join(unknown)}: not an annotator here (annotators: {', '.join(stats) or 'none'})"
+        )
     for who in exclude:
         flagged[who] = "; ".join(filter(None, ["excluded by hand", flagged.get(who)]))
     for who, reason in flagged.items():
@@ -324,15 +343,19 @@ def load_labels(workspace: str | Path) -> tuple[list[AnnotationRec], list[LabelT
         raise FileNotFoundError(f"workspace {ws.root} does not exist")
     anns = read_records(ws, "annotations", AnnotationRec)
     if not anns:
-        raise FileNotFoundError(f"no annotations in {ws.root / 'tables' / 'annotations'}: run `sr4k label pull` "
-                                "after annotators have worked on the pushed tasks")  # fmt: skip
+        raise FileNotFoundError(
+            f"no annotations in {ws.root / 'tables' / 'annotations'}: run `sr4k label pull` "
+            "after annotators have worked on the pushed tasks"
+        )
     return anns, read_records(ws, "label_tasks", LabelTaskRec)
 
 
 def qc_report(
-    annotations: Sequence[AnnotationRec], tasks: Sequence[LabelTaskRec], exclude: Iterable[str] = (),
+    annotations: Sequence[AnnotationRec],
+    tasks: Sequence[LabelTaskRec],
+    exclude: Iterable[str] = (),
     policy: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The QC summary of these records (what ``qc_summary`` returns for a workspace)."""
     valid, account = current_annotations(annotations)
     stats = annotator_stats(annotations, tasks, exclude, policy)

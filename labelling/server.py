@@ -172,12 +172,16 @@ def ensure_served(ws: Workspace) -> None:
     elif not link.exists() and not link.is_symlink():
         link.symlink_to("../images", target_is_directory=True)
     else:
-        raise LabelStudioError(f"{link} should be a link to ../images (Label Studio serves that folder): remove it "
-                               f"and rerun `sr4k label serve`")  # fmt: skip
+        raise LabelStudioError(
+            f"{link} should be a link to ../images (Label Studio serves that folder): remove it "
+            f"and rerun `sr4k label serve`"
+        )
     extra = sorted(p.name for p in root.iterdir() if p.name != "images")
     if extra:
-        raise LabelStudioError(f"{root} is Label Studio's served folder and must hold only the link 'images': move "
-                               f"{', '.join(extra[:5])} out of it")  # fmt: skip
+        raise LabelStudioError(
+            f"{root} is Label Studio's served folder and must hold only the link 'images': move "
+            f"{', '.join(extra[:5])} out of it"
+        )
 
 
 def gate_url(settings: LabelSettings | None = None) -> str:
@@ -284,8 +288,13 @@ def server_env(ws: Workspace, settings: LabelSettings) -> dict[str, str]:
         **_proxies(settings),
     )
     if settings.db == "postgresql":
-        env.update(POSTGRE_HOST=settings.pg_host, POSTGRE_PORT=str(settings.pg_port), POSTGRE_NAME=settings.pg_name,
-                   POSTGRE_USER=settings.pg_user, POSTGRE_PASSWORD=settings.pg_password)  # fmt: skip
+        env.update(
+            POSTGRE_HOST=settings.pg_host,
+            POSTGRE_PORT=str(settings.pg_port),
+            POSTGRE_NAME=settings.pg_name,
+            POSTGRE_USER=settings.pg_user,
+            POSTGRE_PASSWORD=settings.pg_password,
+        )
     return env
 
 
@@ -297,8 +306,16 @@ def _proxies(settings: LabelSettings) -> dict[str, str]:
     """
     p = settings.outbound_proxy
     direct = ",".join(dict.fromkeys(["127.0.0.1", "localhost", settings.pg_host]))
-    return {"HTTP_PROXY": p, "HTTPS_PROXY": p, "http_proxy": p, "https_proxy": p, "ALL_PROXY": p, "all_proxy": p,
-            "NO_PROXY": direct, "no_proxy": direct}  # fmt: skip
+    return {
+        "HTTP_PROXY": p,
+        "HTTPS_PROXY": p,
+        "http_proxy": p,
+        "https_proxy": p,
+        "ALL_PROXY": p,
+        "all_proxy": p,
+        "NO_PROXY": direct,
+        "no_proxy": direct,
+    }
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -344,24 +361,48 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
         if _token_ok(url, creds["token"]):
             _ensure_gate(ws, s)
             return ServerInfo(url, _read_state(ws).get("pid"), False, time.monotonic() - t0, gate_url(s))
-        raise LabelStudioError(f"port {s.port} already serves another Label Studio (not this workspace's): stop it or "
-                               "choose another port (--port / SR4K_LABEL_PORT)")  # fmt: skip
+        raise LabelStudioError(
+            f"port {s.port} already serves another Label Studio (not this workspace's): stop it or "
+            "choose another port (--port / SR4K_LABEL_PORT)"
+        )
     if _port_busy(s.host, s.port):
-        raise LabelStudioError(f"port {s.port} on {s.host} is in use by another program: choose another port "
-                               "(--port / SR4K_LABEL_PORT)")  # fmt: skip
+        raise LabelStudioError(
+            f"port {s.port} on {s.host} is in use by another program: choose another port (--port / SR4K_LABEL_PORT)"
+        )
     binary = label_studio_bin()
     if s.db == "sqlite" and not (data_dir(ws) / "label_studio.sqlite3").exists():
         seed_sqlite(data_dir(ws) / "label_studio.sqlite3", binary)
     ensure_served(ws)
     log = _private_log(data_dir(ws) / "server.log")
-    cmd = [str(binary), "start", "--no-browser", "--internal-host", s.host, "--port", str(s.port),
-           "--data-dir", str(data_dir(ws))]  # fmt: skip
+    cmd = [
+        str(binary),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        s.host,
+        "--port",
+        str(s.port),
+        "--data-dir",
+        str(data_dir(ws)),
+    ]
     env = server_env(ws, s)
     if s.lock:  # Label Studio's settings plus the gate lock (labelling/lslock/sr4k_gate_lock.py)
-        env.update(DJANGO_SETTINGS_MODULE="sr4k_gate_lock", PYTHONPATH=str(REPO / "labelling" / "lslock"),
-                   SR4K_GATE_SECRET=gate_secret(ws), SR4K_ADMIN_EMAIL=creds["admin_email"])  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, umask=0o077,
-                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir(ws))  # fmt: skip
+        env.update(
+            DJANGO_SETTINGS_MODULE="sr4k_gate_lock",
+            PYTHONPATH=str(REPO / "labelling" / "lslock"),
+            SR4K_GATE_SECRET=gate_secret(ws),
+            SR4K_ADMIN_EMAIL=creds["admin_email"],
+        )
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        umask=0o077,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=data_dir(ws),
+    )
     log.close()
     gate = {k: v for k, v in _read_state(ws).items() if k.startswith("gate_")}  # a gate may outlive a crash
     _write_state(ws, gate | {"pid": proc.pid, "pgid": proc.pid, "port": s.port, "url": url, "started_at": time.time()})
@@ -369,8 +410,9 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _clear_state(ws)
-            raise LabelStudioError(f"Label Studio exited with code {proc.returncode} during start; see "
-                                   f"{data_dir(ws) / 'server.log'}")  # fmt: skip
+            raise LabelStudioError(
+                f"Label Studio exited with code {proc.returncode} during start; see {data_dir(ws) / 'server.log'}"
+            )
         if healthy(url) and _token_ok(url, creds["token"]):
             secure_permissions(ws)
             from labelling.push import point_storages  # push imports this module
@@ -386,8 +428,10 @@ def start(ws: Workspace | str, settings: LabelSettings | None = None) -> ServerI
         time.sleep(0.5)
     _kill_group(proc.pid)
     _clear_state(ws)
-    raise LabelStudioError(f"Label Studio did not become healthy within {s.start_timeout:.0f} s (raise "
-                           f"SR4K_LABEL_START_TIMEOUT); see {data_dir(ws) / 'server.log'}")  # fmt: skip
+    raise LabelStudioError(
+        f"Label Studio did not become healthy within {s.start_timeout:.0f} s (raise "
+        f"SR4K_LABEL_START_TIMEOUT); see {data_dir(ws) / 'server.log'}"
+    )
 
 
 def _private_log(path: Path):
@@ -416,28 +460,50 @@ def _ensure_gate(ws: Workspace, s: LabelSettings, timeout: float = 60.0) -> None
     if _alive(state.get("gate_pid")) and state.get("gate_port") == port and healthy(gurl):
         return
     if _port_busy(s.host, port):
-        raise LabelStudioError(f"port {port} on {s.host} (the annotators' gate) is in use by another program: choose "
-                               "another one (SR4K_LABEL_GATE_PORT)")  # fmt: skip
+        raise LabelStudioError(
+            f"port {port} on {s.host} (the annotators' gate) is in use by another program: choose "
+            "another one (SR4K_LABEL_GATE_PORT)"
+        )
     import sys
 
     log = _private_log(data_dir(ws) / "gate.log")
-    cmd = [sys.executable, "-m", "labelling.gate", "--workspace", str(ws.root), "--upstream", base_url(s),
-           "--host", s.host, "--port", str(port)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=0o077,
-                            start_new_session=True, cwd=REPO)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "labelling.gate",
+        "--workspace",
+        str(ws.root),
+        "--upstream",
+        base_url(s),
+        "--host",
+        s.host,
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        umask=0o077,
+        start_new_session=True,
+        cwd=REPO,
+    )
     log.close()
     _write_state(ws, state | {"gate_pid": proc.pid, "gate_port": port})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise LabelStudioError(f"the annotators' gate exited with code {proc.returncode}; see "
-                                   f"{data_dir(ws) / 'gate.log'}")  # fmt: skip
+            raise LabelStudioError(
+                f"the annotators' gate exited with code {proc.returncode}; see {data_dir(ws) / 'gate.log'}"
+            )
         if healthy(gurl):
             return
         time.sleep(0.2)
     _kill_group(proc.pid)
-    raise LabelStudioError(f"the annotators' gate did not answer within {timeout:.0f} s; see "
-                           f"{data_dir(ws) / 'gate.log'}")  # fmt: skip
+    raise LabelStudioError(
+        f"the annotators' gate did not answer within {timeout:.0f} s; see {data_dir(ws) / 'gate.log'}"
+    )
 
 
 def _site_packages(binary: Path) -> Path | None:
@@ -469,8 +535,13 @@ def sqlite_template(binary: Path | None = None) -> Path | None:
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LS_ENV_PREFIXES)}
-    env.update(LABEL_STUDIO_BASE_DATA_DIR=str(build), DJANGO_DB="sqlite", SECRET_KEY=secrets.token_urlsafe(48),
-               **NO_OUTBOUND, **_proxies(LabelSettings()))  # fmt: skip
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(build),
+        DJANGO_DB="sqlite",
+        SECRET_KEY=secrets.token_urlsafe(48),
+        **NO_OUTBOUND,
+        **_proxies(LabelSettings()),
+    )
     python = binary.resolve().parent / "python"
     try:
         cmd = [str(python), str(site / "label_studio" / "manage.py"), "migrate", "--no-color", "-v", "0"]
@@ -634,8 +705,9 @@ class Api:
 # ------------------------------------------------------------------------------------------------ users
 
 
-def add_annotator(ws: Workspace | str, email: str, password: str | None = None,
-                  settings: LabelSettings | None = None) -> dict[str, Any]:  # fmt: skip
+def add_annotator(
+    ws: Workspace | str, email: str, password: str | None = None, settings: LabelSettings | None = None
+) -> dict[str, Any]:
     """Create (or update) an annotator login. Returns ``{"id", "email", "password", "created", "url"}`` (``url``: the
     gate's login page to hand over).
 
@@ -680,10 +752,23 @@ def set_password(ws: Workspace, email: str, password: str, settings: LabelSettin
             f"cannot find label_studio/manage.py beside {binary}: reinstall with `bash .ci/bootstrap`"
         )
     env = server_env(ws, s) | {"SR4K_USER_EMAIL": email, "SR4K_USER_PASSWORD": password}
-    cmd = [str(binary.resolve().parent / "python"), str(site / "label_studio" / "manage.py"), "shell", "-c",
-           _SET_PASSWORD]  # fmt: skip
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=data_dir(ws), umask=0o077,
-                         stdin=subprocess.DEVNULL)  # fmt: skip
+    cmd = [
+        str(binary.resolve().parent / "python"),
+        str(site / "label_studio" / "manage.py"),
+        "shell",
+        "-c",
+        _SET_PASSWORD,
+    ]
+    out = subprocess.run(
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=data_dir(ws),
+        umask=0o077,
+        stdin=subprocess.DEVNULL,
+    )
     if out.returncode != 0:
         tail = (out.stdout + out.stderr)[-800:].replace(password, "***")
         raise LabelStudioError(f"setting the password of {email} failed: {tail}")

@@ -106,38 +106,80 @@ def _meta(schema: pa.Schema) -> pa.Schema:
 
 LABEL_TASKS = _meta(
     pa.schema(
-        [_s("pair_id"), pa.field("task_id", pa.int64(), False), pa.field("project_id", pa.int64(), False),
-         _s("lr_key"), _s("left"), pa.field("is_gold", pa.bool_(), False), _s("gold_consistency", True),
-         _s("gold_naturalness", True), _s("pushed_at"), pa.field("schema_version", pa.int16(), False)]
+        [
+            _s("pair_id"),
+            pa.field("task_id", pa.int64(), False),
+            pa.field("project_id", pa.int64(), False),
+            _s("lr_key"),
+            _s("left"),
+            pa.field("is_gold", pa.bool_(), False),
+            _s("gold_consistency", True),
+            _s("gold_naturalness", True),
+            _s("pushed_at"),
+            pa.field("schema_version", pa.int16(), False),
+        ]
     )
-)  # fmt: skip
+)
 
 ANNOTATIONS = _meta(
     pa.schema(
-        [pa.field("annotation_id", pa.int64(), False), pa.field("task_id", pa.int64(), False),
-         pa.field("project_id", pa.int64(), False), _s("pair_id"), _s("annotator"), _s("left"),
-         _s("consistency", True), _s("naturalness", True), pa.field("both_unusable", pa.bool_(), False),
-         pa.field("valid", pa.bool_(), False), _s("invalid_reason", True), pa.field("is_gold", pa.bool_(), False),
-         pa.field("lead_time", pa.float64(), True), _s("created_at"), _s("updated_at"), _s("raw_result"),
-         pa.field("schema_version", pa.int16(), False)]
+        [
+            pa.field("annotation_id", pa.int64(), False),
+            pa.field("task_id", pa.int64(), False),
+            pa.field("project_id", pa.int64(), False),
+            _s("pair_id"),
+            _s("annotator"),
+            _s("left"),
+            _s("consistency", True),
+            _s("naturalness", True),
+            pa.field("both_unusable", pa.bool_(), False),
+            pa.field("valid", pa.bool_(), False),
+            _s("invalid_reason", True),
+            pa.field("is_gold", pa.bool_(), False),
+            pa.field("lead_time", pa.float64(), True),
+            _s("created_at"),
+            _s("updated_at"),
+            _s("raw_result"),
+            pa.field("schema_version", pa.int16(), False),
+        ]
     )
-)  # fmt: skip
+)
 
 _CRIT = []
 for _c in CRITERIA:
-    _CRIT += [_s(_c), pa.field(f"{_c}_votes_a", pa.int32(), False), pa.field(f"{_c}_votes_b", pa.int32(), False),
-              pa.field(f"{_c}_votes_tie", pa.int32(), False), pa.field(f"{_c}_agreement", pa.float64(), False),
-              pa.field(f"{_c}_ds", pa.float64(), True)]  # fmt: skip
+    _CRIT += [
+        _s(_c),
+        pa.field(f"{_c}_votes_a", pa.int32(), False),
+        pa.field(f"{_c}_votes_b", pa.int32(), False),
+        pa.field(f"{_c}_votes_tie", pa.int32(), False),
+        pa.field(f"{_c}_agreement", pa.float64(), False),
+        pa.field(f"{_c}_ds", pa.float64(), True),
+    ]
 
 PREFERENCES = _meta(
     pa.schema(
-        [_s(n) for n in ("pair_id", "lr_key", "lr_path", "model_a", "model_b", "version_a", "version_b", "path_a",
-                         "path_b")]
+        [
+            _s(n)
+            for n in (
+                "pair_id",
+                "lr_key",
+                "lr_path",
+                "model_a",
+                "model_b",
+                "version_a",
+                "version_b",
+                "path_a",
+                "path_b",
+            )
+        ]
         + _CRIT
-        + [pa.field("n_annotators", pa.int32(), False), pa.field("both_unusable_votes", pa.int32(), False),
-           pa.field("schema_version", pa.int16(), False)]
+        + [
+            pa.field("n_annotators", pa.int32(), False),
+            pa.field("both_unusable_votes", pa.int32(), False),
+            pa.field("schema_version", pa.int16(), False),
+        ]
     )
-)  # fmt: skip
+)
 
 TABLES = {
     "label_tasks": (LabelTaskRec, LABEL_TASKS),

@@ -40,8 +40,18 @@ class PairRec:
     schema_version: int = PAIRS_SCHEMA_VERSION
 
 
-_STR_COLUMNS = ("pair_id", "lr_key", "model_a", "model_b", "version_a", "version_b", "path_a", "path_b", "left",
-                "strategy")  # fmt: skip
+_STR_COLUMNS = (
+    "pair_id",
+    "lr_key",
+    "model_a",
+    "model_b",
+    "version_a",
+    "version_b",
+    "path_a",
+    "path_b",
+    "left",
+    "strategy",
+)
 PAIRS = pa.schema(
     [pa.field(n, pa.string(), False) for n in _STR_COLUMNS]
     + [

@@ -27,18 +27,52 @@ def test_bench_results_version_1_and_2_parts_read_together(tmp_path):
     from pipelines.store.workspace import Workspace, write_table
 
     assert bench.BENCH_RESULTS.metadata[b"schema_version"] == b"2"
-    added = {"niqe", "musiq", "clipiqa", "maniqa", "periodicity_excess_peak", "periodicity_excess_stride",
-             "periodic_flag"}  # fmt: skip
+    added = {
+        "niqe",
+        "musiq",
+        "clipiqa",
+        "maniqa",
+        "periodicity_excess_peak",
+        "periodicity_excess_stride",
+        "periodic_flag",
+    }
     v1 = pa.schema([f for f in bench.BENCH_RESULTS if f.name not in added]).with_metadata({"schema_version": "1"})
-    common = dict(bench="b", kind="synthetic", key="k0", model="bicubic", model_version="cv2", scale=4, ssim_y=0.8,
-                  lpips=None, dists=None, nr_sharpness=1.0, nr_hf_energy=2.0, periodicity_peak=0.001,
-                  periodicity_stride_mean=0.0, periodicity_stride_peak=0.0, seconds=0.1, peak_mem_mb=5.0)  # fmt: skip
+    common = dict(
+        bench="b",
+        kind="synthetic",
+        key="k0",
+        model="bicubic",
+        model_version="cv2",
+        scale=4,
+        ssim_y=0.8,
+        lpips=None,
+        dists=None,
+        nr_sharpness=1.0,
+        nr_hf_energy=2.0,
+        periodicity_peak=0.001,
+        periodicity_stride_mean=0.0,
+        periodicity_stride_peak=0.0,
+        seconds=0.1,
+        peak_mem_mb=5.0,
+    )
     ws = Workspace(tmp_path)
     ws.table_dir("bench_results").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([common | {"psnr_y": 30.0, "run": "old", "schema_version": 1}], v1),
-                   ws.part("bench_results", "b-old"))  # fmt: skip
-    new = bench.ResultRow(**common, psnr_y=31.0, niqe=4.5, musiq=60.0, clipiqa=0.5, maniqa=0.4, periodic_flag=True,
-                          periodicity_excess_peak=0.0, periodicity_excess_stride=0.0, run="new")  # fmt: skip
+    pq.write_table(
+        pa.Table.from_pylist([common | {"psnr_y": 30.0, "run": "old", "schema_version": 1}], v1),
+        ws.part("bench_results", "b-old"),
+    )
+    new = bench.ResultRow(
+        **common,
+        psnr_y=31.0,
+        niqe=4.5,
+        musiq=60.0,
+        clipiqa=0.5,
+        maniqa=0.4,
+        periodic_flag=True,
+        periodicity_excess_peak=0.0,
+        periodicity_excess_stride=0.0,
+        run="new",
+    )
     write_table(ws.part("bench_results", "b-new"), [new], bench.BENCH_RESULTS)
     sql = "select run, schema_version, psnr_y, niqe, periodic_flag from bench_results order by run desc"
     got = catalog.connect(tmp_path).execute(sql).fetchall()
@@ -76,9 +110,14 @@ def test_every_table_the_code_writes_has_a_record_type_known_to_the_catalog():
     for pkg in ("pipelines", "flows", "labelling", "training"):
         for path in (root / pkg).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr in ("part", "table_dir") and node.args
-                        and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):  # fmt: skip
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("part", "table_dir")
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)
+                ):
                     written.add(node.args[0].value)
     assert {"sources", "images", "rejects", "candidates", "pairs", "pair_views", "annotations"} <= written
     assert written - set(catalog.TABLES) == set()

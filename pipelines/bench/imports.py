@@ -114,9 +114,16 @@ def import_paired(
             job.add(pair)
         if check_alignment:
             job.flag_misaligned()
-        settings = {"hr_dir": str(hr_dir), "lr_dir": str(lr_dir), "scale_given": scale,
-                    "check_alignment": check_alignment, "align_min_psnr_db": ALIGN_MIN_PSNR_DB,
-                    "align_gap_db": ALIGN_GAP_DB, "png_level": PNG_LEVEL, "versions": _versions()}  # fmt: skip
+        settings = {
+            "hr_dir": str(hr_dir),
+            "lr_dir": str(lr_dir),
+            "scale_given": scale,
+            "check_alignment": check_alignment,
+            "align_min_psnr_db": ALIGN_MIN_PSNR_DB,
+            "align_gap_db": ALIGN_GAP_DB,
+            "png_level": PNG_LEVEL,
+            "versions": _versions(),
+        }
         all_rows = rows + match_rows + list(job.rows.values())
         return _finish_import(out, "paired", name, hr_dir, settings, list(job.items.values()), all_rows)
 
@@ -149,9 +156,19 @@ class _PairedImport:
         self.out.png(f"lr/{pair.key}.png", lr.rgb)
         lh, lw = lr.rgb.shape[:2]
         self.items[pair.key] = BenchItem(
-            pair.key, f"lr/{pair.key}.png", f"hr/{pair.key}.png", lw, lh, lw * scale, lh * scale, scale, None, None,
-            str(pair.hr), hr.pixel_sha256[:24],
-        )  # fmt: skip
+            pair.key,
+            f"lr/{pair.key}.png",
+            f"hr/{pair.key}.png",
+            lw,
+            lh,
+            lw * scale,
+            lh * scale,
+            scale,
+            None,
+            None,
+            str(pair.hr),
+            hr.pixel_sha256[:24],
+        )
         self.pairs[pair.key], self.psnr[pair.key] = pair, psnr
         self._both(pair, "imported", "; ".join(filter(None, [f"psnr_y {psnr:.2f} dB vs area-downscaled HR", note])))
 
@@ -175,9 +192,11 @@ class _PairedImport:
                 f"not an integer ratio; pass scale= (or are hr_dir and lr_dir swapped?)"
             )
         if s == 1 and (pair.hint or 1) > 1:
-            raise ValueError(f"{pair.lr.name} is the size of its HR ({hw}x{hh}) although its name says x{pair.hint}: "
-                             f"this set stores LR upsampled to the HR size; downscale the LR images first, or pass "
-                             f"scale=1 to import them as they are")  # fmt: skip
+            raise ValueError(
+                f"{pair.lr.name} is the size of its HR ({hw}x{hh}) although its name says x{pair.hint}: "
+                f"this set stores LR upsampled to the HR size; downscale the LR images first, or pass "
+                f"scale=1 to import them as they are"
+            )
         self.scale = s
         return s
 
@@ -190,8 +209,10 @@ class _PairedImport:
                 self.out.remove(f"hr/{key}.png")
                 self.out.remove(f"lr/{key}.png")
                 del self.items[key]
-                detail = (f"psnr_y {psnr:.2f} dB vs set median {median:.2f} dB (rule: < {ALIGN_MIN_PSNR_DB:g} dB and "
-                          f"more than {ALIGN_GAP_DB:g} dB below the median)")  # fmt: skip
+                detail = (
+                    f"psnr_y {psnr:.2f} dB vs set median {median:.2f} dB (rule: < {ALIGN_MIN_PSNR_DB:g} dB and "
+                    f"more than {ALIGN_GAP_DB:g} dB below the median)"
+                )
                 self._both(self.pairs[key], "misaligned", detail)
 
 
@@ -236,8 +257,12 @@ def import_lr_only(
             rows.append(row)
             if item is not None:
                 items.append(item)
-        settings = {"mode": "varying" if square is None else "square", "square": square, "png_level": PNG_LEVEL,
-                    "versions": _versions()}  # fmt: skip
+        settings = {
+            "mode": "varying" if square is None else "square",
+            "square": square,
+            "png_level": PNG_LEVEL,
+            "versions": _versions(),
+        }
         return _finish_import(out, "lr_only", name, lr_dir, settings, items, rows)
 
 

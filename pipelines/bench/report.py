@@ -75,10 +75,21 @@ def write_bench_report(ws_root: str | Path, bench: str, results: Path, info: dic
                 figs.append((label, base64.b64encode(p.read_bytes()).decode()))
         crops.append((key, figs))
     cols = [c for c in summary[0] if c not in ("model", "items")] if summary else []
-    html = Environment(autoescape=True).from_string(_TEMPLATE).render(
-        bench=bench, manifest=manifest, info=info, summary=summary, cols=cols, fmt=_fmt, plot=_plot(summary),
-        crops=crops, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    )  # fmt: skip
+    html = (
+        Environment(autoescape=True)
+        .from_string(_TEMPLATE)
+        .render(
+            bench=bench,
+            manifest=manifest,
+            info=info,
+            summary=summary,
+            cols=cols,
+            fmt=_fmt,
+            plot=_plot(summary),
+            crops=crops,
+            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
+    )
     out = ws.reports / f"bench-{bench}.html"
     write_bytes_atomic(out, html.encode())
     return out

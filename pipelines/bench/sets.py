@@ -131,10 +131,24 @@ PNG_LEVEL = 3  # the curation default: HR PNGs of 4K crops are large, so favour 
 ALIGN_MIN_PSNR_DB = 15.0
 ALIGN_GAP_DB = 6.0
 STATUSES = (
-    "imported", "unmatched", "ambiguous", "size_mismatch", "misaligned", "partner_rejected", "not_an_image",
-    "decode_failed", "unreadable", "too_small", "duplicate", "skipped_hidden", "skipped_folder",
-    "symlink_outside_root", "not_a_file", "missing", "too_large",
-)  # fmt: skip
+    "imported",
+    "unmatched",
+    "ambiguous",
+    "size_mismatch",
+    "misaligned",
+    "partner_rejected",
+    "not_an_image",
+    "decode_failed",
+    "unreadable",
+    "too_small",
+    "duplicate",
+    "skipped_hidden",
+    "skipped_folder",
+    "symlink_outside_root",
+    "not_a_file",
+    "missing",
+    "too_large",
+)
 # The largest SR output an LR may lead to: decode's default max_pixels (128 MiPx, 16384 x 8192), the largest picture
 # sr4k reads at all. An LR is refused when width * height * scale^2 exceeds it (an 11,500^2 LR at x4 would be 2.1
 # gigapixels, ~6 GB as 8-bit RGB, per model).
@@ -351,9 +365,15 @@ def _building(out_dir: str | Path, name: str, inputs: list[Path]) -> Iterator[_O
 
 def _manifest(name: str, kind: str, scale: int, count: int, created_from: Path, settings: dict) -> dict[str, Any]:
     return {
-        "name": name, "kind": kind, "version": f"{kind}/1", "bench_version": BENCH_VERSION, "scale": scale,
-        "count": count, "created_from": str(created_from), "settings": settings,
-    }  # fmt: skip
+        "name": name,
+        "kind": kind,
+        "version": f"{kind}/1",
+        "bench_version": BENCH_VERSION,
+        "scale": scale,
+        "count": count,
+        "created_from": str(created_from),
+        "settings": settings,
+    }
 
 
 def _finish_import(
@@ -370,8 +390,14 @@ def _finish_import(
     out.table("import_report.parquet", rows, IMPORT_REPORT)
     scale = items[0].scale
     out.publish(_manifest(name, kind, scale, len(items), created_from, settings))
-    return {"name": name, "kind": kind, "path": str(out.final), "count": len(items), "scale": scale,
-            "statuses": statuses}  # fmt: skip
+    return {
+        "name": name,
+        "kind": kind,
+        "path": str(out.final),
+        "count": len(items),
+        "scale": scale,
+        "statuses": statuses,
+    }
 
 
 def verify_benchmark(path: str | Path) -> list[str]:
@@ -433,8 +459,9 @@ def index_rows(path: str | Path) -> list[dict[str, Any]]:
     root = Path(path)
     rows = sorted(pq.read_table(root / "index.parquet").to_pylist(), key=lambda r: r["key"])
     if problems := _index_problems(root, rows, None):
-        raise ValueError(f"benchmark {root.name}: {problems[0]}; rebuild it with `sr4k bench build` / `sr4k bench "
-                         "import`")  # fmt: skip
+        raise ValueError(
+            f"benchmark {root.name}: {problems[0]}; rebuild it with `sr4k bench build` / `sr4k bench import`"
+        )
     return rows
 
 
@@ -444,8 +471,10 @@ def read_index(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     root = Path(path)
     if problems := verify_benchmark(root):
         more = f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""
-        raise ValueError(f"benchmark {root.name} fails verification: {'; '.join(problems[:2])}{more}; rebuild it with "
-                         "`sr4k bench build` / `sr4k bench import` (or restore its files)")  # fmt: skip
+        raise ValueError(
+            f"benchmark {root.name} fails verification: {'; '.join(problems[:2])}{more}; rebuild it with "
+            "`sr4k bench build` / `sr4k bench import` (or restore its files)"
+        )
     manifest = json.loads((root / "manifest.json").read_text())
     rows = sorted(pq.read_table(root / "index.parquet").to_pylist(), key=lambda r: r["key"])
     return manifest, rows
@@ -457,8 +486,10 @@ def sr_output_too_large(width: int, height: int, scale: int, limit: int = MAX_SR
     out = width * height * scale * scale
     if out <= limit:
         return None
-    return (f"LR {width}x{height} at x{scale} gives a {width * scale}x{height * scale} output = {out:,} px > the "
-            f"limit of {limit:,} px (LR x scale^2 <= MAX_SR_PIXELS)")  # fmt: skip
+    return (
+        f"LR {width}x{height} at x{scale} gives a {width * scale}x{height * scale} output = {out:,} px > the "
+        f"limit of {limit:,} px (LR x scale^2 <= MAX_SR_PIXELS)"
+    )
 
 
 def _versions() -> dict[str, str]:

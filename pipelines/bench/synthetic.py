@@ -100,15 +100,30 @@ def build_synthetic(
             )
         out.table("index.parquet", items, BENCH_INDEX)
         settings_json = {
-            "source": origin, "count_requested": count, "hr_size": [w, h], "seed": seed, "base_seed": base_seed,
-            "holdout_permille": holdout_permille if origin == "workspace" else None, "png_level": PNG_LEVEL,
-            "degrade": asdict(settings), "versions": _versions(),
-        }  # fmt: skip
+            "source": origin,
+            "count_requested": count,
+            "hr_size": [w, h],
+            "seed": seed,
+            "base_seed": base_seed,
+            "holdout_permille": holdout_permille if origin == "workspace" else None,
+            "png_level": PNG_LEVEL,
+            "degrade": asdict(settings),
+            "versions": _versions(),
+        }
         manifest = _manifest(name, "synthetic", scale, len(items), src_path, settings_json)
         manifest["skipped"] = skipped
         out.publish(manifest)
-    return {"name": name, "kind": "synthetic", "path": str(out.final), "count": len(items), "requested": count,
-            "scale": scale, "base_seed": base_seed, "source": origin, "skipped": skipped}  # fmt: skip
+    return {
+        "name": name,
+        "kind": "synthetic",
+        "path": str(out.final),
+        "count": len(items),
+        "requested": count,
+        "scale": scale,
+        "base_seed": base_seed,
+        "source": origin,
+        "skipped": skipped,
+    }
 
 
 def _workspace_candidates(root: Path, permille: int) -> tuple[list[_Candidate], list[dict]]:
@@ -122,11 +137,16 @@ def _workspace_candidates(root: Path, permille: int) -> tuple[list[_Candidate], 
     finally:
         con.close()
     if not total:
-        raise ValueError(f"the workspace {root} has no decoded images (tables/images is empty): run `sr4k curate` "
-                         f"on it first or pass a folder of HR images")  # fmt: skip
+        raise ValueError(
+            f"the workspace {root} has no decoded images (tables/images is empty): run `sr4k curate` "
+            f"on it first or pass a folder of HR images"
+        )
     held = [(k, uri) for k, uri in rows if holdout_split(k, permille)]
-    skipped = [{"source": uri, "key": k, "reason": "in_training", "detail": "shipped in tables/samples"}
-               for k, uri in held if k in shipped]  # fmt: skip
+    skipped = [
+        {"source": uri, "key": k, "reason": "in_training", "detail": "shipped in tables/samples"}
+        for k, uri in held
+        if k in shipped
+    ]
     cands = [_Candidate(k, uri, k) for k, uri in held if k not in shipped]
     if not cands:
         raise ValueError(
@@ -148,9 +168,15 @@ def _folder_candidates(root: Path) -> tuple[list[_Candidate], list[dict]]:
 
 
 def _synthetic_items(
-    cands: list[_Candidate], out: _Out, count: int, size: tuple[int, int], scale: int, base_seed: int,
-    settings: DegradeSettings, skipped: list[dict],
-) -> list[BenchItem]:  # fmt: skip
+    cands: list[_Candidate],
+    out: _Out,
+    count: int,
+    size: tuple[int, int],
+    scale: int,
+    base_seed: int,
+    settings: DegradeSettings,
+    skipped: list[dict],
+) -> list[BenchItem]:
     items: list[BenchItem] = []
     seen_pixels: dict[str, str] = {}
     for cand in cands:
@@ -165,9 +191,14 @@ def _synthetic_items(
 
 
 def _synthetic_item(
-    cand: _Candidate, out: _Out, size: tuple[int, int], scale: int, base_seed: int, settings: DegradeSettings,
+    cand: _Candidate,
+    out: _Out,
+    size: tuple[int, int],
+    scale: int,
+    base_seed: int,
+    settings: DegradeSettings,
     seen_pixels: dict[str, str],
-) -> BenchItem | tuple[str, str]:  # fmt: skip
+) -> BenchItem | tuple[str, str]:
     if cand.image_key is None:  # a file of a plain folder (listed by _list_dir): the safe read, inside its folder
         try:
             data = safety.read_capped(cand.uri, os.path.dirname(cand.uri))
@@ -196,6 +227,16 @@ def _synthetic_item(
     out.png(f"hr/{cand.key}.png", hr)
     out.png(f"lr/{cand.key}.png", lr)
     return BenchItem(
-        cand.key, f"lr/{cand.key}.png", f"hr/{cand.key}.png", lr.shape[1], lr.shape[0], hr.shape[1], hr.shape[0],
-        scale, item_seed, json.dumps(params, sort_keys=True), cand.uri, image_key,
-    )  # fmt: skip
+        cand.key,
+        f"lr/{cand.key}.png",
+        f"hr/{cand.key}.png",
+        lr.shape[1],
+        lr.shape[0],
+        hr.shape[1],
+        hr.shape[0],
+        scale,
+        item_seed,
+        json.dumps(params, sort_keys=True),
+        cand.uri,
+        image_key,
+    )

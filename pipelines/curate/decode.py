@@ -101,27 +101,53 @@ ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP"
 ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP", "AVIF"})
 
 NOTES = (
-    "first_frame", "exif_rotate", "exif_invalid", "sixteen_bit_to_8", "palette_to_rgb", "alpha_over_white",
-    "icc_to_srgb", "icc_invalid", "cmyk_to_rgb", "gray_to_rgb", "ext_mismatch",
-)  # fmt: skip
+    "first_frame",
+    "exif_rotate",
+    "exif_invalid",
+    "sixteen_bit_to_8",
+    "palette_to_rgb",
+    "alpha_over_white",
+    "icc_to_srgb",
+    "icc_invalid",
+    "cmyk_to_rgb",
+    "gray_to_rgb",
+    "ext_mismatch",
+)
 REASONS = (
-    "empty_file", "not_an_image", "truncated", "decompression_bomb", "animated", "unsupported_mode", "has_alpha",
-)  # fmt: skip
+    "empty_file",
+    "not_an_image",
+    "truncated",
+    "decompression_bomb",
+    "animated",
+    "unsupported_mode",
+    "has_alpha",
+)
 
 _EXT_FORMAT = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF",
-    ".bmp": "BMP", ".avif": "AVIF",
-}  # fmt: skip
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".gif": "GIF",
+    ".bmp": "BMP",
+    ".avif": "AVIF",
+}
 _FAMILY = {"MPO": "JPEG"}  # a JPEG with a multi-picture index is still a .jpg
 
 _ORIENTATION_TAG = 0x0112
 # The same table ImageOps.exif_transpose uses. We transpose ourselves because exif_transpose also re-serialises the
 # EXIF block of the result, which can raise on malformed EXIF, and that metadata is thrown away here anyway.
 _TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
-}  # fmt: skip
+}
 
 _GRAY16_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _SIXTEEN_RAW = re.compile(r";16[BLN]?$")  # PNG/TIFF rawmodes RGB;16B, RGBA;16N, LA;16B ... (BMP's BGR;16 is 5-6-5)
@@ -131,8 +157,15 @@ _SIXTEEN_RAW = re.compile(r";16[BLN]?$")  # PNG/TIFF rawmodes RGB;16B, RGBA;16N,
 # from header parsers, RuntimeError from libavif). Warning is here for processes that turn warnings into errors:
 # then a Pillow warning ("Corrupt EXIF data", "Tag data larger than file") aborts the call it came from.
 _PIL_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, RuntimeError, Warning,
-)  # fmt: skip
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    RuntimeError,
+    Warning,
+)
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)  # listed before _PIL_ERRORS wherever caught
 
 

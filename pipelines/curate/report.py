@@ -132,10 +132,13 @@ def _totals(con: duckdb.DuckDBPyConnection, ws: Workspace, dataset: str | None) 
         con,
         "select count(*) from (select distinct uri from samples) join (select distinct uri from rejects) using (uri)",
     )
-    unaccounted = [r[0] for r in con.execute(
-        """select distinct uri from sources where uri not in (select uri from samples)
+    unaccounted = [
+        r[0]
+        for r in con.execute(
+            """select distinct uri from sources where uri not in (select uri from samples)
            and uri not in (select uri from rejects) order by uri limit 5"""
-    ).fetchall()]  # fmt: skip
+        ).fetchall()
+    ]
     datasets = _manifests(ws, dataset)
     found = [d for d in datasets if d["found"]]
     totals = Totals(seen, kept, rejected, overlap, unaccounted, 0, 0, 0, datasets)
@@ -165,10 +168,14 @@ def _manifests(ws: Workspace, dataset: str | None) -> list[dict[str, Any]]:
                 m = json.loads(safety.read_capped(path, ws.shards, 64 << 20))
                 shards = m.get("shards", [])
                 entry |= {
-                    "found": True, "note": "", "split": m.get("split", ""), "samples": int(m.get("samples", 0)),
-                    "shards": len(shards), "bytes": sum(int(s.get("bytes", 0)) for s in shards),
+                    "found": True,
+                    "note": "",
+                    "split": m.get("split", ""),
+                    "samples": int(m.get("samples", 0)),
+                    "shards": len(shards),
+                    "bytes": sum(int(s.get("bytes", 0)) for s in shards),
                     "config_hash": m.get("config_hash", ""),
-                }  # fmt: skip
+                }
             except (OSError, ValueError, TypeError, AttributeError) as e:
                 entry["note"] = f"unreadable manifest.json: {e}"
         out.append(entry)
@@ -419,4 +426,3 @@ def _environment() -> jinja2.Environment:
     env.filters["pct"] = lambda x: f"{100 * x:.1f}%"
     env.filters["thousands"] = lambda x: f"{x:,}"
     return env
-

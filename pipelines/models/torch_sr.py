@@ -42,12 +42,15 @@ def refusal(path: str | Path, e: BaseException, what: str) -> ValueError:
         x = x.__cause__ or x.__context__
     text = " ".join(f"{type(x).__name__}: {x}" for x in chain)
     if any(type(x).__name__ == "UnpicklingError" for x in chain) or "weights_only" in text:
-        return ValueError(f"refused {path}: it holds pickled Python objects, which can run code when loaded; "
-                          f"{_PICKLE_FIX}")  # fmt: skip
+        return ValueError(
+            f"refused {path}: it holds pickled Python objects, which can run code when loaded; {_PICKLE_FIX}"
+        )
     if "trust_remote_code" in text or "custom_pipeline" in text or "remote code" in text.lower():
-        return ValueError(f"refused {path}: the folder asks to run its own Python code, which sr4k never runs; use a "
-                          "pipeline made of stock diffusers classes (model_index.json naming diffusers/transformers "
-                          "classes only)")  # fmt: skip
+        return ValueError(
+            f"refused {path}: the folder asks to run its own Python code, which sr4k never runs; use a "
+            "pipeline made of stock diffusers classes (model_index.json naming diffusers/transformers "
+            "classes only)"
+        )
     first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")[:300]
     return ValueError(f"cannot load {path} as {what}: {type(e).__name__}: {first}")
 

@@ -104,8 +104,13 @@ def expected_misorder(d: np.ndarray, r: np.ndarray, v: np.ndarray) -> np.ndarray
     return np.where(sig < 1e-12, ndtr(-np.abs(d) / np.sqrt(v)), out)
 
 
-def _kg_star(d: np.ndarray, u: np.ndarray, v: np.ndarray, info: np.ndarray,
-             objective: Literal["discordant", "ranking"] = "discordant") -> np.ndarray:  # fmt: skip
+def _kg_star(
+    d: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    info: np.ndarray,
+    objective: Literal["discordant", "ranking"] = "discordant",
+) -> np.ndarray:
     """Knowledge gradient with a horizon (KG(*), Frazier & Powell 2010): for each model pair k and horizon H, the
     expected gain in the objective if pair k were compared H more times, divided by H; the score is the best over
     ``KG_HORIZONS``.

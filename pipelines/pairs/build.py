@@ -224,8 +224,10 @@ def _grid(candidates: Sequence[Any], min_distance: float, exclude: Iterable[Any]
     for c in candidates:
         key = (li[str(_get(c, "lr_key"))], mi[str(_get(c, "model"))])
         if key in cand:
-            raise ValueError(f"two candidates for LR {lrs[key[0]]!r} and model {models[key[1]]!r}; one per model "
-                             "and LR (a second version of a model must get its own model name)")  # fmt: skip
+            raise ValueError(
+                f"two candidates for LR {lrs[key[0]]!r} and model {models[key[1]]!r}; one per model "
+                "and LR (a second version of a model must get its own model name)"
+            )
         cand[key] = c
     pairs = [(i, j) for i in range(len(models)) for j in range(i + 1, len(models))]
     has = np.zeros((len(lrs), len(models)), bool)
@@ -330,10 +332,14 @@ def _flow_select(
     pn, ln = 2 + perm_pair, 2 + n_pair + perm_lr  # node of pair p, of LR l
     lr_idx, p_idx = np.nonzero(avail)
     edges = [
-        (np.zeros(n_pair, int), pn, pair_lo), ([src], [xp], [total - pair_lo.sum()]), (np.ones(n_pair, int), pn,
-        pair_hi - pair_lo), (pn[p_idx], ln[lr_idx], np.ones(len(p_idx), int)), (ln, np.full(n_lr, snk), lr_lo),
-        (ln, np.full(n_lr, yl), lr_hi - lr_lo), ([yl], [snk], [total - lr_lo.sum()]),
-    ]  # fmt: skip
+        (np.zeros(n_pair, int), pn, pair_lo),
+        ([src], [xp], [total - pair_lo.sum()]),
+        (np.ones(n_pair, int), pn, pair_hi - pair_lo),
+        (pn[p_idx], ln[lr_idx], np.ones(len(p_idx), int)),
+        (ln, np.full(n_lr, snk), lr_lo),
+        (ln, np.full(n_lr, yl), lr_hi - lr_lo),
+        ([yl], [snk], [total - lr_lo.sum()]),
+    ]
     u, v, c = (np.concatenate([np.asarray(e[k], np.int64) for e in edges]) for k in range(3))
     keep = c > 0
     n = snk + 1
@@ -476,12 +482,21 @@ def recorded_path(path: str | Path, root: Path | None) -> str:
     try:
         return p.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
-        raise ValueError(f"candidate output {path} is outside the workspace {root}: pairs record paths relative to "
-                         "the workspace; run `sr4k candidates run` in this workspace") from None  # fmt: skip
+        raise ValueError(
+            f"candidate output {path} is outside the workspace {root}: pairs record paths relative to "
+            "the workspace; run `sr4k candidates run` in this workspace"
+        ) from None
 
 
-def _records(grid: _Grid, sel: np.ndarray, strategy: str, seed: int, rng: np.random.Generator,
-             scores: list[list[float]] | None, root: Path | None = None) -> list[PairRec]:  # fmt: skip
+def _records(
+    grid: _Grid,
+    sel: np.ndarray,
+    strategy: str,
+    seed: int,
+    rng: np.random.Generator,
+    scores: list[list[float]] | None,
+    root: Path | None = None,
+) -> list[PairRec]:
     sides = _sides(sel, rng)
     recs = []
     for lr, p in sorted(sides):
@@ -489,12 +504,23 @@ def _records(grid: _Grid, sel: np.ndarray, strategy: str, seed: int, rng: np.ran
         a, b = grid.cand[(lr, i)], grid.cand[(lr, j)]
         left, rank = sides[(lr, p)]
         dist = grid.distance[lr, p]
-        recs.append(PairRec(
-            _cell_id(grid.lrs[lr], grid.models, i, j, a, b), grid.lrs[lr], grid.models[i], grid.models[j],
-            str(_get(a, "model_version")), str(_get(b, "model_version")), recorded_path(_get(a, "output_path"), root),
-            recorded_path(_get(b, "output_path"), root), left, strategy, scores[p][rank] if scores else None,
-            None if np.isnan(dist) else float(dist), seed,
-        ))  # fmt: skip
+        recs.append(
+            PairRec(
+                _cell_id(grid.lrs[lr], grid.models, i, j, a, b),
+                grid.lrs[lr],
+                grid.models[i],
+                grid.models[j],
+                str(_get(a, "model_version")),
+                str(_get(b, "model_version")),
+                recorded_path(_get(a, "output_path"), root),
+                recorded_path(_get(b, "output_path"), root),
+                left,
+                strategy,
+                scores[p][rank] if scores else None,
+                None if np.isnan(dist) else float(dist),
+                seed,
+            )
+        )
     return recs
 
 
@@ -510,8 +536,10 @@ def _unreachable(grid: _Grid, target: int, min_distance: float) -> str:
     if (excluded := int((grid.excluded & ~grid.pruned).sum())) > 0:
         why.append(f"{excluded} excluded as already built")
     detail = why[0] + (f", minus {', '.join(why[1:])}" if len(why) > 1 else "")
-    return (f"target {target} is not reachable: only {possible} distinct pairs are possible ({detail}); add LR images "
-            "or models, or lower --target")  # fmt: skip
+    return (
+        f"target {target} is not reachable: only {possible} distinct pairs are possible ({detail}); add LR images "
+        "or models, or lower --target"
+    )
 
 
 def build_pairs(
@@ -559,12 +587,18 @@ def build_pairs(
         sel, widened = _balanced(grid, target, rng)
     recs = _records(grid, sel, strategy, seed, rng, scores, None if root is None else Path(root))
     report = {
-        "strategy": strategy, "seed": seed, "possible": possible, "pruned_near_identical": int(grid.pruned.sum()),
-        "excluded": int((grid.excluded & ~grid.pruned).sum()), "missing": int((~grid.present).sum()),
-        "requested": target, "built": len(recs),
+        "strategy": strategy,
+        "seed": seed,
+        "possible": possible,
+        "pruned_near_identical": int(grid.pruned.sum()),
+        "excluded": int((grid.excluded & ~grid.pruned).sum()),
+        "missing": int((~grid.present).sum()),
+        "requested": target,
+        "built": len(recs),
         "per_model_pair": {grid.pair_name(p): int(n) for p, n in enumerate(sel.sum(axis=0))},
         "per_lr": {lr: int(n) for lr, n in zip(grid.lrs, sel.sum(axis=1), strict=True)},
-        "lr_band_widened_by": widened, "left_a": sum(r.left == "a" for r in recs),
+        "lr_band_widened_by": widened,
+        "left_a": sum(r.left == "a" for r in recs),
         "cold_start": strategy == "active" and not estimates,
-    }  # fmt: skip
+    }
     return recs, report

@@ -83,8 +83,16 @@ class _Source:
     tags: list[str] = field(default_factory=list)
 
 
-def release(workspace: str | Path, kind: str, name: str, version: str, *, source: str | None = None,
-            max_count: int = 1000, max_bytes: int = 2 << 30) -> dict[str, Any]:  # fmt: skip
+def release(
+    workspace: str | Path,
+    kind: str,
+    name: str,
+    version: str,
+    *,
+    source: str | None = None,
+    max_count: int = 1000,
+    max_bytes: int = 2 << 30,
+) -> dict[str, Any]:
     """Build the release ``<workspace>/releases/<name>-<version>/`` of ``kind`` (module doc). ``source``: the shard
     dataset (trainset) or benchmark name (benchmark); optional when the workspace has exactly one. Returns a summary
     (path, samples, shards, bytes, kind, name, version, source)."""
@@ -102,8 +110,10 @@ def release(workspace: str | Path, kind: str, name: str, version: str, *, source
         raise ReleaseError(f"workspace {ws.root} does not exist")
     final = ws.release_dir(name, version)
     if final.exists():
-        raise FileExistsError(f"release {name}-{version} already exists at {final}; released versions are immutable: "
-                              "bump --version (e.g. 0.1.1) to publish a new one")  # fmt: skip
+        raise FileExistsError(
+            f"release {name}-{version} already exists at {final}; released versions are immutable: "
+            "bump --version (e.g. 0.1.1) to publish a new one"
+        )
     src = {"preferences": _preferences, "trainset": _trainset, "benchmark": _benchmark}[kind](ws, source)
     _remove_dead_builds(final)
     tmp = final.with_name(f".{final.name}.build-{os.getpid()}")
@@ -111,8 +121,9 @@ def release(workspace: str | Path, kind: str, name: str, version: str, *, source
     try:
         summary = _build(tmp, src, kind, name, version, max_count, max_bytes)
         if final.exists():
-            raise FileExistsError(f"release {name}-{version} appeared at {final} while this one was built; bump "
-                                  "--version")  # fmt: skip
+            raise FileExistsError(
+                f"release {name}-{version} appeared at {final} while this one was built; bump --version"
+            )
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,16 +150,36 @@ def _build(tmp: Path, src: _Source, kind: str, name: str, version: str, max_coun
     body, plots = src.card(metas, tmp / "plots")
     size = sum(s.bytes for s in manifest.shards)
     head = front_matter(name, version, kind, src.split, len(metas), src.tags)
-    intro = (f"# {name} {version}\n\nAn sr4k {kind} release: {len(metas):,} samples in {len(manifest.shards)} "
-             f"webdataset shard(s), {size / 1e6:,.1f} MB; source `{src.source}`.\n\n")  # fmt: skip
+    intro = (
+        f"# {name} {version}\n\nAn sr4k {kind} release: {len(metas):,} samples in {len(manifest.shards)} "
+        f"webdataset shard(s), {size / 1e6:,.1f} MB; source `{src.source}`.\n\n"
+    )
     write_bytes_atomic(tmp / "README.md", (head + intro + body + loading(src.split)).encode())
-    files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-             and p.name != "manifest.json" and not p.name.endswith(".tar")}  # fmt: skip
-    doc = asdict(manifest) | {"kind": kind, "name": name, "version": version, "source": src.source,
-                              "release_version": RELEASE_VERSION, "files": files, "plots": plots}  # fmt: skip
+    files = {
+        p.relative_to(tmp).as_posix(): sha256_file(p)
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file() and p.name != "manifest.json" and not p.name.endswith(".tar")
+    }
+    doc = asdict(manifest) | {
+        "kind": kind,
+        "name": name,
+        "version": version,
+        "source": src.source,
+        "release_version": RELEASE_VERSION,
+        "files": files,
+        "plots": plots,
+    }
     write_json_atomic(tmp / "manifest.json", doc)
-    return {"kind": kind, "name": name, "version": version, "source": src.source, "samples": len(metas),
-            "shards": len(manifest.shards), "bytes": size, "split": src.split}  # fmt: skip
+    return {
+        "kind": kind,
+        "name": name,
+        "version": version,
+        "source": src.source,
+        "samples": len(metas),
+        "shards": len(manifest.shards),
+        "bytes": size,
+        "split": src.split,
+    }
 
 
 def _remove_dead_builds(final: Path) -> None:
@@ -162,8 +193,10 @@ def _write_index(path: Path, metas: list[dict[str, Any]]) -> None:
     """ShardWriter's key index, then each sample's JSON fields (nested ones as JSON text) in the same row order."""
     index = pq.read_table(path)
     cols = [c for c in dict.fromkeys(k for m in metas for k in m) if c not in index.column_names]
-    flat = [{c: (json.dumps(m.get(c), sort_keys=True) if isinstance(m.get(c), dict | list) else m.get(c))
-             for c in cols} for m in metas]  # fmt: skip
+    flat = [
+        {c: (json.dumps(m.get(c), sort_keys=True) if isinstance(m.get(c), dict | list) else m.get(c)) for c in cols}
+        for m in metas
+    ]
     extra = pa.Table.from_pylist(flat) if cols else None
     if extra is not None:
         for c in extra.column_names:
@@ -193,8 +226,10 @@ class _Files:
         path, _, member = location.partition("#")
         p = Path(path) if Path(path).is_absolute() else self.root / path
         if location and not safety.within(p, self.root):
-            raise ReleaseError(f"{what}: {location} lies outside the workspace {self.root}; a release ships only "
-                               "workspace files: rebuild the pairs/preferences from this workspace")  # fmt: skip
+            raise ReleaseError(
+                f"{what}: {location} lies outside the workspace {self.root}; a release ships only "
+                "workspace files: rebuild the pairs/preferences from this workspace"
+            )
         if not location or safety.classify(p, self.root).kind != "file":
             raise ReleaseError(
                 f"{what}: {location or '(no path)'} is missing; restore the workspace's images (or "
@@ -204,13 +239,16 @@ class _Files:
             return safety.read_capped(p, self.root)
         if p not in self._members:
             with tarfile.open(p) as tf:
-                self._members[p] = {m.name: (m.offset_data, m.size) if m.isfile() else _member_kind(m)
-                                    for m in tf.getmembers()}  # fmt: skip
+                self._members[p] = {
+                    m.name: (m.offset_data, m.size) if m.isfile() else _member_kind(m) for m in tf.getmembers()
+                }
         if member not in self._members[p]:
             raise ReleaseError(f"{what}: {member} is not in {p}")
         if isinstance(self._members[p][member], str):
-            raise ReleaseError(f"{what}: tar member {member} of {p} is a {self._members[p][member]}, not a file; "
-                               "shards hold regular files only: rebuild the set (`sr4k curate`)")  # fmt: skip
+            raise ReleaseError(
+                f"{what}: tar member {member} of {p} is a {self._members[p][member]}, not a file; "
+                "shards hold regular files only: rebuild the set (`sr4k curate`)"
+            )
         offset, size = self._members[p][member]
         with open(p, "rb") as f:
             f.seek(offset)
@@ -244,16 +282,22 @@ def _preferences(ws: Workspace, source: str | None) -> _Source:
     parts = sorted(ws.table_dir("preferences").glob("part-*.parquet"))
     ranking_path = ws.ranking
     if not parts or not ranking_path.exists():
-        raise ReleaseError(f"no aggregated preferences in {ws.root}: run `sr4k aggregate` first (it writes "
-                           "tables/preferences and labelling/ranking.json)")  # fmt: skip
+        raise ReleaseError(
+            f"no aggregated preferences in {ws.root}: run `sr4k aggregate` first (it writes "
+            "tables/preferences and labelling/ranking.json)"
+        )
     rows = sorted((r for p in parts for r in pq.read_table(p).to_pylist()), key=lambda r: r["pair_id"])
     ranking = json.loads(ranking_path.read_text())
     if ranking["report"]["preferences"] != len(rows):
-        raise ReleaseError(f"labelling/ranking.json describes {ranking['report']['preferences']} preferences but the "
-                           f"table holds {len(rows)}: run `sr4k aggregate` again")  # fmt: skip
+        raise ReleaseError(
+            f"labelling/ranking.json describes {ranking['report']['preferences']} preferences but the "
+            f"table holds {len(rows)}: run `sr4k aggregate` again"
+        )
     if bad := [r["pair_id"] for r in rows if not safety.is_name(r["pair_id"])]:
-        raise ReleaseError(f"preference pair_id {bad[0]!r} is not a valid key ({safety.NAME_RULE}); rebuild the pairs "
-                           "with `sr4k pairs build` and run `sr4k aggregate` again")  # fmt: skip
+        raise ReleaseError(
+            f"preference pair_id {bad[0]!r} is not a valid key ({safety.NAME_RULE}); rebuild the pairs "
+            "with `sr4k pairs build` and run `sr4k aggregate` again"
+        )
     if missing := [r["pair_id"] for r in rows if not r["lr_path"]]:
         raise ReleaseError(
             f"{len(missing)} preference(s) have no LR image (e.g. {missing[0]}): the LR set named in "
@@ -268,15 +312,22 @@ def _preferences(ws: Workspace, source: str | None) -> _Source:
         for r in rows:
             meta = dict(r) | {"lr_path": "lr.png", "path_a": "a.png", "path_b": "b.png"}
             pid = r["pair_id"]
-            out = {"lr.png": _png(files.read(r["lr_path"], f"pair {pid} LR"), f"pair {pid} LR {r['lr_path']}"),
-                   "a.png": _png(files.read(r["path_a"], f"pair {pid} A"), f"pair {pid} A {r['path_a']}"),
-                   "b.png": _png(files.read(r["path_b"], f"pair {pid} B"), f"pair {pid} B {r['path_b']}"),
-                   "json": _json(meta)}  # fmt: skip
+            out = {
+                "lr.png": _png(files.read(r["lr_path"], f"pair {pid} LR"), f"pair {pid} LR {r['lr_path']}"),
+                "a.png": _png(files.read(r["path_a"], f"pair {pid} A"), f"pair {pid} A {r['path_a']}"),
+                "b.png": _png(files.read(r["path_b"], f"pair {pid} B"), f"pair {pid} B {r['path_b']}"),
+                "json": _json(meta),
+            }
             yield pid, r["lr_key"], out, meta
 
-    return _Source("train", samples(), digest.hexdigest(), "tables/preferences",
-                   lambda metas, plots: preferences_card(metas, ranking, plots),
-                   ["preference", "human-feedback", "reward-model"])  # fmt: skip
+    return _Source(
+        "train",
+        samples(),
+        digest.hexdigest(),
+        "tables/preferences",
+        lambda metas, plots: preferences_card(metas, ranking, plots),
+        ["preference", "human-feedback", "reward-model"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- trainset
@@ -287,8 +338,10 @@ def _trainset(ws: Workspace, source: str | None) -> _Source:
     source = source or _only(have, "curated shard dataset", "--dataset", "run `sr4k curate`")
     folder = ws.shard_dir(source)
     if not (folder / "manifest.json").exists():
-        raise ReleaseError(f"no curated shard dataset {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); "
-                           "run `sr4k curate` first")  # fmt: skip
+        raise ReleaseError(
+            f"no curated shard dataset {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); "
+            "run `sr4k curate` first"
+        )
     manifest = json.loads((folder / "manifest.json").read_text())
     for s in manifest["shards"]:
         try:
@@ -299,8 +352,10 @@ def _trainset(ws: Workspace, source: str | None) -> _Source:
             safety.classify(folder / s["name"], folder).kind != "file"
             or sha256_file(folder / s["name"]) != s["sha256"]
         ):
-            raise ReleaseError(f"shard {folder / s['name']} is missing or differs from its manifest (sha256): the "
-                               "curated set is damaged; rerun `sr4k curate` on the same input")  # fmt: skip
+            raise ReleaseError(
+                f"shard {folder / s['name']} is missing or differs from its manifest (sha256): the "
+                "curated set is damaged; rerun `sr4k curate` on the same input"
+            )
     fingerprint = sha256_file(folder / "manifest.json")
 
     def samples():
@@ -308,8 +363,14 @@ def _trainset(ws: Workspace, source: str | None) -> _Source:
             yield from _tar_samples(folder / s["name"])
 
     account = _curation_account(ws)
-    return _Source(manifest["split"], samples(), fingerprint, f"shards/{source}",
-                   lambda metas, plots: trainset_card(metas, account, plots), ["training-data"])  # fmt: skip
+    return _Source(
+        manifest["split"],
+        samples(),
+        fingerprint,
+        f"shards/{source}",
+        lambda metas, plots: trainset_card(metas, account, plots),
+        ["training-data"],
+    )
 
 
 def _tar_samples(path: Path) -> Iterator[tuple[str, str, dict[str, bytes], dict[str, Any]]]:
@@ -318,12 +379,16 @@ def _tar_samples(path: Path) -> Iterator[tuple[str, str, dict[str, bytes], dict[
     with tarfile.open(path) as tf:
         for m in tf:
             if not m.isfile():
-                raise ReleaseError(f"shard {path}: member {m.name} is a {_member_kind(m)}, not a file; shards hold "
-                                   "regular files only: rebuild the set (`sr4k curate`)")  # fmt: skip
+                raise ReleaseError(
+                    f"shard {path}: member {m.name} is a {_member_kind(m)}, not a file; shards hold "
+                    "regular files only: rebuild the set (`sr4k curate`)"
+                )
             k, _, ext = m.name.partition(".")
             if not safety.is_name(k):
-                raise ReleaseError(f"shard {path}: member {m.name!r} has no valid key ({safety.NAME_RULE}); rebuild "
-                                   "the set (`sr4k curate`)")  # fmt: skip
+                raise ReleaseError(
+                    f"shard {path}: member {m.name!r} has no valid key ({safety.NAME_RULE}); rebuild "
+                    "the set (`sr4k curate`)"
+                )
             if key is not None and k != key:
                 yield _sample(key, files)
                 files = {}
@@ -364,8 +429,10 @@ def _benchmark(ws: Workspace, source: str | None) -> _Source:
     source = source or _only(have, "benchmark", "--bench", "run `sr4k bench build` or `sr4k bench import`")
     folder = ws.bench_dir(source)
     if not (folder / "manifest.json").exists():
-        raise ReleaseError(f"no benchmark {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); build it "
-                           "with `sr4k bench build` or `sr4k bench import`")  # fmt: skip
+        raise ReleaseError(
+            f"no benchmark {source!r} in {ws.root} (have: {', '.join(have) or 'none'}); build it "
+            "with `sr4k bench build` or `sr4k bench import`"
+        )
     try:  # keys, paths inside the folder and listed in the verified manifest (pipelines.bench.sets.read_index)
         bench, rows = read_index(folder)
     except ValueError as e:
@@ -381,5 +448,11 @@ def _benchmark(ws: Workspace, source: str | None) -> _Source:
             files["json"] = _json(meta)
             yield r["key"], r["image_key"], files, meta
 
-    return _Source("test", samples(), sha256_file(folder / "manifest.json"), f"benchmarks/{source}",
-                   lambda metas, plots: benchmark_card(metas, bench, plots), ["benchmark"])  # fmt: skip
+    return _Source(
+        "test",
+        samples(),
+        sha256_file(folder / "manifest.json"),
+        f"benchmarks/{source}",
+        lambda metas, plots: benchmark_card(metas, bench, plots),
+        ["benchmark"],
+    )

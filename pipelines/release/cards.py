@@ -28,9 +28,11 @@ def _size_category(n: int) -> str:
 
 def front_matter(name: str, version: str, kind: str, split: str, n: int, tags: list[str]) -> str:
     tag_lines = "".join(f"- {t}\n" for t in ["super-resolution", "4k", "sr4k", *tags])
-    return (f"---\npretty_name: {name} {version}\ntask_categories:\n- image-to-image\ntags:\n{tag_lines}"
-            f"size_categories:\n- {_size_category(n)}\nconfigs:\n- config_name: default\n  data_files:\n"
-            f"  - split: {split}\n    path: \"{split}-*.tar\"\n---\n\n")  # fmt: skip
+    return (
+        f"---\npretty_name: {name} {version}\ntask_categories:\n- image-to-image\ntags:\n{tag_lines}"
+        f"size_categories:\n- {_size_category(n)}\nconfigs:\n- config_name: default\n  data_files:\n"
+        f'  - split: {split}\n    path: "{split}-*.tar"\n---\n\n'
+    )
 
 
 def loading(split: str) -> str:
@@ -85,27 +87,62 @@ def preferences_card(metas: list[dict[str, Any]], ranking: dict[str, Any], plots
     alias = {who: f"annotator {k}" for k, who in enumerate(people, 1)}
     kept = [w for w in people if not qc["annotators"][w]["excluded"]]
     models = sorted({m for r in metas for m in (r["model_a"], r["model_b"])})
-    body = ["## Contents\n\n", _md(["what", "count"], [
-        ["pairs (samples)", len(metas)], ["LR images", len({r["lr_key"] for r in metas})], ["models", len(models)],
-        ["annotators (kept / excluded)", f"{len(kept)} / {len(people) - len(kept)}"],
-        ["votes used", report["used"]], ["invalid annotations (not used)", report["invalid"]],
-        ["votes of excluded annotators (not used)", report["excluded_annotator_votes"]],
-        ["pairs annotated but without a vote on every criterion", sum(report["pairs_without_vote_on"].values())],
-        ["gold pairs", report["gold_pairs"]],
-    ])]  # fmt: skip
-    body += ["\n## Labels\n\n", "Labels are in candidate terms: `a` = the output of `model_a` is better, `b` = "
-             "`model_b`, `tie` = neither (the on-screen side was randomised and is mapped back).\n\n"]  # fmt: skip
+    body = [
+        "## Contents\n\n",
+        _md(
+            ["what", "count"],
+            [
+                ["pairs (samples)", len(metas)],
+                ["LR images", len({r["lr_key"] for r in metas})],
+                ["models", len(models)],
+                ["annotators (kept / excluded)", f"{len(kept)} / {len(people) - len(kept)}"],
+                ["votes used", report["used"]],
+                ["invalid annotations (not used)", report["invalid"]],
+                ["votes of excluded annotators (not used)", report["excluded_annotator_votes"]],
+                [
+                    "pairs annotated but without a vote on every criterion",
+                    sum(report["pairs_without_vote_on"].values()),
+                ],
+                ["gold pairs", report["gold_pairs"]],
+            ],
+        ),
+    ]
+    body += [
+        "\n## Labels\n\n",
+        "Labels are in candidate terms: `a` = the output of `model_a` is better, `b` = "
+        "`model_b`, `tie` = neither (the on-screen side was randomised and is mapped back).\n\n",
+    ]
     lab = {c: Counter(r[c] for r in metas) for c in CRITERIA}
     body.append(_md(["criterion", "a", "b", "tie"], [[c, lab[c]["a"], lab[c]["b"], lab[c]["tie"]] for c in CRITERIA]))
     kappas = {c: [v[c] for v in qc["kappa"].values() if v.get(c) is not None] for c in CRITERIA}
-    body += ["\n## Agreement\n\n", _md(
-        ["criterion", "Krippendorff α (all)", "α (kept)", "mean pair agreement", "unanimous pairs",
-         "mean DS posterior", "Cohen κ median [min, max]"],
-        [[c, qc["alpha"][c], qc["alpha_kept"][c], agreement[c]["mean_agreement"], agreement[c]["unanimous_share"],
-          agreement[c]["mean_ds_posterior"],
-          f"{statistics.median(kappas[c]):.3f} [{min(kappas[c]):.3f}, {max(kappas[c]):.3f}]" if kappas[c] else None]
-         for c in CRITERIA],
-    )]  # fmt: skip
+    body += [
+        "\n## Agreement\n\n",
+        _md(
+            [
+                "criterion",
+                "Krippendorff α (all)",
+                "α (kept)",
+                "mean pair agreement",
+                "unanimous pairs",
+                "mean DS posterior",
+                "Cohen κ median [min, max]",
+            ],
+            [
+                [
+                    c,
+                    qc["alpha"][c],
+                    qc["alpha_kept"][c],
+                    agreement[c]["mean_agreement"],
+                    agreement[c]["unanimous_share"],
+                    agreement[c]["mean_ds_posterior"],
+                    f"{statistics.median(kappas[c]):.3f} [{min(kappas[c]):.3f}, {max(kappas[c]):.3f}]"
+                    if kappas[c]
+                    else None,
+                ]
+                for c in CRITERIA
+            ],
+        ),
+    ]
     names = [_agreement_plot(metas, plots), _labels_plot(lab, plots)]
     body.append(f"\n![per-pair agreement]({names[0]})\n![labels]({names[1]})\n")
     body.append(
@@ -119,12 +156,34 @@ def preferences_card(metas: list[dict[str, Any]], ranking: dict[str, Any], plots
         body += [f"\n### {c}\n\n", _md(["rank", "model", "θ", "95 % CI", "wins", "losses", "ties"], table)]
         names.append(_ranking_plot(c, rows, plots))
         body.append(f"\n![{c} ranking]({names[-1]})\n")
-    body += ["\n## Annotators (pseudonymised)\n\n", _md(
-        ["annotator", "annotations", "gold judgements", "gold accuracy", "left share", "fast share", "excluded",
-         "reason"],
-        [[alias[w], s["n"], s["gold_n"], s["gold_accuracy"], s["left_share"], s["fast_share"],
-          "yes" if s["excluded"] else "no", s["reason"]] for w, s in ((w, qc["annotators"][w]) for w in people)],
-    )]  # fmt: skip
+    body += [
+        "\n## Annotators (pseudonymised)\n\n",
+        _md(
+            [
+                "annotator",
+                "annotations",
+                "gold judgements",
+                "gold accuracy",
+                "left share",
+                "fast share",
+                "excluded",
+                "reason",
+            ],
+            [
+                [
+                    alias[w],
+                    s["n"],
+                    s["gold_n"],
+                    s["gold_accuracy"],
+                    s["left_share"],
+                    s["fast_share"],
+                    "yes" if s["excluded"] else "no",
+                    s["reason"],
+                ]
+                for w, s in ((w, qc["annotators"][w]) for w in people)
+            ],
+        ),
+    ]
     pol = qc["policy"]
     body.append(
         "\n## How the labels were made\n\nAnnotators compared two SR outputs of the same LR image (shown with it) "
@@ -196,17 +255,24 @@ def _hist(values: list[float], xlabel: str, plots: Path, name: str) -> str:
     return _save(fig, plots, name)
 
 
-def trainset_card(metas: list[dict[str, Any]], account: dict[str, Any] | None,
-                   plots: Path) -> tuple[str, list[str]]:  # fmt: skip
+def trainset_card(metas: list[dict[str, Any]], account: dict[str, Any] | None, plots: Path) -> tuple[str, list[str]]:
     hr = Counter(f"{m.get('hr_width')}x{m.get('hr_height')}" for m in metas)
     lr = Counter(f"{m.get('lr_width')}x{m.get('lr_height')}" for m in metas)
-    body = ["## Contents\n\nEach sample: `hr.png` (an HR crop of a curated photograph), `lr.png` (its synthetic "
-            "degradation; every sampled parameter and the seed are in `json`) and `json` (provenance: source URI and "
-            "sha256, crop box, degradation, step versions).\n\n", _md(["what", "count"], [
-                ["samples (HR/LR pairs)", len(metas)], ["source images", len({m.get("image_key") for m in metas})],
+    body = [
+        "## Contents\n\nEach sample: `hr.png` (an HR crop of a curated photograph), `lr.png` (its synthetic "
+        "degradation; every sampled parameter and the seed are in `json`) and `json` (provenance: source URI and "
+        "sha256, crop box, degradation, step versions).\n\n",
+        _md(
+            ["what", "count"],
+            [
+                ["samples (HR/LR pairs)", len(metas)],
+                ["source images", len({m.get("image_key") for m in metas})],
                 ["scale", ", ".join(str(s) for s in sorted({m.get("scale") for m in metas}))],
-                *[[f"HR {k}", v] for k, v in sorted(hr.items())], *[[f"LR {k}", v] for k, v in sorted(lr.items())],
-            ])]  # fmt: skip
+                *[[f"HR {k}", v] for k, v in sorted(hr.items())],
+                *[[f"LR {k}", v] for k, v in sorted(lr.items())],
+            ],
+        ),
+    ]
     names = []
     scores = [float(m["detail_score"]) for m in metas if m.get("detail_score") is not None]
     if scores:

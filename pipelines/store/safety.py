@@ -63,8 +63,13 @@ def is_name(value: object) -> bool:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")):  # fmt: skip
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "folder"),
+    ):
         if test(mode):
             return name
     return "special file"
@@ -203,11 +208,13 @@ def read_yaml_mapping(path: str | Path, flag: str = "--config", max_bytes: int =
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValueError(f"{flag} {p} is not valid YAML{where}: {problem}; fix the file (check indentation, "
-                         "colons and quotes)") from None  # fmt: skip
+        raise ValueError(
+            f"{flag} {p} is not valid YAML{where}: {problem}; fix the file (check indentation, colons and quotes)"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{flag} {p} must be a YAML mapping of settings (key: value lines), not a "
-                         f"{type(data).__name__}")  # fmt: skip
+        raise ValueError(
+            f"{flag} {p} must be a YAML mapping of settings (key: value lines), not a {type(data).__name__}"
+        )
     return data

@@ -50,8 +50,16 @@ def _png(ws: Workspace, rgb: np.ndarray) -> str:
     return rel
 
 
-def make_lr_set(ws: Workspace, lr_set: str, n_lr: int, models=MODELS, lr_side: int = 32, scale: int = 4,
-                seed: int = 0, distinct_images: bool = True) -> None:  # fmt: skip
+def make_lr_set(
+    ws: Workspace,
+    lr_set: str,
+    n_lr: int,
+    models=MODELS,
+    lr_side: int = 32,
+    scale: int = 4,
+    seed: int = 0,
+    distinct_images: bool = True,
+) -> None:
     """A benchmark-like LR set (``benchmarks/<lr_set>/index.parquet`` + LR PNGs) and a candidates table part with one
     output per (LR, model). Candidate k is the bicubic upscale plus noise of strength k (so outputs differ). With
     ``distinct_images=False`` all LRs share one output per model (fast for thousands of pairs)."""
@@ -74,8 +82,21 @@ def make_lr_set(ws: Workspace, lr_set: str, n_lr: int, models=MODELS, lr_side: i
                 out = np.clip(up.astype(np.float32) + noise, 0, 255).astype(np.uint8)
                 shared[m] = (_png(ws, out), k)
             rel = shared[m][0]
-            cands.append(CandidateRec(lr_set, key, m, "v1", rel, rel.split("/")[-1][:-4], lr_side * scale,
-                                      lr_side * scale, 0.01, 1.0, f"{lr_set}-unit"))  # fmt: skip
+            cands.append(
+                CandidateRec(
+                    lr_set,
+                    key,
+                    m,
+                    "v1",
+                    rel,
+                    rel.split("/")[-1][:-4],
+                    lr_side * scale,
+                    lr_side * scale,
+                    0.01,
+                    1.0,
+                    f"{lr_set}-unit",
+                )
+            )
     bench.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), bench / "index.parquet")
     write_table(ws.part("candidates", f"{lr_set}-unit"), cands, CANDIDATES)
@@ -134,8 +155,9 @@ def ls(tmp_path_factory):
         ws = Workspace(tmp_path_factory.mktemp("ls-ws"))
         rec = OutboundRecorder()
         # as deployed: Label Studio locked to the gate for annotators (sr4k's admin token still works directly)
-        settings = server.LabelSettings(port=free_port(), gate_port=free_port(), retries=3, retry_wait=0.2,
-                                        outbound_proxy=rec.url)  # fmt: skip
+        settings = server.LabelSettings(
+            port=free_port(), gate_port=free_port(), retries=3, retry_wait=0.2, outbound_proxy=rec.url
+        )
         t0 = time.monotonic()
         try:
             info = server.start(ws, settings)

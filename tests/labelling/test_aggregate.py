@@ -31,13 +31,42 @@ QUALITY = {
 
 def pair(k: int, ma: str, mb: str, left: str = "a") -> PairRec:
     lr = f"lr{k:05d}"
-    return PairRec(pair_id(lr, ma, "v1", mb, "v1"), lr, ma, mb, "v1", "v1", f"/c/{ma}/{lr}.png", f"/c/{mb}/{lr}.png",
-                   left, "balanced", None, None, 0)  # fmt: skip
+    return PairRec(
+        pair_id(lr, ma, "v1", mb, "v1"),
+        lr,
+        ma,
+        mb,
+        "v1",
+        "v1",
+        f"/c/{ma}/{lr}.png",
+        f"/c/{mb}/{lr}.png",
+        left,
+        "balanced",
+        None,
+        None,
+        0,
+    )
 
 
 def vote(aid: int, p: PairRec, who: str, cons, nat, lead=8.0, valid=True, reason=None, gold=False, unusable=False):
-    return AnnotationRec(aid, aid, 1, p.pair_id, who, p.left, cons, nat, unusable, valid, reason, gold, lead,
-                         "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "[]")  # fmt: skip
+    return AnnotationRec(
+        aid,
+        aid,
+        1,
+        p.pair_id,
+        who,
+        p.left,
+        cons,
+        nat,
+        unusable,
+        valid,
+        reason,
+        gold,
+        lead,
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00Z",
+        "[]",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- fixture
@@ -46,15 +75,21 @@ def vote(aid: int, p: PairRec, who: str, cons, nat, lead=8.0, valid=True, reason
 def small():
     ps = [pair(k, "m0", "m1") for k in range(3)] + [pair(3, "m1", "m2"), pair(4, "m0", "m2"), pair(5, "m0", "m2")]
     v = [
-        vote(1, ps[0], "x", "a", "b"), vote(2, ps[0], "y", "a", "a"), vote(3, ps[0], "z", "a", "b", unusable=True),
-        vote(4, ps[1], "x", "b", "a"), vote(5, ps[1], "y", "b", "a"), vote(6, ps[1], "z", "a", "tie"),
-        vote(7, ps[2], "x", "tie", "a"), vote(8, ps[2], "y", "b", "a"),
-        vote(9, ps[3], "x", "a", "b"), vote(10, ps[3], "y", "a", "a"),
+        vote(1, ps[0], "x", "a", "b"),
+        vote(2, ps[0], "y", "a", "a"),
+        vote(3, ps[0], "z", "a", "b", unusable=True),
+        vote(4, ps[1], "x", "b", "a"),
+        vote(5, ps[1], "y", "b", "a"),
+        vote(6, ps[1], "z", "a", "tie"),
+        vote(7, ps[2], "x", "tie", "a"),
+        vote(8, ps[2], "y", "b", "a"),
+        vote(9, ps[3], "x", "a", "b"),
+        vote(10, ps[3], "y", "a", "a"),
         vote(11, ps[4], "x", None, None, valid=False, reason="skipped"),
         vote(12, ps[4], "y", "a", None),  # answered consistency only: no naturalness vote, so no preference row
         vote(13, ps[2], "w", "a", "a"),  # w is excluded below
         vote(14, pair(99, "m0", "m1"), "x", "a", "a"),  # a pair that is not in the pairs table
-    ]  # fmt: skip
+    ]
     return ps, v
 
 
@@ -114,8 +149,11 @@ def test_dawid_skene_equals_crowdkit_on_the_same_votes():
     out = agg.aggregate(v, [], ps, exclude=["w"], bootstrap=0)
     known = {p.pair_id for p in ps}
     for c in CRITERIA:
-        rows = [(a.annotator, a.pair_id, getattr(a, c)) for a in v
-                if a.valid and a.annotator != "w" and a.pair_id in known and getattr(a, c) is not None]  # fmt: skip
+        rows = [
+            (a.annotator, a.pair_id, getattr(a, c))
+            for a in v
+            if a.valid and a.annotator != "w" and a.pair_id in known and getattr(a, c) is not None
+        ]
         df = pd.DataFrame(rows, columns=["worker", "task", "label"])
         ref = DawidSkene(n_iter=100, tol=1e-5).fit(df).probas_
         for p in out.preferences:
@@ -133,8 +171,9 @@ def simulate(n_pairs: int = 2100, seed: int = 0):
     re-edited annotations."""
     rng = np.random.default_rng(seed)
     model_pairs = [(a, b) for i, a in enumerate(MODELS) for b in MODELS[i + 1 :]]
-    pairs = [pair(k, *model_pairs[k % len(model_pairs)], left="ab"[(k // len(model_pairs) + k) % 2])
-             for k in range(n_pairs)]  # fmt: skip
+    pairs = [
+        pair(k, *model_pairs[k % len(model_pairs)], left="ab"[(k // len(model_pairs) + k) % 2]) for k in range(n_pairs)
+    ]
     careful = {"ann1@x": 1.0, "ann2@x": 1.5, "ann3@x": 2.0}
     people = [*careful, "spam@x", "lefty@x"]
     gap = {c: {p.pair_id: QUALITY[c][p.model_a] - QUALITY[c][p.model_b] for p in pairs} for c in CRITERIA}
@@ -200,8 +239,11 @@ def test_simulation_recovers_the_true_ranking(sim):
         assert all(x["ci_low"] < x["theta"] < x["ci_high"] for x in rows)
         # equal to choix on the same data: decisive per-pair labels, models in name order
         index = {m: k for k, m in enumerate(sorted(MODELS))}
-        data = [(index[p.model_a], index[p.model_b]) if getattr(p, c) == "a" else (index[p.model_b], index[p.model_a])
-                for p in out.preferences if getattr(p, c) != "tie"]  # fmt: skip
+        data = [
+            (index[p.model_a], index[p.model_b]) if getattr(p, c) == "a" else (index[p.model_b], index[p.model_a])
+            for p in out.preferences
+            if getattr(p, c) != "tie"
+        ]
         ref = choix.ilsr_pairwise(len(MODELS), data, alpha=BT_ALPHA)
         for m, k in index.items():
             assert est[m] == pytest.approx(ref[k], abs=1e-6)

@@ -67,10 +67,37 @@ def built(tmp_path_factory, prefect_local):
     desc, overrides = prepare_demo_input(base / "input")
     photos = base / "input" / overrides.get("_photos", "nature")
     hr = 768 if desc.startswith("Debian") else 256  # mate wallpapers are large; scikit-image's photos are 512 px
-    sr4k("bench", "build", "synthetic", "--from", photos, "--name", "web", "--count", 2, "--hr-size", hr, "--scale", 4,
-         "-w", ws)  # fmt: skip
-    sr4k("candidates", "run", "--lr", "web", "--model", "bicubic", "--model", "lanczos", "--model",
-         "realesr-animevideov3-x4", "-w", ws)  # fmt: skip
+    sr4k(
+        "bench",
+        "build",
+        "synthetic",
+        "--from",
+        photos,
+        "--name",
+        "web",
+        "--count",
+        2,
+        "--hr-size",
+        hr,
+        "--scale",
+        4,
+        "-w",
+        ws,
+    )
+    sr4k(
+        "candidates",
+        "run",
+        "--lr",
+        "web",
+        "--model",
+        "bicubic",
+        "--model",
+        "lanczos",
+        "--model",
+        "realesr-animevideov3-x4",
+        "-w",
+        ws,
+    )
     sr4k("pairs", "build", "--target", 4, "--strategy", "balanced", "--lr", "web", "--name", "web", "-w", ws)
     return base, ws
 

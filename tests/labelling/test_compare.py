@@ -77,9 +77,17 @@ def test_task_data_shows_the_candidates_untouched_left_as_the_task_says_and_prel
 
     cands = pq.read_table(ws.part("candidates", "cmp-unit")).to_pylist()
     by = {(c["lr_key"], c["model"]): c["output_path"] for c in cands}
-    pairs = [{"pair_id": f"pr-{k}", "lr_key": k, "lr_set": "cmp", "path_a": by[(k, "m_good")],
-              "path_b": by[(k, "m_poor")], "left": left}
-             for k, left in (("cmp00000", "b"), ("cmp00001", "a"))]  # fmt: skip
+    pairs = [
+        {
+            "pair_id": f"pr-{k}",
+            "lr_key": k,
+            "lr_set": "cmp",
+            "path_a": by[(k, "m_good")],
+            "path_b": by[(k, "m_poor")],
+            "left": left,
+        }
+        for k, left in (("cmp00000", "b"), ("cmp00001", "a"))
+    ]
     cache = ImageCache(ws, compare.SIDE, order=pairs)
     data = cache.task_data(pairs[0])
     assert data["sr4k_left"] == "b" and str(tmp_path) not in str(data)
@@ -116,8 +124,14 @@ def test_a_moved_workspace_gives_the_same_tasks(tmp_path):
     import pyarrow.parquet as pq
 
     c = pq.read_table(ws.part("candidates", "mv-unit")).to_pylist()
-    pair = {"pair_id": "pr-x", "lr_key": c[0]["lr_key"], "lr_set": "mv", "path_a": c[0]["output_path"],
-            "path_b": c[1]["output_path"], "left": "a"}  # fmt: skip
+    pair = {
+        "pair_id": "pr-x",
+        "lr_key": c[0]["lr_key"],
+        "lr_set": "mv",
+        "path_a": c[0]["output_path"],
+        "path_b": c[1]["output_path"],
+        "left": "a",
+    }
     before = ImageCache(ws, 96).task_data(pair)
     shutil.move(tmp_path / "a", tmp_path / "b")
     moved = Workspace(tmp_path / "b")
@@ -143,10 +157,17 @@ def test_lr_images_are_reloaded_after_eviction_with_the_same_task_data(tmp_path,
     import pyarrow.parquet as pq
 
     c = pq.read_table(ws.part("candidates", "ev-unit")).to_pylist()
-    pairs = [{"pair_id": f"pr-{k}", "lr_key": k, "lr_set": "ev", "left": "a",
-              "path_a": next(r["output_path"] for r in c if r["lr_key"] == k and r["model"] == "m_good"),
-              "path_b": next(r["output_path"] for r in c if r["lr_key"] == k and r["model"] == "m_okay")}
-             for k in ("ev00000", "ev00001", "ev00002")]  # fmt: skip
+    pairs = [
+        {
+            "pair_id": f"pr-{k}",
+            "lr_key": k,
+            "lr_set": "ev",
+            "left": "a",
+            "path_a": next(r["output_path"] for r in c if r["lr_key"] == k and r["model"] == "m_good"),
+            "path_b": next(r["output_path"] for r in c if r["lr_key"] == k and r["model"] == "m_okay"),
+        }
+        for k in ("ev00000", "ev00001", "ev00002")
+    ]
     want = [ImageCache(ws, 64).task_data(p) for p in pairs]
     monkeypatch.setattr(push, "LR_CACHE", 1)
     cache = ImageCache(ws, 64)
@@ -187,5 +208,6 @@ def test_views_recorded_at_pairs_build_give_the_same_task_data_and_bytes_as_rend
     assert not ImageCache(ws, 96, views=views).views
     shutil.move(ws.root, tmp_path / "moved")
     moved = Workspace(tmp_path / "moved")
-    assert [ImageCache(moved, compare.SIDE, order=pairs, views=compare.read_views(moved)).task_data(p)
-            for p in pairs] == want  # fmt: skip
+    assert [
+        ImageCache(moved, compare.SIDE, order=pairs, views=compare.read_views(moved)).task_data(p) for p in pairs
+    ] == want

@@ -42,13 +42,16 @@ def test_kill_during_push_then_rerun_has_no_duplicate_no_orphan_gold_and_restart
     ws, settings = ls
     make_lr_set(ws, "fk", 1000, seed=9, distinct_images=False)
     make_pairs(ws, "fk", 3000, "fk", seed=2)
-    first = push.push_pairs(ws, "pair_id < 'pr-1' and lr_key like 'fk%'", project="faults", gold_rate=0.0,
-                            settings=settings)  # fmt: skip
+    first = push.push_pairs(
+        ws, "pair_id < 'pr-1' and lr_key like 'fk%'", project="faults", gold_rate=0.0, settings=settings
+    )
     pid = first["project_id"]
     api = server.Api.for_workspace(ws, settings)
     mapped = list(push.mapping(ws, pid).values())[:3]
-    res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["left"]}}
-           for c in ("consistency", "naturalness")]  # fmt: skip
+    res = [
+        {"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["left"]}}
+        for c in ("consistency", "naturalness")
+    ]
     ann_ids = {api.post(f"/api/tasks/{m['task_id']}/annotations/", {"result": res})["id"] for m in mapped}
     assert pull_annotations(ws, "faults", settings)["new_rows"] == 3
 
@@ -57,8 +60,15 @@ def test_kill_during_push_then_rerun_has_no_duplicate_no_orphan_gold_and_restart
 
     def run() -> None:
         try:
-            push.push_pairs(ws, "fk", project="faults", gold_rate=0.05, batch_size=200, settings=settings,
-                            on_batch=lambda done, total: done >= 400 and batches.set())  # fmt: skip
+            push.push_pairs(
+                ws,
+                "fk",
+                project="faults",
+                gold_rate=0.05,
+                batch_size=200,
+                settings=settings,
+                on_batch=lambda done, total: done >= 400 and batches.set(),
+            )
         except Exception as e:
             errors.append(e)
 
@@ -105,10 +115,18 @@ def test_kill_during_full_pull_writes_nothing_and_the_rerun_gets_everything_once
     make_pairs(ws, "pk", 1200, "pk", seed=3)
     api = server.Api.for_workspace(ws, settings)
     me = api.get("/api/current-user/whoami")["id"]
-    res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["right"]}}
-           for c in ("consistency", "naturalness")]  # fmt: skip
-    r = push.push_pairs(ws, "pk", project="pullkill", gold_rate=0.0, settings=settings,
-                        prelabelled=lambda p, d: [{"completed_by": me, "result": res}] * 3)  # fmt: skip
+    res = [
+        {"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["right"]}}
+        for c in ("consistency", "naturalness")
+    ]
+    r = push.push_pairs(
+        ws,
+        "pk",
+        project="pullkill",
+        gold_rate=0.0,
+        settings=settings,
+        prelabelled=lambda p, d: [{"completed_by": me, "result": res}] * 3,
+    )
     pid = r["project_id"]
     monkeypatch.setattr(pullmod, "PAGE", 150)
     real = pullmod.list_tasks

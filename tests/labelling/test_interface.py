@@ -17,8 +17,10 @@ from schemas.labels import CRITERIA
 
 
 def res(**choices):
-    return [{"from_name": k, "to_name": "left_crop", "type": "choices", "value": {"choices": v}}
-            for k, v in choices.items()]  # fmt: skip
+    return [
+        {"from_name": k, "to_name": "left_crop", "type": "choices", "value": {"choices": v}}
+        for k, v in choices.items()
+    ]
 
 
 def test_config_has_both_questions_with_unique_hotkeys_the_comparison_and_the_flip():
@@ -29,9 +31,16 @@ def test_config_has_both_questions_with_unique_hotkeys_the_comparison_and_the_fl
     assert sorted(h.get("value") for h in root.iter("HyperText")) == ["$preload", "$view", "$view"]
     assert not list(root.iter("Image"))  # canvases scale to their column; the comparison is plain <img> at 1:1
     keys = interface.hotkeys(cfg)
-    assert keys == {"1": ("consistency", "left"), "2": ("consistency", "right"), "3": ("consistency", "tie"),
-                    "4": ("naturalness", "left"), "5": ("naturalness", "right"), "6": ("naturalness", "tie"),
-                    "0": ("unusable", "both_unusable"), "f": ("flip", "swapped")}  # fmt: skip
+    assert keys == {
+        "1": ("consistency", "left"),
+        "2": ("consistency", "right"),
+        "3": ("consistency", "tie"),
+        "4": ("naturalness", "left"),
+        "5": ("naturalness", "right"),
+        "6": ("naturalness", "tie"),
+        "0": ("unusable", "both_unusable"),
+        "f": ("flip", "swapped"),
+    }
     questions = [c for c in root.iter("Choices") if c.get("name") in CRITERIA]
     assert all(c.get("required") == "true" for c in questions)
     for c in questions:  # the annotator's words: the question and its keys, not the control's name
@@ -58,15 +67,18 @@ def test_flip_shows_one_of_two_renderings_and_the_flipped_one_swaps_left_and_rig
     assert interface.VIEW_SETTINGS["show_instruction"] is False  # no popup to dismiss per session
 
 
-@pytest.mark.parametrize(("screen", "left", "want"), [("left", "a", "a"), ("right", "a", "b"), ("left", "b", "b"),
-                                                      ("right", "b", "a"), ("tie", "b", "tie")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("screen", "left", "want"),
+    [("left", "a", "a"), ("right", "a", "b"), ("left", "b", "b"), ("right", "b", "a"), ("tie", "b", "tie")],
+)
 def test_screen_answers_map_to_candidates(screen, left, want):
     assert to_candidate(screen, left) == want
 
 
 def test_parse_result_valid_and_every_kind_of_invalid():
-    ans, unusable, reasons = parse_result(res(consistency=["left"], naturalness=["right"],
-                                              unusable=["both_unusable"]), left="b")  # fmt: skip
+    ans, unusable, reasons = parse_result(
+        res(consistency=["left"], naturalness=["right"], unusable=["both_unusable"]), left="b"
+    )
     assert (ans, unusable, reasons) == ({"consistency": "b", "naturalness": "a"}, True, [])
     cases = {
         "unknown_choice:naturalness=C": res(consistency=["tie"], naturalness=["C"]),

@@ -80,8 +80,15 @@ def test_only_own_keeps_the_users_answers_and_no_predictions():
 
 
 def test_data_manager_filters_and_orderings_are_removed():
-    tab = {"project": 3, "data": {"title": "t", "filters": {"items": [{"filter": "filter:tasks:annotations_results"}]},
-                                  "ordering": ["tasks:total_annotations"], "hiddenColumns": {}}}  # fmt: skip
+    tab = {
+        "project": 3,
+        "data": {
+            "title": "t",
+            "filters": {"items": [{"filter": "filter:tasks:annotations_results"}]},
+            "ordering": ["tasks:total_annotations"],
+            "hiddenColumns": {},
+        },
+    }
     assert gate.scrub_dm(tab) == {"project": 3, "data": {"title": "t", "hiddenColumns": {}}}
     action = {"filters": {"items": [1]}, "ordering": ["x"], "selectedItems": {"all": True}}
     assert gate.scrub_dm(action) == {"selectedItems": {"all": True}}
@@ -95,9 +102,16 @@ def test_answers_lose_the_fields_that_say_whose_they_are():
 
 def test_images_only_by_plain_relative_paths():
     ok = ["images/ab/" + "c" * 64 + ".png", "images/crops/x_1.jpg"]
-    bad = ["../labelstudio/credentials.json", "/etc/passwd", "images/ab/../../x.png", "labelstudio/x.sqlite3",
-           "images/a%2e%2e/x.png", "images/x.png/../credentials.json", "ab/c.png",
-           "images/../labelstudio/x.png"]  # fmt: skip
+    bad = [
+        "../labelstudio/credentials.json",
+        "/etc/passwd",
+        "images/ab/../../x.png",
+        "labelstudio/x.sqlite3",
+        "images/a%2e%2e/x.png",
+        "images/x.png/../credentials.json",
+        "ab/c.png",
+        "images/../labelstudio/x.png",
+    ]
     assert all(gate._IMAGE.fullmatch(p) for p in ok) and not any(gate._IMAGE.fullmatch(p) for p in bad)
 
 
@@ -146,12 +160,19 @@ def test_label_studio_settings_turn_sentry_off(ls):
     ws, settings = ls
     binary = server.label_studio_bin()
     site = server._site_packages(binary)
-    code = ("import json, sentry_sdk; from django.conf import settings as s; "
-            "print(json.dumps([s.SENTRY_DSN, s.FRONTEND_SENTRY_DSN, sentry_sdk.get_client().is_active(), "
-            "s.LOCAL_FILES_DOCUMENT_ROOT]))")  # fmt: skip
-    out = subprocess.run([str(binary.resolve().parent / "python"), str(site / "label_studio" / "manage.py"), "shell",
-                          "-c", code], env=server.server_env(ws, settings), capture_output=True, text=True,
-                         timeout=300, cwd=server.data_dir(ws))  # fmt: skip
+    code = (
+        "import json, sentry_sdk; from django.conf import settings as s; "
+        "print(json.dumps([s.SENTRY_DSN, s.FRONTEND_SENTRY_DSN, sentry_sdk.get_client().is_active(), "
+        "s.LOCAL_FILES_DOCUMENT_ROOT]))"
+    )
+    out = subprocess.run(
+        [str(binary.resolve().parent / "python"), str(site / "label_studio" / "manage.py"), "shell", "-c", code],
+        env=server.server_env(ws, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=server.data_dir(ws),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     dsn, frontend_dsn, active, root = json.loads(out.stdout.strip().splitlines()[-1])
     assert (dsn, frontend_dsn, active) == ("", "", False)
@@ -226,16 +247,20 @@ def test_annotator_can_label_and_nothing_else(ls, tmp_path):
                 return res["status"], res["text"]
 
             # she can label: her own answer is stored, and she can read and edit it
-            status, text = call("POST", f"/api/tasks/{tids[1]}/annotations?project={pid}",
-                                {"result": [], "lead_time": 2.0})  # fmt: skip
+            status, text = call(
+                "POST", f"/api/tasks/{tids[1]}/annotations?project={pid}", {"result": [], "lead_time": 2.0}
+            )
             assert status == 201, text
             mine = json.loads(text)["id"]
             assert call("PATCH", f"/api/annotations/{mine}/", {"lead_time": 3.0})[0] == 200
 
             # ... and nothing else
             refused = {
-                "storage creation": ("POST", "/api/storages/localfiles/",
-                                     {"project": pid, "path": str(server.data_dir(ws)), "title": "x"}),
+                "storage creation": (
+                    "POST",
+                    "/api/storages/localfiles/",
+                    {"project": pid, "path": str(server.data_dir(ws)), "title": "x"},
+                ),
                 "storage listing": ("GET", f"/api/storages/localfiles/?project={pid}", None),
                 "credentials file": ("GET", "/data/local-files/?d=../labelstudio/credentials.json", None),
                 "credentials, encoded": ("GET", "/data/local-files/?d=%2e%2e%2Flabelstudio%2Fcredentials.json", None),
@@ -250,21 +275,38 @@ def test_annotator_can_label_and_nothing_else(ls, tmp_path):
                 "her API token": ("GET", "/api/current-user/token", None),
                 "task actions": ("POST", f"/api/dm/actions?id=delete_tasks&project={pid}", {}),
                 "two actions": ("POST", f"/api/dm/actions?id=next_task&id=delete_tasks&project={pid}", {}),
-            }  # fmt: skip
+            }
             got = {what: call(*req)[0] for what, req in refused.items()}
             assert all(s in (401, 403) for s in got.values()), got
 
             # other annotators' answers are not in what she can read (Compare All has nothing to compare)
-            reads = [f"/api/tasks/{tids[0]}", f"/api/tasks/{tids[0]}/annotations", f"/api/projects/{pid}/next",
-                     f"/api/tasks?project={pid}&fields=all&page_size=50"]  # fmt: skip
+            reads = [
+                f"/api/tasks/{tids[0]}",
+                f"/api/tasks/{tids[0]}/annotations",
+                f"/api/projects/{pid}/next",
+                f"/api/tasks?project={pid}&fields=all&page_size=50",
+            ]
             for path in reads:
                 status, text = call("GET", path)
                 assert status == 200, (path, text)
                 assert other["id"] not in _annotation_ids(json.loads(text)), path
                 assert not any(m in text for m in MODELS), path  # no model identity
             # filters and orderings cannot select tasks by others' answers: they are dropped from listings and tabs
-            q = json.dumps({"filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:total_annotations",
-                            "operator": "greater", "type": "Number", "value": 0}]}})  # fmt: skip
+            q = json.dumps(
+                {
+                    "filters": {
+                        "conjunction": "and",
+                        "items": [
+                            {
+                                "filter": "filter:tasks:total_annotations",
+                                "operator": "greater",
+                                "type": "Number",
+                                "value": 0,
+                            }
+                        ],
+                    }
+                }
+            )
             listing = json.loads(call("GET", f"/api/tasks?project={pid}&page_size=50&query={quote(q)}")[1])
             assert listing["total"] == len(tids), listing["total"]  # not the 2 tasks that have annotations
             assert admin.get(f"/api/tasks?project={pid}&page_size=50&query={quote(q)}")["total"] == 2  # (it filters)
@@ -318,8 +360,12 @@ def _login(base: str, email: str, password: str) -> requests.Session:
     """A logged-in session through Label Studio's login form at ``base`` (Label Studio's port or the gate's)."""
     s = requests.Session()
     s.get(f"{base}/user/login/", timeout=60)
-    r = s.post(f"{base}/user/login/", data={"email": email, "password": password,
-               "csrfmiddlewaretoken": s.cookies.get("csrftoken")}, allow_redirects=False, timeout=60)  # fmt: skip
+    r = s.post(
+        f"{base}/user/login/",
+        data={"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken")},
+        allow_redirects=False,
+        timeout=60,
+    )
     assert r.status_code == 302 and "/user/login" not in r.headers["location"], (r.status_code, r.text[:300])
     return s
 

@@ -15,8 +15,12 @@ from labelling import push, server
 from labelling.pull import pull_annotations
 from pipelines.store.workspace import Workspace
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (shutil.which("initdb") and shutil.which("pg_ctl")),
-                                                   reason="PostgreSQL server binaries not installed")]  # fmt: skip
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (shutil.which("initdb") and shutil.which("pg_ctl")), reason="PostgreSQL server binaries not installed"
+    ),
+]
 
 
 @pytest.fixture
@@ -32,21 +36,41 @@ def postgres():
     data = root / "data"
     run = lambda *cmd: subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120, check=True)  # noqa: E731
     run(shutil.which("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(shutil.which("pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
+    run(
+        shutil.which("pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(root / "log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+        "start",
+    )
     try:
         yield port
     finally:
-        subprocess.run([*as_user, shutil.which("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [*as_user, shutil.which("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 def test_postgres_backend_keeps_tasks_and_annotations_across_restart(postgres, tmp_path):
     ws = Workspace(tmp_path / "ws")
-    s = server.LabelSettings(port=free_port(), gate_port=free_port(), db="postgresql", pg_host="127.0.0.1",
-                             pg_port=postgres, pg_name="postgres", pg_user="postgres", retries=3,
-                             retry_wait=0.2)  # fmt: skip
+    s = server.LabelSettings(
+        port=free_port(),
+        gate_port=free_port(),
+        db="postgresql",
+        pg_host="127.0.0.1",
+        pg_port=postgres,
+        pg_name="postgres",
+        pg_user="postgres",
+        retries=3,
+        retry_wait=0.2,
+    )
     try:
         server.start(ws, s)
         make_lr_set(ws, "pg", 3, seed=8)
@@ -56,8 +80,10 @@ def test_postgres_backend_keeps_tasks_and_annotations_across_restart(postgres, t
         assert not (ws.root / "labelstudio" / "label_studio.sqlite3").exists()  # the data is in PostgreSQL
         api = server.Api.for_workspace(ws, s)
         task = next(iter(push.mapping(ws, r["project_id"]).values()))
-        res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["left"]}}
-               for c in ("consistency", "naturalness")]  # fmt: skip
+        res = [
+            {"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": ["left"]}}
+            for c in ("consistency", "naturalness")
+        ]
         ann = api.post(f"/api/tasks/{task['task_id']}/annotations/", {"result": res})
         assert pull_annotations(ws, "pg", s)["new_rows"] == 1
         server.stop(ws)

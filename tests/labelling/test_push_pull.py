@@ -28,7 +28,7 @@ def _res(c, n, extra=None):
         {"from_name": "consistency", "to_name": "left_crop", "type": "choices", "value": {"choices": [c]}},
         {"from_name": "naturalness", "to_name": "left_crop", "type": "choices", "value": {"choices": [n]}},
     ]
-    return out + (extra or [])  # fmt: skip
+    return out + (extra or [])
 
 
 def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
@@ -65,8 +65,22 @@ def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
 
     # annotations of every kind: valid (mapped through the on-screen side), invalid value, missing, skipped, gold
     gold_row = next(m for m in mapping.values() if m["is_gold"])
-    a_ok = _ann(api, some["task_id"], _res("left", "right", [{"from_name": "unusable", "to_name": "left_crop",
-                "type": "choices", "value": {"choices": ["both_unusable"]}}]))  # fmt: skip
+    a_ok = _ann(
+        api,
+        some["task_id"],
+        _res(
+            "left",
+            "right",
+            [
+                {
+                    "from_name": "unusable",
+                    "to_name": "left_crop",
+                    "type": "choices",
+                    "value": {"choices": ["both_unusable"]},
+                }
+            ],
+        ),
+    )
     other = next(m for m in mapping.values() if not m["is_gold"] and m["task_id"] != some["task_id"])
     a_bad = _ann(api, other["task_id"], _res("left", "C"))
     a_missing = _ann(api, other["task_id"], _res("tie", "tie")[:1])
@@ -78,7 +92,12 @@ def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
     rows = {r["annotation_id"]: r for r in latest_annotations(ws, pid)}
     ok = rows[a_ok["id"]]
     assert (ok["valid"], ok["consistency"], ok["naturalness"], ok["both_unusable"], ok["left"]) == (
-        True, "b", "a", True, "b")  # fmt: skip
+        True,
+        "b",
+        "a",
+        True,
+        "b",
+    )
     assert ok["pair_id"] == some["pair_id"] and ok["lead_time"] == 4.5 and ok["annotator"] == "admin@sr4k.local"
     assert (rows[a_bad["id"]]["valid"], rows[a_bad["id"]]["invalid_reason"]) == (False, "unknown_choice:naturalness=C")
     assert rows[a_missing["id"]]["invalid_reason"] == "missing:naturalness"
@@ -97,8 +116,9 @@ def test_push_idempotent_gold_overlap_crops_then_pull_validates_and_maps(ls):
     fixed = {r["annotation_id"]: r for r in latest_annotations(ws, pid)}[a_bad["id"]]
     assert (fixed["valid"], fixed["consistency"], fixed["naturalness"]) == (True, other["left"], "tie")
     glob = str(ws.table_dir("annotations") / "part-*.parquet")
-    n, distinct = duckdb.sql(f"select count(*), count(distinct (annotation_id, updated_at)) from '{glob}' "
-                             f"where project_id = {pid}").fetchall()[0]  # fmt: skip
+    n, distinct = duckdb.sql(
+        f"select count(*), count(distinct (annotation_id, updated_at)) from '{glob}' where project_id = {pid}"
+    ).fetchall()[0]
     assert n == distinct == 6
 
     st = project_status(ws, "pp", settings)
@@ -118,8 +138,23 @@ def test_cli_push_pull_status_never_print_secrets(ls):
     args = ["-w", str(ws.root), "--port", str(settings.port)]
     out = runner.invoke(app, ["label", "serve", *args])
     assert out.exit_code == 0 and "already running" in out.output, out.output
-    out = runner.invoke(app, ["label", "push", "--pairs", "cli", "--project", "cli", "--overlap", "1", "--quiet",
-                              "--gold-rate", "0", *args])  # fmt: skip
+    out = runner.invoke(
+        app,
+        [
+            "label",
+            "push",
+            "--pairs",
+            "cli",
+            "--project",
+            "cli",
+            "--overlap",
+            "1",
+            "--quiet",
+            "--gold-rate",
+            "0",
+            *args,
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert re.search(r"imported\s*│\s*6", out.output) and re.search(r"duplicates\s*│\s*0", out.output)
     out2 = runner.invoke(app, ["label", "pull", "--project", "cli", *args])
@@ -152,8 +187,10 @@ def test_pairs_filter_is_one_read_only_expression_and_project_a_safe_name(tmp_pa
     out_file = tmp_path / "x.csv"
 
     # a condition selects exactly what DuckDB reading the Parquet part on its own selects
-    want = {r[0] for r in duckdb.sql(f"select pair_id from '{ws.part('pairs', 'hx')}' where lr_key <= 'hx00002'")
-            .fetchall()}  # fmt: skip
+    want = {
+        r[0]
+        for r in duckdb.sql(f"select pair_id from '{ws.part('pairs', 'hx')}' where lr_key <= 'hx00002'").fetchall()
+    }
     assert {p["pair_id"] for p in push.select_pairs(ws, "lr_key <= 'hx00002'")} == want and 0 < len(want) < 12
     assert {p["pair_id"] for p in push.select_pairs(ws, "hx")} == {p.pair_id for p in made}
 

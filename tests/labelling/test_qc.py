@@ -29,26 +29,50 @@ LEFT = {"p1": "a", "p2": "b", "p3": "a", "p4": "b"}
 
 
 def ann(aid, pair, who, cons, nat, lead=5.0, updated="2026-01-01T00:00:10Z", valid=True, reason=None):
-    return AnnotationRec(aid, aid, 1, pair, who, LEFT[pair], cons, nat, False, valid, reason, pair in ("p1", "p2"),
-                         lead, "2026-01-01T00:00:00Z", updated, "[]")  # fmt: skip
+    return AnnotationRec(
+        aid,
+        aid,
+        1,
+        pair,
+        who,
+        LEFT[pair],
+        cons,
+        nat,
+        False,
+        valid,
+        reason,
+        pair in ("p1", "p2"),
+        lead,
+        "2026-01-01T00:00:00Z",
+        updated,
+        "[]",
+    )
 
 
 def fixture_annotations() -> list[AnnotationRec]:
     return [
-        ann(1, "p1", "ann1", "a", "b", 10.0), ann(2, "p2", "ann1", "b", "a", 2.0),
-        ann(3, "p3", "ann1", "tie", "a", 20.0, updated="2026-01-02T00:00:00Z"), ann(4, "p4", "ann1", "a", "b", 1.0),
-        ann(5, "p1", "ann2", "a", "a"), ann(5, "p1", "ann2", "b", "b", updated="2026-01-01T00:00:05Z"),  # old version
-        ann(6, "p2", "ann2", "b", "a"), ann(7, "p3", "ann2", "b", "a"), ann(8, "p4", "ann2", "a", "a"),
-        ann(9, "p1", "ann3", "a", "b", 2.9), ann(10, "p2", "ann3", "a", "tie", None),
+        ann(1, "p1", "ann1", "a", "b", 10.0),
+        ann(2, "p2", "ann1", "b", "a", 2.0),
+        ann(3, "p3", "ann1", "tie", "a", 20.0, updated="2026-01-02T00:00:00Z"),
+        ann(4, "p4", "ann1", "a", "b", 1.0),
+        ann(5, "p1", "ann2", "a", "a"),
+        ann(5, "p1", "ann2", "b", "b", updated="2026-01-01T00:00:05Z"),  # old version
+        ann(6, "p2", "ann2", "b", "a"),
+        ann(7, "p3", "ann2", "b", "a"),
+        ann(8, "p4", "ann2", "a", "a"),
+        ann(9, "p1", "ann3", "a", "b", 2.9),
+        ann(10, "p2", "ann3", "a", "tie", None),
         ann(11, "p4", "ann3", None, None, valid=False, reason="skipped"),
         ann(12, "p3", "ann1", "a", "b", 20.0, updated="2026-01-01T00:00:30Z"),  # superseded by annotation 3
-    ]  # fmt: skip
+    ]
 
 
 def fixture_tasks() -> list[LabelTaskRec]:
     gold = {"p1": ("a", "b"), "p2": ("b", None)}
-    return [LabelTaskRec(p, k, 1, f"lr{k}", LEFT[p], p in gold, *gold.get(p, (None, None)), "2026-01-01T00:00:00Z")
-            for k, p in enumerate(LEFT, 1)]  # fmt: skip
+    return [
+        LabelTaskRec(p, k, 1, f"lr{k}", LEFT[p], p in gold, *gold.get(p, (None, None)), "2026-01-01T00:00:00Z")
+        for k, p in enumerate(LEFT, 1)
+    ]
 
 
 def test_account_keeps_latest_and_counts_everything():
@@ -105,8 +129,10 @@ def test_alpha_by_hand_and_equal_to_krippendorff():
     #   p4 b,a -> o_ab 1, o_ba 1.  n_a 6, n_b 3, n_tie 1; disagreeing mass 6: alpha = 1 - 9 * 6 / 54 = 0.
     assert qc.krippendorff_alpha(valid, "naturalness") == pytest.approx(0.0, abs=1e-12)
     nan = float("nan")  # the reliability matrix written out from the table above (a=0, b=1, tie=2)
-    for crit, m in {"consistency": [[0, 1, 2, 0], [0, 1, 1, 0], [0, 0, nan, nan]],
-                    "naturalness": [[1, 0, 0, 1], [0, 0, 0, 0], [1, 2, nan, nan]]}.items():  # fmt: skip
+    for crit, m in {
+        "consistency": [[0, 1, 2, 0], [0, 1, 1, 0], [0, 0, nan, nan]],
+        "naturalness": [[1, 0, 0, 1], [0, 0, 0, 0], [1, 2, nan, nan]],
+    }.items():
         ref = krippendorff.alpha(reliability_data=m, level_of_measurement="nominal")
         assert qc.krippendorff_alpha(valid, crit) == pytest.approx(ref, abs=1e-12)
 
@@ -156,15 +182,39 @@ def test_kappa_random_lists_equal_sklearn_and_undefined_is_none():
 
 def test_policy_flags_and_names_the_rule():
     stats = {
-        "careful": {"gold_n": 40, "gold_accuracy": 0.85, "decisive_n": 80, "left_share": 0.55, "timed_n": 40,
-                    "fast_share": 0.0},
-        "random": {"gold_n": 40, "gold_accuracy": 0.35, "decisive_n": 80, "left_share": 0.5, "timed_n": 40,
-                   "fast_share": 0.9},
-        "lefty": {"gold_n": 40, "gold_accuracy": 0.7, "decisive_n": 80, "left_share": 1.0, "timed_n": 40,
-                  "fast_share": 0.0},
-        "new": {"gold_n": 5, "gold_accuracy": 0.2, "decisive_n": 10, "left_share": 1.0, "timed_n": 5,
-                "fast_share": 1.0},  # too little evidence for any rule
-    }  # fmt: skip
+        "careful": {
+            "gold_n": 40,
+            "gold_accuracy": 0.85,
+            "decisive_n": 80,
+            "left_share": 0.55,
+            "timed_n": 40,
+            "fast_share": 0.0,
+        },
+        "random": {
+            "gold_n": 40,
+            "gold_accuracy": 0.35,
+            "decisive_n": 80,
+            "left_share": 0.5,
+            "timed_n": 40,
+            "fast_share": 0.9,
+        },
+        "lefty": {
+            "gold_n": 40,
+            "gold_accuracy": 0.7,
+            "decisive_n": 80,
+            "left_share": 1.0,
+            "timed_n": 40,
+            "fast_share": 0.0,
+        },
+        "new": {
+            "gold_n": 5,
+            "gold_accuracy": 0.2,
+            "decisive_n": 10,
+            "left_share": 1.0,
+            "timed_n": 5,
+            "fast_share": 1.0,
+        },  # too little evidence for any rule
+    }
     out = qc.exclusions(stats)
     assert set(out) == {"random", "lefty"}
     assert "gold_accuracy 0.35" in out["random"] and "fast_share 0.90" in out["random"]
@@ -185,8 +235,15 @@ def test_qc_summary_reads_the_workspace(tmp_path):
     write_table(tmp_path / "tables/label_tasks/part-x.parquet", fixture_tasks(), LABEL_TASKS)
     s = qc.qc_summary(tmp_path, exclude=["ann3"])
     assert set(s) >= {"annotators", "alpha", "kappa", "alpha_kept", "excluded", "account", "policy"}
-    assert set(s["annotators"]["ann1"]) >= {"n", "gold_n", "gold_accuracy", "left_share", "fast_share", "excluded",
-                                            "reason"}  # fmt: skip
+    assert set(s["annotators"]["ann1"]) >= {
+        "n",
+        "gold_n",
+        "gold_accuracy",
+        "left_share",
+        "fast_share",
+        "excluded",
+        "reason",
+    }
     assert s["alpha"]["consistency"] == pytest.approx(1 / 3)
     # without ann3: consistency units p1 a,a; p2 b,b; p3 tie,b; p4 a,a -> o_aa 4, o_bb 2, o_bt = o_tb = 1;
     #   n_a 4, n_b 3, n_tie 1, n = 8: alpha = 1 - 7 * 2 / (64 - 26) = 1 - 14/38 = 12/19.

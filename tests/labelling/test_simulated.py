@@ -21,9 +21,13 @@ from schemas.labels import AnnotationRec, LabelTaskRec
 pytestmark = pytest.mark.slow
 
 TRUTH = {  # model -> (consistency theta, naturalness theta); names are not in either order
-    "sim_kappa": (1.2, -0.2), "sim_delta": (0.7, 1.1), "sim_omega": (0.25, 0.6),
-    "sim_alpha": (-0.2, -1.3), "sim_zeta": (-0.65, 0.15), "sim_beta": (-1.3, -0.35),
-}  # fmt: skip
+    "sim_kappa": (1.2, -0.2),
+    "sim_delta": (0.7, 1.1),
+    "sim_omega": (0.25, 0.6),
+    "sim_alpha": (-0.2, -1.3),
+    "sim_zeta": (-0.65, 0.15),
+    "sim_beta": (-1.3, -0.35),
+}
 ANNOTATORS = {"sim1@lab.org": 0.8, "sim2@lab.org": 1.0, "sim3@lab.org": 1.4}  # noise temperature T
 
 
@@ -47,14 +51,27 @@ def test_simulated_annotators_recover_the_true_rankings(ls):
         return "left" if winner == left else "right"
 
     def prelabelled(pair: dict, data: dict) -> list[dict]:
-        return [{"completed_by": users[email], "lead_time": float(rng.uniform(3, 20)), "result": [
-            {"from_name": c, "to_name": "left_crop", "type": "choices",
-             "value": {"choices": [answer(pair, data["sr4k_left"], k, temp)]}} for k, c in enumerate(
-                ("consistency", "naturalness"))]} for email, temp in ANNOTATORS.items()]  # fmt: skip
+        return [
+            {
+                "completed_by": users[email],
+                "lead_time": float(rng.uniform(3, 20)),
+                "result": [
+                    {
+                        "from_name": c,
+                        "to_name": "left_crop",
+                        "type": "choices",
+                        "value": {"choices": [answer(pair, data["sr4k_left"], k, temp)]},
+                    }
+                    for k, c in enumerate(("consistency", "naturalness"))
+                ],
+            }
+            for email, temp in ANNOTATORS.items()
+        ]
 
     t0 = time.monotonic()
-    r = push.push_pairs(ws, "sim", overlap=3, gold_rate=0.05, project="sim", settings=settings,
-                        prelabelled=prelabelled)  # fmt: skip
+    r = push.push_pairs(
+        ws, "sim", overlap=3, gold_rate=0.05, project="sim", settings=settings, prelabelled=prelabelled
+    )
     t_push = time.monotonic() - t0
     assert (r["imported"], r["duplicates"]) == (2100, 0) and r["gold_imported"] == round(0.05 * 2100 / 0.95)
     t0 = time.monotonic()
@@ -71,10 +88,16 @@ def test_simulated_annotators_recover_the_true_rankings(ls):
     assert len(rows) == 6300 and len({(x["pair_id"], x["annotator"]) for x in rows}) == 6300
     assert {x["annotator"] for x in rows} == set(ANNOTATORS)
     anns = [AnnotationRec(**{k: x[k] for k in AnnotationRec.__dataclass_fields__}) for x in rows]
-    tasks = [LabelTaskRec(**{k: m[k] for k in LabelTaskRec.__dataclass_fields__})
-             for m in push.mapping(ws, pid).values()]  # fmt: skip
-    pair_dicts = [{f: getattr(p, f) for f in ("pair_id", "lr_key", "model_a", "model_b", "version_a", "version_b",
-                                               "path_a", "path_b", "left")} for p in pairs]  # fmt: skip
+    tasks = [
+        LabelTaskRec(**{k: m[k] for k in LabelTaskRec.__dataclass_fields__}) for m in push.mapping(ws, pid).values()
+    ]
+    pair_dicts = [
+        {
+            f: getattr(p, f)
+            for f in ("pair_id", "lr_key", "model_a", "model_b", "version_a", "version_b", "path_a", "path_b", "left")
+        }
+        for p in pairs
+    ]
     for k, criterion in enumerate(("consistency", "naturalness")):
         truth = sorted(models, key=lambda m: -TRUTH[m][k])
         assert _recovered(anns, tasks, pair_dicts, criterion, models) == truth, criterion

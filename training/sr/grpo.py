@@ -218,10 +218,19 @@ def sample(run: Run, hr: torch.Tensor, lr: torch.Tensor) -> dict[str, Any]:
     r = np.asarray(run.reward(lrs, groups, clean), dtype=np.float64).reshape(len(lrs), g)
     spread = r.std(1)
     adv = np.clip((r - r.mean(1, keepdims=True)) / (spread[:, None] + 1e-4), -gc.adv_clip, gc.adv_clip)
-    return {"state": state, "action": action, "logp_old": logp(action, mu_old.repeat_interleave(g, 0), gc.sigma),
-            "mu_ref": mu_ref, "adv": torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=state.device),
-            "reward": r, "zero_spread": float(np.mean(spread == 0)), "lr": lr, "lrs": lrs, "clean": clean,
-            "groups": groups}  # fmt: skip
+    return {
+        "state": state,
+        "action": action,
+        "logp_old": logp(action, mu_old.repeat_interleave(g, 0), gc.sigma),
+        "mu_ref": mu_ref,
+        "adv": torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=state.device),
+        "reward": r,
+        "zero_spread": float(np.mean(spread == 0)),
+        "lr": lr,
+        "lrs": lrs,
+        "clean": clean,
+        "groups": groups,
+    }
 
 
 def policy_loss(run: Run, s: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -239,8 +248,9 @@ def policy_loss(run: Run, s: dict[str, Any]) -> dict[str, torch.Tensor]:
     if lc.ap:
         x = (m.decode(mu_s).float().clamp(-1, 1) + 1) / 2
         ref = (m.upsample(s["lr"]).float() + 1) / 2
-        out["ap"] = ap_loss(x, ref, tau=lc.ap_tau, stride_weight=lc.ap_stride_weight, lines_only=lc.ap_lines_only,
-                            norm=lc.ap_norm)  # fmt: skip
+        out["ap"] = ap_loss(
+            x, ref, tau=lc.ap_tau, stride_weight=lc.ap_stride_weight, lines_only=lc.ap_lines_only, norm=lc.ap_norm
+        )
         out["total"] = out["total"] + lc.ap * out["ap"]
     with torch.no_grad():
         out["ratio"] = ratio.mean()
@@ -263,13 +273,18 @@ def noise_split(run: Run, hr: torch.Tensor, lr: torch.Tensor, states: int = 4, a
             mu = m.predict_latent(z + gc.sigma_in * torch.randn_like(z)).float()
             a = mu.repeat(actions, 1, 1, 1)
             rows.append(to_uint8(m.decode(a + gc.sigma * torch.randn_like(a))))
-    r = np.asarray(run.reward(to_uint8(lr[:1]) * states, rows, to_uint8(F.avg_pool2d(hr[:1].float(),
-                   m.cfg.scale)) * states), dtype=np.float64)  # fmt: skip
+    r = np.asarray(
+        run.reward(to_uint8(lr[:1]) * states, rows, to_uint8(F.avg_pool2d(hr[:1].float(), m.cfg.scale)) * states),
+        dtype=np.float64,
+    )
     total = r.var()
     if total == 0:
         return {"action_frac": 0.0, "input_frac": 0.0, "reward_var": 0.0}
-    return {"action_frac": float(r.var(1).mean() / total), "input_frac": float(r.mean(1).var() / total),
-            "reward_var": float(total)}  # fmt: skip
+    return {
+        "action_frac": float(r.var(1).mean() / total),
+        "input_frac": float(r.mean(1).var() / total),
+        "reward_var": float(total),
+    }
 
 
 def guard_stats(s: dict[str, Any]) -> dict[str, float]:
@@ -298,8 +313,10 @@ def guard(run: Run) -> str | None:
     if mean("reward", last) > mean("reward", first) and mean("lr_psnr", first) - mean("lr_psnr", last) > (
         gc.guard_psnr_drop
     ):
-        return (f"reward hacking: reward {mean('reward', first):.4f} -> {mean('reward', last):.4f} while "
-                f"LR-consistency fell {mean('lr_psnr', first):.2f} -> {mean('lr_psnr', last):.2f} dB")  # fmt: skip
+        return (
+            f"reward hacking: reward {mean('reward', first):.4f} -> {mean('reward', last):.4f} while "
+            f"LR-consistency fell {mean('lr_psnr', first):.2f} -> {mean('lr_psnr', last):.2f} dB"
+        )
     if mean("periodicity", last) > gc.guard_periodicity >= mean("periodicity", first):
         return f"periodic artefacts: periodicity peak {mean('periodicity', last):.4f} > {gc.guard_periodicity}"
     return None
@@ -323,8 +340,12 @@ def update(run: Run, s: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def _checkpoint(run: Run) -> Path:
-    extra = {"stage": "grpo", "guard_history": [{k: r[k] for k in GUARD_KEYS if k in r} for r in run.history],
-             "good_step": run.good_step, "stopped": run.stopped}  # fmt: skip
+    extra = {
+        "stage": "grpo",
+        "guard_history": [{k: r[k] for k in GUARD_KEYS if k in r} for r in run.history],
+        "good_step": run.good_step,
+        "stopped": run.stopped,
+    }
     path = save_checkpoint(run.cfg.out, run.step, run.model, run.optimizer, extra)
     if run.good is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in run.good.items()}, str(path / GOOD_NAME))
@@ -348,9 +369,13 @@ def train(run: Run, log: Callable[[dict], None] | None = None) -> Run:
         hr, lr = (t.to(acc.device) for t in next(run.batches))
         s = sample(run, hr, lr)
         if s["zero_spread"] == 1.0:
-            warnings.warn(f"GRPO step {run.step + 1}: every group's reward has zero spread, so this step has no "
-                          "gradient: raise grpo.sigma (the action noise must change what the reward sees) or check "
-                          "the reward", RuntimeWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"GRPO step {run.step + 1}: every group's reward has zero spread, so this step has no "
+                "gradient: raise grpo.sigma (the action noise must change what the reward sees) or check "
+                "the reward",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if run.zero_streak >= 0:  # counts only leading steps; -1 for good once a step had spread
             run.zero_streak = run.zero_streak + 1 if s["zero_spread"] == 1.0 else -1
         if run.zero_streak >= ZERO_SPREAD_STEPS:
@@ -363,8 +388,12 @@ def train(run: Run, log: Callable[[dict], None] | None = None) -> Run:
         terms = update(run, s)
         run.step += 1
         rec = {"step": run.step, **{k: float(v.detach()) for k, v in terms.items()}}
-        rec |= {"reward": float(s["reward"].mean()), "zero_spread": s["zero_spread"], **guard_stats(s),
-                "sec": time.perf_counter() - t0}  # fmt: skip
+        rec |= {
+            "reward": float(s["reward"].mean()),
+            "zero_spread": s["zero_spread"],
+            **guard_stats(s),
+            "sec": time.perf_counter() - t0,
+        }
         run.history.append(rec)
         if acc.is_main_process and (run.step % cfg.log_every == 0 or run.step == cfg.steps):
             with open(out / "log.jsonl", "a") as f:
@@ -383,12 +412,22 @@ def train(run: Run, log: Callable[[dict], None] | None = None) -> Run:
             _checkpoint(run)
     if acc.is_main_process:
         if run.stopped:
-            superseded = sorted(p.name for p in out.glob("checkpoint-*") if run.good_step is None or
-                                int(p.name.split("-")[1]) > run.good_step)  # fmt: skip
+            superseded = sorted(
+                p.name
+                for p in out.glob("checkpoint-*")
+                if run.good_step is None or int(p.name.split("-")[1]) > run.good_step
+            )
             _checkpoint(run)  # the rolled-back weights become the latest checkpoint: a resume cannot undo the stop
-            (out / "stopped.json").write_text(json.dumps({"step": run.step, "reason": run.stopped,
-                                                          "rolled_back_to_step": run.good_step,
-                                                          "checkpoints_after_good_weights": superseded}))  # fmt: skip
+            (out / "stopped.json").write_text(
+                json.dumps(
+                    {
+                        "step": run.step,
+                        "reason": run.stopped,
+                        "rolled_back_to_step": run.good_step,
+                        "checkpoints_after_good_weights": superseded,
+                    }
+                )
+            )
         m.save(out / "model", extra={"stage": "grpo", "step": run.step, "stopped": run.stopped})
     return run
 

@@ -179,15 +179,20 @@ class OP4KSR:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
         cfg = self.cfg.model_copy(
-            update={"transformer": str(Path(self.cfg.transformer).resolve()), "vae": str(Path(self.cfg.vae).resolve()),
-                    "text_embeds": None}
-        )  # fmt: skip
+            update={
+                "transformer": str(Path(self.cfg.transformer).resolve()),
+                "vae": str(Path(self.cfg.vae).resolve()),
+                "text_embeds": None,
+            }
+        )
         save_file(self.lora_state_dict(), str(tmp / LORA_NAME))
         save_file(
-            {"prompt_embeds": self.prompt_embeds.float().cpu().contiguous(),
-             "pooled_prompt_embeds": self.pooled.float().cpu().contiguous()},
+            {
+                "prompt_embeds": self.prompt_embeds.float().cpu().contiguous(),
+                "pooled_prompt_embeds": self.pooled.float().cpu().contiguous(),
+            },
             str(tmp / TEXT_NAME),
-        )  # fmt: skip
+        )
         meta = {"format": "op4ksr/1", "model": cfg.model_dump(mode="json"), "rope_theta": self.theta} | (extra or {})
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=1, sort_keys=True))
         if path.exists():

@@ -102,8 +102,16 @@ def prepare(
     if last is not None:
         step = load_training_state(last, model, opt)["step"]
     urls = data.shard_urls(cfg.data.shards)
-    stream = data.pairs(urls, cfg.data.crop, cfg.model.scale, cfg.seed, acc.process_index, acc.num_processes,
-                        cfg.data.shuffle_buffer, skip=step * cfg.data.batch_size)  # fmt: skip
+    stream = data.pairs(
+        urls,
+        cfg.data.crop,
+        cfg.model.scale,
+        cfg.seed,
+        acc.process_index,
+        acc.num_processes,
+        cfg.data.shuffle_buffer,
+        skip=step * cfg.data.batch_size,
+    )
     return acc, model, opt, step, data.batches(stream, cfg.data.batch_size)
 
 
@@ -125,8 +133,14 @@ def losses(run: Run, hr: torch.Tensor, lr: torch.Tensor) -> dict[str, torch.Tens
         x = m.decode(z).float()
         out["pixel_l2"] = F.mse_loss(x, hr)
         if lc.ap:
-            out["ap"] = ap_loss((x + 1) / 2, (hr + 1) / 2, tau=lc.ap_tau, stride_weight=lc.ap_stride_weight,
-                                lines_only=lc.ap_lines_only, norm=lc.ap_norm)  # fmt: skip
+            out["ap"] = ap_loss(
+                (x + 1) / 2,
+                (hr + 1) / 2,
+                tau=lc.ap_tau,
+                stride_weight=lc.ap_stride_weight,
+                lines_only=lc.ap_lines_only,
+                norm=lc.ap_norm,
+            )
         if run.lpips is not None:
             out["lpips"] = run.lpips(x, hr).mean()
     weights = {"latent_l2": lc.latent_l2, "pixel_l2": lc.pixel_l2, "ap": lc.ap, "lpips": lc.lpips}

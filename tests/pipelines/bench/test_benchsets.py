@@ -129,8 +129,11 @@ def test_synthetic_from_folder(photo_dir: Path, tmp_path: Path):
 
     manifest = json.loads((bench / "manifest.json").read_text())
     assert (manifest["kind"], manifest["version"], manifest["count"], manifest["scale"]) == (
-        "synthetic", "synthetic/1", 4, SCALE,
-    )  # fmt: skip
+        "synthetic",
+        "synthetic/1",
+        4,
+        SCALE,
+    )
     assert set(manifest["files"]) == set(_tree(bench)) - {"manifest.json"}
     assert manifest["created_from"] == str(photo_dir.resolve())
     assert bs.verify_benchmark(bench) == []
@@ -183,9 +186,27 @@ def _keys(n_held: int, n_not: int, permille: int) -> tuple[list[str], list[str]]
 
 def _image_rec(key: str, uri: Path, passed: bool) -> ImageRec:
     return ImageRec(
-        str(uri), key, "0" * 64, "0" * 64, 1, 512, 512, "PNG", "RGB", "", "0" * 16, 1.0, None, 0.0, 0.5, 0.0, 0.0, 1.0,
-        passed, "u0",
-    )  # fmt: skip
+        str(uri),
+        key,
+        "0" * 64,
+        "0" * 64,
+        1,
+        512,
+        512,
+        "PNG",
+        "RGB",
+        "",
+        "0" * 16,
+        1.0,
+        None,
+        0.0,
+        0.5,
+        0.0,
+        0.0,
+        1.0,
+        passed,
+        "u0",
+    )
 
 
 def _workspace(root: Path, photo_dir: Path, permille: int) -> dict[str, str]:
@@ -197,9 +218,25 @@ def _workspace(root: Path, photo_dir: Path, permille: int) -> dict[str, str]:
     recs = [_image_rec(k, photo_dir / f"{n}.png", n != "rocket") for n, k in names.items()]
     write_table(root / "tables" / "images" / "part-x.parquet", recs, IMAGES)
     shipped = SampleRec(
-        f"{names['flipped']}-c0", names["flipped"], str(photo_dir / "flipped.png"), "0" * 64, 0, 0, HR, HR, 32, 32, 4,
-        1, "{}", 0.5, "0" * 64, "0" * 64, "{}", "u0",
-    )  # fmt: skip
+        f"{names['flipped']}-c0",
+        names["flipped"],
+        str(photo_dir / "flipped.png"),
+        "0" * 64,
+        0,
+        0,
+        HR,
+        HR,
+        32,
+        32,
+        4,
+        1,
+        "{}",
+        0.5,
+        "0" * 64,
+        "0" * 64,
+        "{}",
+        "u0",
+    )
     write_table(root / "tables" / "samples" / "part-train4k.parquet", [shipped], SAMPLES)
     return names
 
@@ -333,12 +370,21 @@ def test_paired_problems_are_reported_per_file(tmp_path: Path):
         f"{k}_{side}.png" for k in [*good, "modcrop"] for side in ("HR", "LR4")
     }
     expected = {
-        "wrongsize_HR.png": "size_mismatch", "wrongsize_LR4.png": "size_mismatch", "swapped_HR.png": "misaligned",
-        "swapped_LR4.png": "misaligned", "lonely_HR.png": "unmatched", "orphan_LR4.png": "unmatched",
-        "readme.txt": "not_an_image", "twice_HR.png": "ambiguous", "twice_HR.jpg": "ambiguous",
-        "twice_LR4.png": "ambiguous", "broken_LR4.png": "decode_failed", "broken_HR.png": "partner_rejected",
-        ".DS_Store": "skipped_hidden", "sub": "skipped_folder",
-    }  # fmt: skip
+        "wrongsize_HR.png": "size_mismatch",
+        "wrongsize_LR4.png": "size_mismatch",
+        "swapped_HR.png": "misaligned",
+        "swapped_LR4.png": "misaligned",
+        "lonely_HR.png": "unmatched",
+        "orphan_LR4.png": "unmatched",
+        "readme.txt": "not_an_image",
+        "twice_HR.png": "ambiguous",
+        "twice_HR.jpg": "ambiguous",
+        "twice_LR4.png": "ambiguous",
+        "broken_LR4.png": "decode_failed",
+        "broken_HR.png": "partner_rejected",
+        ".DS_Store": "skipped_hidden",
+        "sub": "skipped_folder",
+    }
     assert {n: status[n] for n in expected} == expected
     assert "modcrop" in report["modcrop_HR.png"][1] and "psnr_y" in report["a_HR.png"][1]
     assert summary["count"] == 6 and summary["statuses"]["imported"] == 12

@@ -389,7 +389,9 @@ def test_lr_consistency_psnr_is_psnr_y_of_the_box_downscaled_sr_against_the_lr()
     d = 4
     expected = 10 * np.log10(255.0**2 / (d * 219 / 255) ** 2)
     assert lr_consistency_psnr(lr, (up + d).astype(np.uint8)) == pytest.approx(expected, abs=1e-3)
-    assert lr_consistency_psnr(lr, (up + checker).astype(np.uint8)) > lr_consistency_psnr(lr, (up + d).astype(np.uint8))
+    assert lr_consistency_psnr(lr, (up + checker).astype(np.uint8)) > lr_consistency_psnr(
+        lr, (up + d).astype(np.uint8)
+    )
 
 
 def test_the_loss_and_the_metric_share_the_periodicity_constants():
@@ -397,7 +399,8 @@ def test_the_loss_and_the_metric_share_the_periodicity_constants():
     (cv2.COLOR_RGB2GRAY): a changed constant on either side changes both."""
     import cv2
 
-    from pipelines.bench import metrics, periodicity_constants as pc
+    from pipelines.bench import metrics
+    from pipelines.bench import periodicity_constants as pc
     from training.sr import periodicity_loss as lap
 
     for name in ("MASK_SIGMA", "MASK_FLOOR", "LINE_BOX", "LINE_KAPPA"):

@@ -17,20 +17,59 @@ VOID = {"meta", "img", "br", "hr", "input", "link", "source", "col", "area", "ba
 
 def _image(uri, key, w, h, sharpness, quality, photo, passed=True):
     return ImageRec(
-        uri, key, "s" * 64, key * 2, 1000, w, h, "JPEG" if quality else "PNG", "RGB", "", "0" * 16, sharpness,
-        quality, 0.1, 0.45, 0.0, 0.01, photo, passed, "u0",
-    )  # fmt: skip
+        uri,
+        key,
+        "s" * 64,
+        key * 2,
+        1000,
+        w,
+        h,
+        "JPEG" if quality else "PNG",
+        "RGB",
+        "",
+        "0" * 16,
+        sharpness,
+        quality,
+        0.1,
+        0.45,
+        0.0,
+        0.01,
+        photo,
+        passed,
+        "u0",
+    )
 
 
 def _sample(key, image_key, uri, seed):
     deg = {
-        "blur1": {"type": "iso", "size": 7, "sigma_x": 1.25}, "jpeg1": {"quality": 55}, "blur2": None,
-        "final": {"order": "jpeg_resize_sinc", "quality": 90}, "seed": seed, "scale": 4, "version": "d/1",
-    }  # fmt: skip
+        "blur1": {"type": "iso", "size": 7, "sigma_x": 1.25},
+        "jpeg1": {"quality": 55},
+        "blur2": None,
+        "final": {"order": "jpeg_resize_sinc", "quality": 90},
+        "seed": seed,
+        "scale": 4,
+        "version": "d/1",
+    }
     return SampleRec(
-        key, image_key, uri, "s" * 64, 32, 64, 512, 512, 128, 128, 4, seed, json.dumps(deg), 0.7, "h" * 64, "l" * 64,
-        json.dumps({"decode": "decode/1", "config": "abc123"}), "u0",
-    )  # fmt: skip
+        key,
+        image_key,
+        uri,
+        "s" * 64,
+        32,
+        64,
+        512,
+        512,
+        128,
+        128,
+        4,
+        seed,
+        json.dumps(deg),
+        0.7,
+        "h" * 64,
+        "l" * 64,
+        json.dumps({"decode": "decode/1", "config": "abc123"}),
+        "u0",
+    )
 
 
 def _fake_workspace(root):
@@ -43,9 +82,11 @@ def _fake_workspace(root):
     uris = [u for u, _ in keep] + [blurry[0], small[0], dup[0], *broken, "/data/in/missing.jpg"]
     write_table(ws.part("sources", "u0"), [SourceRec(u, "u0", "folder") for u in uris], SOURCES)
     images = [_image(u, k, 1200 + 100 * i, 900, 10.0 ** (i + 1), 92.0, 0.9) for i, (u, k) in enumerate(keep)]
-    images += [_image(blurry[0], blurry[1], 1000, 800, 0.5, None, 0.8, False),
-               _image(small[0], small[1], 300, 200, 50.0, 80.0, 0.7, False),
-               _image(dup[0], dup[1], 1200, 900, 10.0, 92.0, 0.9)]  # fmt: skip
+    images += [
+        _image(blurry[0], blurry[1], 1000, 800, 0.5, None, 0.8, False),
+        _image(small[0], small[1], 300, 200, 50.0, 80.0, 0.7, False),
+        _image(dup[0], dup[1], 1200, 900, 10.0, 92.0, 0.9),
+    ]
     write_table(ws.part("images", "u0"), images, IMAGES)
     rejects = [
         RejectRec(blurry[0], "filter", "blurry", "sharpness 0.5 < 20", blurry[1], None, "u0"),

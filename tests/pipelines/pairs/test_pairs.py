@@ -32,10 +32,16 @@ from pipelines.pairs.build import (
 def grid(n_lr: int, n_models: int, thumbs: bool = False, seed: int = 0) -> list[Candidate]:
     rng = np.random.default_rng(seed)
     return [
-        Candidate(f"lr{lr:04d}", f"m{m}", "v1", f"out/{lr}-{m}.png",
-                  thumb=rng.random((64, 64), dtype=np.float32) if thumbs else None)
-        for lr in range(n_lr) for m in range(n_models)
-    ]  # fmt: skip
+        Candidate(
+            f"lr{lr:04d}",
+            f"m{m}",
+            "v1",
+            f"out/{lr}-{m}.png",
+            thumb=rng.random((64, 64), dtype=np.float32) if thumbs else None,
+        )
+        for lr in range(n_lr)
+        for m in range(n_models)
+    ]
 
 
 def spread(counts: dict) -> int:
@@ -50,8 +56,10 @@ def check_valid(pairs: list[PairRec]) -> None:
     assert all("." not in p.pair_id and p.pair_id.startswith("pr-") for p in pairs)
 
 
-@pytest.mark.parametrize(("n_lr", "n_models", "target"), [(5, 4, 7), (5, 4, 13), (5, 4, 30), (7, 5, 23), (3, 6, 40),
-                                                          (40, 3, 17), (12, 7, 100)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("n_lr", "n_models", "target"),
+    [(5, 4, 7), (5, 4, 13), (5, 4, 30), (7, 5, 23), (3, 6, 40), (40, 3, 17), (12, 7, 100)],
+)
 def test_balanced_counts_differ_by_at_most_one(n_lr, n_models, target):
     pairs, rep = build_pairs(grid(n_lr, n_models), target, min_distance=0, seed=3)
     check_valid(pairs)
@@ -143,14 +151,20 @@ def test_paths_are_recorded_relative_to_the_workspace(tmp_path):
     """A pairs table, and every Label Studio task made from it, must stay valid when the workspace moves: paths are
     recorded relative to the workspace whatever form the candidates give them in."""
     ws = tmp_path / "ws"
-    cands = [Candidate("x", "a", "1", "images/aa/a.png", thumb=np.zeros((64, 64), np.float32)),
-             Candidate("x", "b", "1", str(ws / "images" / "bb" / "b.png"), thumb=np.ones((64, 64), np.float32)),
-             Candidate("y", "a", "1", str(ws / "images/../images/cc/c.png"), thumb=np.zeros((64, 64), np.float32)),
-             Candidate("y", "b", "1", "images/dd/d.png", thumb=np.ones((64, 64), np.float32))]  # fmt: skip
+    cands = [
+        Candidate("x", "a", "1", "images/aa/a.png", thumb=np.zeros((64, 64), np.float32)),
+        Candidate("x", "b", "1", str(ws / "images" / "bb" / "b.png"), thumb=np.ones((64, 64), np.float32)),
+        Candidate("y", "a", "1", str(ws / "images/../images/cc/c.png"), thumb=np.zeros((64, 64), np.float32)),
+        Candidate("y", "b", "1", "images/dd/d.png", thumb=np.ones((64, 64), np.float32)),
+    ]
     pairs, _ = build_pairs(cands, 2, root=ws)
     got = {(p.lr_key, p.model_a): p.path_a for p in pairs} | {(p.lr_key, p.model_b): p.path_b for p in pairs}
-    assert got == {("x", "a"): "images/aa/a.png", ("x", "b"): "images/bb/b.png", ("y", "a"): "images/cc/c.png",
-                   ("y", "b"): "images/dd/d.png"}  # fmt: skip
+    assert got == {
+        ("x", "a"): "images/aa/a.png",
+        ("x", "b"): "images/bb/b.png",
+        ("y", "a"): "images/cc/c.png",
+        ("y", "b"): "images/dd/d.png",
+    }
     outside = [*cands[:1], Candidate("x", "b", "1", str(tmp_path / "elsewhere.png"), thumb=np.ones((64, 64)))]
     with pytest.raises(ValueError, match="outside the workspace"):
         build_pairs(outside, 1, root=ws)
@@ -282,8 +296,18 @@ def test_active_uses_the_covariance_of_differences():
         assert (p.model_a, p.model_b) == ("C", "D")
 
 
-@pytest.mark.parametrize("d, r, v", [(-0.4, 0.2, 0.6), (0.05, 0.01, 0.02), (1.0, 0.5, 0.51), (0.0, 0.3, 0.4),
-                                     (2.0, 0.001, 0.5), (-3.0, 0.4, 0.41), (0.3, 0.0, 0.2)])  # fmt: skip
+@pytest.mark.parametrize(
+    "d, r, v",
+    [
+        (-0.4, 0.2, 0.6),
+        (0.05, 0.01, 0.02),
+        (1.0, 0.5, 0.51),
+        (0.0, 0.3, 0.4),
+        (2.0, 0.001, 0.5),
+        (-3.0, 0.4, 0.41),
+        (0.3, 0.0, 0.2),
+    ],
+)
 def test_expected_misorder_closed_form_equals_numerical_integration(d, r, v):
     from scipy.integrate import quad
     from scipy.special import ndtr
@@ -410,11 +434,13 @@ def test_estimates_from_a_ranking_file_carry_the_covariance():
     from pipelines.pairs.build import estimates_from_ranking
 
     cov = [[0.2, 0.1], [0.1, 0.2]]
-    doc = {"rankings": {"consistency": [{"model": "x", "theta": 0.5, "std": 0.45},
-                                        {"model": "y", "theta": -0.5, "std": 0.45}],
-                        "naturalness": [{"model": "x", "theta": 0.0, "std": 1.0},
-                                        {"model": "y", "theta": 0.0, "std": None}]},
-           "covariance": {"consistency": {"models": ["x", "y"], "matrix": cov}}}  # fmt: skip
+    doc = {
+        "rankings": {
+            "consistency": [{"model": "x", "theta": 0.5, "std": 0.45}, {"model": "y", "theta": -0.5, "std": 0.45}],
+            "naturalness": [{"model": "x", "theta": 0.0, "std": 1.0}, {"model": "y", "theta": 0.0, "std": None}],
+        },
+        "covariance": {"consistency": {"models": ["x", "y"], "matrix": cov}},
+    }
     c, n = estimates_from_ranking(doc)
     assert c["x"] == (0.5, 0.45) and np.array_equal(c.covariance, cov) and c.models == ["x", "y"]
     assert n.covariance is None and n["y"] == (0.0, math.inf)  # never compared: null in JSON
@@ -479,8 +505,9 @@ def test_vectorised_bootstrap_fit_equals_choix():
     counts = np.zeros((4, 4))
     np.add.at(counts, tuple(np.array(data).T), 1.0)
     for alpha in (BT_ALPHA, 0.5):
-        np.testing.assert_allclose(_ilsr_counts(counts[None], alpha)[0], choix.ilsr_pairwise(4, data, alpha=alpha),
-                                   atol=1e-9)  # fmt: skip
+        np.testing.assert_allclose(
+            _ilsr_counts(counts[None], alpha)[0], choix.ilsr_pairwise(4, data, alpha=alpha), atol=1e-9
+        )
 
 
 def test_bradley_terry_std_shrinks_with_more_data():

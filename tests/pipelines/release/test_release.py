@@ -59,8 +59,16 @@ def build_labelled_workspace(root: Path) -> Path:
             rel = f"images/{sha[:2]}/{sha}.png"
             cands.append(CandidateRec("lq", key, model, "v1", rel, sha, 96, 96, 0.1, 1.0, "u"))
     write_table(ws / "tables/candidates/part-u.parquet", cands, CANDIDATES)
-    rows = [{"lr_key": c.lr_key, "model": c.model, "model_version": c.model_version,
-             "output_path": str(ws / c.output_path), "output_sha256": c.output_sha256} for c in cands]  # fmt: skip
+    rows = [
+        {
+            "lr_key": c.lr_key,
+            "model": c.model,
+            "model_version": c.model_version,
+            "output_path": str(ws / c.output_path),
+            "output_sha256": c.output_sha256,
+        }
+        for c in cands
+    ]
     pairs, _ = build_pairs(rows, 0, "all", min_distance=0)
     write_table(ws / "tables/pairs/part-pairs.parquet", pairs, PAIRS)
     tasks, anns, aid = [], [], 0
@@ -70,8 +78,11 @@ def build_labelled_workspace(root: Path) -> Path:
         for who in ("ann1@x", "ann2@x", "ann3@x"):
             aid += 1
             ans = better if (aid % 5) else "tie"
-            anns.append(AnnotationRec(aid, k, 1, p.pair_id, who, p.left, ans, better, False, True, None, k == 0, 9.0,
-                                      "t", "t", "[]"))  # fmt: skip
+            anns.append(
+                AnnotationRec(
+                    aid, k, 1, p.pair_id, who, p.left, ans, better, False, True, None, k == 0, 9.0, "t", "t", "[]"
+                )
+            )
     write_table(ws / "tables/label_tasks/part-l.parquet", tasks, LABEL_TASKS)
     write_table(ws / "tables/annotations/part-l.parquet", anns, ANNOTATIONS)
     aggregate_workspace(ws, bootstrap=20)
@@ -124,8 +135,12 @@ def test_preferences_release_reads_back_everywhere(labelled):
     # Hugging Face datasets, offline
     import datasets
 
-    ds = datasets.load_dataset("webdataset", data_files={"train": sorted(glob.glob(str(out / "*.tar")))},
-                               split="train", cache_dir=str(out.parent / ".hf-cache"))  # fmt: skip
+    ds = datasets.load_dataset(
+        "webdataset",
+        data_files={"train": sorted(glob.glob(str(out / "*.tar")))},
+        split="train",
+        cache_dir=str(out.parent / ".hf-cache"),
+    )
     assert len(ds) == 12 and set(ds.column_names) >= {"lr.png", "a.png", "b.png", "json"}
     assert ds[0]["a.png"].size == (96, 96) and ds[0]["json"]["pair_id"] == ds[0]["__key__"]
     # DuckDB over the index: one row per sample, the labels queryable without opening a tar
@@ -136,8 +151,10 @@ def test_preferences_release_reads_back_everywhere(labelled):
         12,
         3,
     )
-    wins = dict(con.execute(f"""select case when naturalness = 'a' then model_a else model_b end, count(*)
-                                from '{idx}' group by 1""").fetchall())  # fmt: skip
+    wins = dict(
+        con.execute(f"""select case when naturalness = 'a' then model_a else model_b end, count(*)
+                                from '{idx}' group by 1""").fetchall()
+    )
     assert wins == {"sharper": 8, "sharp": 4}  # 4 LRs x (sharper beats 2 models; sharp beats bicubic)
     # the card: counts, agreement, the ranking table, plots that exist; no annotator e-mail
     card = (out / "README.md").read_text()
@@ -197,9 +214,17 @@ def test_trainset_release_from_a_curated_workspace(tmp_path):
         Image.fromarray(getattr(data, name)()).save(src / f"{name}.png")
     Image.fromarray(photo(0, 64)).save(src / "tiny.png")  # rejected: too small
     ws = tmp_path / "ws"
-    cfg = steps.CurateConfig.model_validate({"hr_size": "128", "scale": 4, "unit_size": 3, "shard_max_count": 2,
-                                             "dataset": "t", "holdout_permille": 0,
-                                             "filters": {"min_short_side": 128}})  # fmt: skip
+    cfg = steps.CurateConfig.model_validate(
+        {
+            "hr_size": "128",
+            "scale": 4,
+            "unit_size": 3,
+            "shard_max_count": 2,
+            "dataset": "t",
+            "holdout_permille": 0,
+            "filters": {"min_short_side": 128},
+        }
+    )
     plan = steps.plan(str(src), cfg)
     for unit in plan.units:
         steps.build_unit(unit, plan.listing.root, plan.listing.origin, ws, cfg)
@@ -216,16 +241,21 @@ def test_trainset_release_from_a_curated_workspace(tmp_path):
         meta = json.loads(tf.extractfile(f"{key}.json").read())
     assert hr.size == (128, 128) and meta["key"] == key and meta["scale"] == 4
     # same bytes as the curated shards, sample by sample
-    curated = {x["__key__"]: x for x in wds.WebDataset(sorted(glob.glob(str(ws / "shards/t/*.tar"))),
-                                                       shardshuffle=False)}  # fmt: skip
+    curated = {
+        x["__key__"]: x for x in wds.WebDataset(sorted(glob.glob(str(ws / "shards/t/*.tar"))), shardshuffle=False)
+    }
     released = list(wds.WebDataset(sorted(glob.glob(str(out / "*.tar"))), shardshuffle=False))
     assert len(released) == len(curated)
     for x in released:
         assert x["hr.png"] == curated[x["__key__"]]["hr.png"] and x["json"] == curated[x["__key__"]]["json"]
     import datasets
 
-    ds = datasets.load_dataset("webdataset", data_files={"train": sorted(glob.glob(str(out / "*.tar")))},
-                               split="train", cache_dir=str(tmp_path / ".hf-cache"))  # fmt: skip
+    ds = datasets.load_dataset(
+        "webdataset",
+        data_files={"train": sorted(glob.glob(str(out / "*.tar")))},
+        split="train",
+        cache_dir=str(tmp_path / ".hf-cache"),
+    )
     assert len(ds) == s["samples"] and ds[0]["hr.png"].size == (128, 128) and ds[0]["lr.png"].size == (32, 32)
     con = duckdb.connect()
     assert con.execute(f"select count(*), min(scale), max(hr_width) from '{out / 'index.parquet'}'").fetchone() == (
@@ -262,8 +292,12 @@ def test_benchmark_release(tmp_path):
         assert x["json"]["hr_path"] == "hr.png" and x["json"]["bench"] == "syn" and x["json"]["seed"] is not None
     import datasets
 
-    ds = datasets.load_dataset("webdataset", data_files={"test": sorted(glob.glob(str(out / "*.tar")))}, split="test",
-                               cache_dir=str(tmp_path / ".hf-cache"))  # fmt: skip
+    ds = datasets.load_dataset(
+        "webdataset",
+        data_files={"test": sorted(glob.glob(str(out / "*.tar")))},
+        split="test",
+        cache_dir=str(tmp_path / ".hf-cache"),
+    )
     assert len(ds) == 3 and ds[0]["lr.png"].size == (32, 32)
     assert "Benchmark `syn` of kind `synthetic`" in (out / "README.md").read_text()
 
@@ -281,8 +315,10 @@ def test_a_forged_benchmark_index_ships_nothing(tmp_path, row):
     benchsets.build_synthetic(src, ws / "benchmarks", "syn", count=2, hr_size=(128, 128), scale=4)
     secret = encode_png(np.full((8, 8, 3), 7, np.uint8), 3) + b"SECRET-OUTSIDE-THE-WORKSPACE"
     (tmp_path / "outside.png").write_bytes(secret)
-    forge_index(ws / "benchmarks" / "syn", **{k: str(tmp_path / "outside.png") if v == "ABSOLUTE" else v
-                                                for k, v in row.items()})  # fmt: skip
+    forge_index(
+        ws / "benchmarks" / "syn",
+        **{k: str(tmp_path / "outside.png") if v == "ABSOLUTE" else v for k, v in row.items()},
+    )
     with pytest.raises(ReleaseError) as e:
         release(ws, "benchmark", "syn4k", "0.1.0")
     msg = str(e.value)
@@ -312,8 +348,10 @@ def test_preferences_paths_outside_the_workspace_are_not_shipped(tmp_path, label
 
 def test_release_names_and_sources_are_validated(tmp_path):
     (tmp_path / "ws").mkdir()
-    for kwargs, match in (({"name": "../../x"}, "release name '../../x' is not a valid name"),
-                          ({"name": "ok", "source": "../x"}, "--bench '../x' is not a valid name")):  # fmt: skip
+    for kwargs, match in (
+        ({"name": "../../x"}, "release name '../../x' is not a valid name"),
+        ({"name": "ok", "source": "../x"}, "--bench '../x' is not a valid name"),
+    ):
         with pytest.raises(ReleaseError, match=match):
             release(tmp_path / "ws", "benchmark", version="0.1.0", **{"source": None} | kwargs)
     with pytest.raises(ReleaseError, match=r"must look like 1\.2\.3"):  # "$" alone lets a trailing newline through
@@ -354,8 +392,16 @@ def test_curate_rerun_and_release_in_a_workspace_path_with_quotes(tmp_path):
     for name in ("astronaut", "coffee"):
         Image.fromarray(getattr(data, name)()).save(src / f"{name}.png")
     ws = tmp_path / 'it\'s "my" [ws]*'
-    cfg = steps.CurateConfig.model_validate({"hr_size": "128", "scale": 4, "unit_size": 2, "dataset": "t",
-                                             "holdout_permille": 0, "filters": {"min_short_side": 128}})  # fmt: skip
+    cfg = steps.CurateConfig.model_validate(
+        {
+            "hr_size": "128",
+            "scale": 4,
+            "unit_size": 2,
+            "dataset": "t",
+            "holdout_permille": 0,
+            "filters": {"min_short_side": 128},
+        }
+    )
     for _ in range(2):  # the rerun reads the catalog views of the first run
         plan = steps.plan(str(src), cfg)
         for unit in plan.units:

@@ -64,8 +64,12 @@ def test_walk_does_not_follow_folder_links_and_reports_each_entry_once(folder: P
 @pytest.mark.timeout(20)
 def test_reads_refuse_fifos_devices_and_outside_links_without_blocking(folder: Path, tmp_path: Path):
     t0 = time.monotonic()
-    for name, reason in (("pipe.png", "not_a_file"), ("outside.png", "symlink_outside_root"),
-                         ("zero.png", "symlink_outside_root"), ("dangling.png", "missing")):  # fmt: skip
+    for name, reason in (
+        ("pipe.png", "not_a_file"),
+        ("outside.png", "symlink_outside_root"),
+        ("zero.png", "symlink_outside_root"),
+        ("dangling.png", "missing"),
+    ):
         with pytest.raises(safety.UnsafeInput) as e:
             safety.read_capped(folder / name, folder)
         assert e.value.reason == reason and name in str(e.value)
@@ -96,9 +100,14 @@ def test_inside_keeps_index_paths_in_their_folder(tmp_path: Path):
     (root / "lr" / "evil.png").symlink_to(tmp_path)
     listed = {"lr/a.png": "h", "lr/evil.png": "h"}
     assert safety.inside(root, "lr/a.png", "lr_path", listed) == root / "lr" / "a.png"
-    for rel, msg in (("/etc/passwd", "not a relative path"), ("../../x.png", "leaves or hides"),
-                     ("lr/../../x", "leaves or hides"), ("lr/b.png", "not listed in the verified manifest"),
-                     ("lr/evil.png/..", "leaves or hides"), (None, "not a relative path")):  # fmt: skip
+    for rel, msg in (
+        ("/etc/passwd", "not a relative path"),
+        ("../../x.png", "leaves or hides"),
+        ("lr/../../x", "leaves or hides"),
+        ("lr/b.png", "not listed in the verified manifest"),
+        ("lr/evil.png/..", "leaves or hides"),
+        (None, "not a relative path"),
+    ):
         with pytest.raises(ValueError, match=msg):
             safety.inside(root, rel, "lr_path", listed)
     (root / "lr" / "out.png").symlink_to("/etc/hostname")
