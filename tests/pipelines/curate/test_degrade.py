@@ -469,3 +469,108 @@ def test_usm_setting_degrades_the_sharpened_hr_and_is_off_by_default() -> None:
     pre = np.clip(np.rint(usm_sharp(hr.astype(np.float32) / 255) * 255), 0, 255).astype(np.uint8)
     via, _ = degrade(pre, 4, 11)
     assert np.abs(via.astype(int) - sharp.astype(int)).mean() < np.abs(plain.astype(int) - sharp.astype(int)).mean()
+
+
+# --- fast routes with the same maths (issue 16: speed) --------------------------------------------------------------
+
+_ROUTE_SPECS = [
+    {"type": kind, "size": size, "sigma_x": 2.2, "sigma_y": 0.8 if "aniso" in kind else 2.2,
+     "theta": 0.7 if "aniso" in kind else 0.0, "beta": 1.6, "omega_c": 1.1}
+    for kind in ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso", "sinc")
+    for size in (7, 11, 13, 21)
+]  # fmt: skip
+
+
+def _direct_correlation(img: np.ndarray, kernel: np.ndarray, gain: float) -> np.ndarray:
+    """The definition: reflect-101 padding (numpy's "reflect") and a float64 sum over every tap."""
+    p = kernel.shape[0] // 2
+    x = np.pad(img.astype(np.float64), ((p, p), (p, p), (0, 0)), mode="reflect")
+    win = np.lib.stride_tricks.sliding_window_view(x, kernel.shape, axis=(0, 1))  # (h, w, c, k, k)
+    return np.einsum("ijckl,kl->ijc", win, kernel * gain)
+
+
+@pytest.mark.parametrize("spec", _ROUTE_SPECS, ids=lambda s: f"{s['type']}-{s['size']}")
+def test_filter_routes_equal_direct_correlation(spec: dict) -> None:
+    """Separable, direct and FFT routes all equal the direct float64 correlation to float32 rounding (< 1e-3 grey
+    level), on the uint8 HR (gain 1/255) and on float32 images; a shifted, flipped or circularly padded result would
+    be off by whole grey levels."""
+    from pipelines.curate.degrade import _filter
+
+    rng = np.random.default_rng(spec["size"])
+    kernel = _build_kernel(spec)
+    for img, gain in ((_scene(40, 57, seed=2), 1 / 255), (rng.random((45, 38, 3), dtype=np.float32), 1.0)):
+        out = _filter(img, spec, gain)
+        assert out.shape == img.shape and out.dtype == np.float32
+        assert np.abs(out - _direct_correlation(img, kernel, gain)).max() * 255 < 1e-3
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 5, 3), (9, 30, 3), (30, 9)])
+def test_fft_filter_on_images_smaller_than_the_kernel(shape: tuple[int, ...]) -> None:
+    """Reflect-101 padding wider than the image (OpenCV reflects repeatedly), and a single-channel image."""
+    from pipelines.curate.degrade import _fft_filter
+
+    img = np.random.default_rng(5).random(shape, dtype=np.float32)
+    kernel = _build_kernel(_ROUTE_SPECS[-1])  # sinc 21x21
+    ref = cv2.filter2D(img.astype(np.float64), cv2.CV_64F, kernel, borderType=cv2.BORDER_REFLECT_101)
+    out = _fft_filter(img, kernel)
+    assert out.shape == img.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=2e-6)
+
+
+def _area_prefix_sum(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Degrade version 2's area resize: float64 prefix sums per axis (adaptive_avg_pool2d's bins)."""
+
+    def axis_pool(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+        n_in = a.shape[axis]
+        i = np.arange(n_out)
+        start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (1, 0)
+        csum = np.pad(np.cumsum(a, axis=axis, dtype=np.float64), pad)
+        shape = [1] * a.ndim
+        shape[axis] = n_out
+        out = (np.take(csum, end, axis=axis) - np.take(csum, start, axis=axis)) / (end - start).reshape(shape)
+        return out.astype(np.float32)
+
+    return axis_pool(axis_pool(img, height, 0), width, 1)
+
+
+@pytest.mark.parametrize(("src", "dst"), [((64, 96), (21, 50)), ((100, 37), (40, 37)), ((30, 45), (47, 90)),
+                                          ((64, 64), (16, 32)), ((257, 129), (86, 43)), ((7, 9), (1, 1))])  # fmt: skip
+def test_area_resize_equals_the_prefix_sum_reference(src, dst) -> None:
+    """The blocked shifted-sum pooling gives the very float32 values of the prefix-sum version (both sum exactly in
+    float64 for 8-bit-like values); a bin off by one would change them."""
+    from pipelines.curate.degrade import area_resize
+
+    img = np.random.default_rng(6).random((*src, 3), dtype=np.float32)
+    out = area_resize(img, *dst)
+    assert out.shape == (*dst, 3) and out.dtype == np.float32 and out.flags.c_contiguous
+    assert np.array_equal(out, _area_prefix_sum(img, *dst))
+
+
+def test_fast_routes_keep_the_seeded_lr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeded LRs of the fast routes vs degrade version 2's routes (OpenCV filter2D on the input as given, prefix-sum
+    area): same parameters; the pixels differ only where float32 rounding flips an 8-bit rounding before a JPEG or
+    Poisson step (a JPEG block then changes a little). Seeds with non-separable kernels of 13-21 taps (FFT route)."""
+    import pipelines.curate.degrade as mod
+
+    hr = _scene(128, 192, seed=4)
+    seeds = [s for s in range(200) if _large_nonsep(sample_params(np.random.Generator(np.random.PCG64(s)), DEFAULTS))]
+    seeds = seeds[:6]
+    fast = [degrade(hr, 4, s) for s in seeds]
+
+    def v2_filter(img, spec, gain=1.0):
+        kernel = _build_kernel(spec)
+        return cv2.filter2D(img, cv2.CV_32F, (kernel * gain).astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+
+    monkeypatch.setattr(mod, "_filter", v2_filter)
+    monkeypatch.setattr(mod, "area_resize", _area_prefix_sum)
+    for s, (lr, params) in zip(seeds, fast, strict=True):
+        ref, ref_params = degrade(hr, 4, s)
+        assert params == ref_params
+        diff = np.abs(lr.astype(int) - ref.astype(int))
+        assert np.count_nonzero(diff) <= 0.02 * diff.size and diff.mean() < 0.1, (s, np.count_nonzero(diff))
+
+
+def _large_nonsep(params: dict) -> bool:
+    return params["blur1"]["type"] != "iso" and params["blur1"]["size"] >= 13
