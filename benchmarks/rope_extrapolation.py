@@ -206,32 +206,48 @@ def evaluate(kind: str, model: TokenSR, grid: int, evals: dict[int, torch.Tensor
     return rows
 
 
+def _interval(v: list[float]) -> tuple[float, float]:
+    """Mean and 95 % Student-t half-interval (n − 1 dof; nan for n = 1)."""
+    a = np.array(v, dtype=np.float64)
+    half = T95.get(len(a) - 1, 2.0) * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else math.nan
+    return float(a.mean()), float(half)
+
+
 def summarise(results: dict[str, list[dict]]) -> list[dict]:
-    """Mean and 95 % t half-interval over seeds per (run_grid, arm, lap); results: "seed/kind" -> rows."""
-    keyed: dict[tuple, list[dict]] = {}
-    for rows in results.values():
+    """Mean and 95 % t half-interval over seeds per (run_grid, arm, lap); results: "seed/kind" -> rows. ``delta``:
+    the gain minus that of the L_AP-off g-model with its trained RoPE (none) at the same grid, paired by seed (same
+    images, and for the RFR arms the same weights), so seed-to-seed spread in how well a model trained cancels."""
+    keyed: dict[tuple, list[tuple[str, dict]]] = {}
+    ref: dict[tuple[str, str], float] = {}
+    for key, rows in results.items():
+        seed = key.split("/")[0]
         for r in rows:
-            keyed.setdefault((r["run_grid"], r["arm"], r["lap"]), []).append(r)
+            keyed.setdefault((r["run_grid"], r["arm"], r["lap"]), []).append((seed, r))
+            if r["arm"] == "none" and r["lap"] == "0":
+                ref[(seed, r["run_grid"])] = r["gain_db"]
     out = []
     for (g, arm, lap), rs in keyed.items():
         row = {"run_grid": g, "arm": arm, "lap": lap, "n": len(rs)}
         for k in METRICS:
-            v = np.array([r[k] for r in rs], dtype=np.float64)
-            half = T95.get(len(v) - 1, 2.0) * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
-            row[k], row[k + "_ci"], row[k + "_seeds"] = float(v.mean()), float(half), [float(x) for x in v]
+            v = [r[k] for _, r in rs]
+            row[k], row[k + "_ci"] = _interval(v)
+            row[k + "_seeds"] = [float(x) for x in v]
+        deltas = [r["gain_db"] - ref[(seed, g)] for seed, r in rs if (seed, g) in ref]
+        row["delta"], row["delta_ci"] = _interval(deltas) if deltas else (math.nan, math.nan)
         out.append(row)
     return sorted(out, key=lambda r: (r["run_grid"], float(r["lap"]), r["arm"]))
 
 
 def table(summary: list[dict]) -> str:
-    """Markdown table: mean ± 95 % half-interval; gain also per seed."""
-    lines = ["| grid | arm | λ_AP | n | PSNR gain dB | per seed | peak | R at 25 px (RoPE band 0) | R at g·4 px |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Markdown table: mean ± 95 % half-interval; gain also per seed and paired against none (``delta``)."""
+    lines = ["| grid | arm | λ_AP | n | PSNR gain dB | per seed | Δ vs none (paired) | peak | R at 25 px (RoPE band "
+             "0) | R at g·4 px |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in summary:
         cells = [f"{r[k]:.4f} ± {r[k + '_ci']:.4f}" for k in ("peak", "rope_R", "grid_R")]
         seeds = "/".join(f"{x:+.2f}" for x in r["gain_db_seeds"])
         lines.append(f"| {r['run_grid']} | {r['arm']} | {r['lap']} | {r['n']} | {r['gain_db']:+.2f} ± "
-                     f"{r['gain_db_ci']:.2f} | {seeds} | " + " | ".join(cells) + " |")  # fmt: skip
+                     f"{r['gain_db_ci']:.2f} | {seeds} | {r['delta']:+.2f} ± {r['delta_ci']:.2f} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
     return "\n".join(lines)
 
 

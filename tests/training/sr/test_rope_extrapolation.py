@@ -33,13 +33,18 @@ def test_model_starts_at_bicubic_and_rfr_acts_only_beyond_the_trained_grid(rope)
     assert (outs["none"][1] - outs["yarn"][1]).abs().max() > 1e-4  # 32 tokens: s = 4
 
 
-def test_summary_interval_is_student_t(rope):
-    rows = {f"{s}/g": [{"run_grid": "4g", "arm": "none", "lap": "0", "gain_db": v, "peak": 0.0, "rope_R": 0.0,
-                        "grid_R": 0.0}] for s, v in enumerate((1.0, 2.0, 3.0))}  # fmt: skip
-    (row,) = rope.summarise(rows)
-    assert row["n"] == 3 and row["gain_db"] == pytest.approx(2.0)
-    assert row["gain_db_ci"] == pytest.approx(4.30 * 1.0 / 3**0.5, rel=1e-3)  # t(0.975, 2 dof) * sd / sqrt(n)
-    assert row["gain_db_seeds"] == [1.0, 2.0, 3.0]
+def test_summary_interval_is_student_t_and_delta_is_paired_by_seed(rope):
+    def row(arm, v):
+        return {"run_grid": "4g", "arm": arm, "lap": "0", "gain_db": v, "peak": 0.0, "rope_R": 0.0, "grid_R": 0.0}
+
+    # yarn beats none by exactly 0.5 dB in every seed, while the seeds themselves spread by 2 dB
+    results = {f"{s}/g": [row("none", v), row("yarn", v + 0.5)] for s, v in enumerate((1.0, 2.0, 3.0))}
+    none, yarn = (next(r for r in rope.summarise(results) if r["arm"] == a) for a in ("none", "yarn"))
+    assert none["n"] == 3 and none["gain_db"] == pytest.approx(2.0)
+    assert none["gain_db_ci"] == pytest.approx(4.30 * 1.0 / 3**0.5, rel=1e-3)  # t(0.975, 2 dof) * sd / sqrt(n)
+    assert none["gain_db_seeds"] == [1.0, 2.0, 3.0]
+    assert yarn["delta"] == pytest.approx(0.5) and yarn["delta_ci"] == pytest.approx(0.0, abs=1e-12)
+    assert none["delta"] == 0.0
 
 
 def test_tiny_run_writes_every_arm_and_resumes(rope, tmp_path, monkeypatch, capsys):
