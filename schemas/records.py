@@ -24,6 +24,9 @@ from typing import Any
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
+# images: 2 adds the effective-resolution columns (effective_scale .. reupsample_ratio). Version-1 parts stay
+# readable: the catalog reads parts with union_by_name, so their rows have those columns as NULL.
+IMAGES_SCHEMA_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -64,7 +67,12 @@ class ImageRec:
     photo_score: float
     passed_filters: bool
     unit: str
-    schema_version: int = SCHEMA_VERSION
+    # version 2: effective resolution (pipelines.curate.effres); NULL in version-1 parts
+    effective_scale: float | None = None  # estimated upscale factor (1.0 native, ~1.5, 2.0)
+    effective_long_side: int | None = None  # estimated native long side: max(width, height) / effective_scale
+    period_snr: float | None = None  # evidence: resampling-periodicity SNR near 1/3 cycles/px
+    reupsample_ratio: float | None = None  # evidence: re-upsampling ratio R(2); None without a structured tile
+    schema_version: int = IMAGES_SCHEMA_VERSION
 
 
 @dataclass(slots=True)
@@ -128,9 +136,9 @@ class ShardManifest:
     schema_version: int = SCHEMA_VERSION
 
 
-def _t(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
+def _t(*fields: tuple[str, pa.DataType, bool], version: int = SCHEMA_VERSION) -> pa.Schema:
     schema = pa.schema([pa.field(n, t, nullable=nullable) for n, t, nullable in fields])
-    return schema.with_metadata({"schema_version": str(SCHEMA_VERSION)})
+    return schema.with_metadata({"schema_version": str(version)})
 
 
 S, I64, I32, F64, B = pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool_()
@@ -142,7 +150,9 @@ IMAGES = _t(
     ("source_bytes", I64, False), ("width", I32, False), ("height", I32, False), ("format", S, False),
     ("mode_in", S, False), ("decode_notes", S, False), ("phash", S, False), ("sharpness", F64, False),
     ("jpeg_quality", F64, True), ("flat_fraction", F64, False), ("mean_luma", F64, False), ("clip_low", F64, False),
-    ("clip_high", F64, False), ("photo_score", F64, False), ("passed_filters", B, False), ("unit", S, False), V,
+    ("clip_high", F64, False), ("photo_score", F64, False), ("passed_filters", B, False), ("unit", S, False),
+    ("effective_scale", F64, True), ("effective_long_side", I32, True), ("period_snr", F64, True),
+    ("reupsample_ratio", F64, True), V, version=IMAGES_SCHEMA_VERSION,
 )  # fmt: skip
 REJECTS = _t(
     ("uri", S, False), ("stage", S, False), ("reason", S, False), ("detail", S, False), ("key", S, True),

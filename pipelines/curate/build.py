@@ -40,7 +40,7 @@ from pipelines.curate.crop import CROP_VERSION, choose_crops
 from pipelines.curate.decode import DECODE_VERSION, Decoded, DecodeSettings, decode_image
 from pipelines.curate.dedup import DEDUP_VERSION, DedupItem, MatchView, find_duplicates, small_gray
 from pipelines.curate.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
-from pipelines.curate.filters import FILTERS_VERSION, FilterSettings, judge, measure
+from pipelines.curate.filters import FILTERS_VERSION, FilterSettings, judge, measure, upscale_estimate
 from pipelines.curate.ingest import Listing, Unit, list_inputs, read_source, split_units
 from pipelines.curate.split import holdout_split
 from pipelines.store import catalog
@@ -282,13 +282,14 @@ def _build_source(uri, root: str | None, walked: bool, unit: str, ws: Workspace,
     key = dec.pixel_sha256[:24]
     scores = measure(dec.rgb, dec.quantization)
     verdict = judge(w, h, scores, cfg.filters)
+    upscale = upscale_estimate(scores, cfg.filters)
     small = cv2.resize(dec.rgb, (128, 128), interpolation=cv2.INTER_AREA)
     out.images.append(
         ImageRec(
             uri, key, hashlib.sha256(data).hexdigest(), dec.pixel_sha256, len(data), w, h, dec.format, dec.mode_in,
             ",".join(dec.notes), str(imagehash.phash(Image.fromarray(small))), scores.sharpness, scores.jpeg_quality,
             scores.flat_fraction, scores.mean_luma, scores.clip_low, scores.clip_high, scores.photo_score,
-            verdict is None, unit,
+            verdict is None, unit, upscale, round(max(w, h) / upscale), scores.period_snr, scores.reupsample_ratio,
         )
     )  # fmt: skip
     _write_thumb(ws.thumb(key), dec.rgb)

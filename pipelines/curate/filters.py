@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipelines.curate.effres import EffRes, effective_scale, measure_effres
 from schemas.records import Rejection
 
-FILTERS_VERSION = "filters/1"
+FILTERS_VERSION = "filters/2"  # 2: effective resolution (upscaled)
 
 # --- measurement constants (part of the score definitions, hence of FILTERS_VERSION) ---
 TILE = 64  # native-resolution tile edge (px) for the per-tile statistics
@@ -84,6 +85,14 @@ class FilterSettings:
     min_photo_score: float = 0.5
     # False keeps illustrations and graphics (photo_score is still measured and stored)
     photos_only: bool = True
+    # Effective resolution (pipelines.curate.effres): reject ``upscaled`` when the estimated upscale factor is above
+    # this (1.0 = native; the estimate is 1.0, ~1.5 or 2.0). Measured in benchmarks/results/effective_resolution.md.
+    max_effective_scale: float = 1.3
+    # resampling-periodicity SNR that calls a ~1.5x upscale; native photos <= 41, 1.5x upscales mostly >= 60
+    min_period_snr: float = 60.0
+    # re-upsampling ratio R(2) below which the picture is called 2x upscaled; native photos >= 7.9, 2x upscales of
+    # textured photos 1.6-6 (soft or noisy ones higher: missed)
+    max_reupsample_ratio: float = 6.5
 
 
 @dataclass(slots=True)
@@ -97,6 +106,9 @@ class Scores:
     clip_low: float  # share of pixels with luma <= 2
     clip_high: float  # share of pixels with luma >= 253
     photo_score: float  # 0..1, 1 = natural photograph, 0 = flat graphic / vector art / screenshot
+    period_snr: float = 0.0  # effres: resampling-periodicity SNR near 1/3 cycles/px (1.5x upscales)
+    period_factor: float = 1.0  # effres: the upscale factor that periodicity peak gives
+    reupsample_ratio: float | None = None  # effres: R(2), low for 2x upscales; None below one 256-px tile
 
 
 # ------------------------------------------------------------------------------------------------ JPEG quality
@@ -309,6 +321,8 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
       RMS of the most structured tiles (pure gradients and blur renders with no texture anywhere, 4 -> 2 levels).
       A product, so one strong piece of graphic evidence is enough. The ramp ends sit between the highest photo
       and lowest graphic values of the labelled calibration set (``tests/pipelines/test_filters.py``).
+    - period_snr, period_factor, reupsample_ratio: the effective-resolution evidence of
+      :func:`pipelines.curate.effres.measure_effres` on the native luma (bounded rows and tiles).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
@@ -318,6 +332,7 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
     mean_luma, clip_low, clip_high = _exposure(gray)
     evidence = _photo_evidence(_flat_runs(rgb), _palette(rgb), structure)
     photo_score = float(np.prod([1.0 - e for e in evidence.values()]))
+    effres = measure_effres(gray)
     return Scores(
         sharpness=sharpness,
         jpeg_quality=estimate_jpeg_quality(quantization),
@@ -326,16 +341,26 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
         clip_low=clip_low,
         clip_high=clip_high,
         photo_score=photo_score,
+        period_snr=effres.period_snr,
+        period_factor=effres.period_factor,
+        reupsample_ratio=effres.reupsample_ratio,
     )
 
 
+def upscale_estimate(scores: Scores, settings: FilterSettings) -> float:
+    """The picture's estimated upscale factor (1.0 = native) under ``settings`` (pipelines.curate.effres)."""
+    ev = EffRes(scores.period_snr, scores.period_factor, scores.reupsample_ratio)
+    return effective_scale(ev, settings.min_period_snr, settings.max_reupsample_ratio)
+
+
 def judge(width: int, height: int, scores: Scores, settings: FilterSettings) -> Rejection | None:
-    """First failing rule, in a fixed order: too_small, low_jpeg_quality, blurry, flat, underexposed, overexposed,
-    not_a_photo. ``Rejection.detail`` names the measured value and the threshold. None = keep.
+    """First failing rule, in a fixed order: too_small, low_jpeg_quality, upscaled, blurry, flat, underexposed,
+    overexposed, not_a_photo. ``Rejection.detail`` names the measured value and the threshold. None = keep.
 
     The order puts the cheapest-to-explain, least ambiguous reasons first, so a small flat image reports
     ``too_small``. ``blurry`` needs at least one non-flat tile: an image that is flat everywhere has no edge to judge
-    focus on, so it is reported ``flat``.
+    focus on, so it is reported ``flat``. ``upscaled`` comes before ``blurry``: an upscale is a soft picture too,
+    and the upscale factor with the effective resolution is the more useful explanation.
     """
     s, c = settings, scores
     short = min(width, height)
@@ -343,6 +368,14 @@ def judge(width: int, height: int, scores: Scores, settings: FilterSettings) -> 
         return Rejection("too_small", f"short side {short} < {s.min_short_side} ({width}x{height})")
     if c.jpeg_quality is not None and c.jpeg_quality < s.min_jpeg_quality:
         return Rejection("low_jpeg_quality", f"jpeg quality {c.jpeg_quality:.0f} < {s.min_jpeg_quality:.0f}")
+    factor = upscale_estimate(c, s)
+    if factor > s.max_effective_scale:
+        ratio = "n/a" if c.reupsample_ratio is None else f"{c.reupsample_ratio:.2f}"
+        return Rejection(
+            "upscaled",
+            f"upscaled ~{factor:.2f}x: effective resolution ~{round(width / factor)}x{round(height / factor)} "
+            f"(> {s.max_effective_scale:.2f}x; period snr {c.period_snr:.0f}, reupsample ratio {ratio})",
+        )
     if c.flat_fraction < 1.0 and c.sharpness < s.min_sharpness:
         return Rejection("blurry", f"sharpness {c.sharpness:.3f} < {s.min_sharpness:.3f}")
     if c.flat_fraction > s.max_flat_fraction:

@@ -1,0 +1,163 @@
+"""Effective resolution: the resolution a picture really has, and whether it was upscaled to the size it has now.
+
+Two tests, each on a bounded part of the native-resolution luma (an upscale leaves no trace in a downscale of it, so
+neither can run on the shared thumbnail):
+
+1. **Resampling periodicity** (non-integer factors such as 1.5x). Resampling by a factor f puts output pixel i at
+   source position i/f; its interpolation weights depend on the phase frac(i/f), which repeats with frequency 1/f
+   cycles/px, folded into [0, 1/2]: phi = 1 - 1/f for 1 < f < 2 (1.5x -> 1/3), 1/f for f >= 2. Every statistic of
+   the local pixel differences then repeats with that frequency (Popescu & Farid 2005, IEEE TSP 53(2):758;
+   Kirchner 2008, ACM MM&Sec, "fast and reliable resampling detection by spectral analysis of fixed linear
+   predictor residue"). Here the predictor residue is the first difference along an axis, compressed as
+   log(1 + |d|) so a few strong edges do not decide, and averaged over up to ``PROFILE_ROWS`` rows (in bands spread
+   over the picture) into one profile per column; the power spectrum of that profile, divided by its running
+   median (a local noise floor), is the signal-to-noise ratio of each frequency. The score ``period_snr`` is the
+   geometric mean over the two axes of the largest SNR in ``PHI_WINDOW`` around 1/3; its location gives the factor
+   f = 1 / (1 - phi). Upscalers resample both axes, a texture repeats along one, so the geometric mean keeps content
+   periodicity (a fence, a tiled roof) from deciding.
+   Why first differences and not the second difference Kirchner used: with the half-pixel-centre convention every
+   library uses (OpenCV, PIL), an upscale by an even factor puts output pixels at mirror-symmetric phases
+   (2x: +-1/4), so a symmetric residue has the same statistics at every phase; the asymmetric first difference
+   does not. Frequencies k/8 (JPEG's 8x8 grid: 1/8, 1/4, 3/8, 1/2) and 1/2 (Bayer demosaicing of every camera
+   picture) are strong in native photos, so factors that land there (2x, 4x, 4/3x) are left to test 2.
+2. **Re-upsampling test** (2x). A picture upscaled by s has no detail above 1/(2s) cycles/px. On each of the
+   ``TILES`` most detailed 256-px tiles x (largest Laplacian energy on a 2x area downscale), shrink by s and bring
+   it back (area down, bicubic up): u(x); the loss e = |x - u(x)|^2 is the energy above ~1/(2s) plus the round
+   trip's interpolation error. The same round trip applied to u(x), which is band-limited at 1/(2s) by
+   construction, gives the interpolation error alone at the same contrast: e_ref = |u(x) - u(u(x))|^2. The ratio
+   ``reupsample_ratio`` R = sum e / sum e_ref is large for a native picture (detail up to the pixel) and falls
+   towards the interpolation floor when the band is empty (upscaled by >= s, whatever the upscaler). A soft,
+   defocused photo falls too: it *is* of lower effective resolution.
+
+Estimate: the periodicity factor (about 1.5) when period_snr >= ``min_period_snr``; else 2.0 when R <
+``max_reupsample_ratio`` (a 1.5x upscale has a low R too, so the specific test goes first); else 1.0. The
+effective resolution is (width / f, height / f); the curation records f and the estimated native long side for
+every decoded picture and rejects ``upscaled`` above ``max_effective_scale``.
+
+Known limits (measured, see benchmarks/effective_resolution.py): a native picture *downscaled* by 4/3 (e.g. a 5K
+photo resized to UHD) has the same 1/3 periodicity, strongly with a non-antialiased resize (OpenCV INTER_AREA),
+weakly with an antialiased one (PIL Lanczos); learned upscalers (Real-ESRGAN and the like) synthesise texture and
+leave neither trace; factors below ~1.3 are not resolved.
+
+Cost: two first-difference profiles over at most 2 x ``PROFILE_ROWS`` x the long side pixels, and 2 round trips on
+``TILES`` 256-px tiles: see the benchmark for ms per 4K picture. Hand-written: no library we know estimates the
+effective resolution of a picture (scikit-image, OpenCV and pyiqa have no resampling detector).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import median_filter
+
+EFFRES_VERSION = "effres/1"
+PROFILE_ROWS = 512  # rows (resp. columns) averaged into each axis profile, in bands of BAND rows spread evenly
+BAND = 32
+PHI_WINDOW = (0.31, 0.36)  # searched around 1/3 (1.5x); f = 1/(1-phi): 1.45 .. 1.56
+TILES = 12  # detailed tiles of the re-upsampling test
+TILE = 256
+MIN_FLOOR = 0.5  # mean e_ref (8-bit levels^2) below which the tiles hold too little structure for R to mean anything
+_MARGIN = 16  # px left out at each tile border, where the round trip's border handling dominates
+_LOG = np.log1p(np.arange(256, dtype=np.float32))  # log(1 + |d|) for |d| = 0..255
+
+
+@dataclass(slots=True)
+class EffRes:
+    """What :func:`measure_effres` found (raw evidence, so thresholds can be re-tuned from the images table)."""
+
+    period_snr: float  # geometric mean over both axes of the largest resampling-peak SNR near 1/3 cycles/px
+    period_factor: float  # the factor 1/(1 - phi) at that peak (about 1.5 when a 1.5x upscale is there)
+    reupsample_ratio: float | None  # R at s = 2 (None when the picture is smaller than one tile)
+
+
+def _axis_profile(gray: np.ndarray) -> np.ndarray:
+    """Mean of log(1 + |x[i] - x[i-1]|) over up to PROFILE_ROWS rows (bands spread over the height), per column."""
+    h = gray.shape[0]
+    bands = max(1, min(h // BAND, PROFILE_ROWS // BAND))
+    starts = np.linspace(0, max(0, h - BAND), bands).astype(int)
+    rows = gray[(starts[:, None] + np.arange(min(BAND, h))[None, :]).ravel()]
+    d = cv2.absdiff(rows[:, 1:], rows[:, :-1])
+    return cv2.LUT(d, _LOG).mean(axis=0, dtype=np.float64)
+
+
+def _snr_spectrum(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies, power / running median) of a profile, after removing its slow trend (a 9-px box mean)."""
+    n = profile.size
+    detrended = profile - np.convolve(profile, np.ones(9) / 9, mode="same")
+    power = np.abs(np.fft.rfft(detrended * np.hanning(n))) ** 2
+    floor = median_filter(power, size=2 * max(8, n // 64) + 1, mode="mirror")
+    return np.fft.rfftfreq(n), power / np.maximum(floor, 1e-20)
+
+
+def resampling_peak(gray: np.ndarray) -> tuple[float, float]:
+    """(period_snr, factor): the resampling-periodicity score near 1/3 cycles/px and the factor its peak gives."""
+    peaks = []
+    for img in (gray, gray.T):
+        if min(img.shape) < 64:
+            return 0.0, 1.0
+        freq, snr = _snr_spectrum(_axis_profile(np.ascontiguousarray(img))[2:-2])
+        window = np.flatnonzero((freq >= PHI_WINDOW[0]) & (freq <= PHI_WINDOW[1]))
+        best = window[np.argmax(snr[window])]
+        peaks.append((float(snr[best]), float(freq[best])))
+    score = float(np.sqrt(peaks[0][0] * peaks[1][0]))
+    phi = max(peaks)[1]
+    return score, 1.0 / (1.0 - phi)
+
+
+def detailed_tiles(gray: np.ndarray, count: int, tile: int = TILE) -> list[np.ndarray]:
+    """The ``count`` tiles of ``tile`` px (float32) with the most Laplacian energy on a 2x-downscaled copy."""
+    h, w = gray.shape
+    ny, nx = h // tile, w // tile
+    if ny == 0 or nx == 0:
+        return []
+    crop = gray[: ny * tile, : nx * tile]
+    half = cv2.resize(crop, (nx * tile // 2, ny * tile // 2), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lap = cv2.Laplacian(half, cv2.CV_32F)
+    energy = cv2.resize(lap * lap, (nx, ny), interpolation=cv2.INTER_AREA).ravel()
+    order = np.argsort(-energy, kind="stable")[:count]
+    return [
+        crop[(i // nx) * tile : (i // nx + 1) * tile, (i % nx) * tile : (i % nx + 1) * tile].astype(np.float32)
+        for i in order
+    ]
+
+
+def _round_trip(x: np.ndarray, s: float) -> np.ndarray:
+    t = x.shape[0]
+    m = max(1, round(t / s))
+    small = cv2.resize(x, (m, m), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (t, t), interpolation=cv2.INTER_CUBIC)
+
+
+def reupsample_ratio(gray: np.ndarray, s: float = 2.0, tiles: int = TILES) -> float | None:
+    """R(s) of the module docstring over the most detailed tiles; None when the picture is smaller than one tile or
+    its most detailed tiles are (nearly) flat (mean e_ref < MIN_FLOOR: 8-bit rounding would decide R)."""
+    chosen = detailed_tiles(gray, tiles)
+    if not chosen:
+        return None
+    m = _MARGIN
+    loss = floor = 0.0
+    for x in chosen:
+        u = _round_trip(x, s)
+        uu = _round_trip(u, s)
+        loss += float(np.square(x - u)[m:-m, m:-m].mean())
+        floor += float(np.square(u - uu)[m:-m, m:-m].mean())
+    if floor / len(chosen) < MIN_FLOOR:  # no structure to judge (flat or nearly so): no evidence either way
+        return None
+    return loss / floor
+
+
+def measure_effres(gray: np.ndarray) -> EffRes:
+    """Both tests on a native-resolution luma image (HxW uint8)."""
+    snr, factor = resampling_peak(gray)
+    return EffRes(snr, factor, reupsample_ratio(gray))
+
+
+def effective_scale(ev: EffRes, min_period_snr: float, max_reupsample_ratio: float) -> float:
+    """The estimated upscale factor (1.0 = native) from the evidence and the two thresholds (module docstring)."""
+    if ev.period_snr >= min_period_snr:  # specific: names the factor (a 1.5x upscale also has a low R(2))
+        return round(ev.period_factor, 3)
+    if ev.reupsample_ratio is not None and ev.reupsample_ratio < max_reupsample_ratio:
+        return 2.0
+    return 1.0
