@@ -72,14 +72,21 @@ class EffRes:
     reupsample_ratio: float | None  # R at s = 2 (None when the picture is smaller than one tile)
 
 
-def _axis_profile(gray: np.ndarray) -> np.ndarray:
-    """Mean of log(1 + |x[i] - x[i-1]|) over up to PROFILE_ROWS rows (bands spread over the height), per column."""
-    h = gray.shape[0]
-    bands = max(1, min(h // BAND, PROFILE_ROWS // BAND))
-    starts = np.linspace(0, max(0, h - BAND), bands).astype(int)
-    rows = gray[(starts[:, None] + np.arange(min(BAND, h))[None, :]).ravel()]
-    d = cv2.absdiff(rows[:, 1:], rows[:, :-1])
-    return cv2.LUT(d, _LOG).mean(axis=0, dtype=np.float64)
+def _band_index(n: int) -> np.ndarray:
+    """Indices of up to PROFILE_ROWS lines of a side of n, in bands of BAND spread evenly over it."""
+    bands = max(1, min(n // BAND, PROFILE_ROWS // BAND))
+    starts = np.linspace(0, max(0, n - BAND), bands).astype(int)
+    return (starts[:, None] + np.arange(min(BAND, n))[None, :]).ravel()
+
+
+def _axis_profile(gray: np.ndarray, axis: int) -> np.ndarray:
+    """Mean of log(1 + |x[i] - x[i-1]|) along ``axis`` (1: along rows), over up to PROFILE_ROWS lines in bands
+    spread over the picture; one value per position along ``axis``. Only the chosen lines are copied."""
+    lines = (
+        gray[_band_index(gray.shape[0])] if axis == 1 else np.ascontiguousarray(gray[:, _band_index(gray.shape[1])].T)
+    )
+    d = cv2.absdiff(lines[:, 1:], lines[:, :-1])
+    return cv2.reduce(cv2.LUT(d, _LOG), 0, cv2.REDUCE_AVG, dtype=cv2.CV_64F).ravel()
 
 
 def _snr_spectrum(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,11 +100,11 @@ def _snr_spectrum(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def resampling_peak(gray: np.ndarray) -> tuple[float, float]:
     """(period_snr, factor): the resampling-periodicity score near 1/3 cycles/px and the factor its peak gives."""
+    if min(gray.shape) < 64:
+        return 0.0, 1.0
     peaks = []
-    for img in (gray, gray.T):
-        if min(img.shape) < 64:
-            return 0.0, 1.0
-        freq, snr = _snr_spectrum(_axis_profile(np.ascontiguousarray(img))[2:-2])
+    for axis in (1, 0):
+        freq, snr = _snr_spectrum(_axis_profile(gray, axis)[2:-2])
         window = np.flatnonzero((freq >= PHI_WINDOW[0]) & (freq <= PHI_WINDOW[1]))
         best = window[np.argmax(snr[window])]
         peaks.append((float(snr[best]), float(freq[best])))
