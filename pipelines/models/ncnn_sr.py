@@ -35,9 +35,11 @@ multiple of ``align`` and by ``crop`` px per side; it is cut into ``tile`` x ``t
 each run with ``overlap`` LR px of real context on every side (clamped at the image border) plus the ``crop`` px the
 net removes, and only the output of the tile's own area is pasted. With ``crop = 0`` and ``align = 1`` this is plain
 Real-ESRGAN tiling (no padding at all). Peak memory is bounded by one padded tile. ``tile <= 0`` runs the whole image
-at once. Real-CUGAN's SE blocks average over the whole tile (global pooling), so its tiles are not exactly
-equivalent to one pass however large the overlap (the reference runner's "syncgap" modes share those averages;
-not done here; seams measured in the tests).
+at once. Real-CUGAN's SE blocks scale their features by a global average (``gap*`` blobs): a tile alone would use
+its own, which left seams of 1.2-2.2 levels mean (max 34-57) at 0-16 px overlap. So, as the reference runner's
+"syncgap" modes do, the tiles share the whole image's averages, here computed exactly from the tiles' own parts of
+each averaged feature map (``NcnnUpscaler._shared_gaps``): tiles then equal one pass (max 1 level, float rounding)
+at 4-7x the time of unsynchronised tiles (``sync_gaps=False`` restores those).
 
 Loading validates the files: a missing ``.param``/``.bin`` is a ``FileNotFoundError`` naming the path; a ``.param``
 ncnn cannot parse or whose blob names differ from the spec, a ``.bin`` that is too short for the ``.param``
@@ -223,6 +225,19 @@ def _load_weights(net: Any, ncnn: Any, data: bytes) -> int:
     return reader.pos
 
 
+def _gap_blobs(param: bytes) -> tuple[tuple[str, str], ...]:
+    """(output, input) blobs of the graph's global average poolings named ``gap*`` (Real-CUGAN's SE blocks:
+    ``Pooling`` with ``0=1`` average and ``4=1`` global), in graph order. The ``gap*`` names are the ones the
+    reference runner feeds."""
+    blobs = []
+    for line in param.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        pooling = len(parts) == 8 and parts[0] == "Pooling" and parts[2:4] == ["1", "1"]
+        if pooling and parts[5].startswith("gap") and "0=1" in parts and "4=1" in parts:
+            blobs.append((parts[5], parts[4]))
+    return tuple(blobs)
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -239,6 +254,9 @@ class NcnnUpscaler:
     threads: int = os.cpu_count() or 1  # ncnn threads, fixed at load (ncnn packs winograd weights per thread count)
     spec: NcnnSpec | None = field(default=None, repr=False, compare=False)
     _net: Any = field(default=None, repr=False, compare=False)
+    gaps: tuple[tuple[str, str], ...] = ()  # the graph's SE global averages (blob, averaged blob), in order
+    sync_gaps: bool = True  # the whole image's SE averages in every tile (see _shared_gaps); False: the tile's own
+    _gap_geometry: dict[str, tuple[float, int]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -294,7 +312,7 @@ class NcnnUpscaler:
                 "(weights of another model?)"
             )
         version = weights_version(param, bin_, spec.extra)
-        model = cls(name, spec.scale, version, tile, overlap, threads, spec, net)
+        model = cls(name, spec.scale, version, tile, overlap, threads, spec, net, gaps=_gap_blobs(param))
         model._probe(param_path, bin_path)
         return model
 
@@ -321,12 +339,18 @@ class NcnnUpscaler:
                 f"expected {list(_PROBE_RGB)}): corrupt weights or a wrong channel order?"
             )
 
-    def _run(self, chw: np.ndarray) -> np.ndarray:
-        """One forward pass: planar RGB float32 (3, h, w) (plus the spec's constant planes) -> the graph's output."""
+    def _run(
+        self, chw: np.ndarray, output: str | None = None, feed: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """One forward pass: planar RGB float32 (3, h, w) (plus the spec's constant planes) -> the graph's output
+        (or blob ``output``), with the intermediate blobs in ``feed`` set instead of computed (ncnn computes a blob
+        only when no value was given for it)."""
         if self._net is None:
             raise RuntimeError(f"{type(self).__name__} has no network: build it with .load(name)")
         ncnn = _import_ncnn()
         spec = self.spec
+        output = output or spec.output
+        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feed or {}).items()}
         if spec.extra:
             planes = np.broadcast_to(
                 np.asarray(spec.extra, np.float32)[:, None, None], (len(spec.extra), *chw.shape[1:])
@@ -338,12 +362,70 @@ class NcnnUpscaler:
             ex = self._net.create_extractor()
             if ex.input(spec.input, ncnn.Mat(chw)) != 0:
                 raise RuntimeError(f"ncnn rejected the input blob {spec.input!r}")
-            ret, out = ex.extract(spec.output)
+            for blob, value in feed.items():
+                if ex.input(blob, ncnn.Mat(value)) != 0:
+                    raise RuntimeError(f"ncnn rejected the blob {blob!r}")
+            ret, out = ex.extract(output)
             if ret != 0:
-                raise RuntimeError(f"ncnn extract({spec.output!r}) failed with {ret}")
+                raise RuntimeError(f"ncnn extract({output!r}) failed with {ret}")
             result = np.array(out, dtype=np.float32)  # a copy: `out` dies with the extractor
-        del ex, chw
+        del ex, chw, feed
         return result
+
+    def _windows(self, h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int, int, int, int, int, int, int]]:
+        """(y0, y1, x0, x1) of each tile's own area and (cy0, cy1, cx0, cx1) of its window with the overlap, in
+        aligned LR px (before the ``crop`` padding)."""
+        a = self.spec.align
+        tile = _round_up(tile if tile > 0 else max(h, w, 1), a)
+        overlap = _round_up(overlap, a)
+        ha, wa = _round_up(h, a), _round_up(w, a)
+        out = []
+        for y0 in range(0, h, tile):
+            for x0 in range(0, w, tile):
+                y1, x1 = min(y0 + tile, ha), min(x0 + tile, wa)
+                cy0, cx0 = max(y0 - overlap, 0), max(x0 - overlap, 0)
+                cy1, cx1 = min(y1 + overlap, ha), min(x1 + overlap, wa)
+                out.append((y0, y1, x0, x1, cy0, cy1, cx0, cx1))
+        return out
+
+    def _feature_geometry(self, blob: str) -> tuple[float, int]:
+        """(r, k): a window of ``t + 2 crop`` LR px gives ``r t + k`` rows of ``blob`` (valid convolutions and
+        strided/transposed ones make it affine in t), measured on two probe windows."""
+        if blob not in self._gap_geometry:
+            c, a = self.spec.crop, self.spec.align
+            sizes = (8 * a, 12 * a)
+            rows = [self._run(np.zeros((3, t + 2 * c, t + 2 * c), np.float32), output=blob).shape[-2] for t in sizes]
+            r = (rows[1] - rows[0]) / (sizes[1] - sizes[0])
+            self._gap_geometry[blob] = (r, round(rows[0] - r * sizes[0]))
+        return self._gap_geometry[blob]
+
+    def _shared_gaps(self, img: np.ndarray, windows: list) -> dict[str, np.ndarray]:
+        """Real-CUGAN's SE averages of the whole image, for every tile. Each SE block multiplies its features by a
+        function of their global mean (the ``gap*`` blobs); a tile alone would use its own mean, which is what
+        left seams (0.4-1.5 levels mean, max 16-47, at 16-0 px overlap). The reference runner's syncgap modes
+        share the means across tiles; here they are made exact: for gap k, each tile of a partition (no overlap)
+        runs with gaps 0..k-1 set to their shared values, and the feature map ``gap k`` averages is summed over
+        the tile's own part of it. The net's convolutions are valid ones (it removes ``crop`` px), so feature row
+        ``i`` of a window starting at LR row ``y0`` is row ``r y0 + i`` of the whole image's map (``r``: its
+        resolution per LR px; ``y0`` is a multiple of ``align``, which makes ``r y0`` whole); a tile owns rows
+        ``[r y0 + k // 2, r y1 + k // 2)`` of it, the first and last tiles out to the map's edges, so every row
+        is counted once: the sum / count is the one-pass mean up to float rounding. k+1 partial passes per tile
+        for gap k (~4-7x the time of unsynchronised tiles, measured)."""
+        crop, shared = self.spec.crop, {}
+        last_y, last_x = max(w[1] for w in windows), max(w[3] for w in windows)
+        for gap, pooled in self.gaps:
+            r, k = self._feature_geometry(pooled)
+            total, count = None, 0
+            for y0, y1, x0, x1, *_ in windows:
+                f = self._run(img[:, y0 : y1 + 2 * crop, x0 : x1 + 2 * crop], output=pooled, feed=shared)
+                top, left = (0 if y0 == 0 else k // 2), (0 if x0 == 0 else k // 2)
+                bottom = f.shape[1] if y1 == last_y else int(r * (y1 - y0)) + k // 2
+                right = f.shape[2] if x1 == last_x else int(r * (x1 - x0)) + k // 2
+                part = f[:, top:bottom, left:right]
+                total = part.sum(axis=(1, 2), dtype=np.float64) + (0 if total is None else total)
+                count += part.shape[1] * part.shape[2]
+            shared[gap] = (total / count).astype(np.float32)
+        return shared
 
     def _tiles(self, chw: np.ndarray, tile: int | None = None) -> Iterator[tuple[slice, slice, np.ndarray]]:
         """(3, h, w) float32 in [0, 1] -> (rows, cols, (3, rows, cols) float32) output pieces covering (h*s, w*s),
@@ -351,30 +433,28 @@ class NcnnUpscaler:
         spec, s = self.spec, self.scale
         _, h, w = chw.shape
         a, crop = spec.align, spec.crop
-        tile = self.tile if tile is None else tile
-        tile = _round_up(tile if tile > 0 else max(h, w, 1), a)
-        overlap = _round_up(self.overlap, a)
         ha, wa = _round_up(h, a), _round_up(w, a)
         img = chw
         if crop or (ha, wa) != (h, w):  # reflect padding: by `crop` on every side, to a multiple of `align` at the end
             hwc = np.ascontiguousarray(chw.transpose(1, 2, 0))
             pads = (crop, crop + ha - h, crop, crop + wa - w)
             img = cv2.copyMakeBorder(hwc, *pads, borderType=cv2.BORDER_REFLECT_101).transpose(2, 0, 1)
-        for y0 in range(0, h, tile):
-            for x0 in range(0, w, tile):
-                y1, x1 = min(y0 + tile, ha), min(x0 + tile, wa)
-                cy0, cx0 = max(y0 - overlap, 0), max(x0 - overlap, 0)
-                cy1, cx1 = min(y1 + overlap, ha), min(x1 + overlap, wa)
-                sr = self._run(img[:, cy0 : cy1 + 2 * crop, cx0 : cx1 + 2 * crop])
-                if sr.shape != (3, (cy1 - cy0) * s, (cx1 - cx0) * s):
-                    raise RuntimeError(f"{self.name}: a {(cy1 - cy0, cx1 - cx0)} tile gave {sr.shape}, not x{s}")
-                if spec.add_nearest:
-                    ctx = img[:, cy0 + crop : cy1 + crop, cx0 + crop : cx1 + crop]
-                    sr += np.repeat(np.repeat(ctx, s, axis=1), s, axis=2)
-                y1, x1 = min(y1, h), min(x1, w)  # the alignment padding is not pasted
-                oy, ox = (y0 - cy0) * s, (x0 - cx0) * s
-                piece = sr[:, oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s]
-                yield slice(y0 * s, y1 * s), slice(x0 * s, x1 * s), piece
+        tile = self.tile if tile is None else tile
+        windows = self._windows(h, w, tile, self.overlap)
+        shared = {}
+        if self.sync_gaps and self.gaps and len(windows) > 1:
+            shared = self._shared_gaps(img, self._windows(h, w, tile, 0))
+        for y0, y1, x0, x1, cy0, cy1, cx0, cx1 in windows:
+            sr = self._run(img[:, cy0 : cy1 + 2 * crop, cx0 : cx1 + 2 * crop], feed=shared)
+            if sr.shape != (3, (cy1 - cy0) * s, (cx1 - cx0) * s):
+                raise RuntimeError(f"{self.name}: a {(cy1 - cy0, cx1 - cx0)} tile gave {sr.shape}, not x{s}")
+            if spec.add_nearest:
+                ctx = img[:, cy0 + crop : cy1 + crop, cx0 + crop : cx1 + crop]
+                sr += np.repeat(np.repeat(ctx, s, axis=1), s, axis=2)
+            y1, x1 = min(y1, h), min(x1, w)  # the alignment padding is not pasted
+            oy, ox = (y0 - cy0) * s, (x0 - cx0) * s
+            piece = sr[:, oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s]
+            yield slice(y0 * s, y1 * s), slice(x0 * s, x1 * s), piece
 
     def _tiled(self, chw: np.ndarray, tile: int | None = None) -> np.ndarray:
         """(3, h, w) float32 in [0, 1] -> (3, h*s, w*s) float32."""
