@@ -155,18 +155,21 @@ def _unpickle_refusal(path: Path) -> str | None:
 
 @contextlib.contextmanager
 def _offline(folder: Path) -> Iterator[None]:
-    """pyiqa, torchvision and CLIP pointed at ``folder``; every download function raises instead of fetching."""
+    """pyiqa, torchvision and CLIP pointed at ``folder``; every download function raises instead of fetching, and
+    the Hugging Face hub is offline (``huggingface_hub`` reads ``HF_HUB_OFFLINE`` once, at import: its constant is
+    set as well as the variable)."""
     import torch
+    from huggingface_hub import constants as hf
     from pyiqa.utils import download_util
 
     def no_download(url: str, *args: Any, **kwargs: Any) -> None:
         raise FileNotFoundError(f"pyiqa wanted to download {url}: put that file in {folder} (no downloads here)")
 
-    saved = (torch.hub.get_dir(), os.environ.get("HF_HUB_OFFLINE"), download_util.DEFAULT_CACHE_DIR,
-             download_util.download_url_to_file, torch.hub.download_url_to_file)  # fmt: skip
     with _HUB_LOCK:
+        saved = (torch.hub.get_dir(), os.environ.get("HF_HUB_OFFLINE"), download_util.DEFAULT_CACHE_DIR,
+                 download_util.download_url_to_file, torch.hub.download_url_to_file, hf.HF_HUB_OFFLINE)  # fmt: skip
         torch.hub.set_dir(str(folder))
-        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_HUB_OFFLINE"], hf.HF_HUB_OFFLINE = "1", True
         download_util.DEFAULT_CACHE_DIR = str(folder / "pyiqa")
         download_util.download_url_to_file = torch.hub.download_url_to_file = no_download
         try:
@@ -179,6 +182,7 @@ def _offline(folder: Path) -> Iterator[None]:
                 os.environ["HF_HUB_OFFLINE"] = saved[1]
             download_util.DEFAULT_CACHE_DIR = saved[2]
             download_util.download_url_to_file, torch.hub.download_url_to_file = saved[3], saved[4]
+            hf.HF_HUB_OFFLINE = saved[5]
 
 
 @contextlib.contextmanager

