@@ -68,6 +68,7 @@ _SINC_CUTOFF_LARGE = (math.pi / 5, math.pi)
 _SINC_SMALL_BELOW = 13
 _FINAL_RESIZE_FIRST_PROB = 0.5  # feed_data: `if np.random.uniform() < 0.5` -> [resize + sinc] then JPEG
 _BORDER = cv2.BORDER_REFLECT_101  # == torch F.pad(mode="reflect") used by BasicSR filter2D
+_FFT_TILE = 512  # overlap-save tile side of _fft_filter
 _DIRECT_MAX_TAPS = 130  # kernels with fewer taps are summed directly (OpenCV's own float32 DFT switch), others by FFT
 _CHUNK = 1 << 16  # elements per noise block: temporaries stay in cache instead of being image-sized arrays
 
@@ -359,38 +360,53 @@ def _filter(img: np.ndarray, spec: dict, gain: float = 1.0) -> np.ndarray:
 
 def _fft_filter(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """``cv2.filter2D(img, CV_32F, kernel, borderType=BORDER_REFLECT_101)`` for a point-symmetric odd ``kernel``,
-    by real FFTs (scipy.fft, float32), one per channel.
+    by real FFTs (scipy.fft, float32) of ``_FFT_TILE``-px tiles (overlap-save), per channel.
 
-    Derivation: pad the image by ``p = size // 2`` on each side with the same reflect-101 border filter2D uses, then
-    zero-extend it to FFT-friendly lengths ``(fh, fw) >= (h + 2p, w + 2p)``. Place the kernel wrapped around the
-    origin (tap ``(i, j)`` at ``((i - p) mod fh, (j - p) mod fw)``); the product of the spectra is the circular
-    convolution ``y[n] = sum_m k[m] x[n - m]`` over ``|m| <= p``. For ``n`` in ``[p, p + h) x [p, p + w)`` every
-    ``n - m`` lies inside the padded image, so nothing wraps and ``y[n]`` is the linear convolution, i.e. filter2D's
-    output at ``n - p``; convolution equals correlation because ``k[-m] = k[m]``. The kernel spectrum is built from
-    its ``size`` non-zero rows (1-D real FFT along x, then an FFT along y). Differences from direct summation are
-    float32 rounding: at most 2e-4 of a grey level (8-bit scale) measured on 4K photos.
+    Derivation: pad the image by ``p = size // 2`` on each side with the same reflect-101 border filter2D uses. For a
+    tile of ``T x T`` padded pixels, place the kernel wrapped around the origin (tap ``(i, j)`` at
+    ``((i - p) mod T, (j - p) mod T)``); the product of the spectra is the circular convolution
+    ``y[n] = sum_m k[m] x[n - m]`` over ``|m| <= p``. For ``n`` in ``[p, T - p)^2`` every ``n - m`` lies inside the
+    tile, so nothing wraps and ``y[n]`` is the linear convolution, i.e. filter2D's output at the tile origin plus
+    ``n - p``; convolution equals correlation because ``k[-m] = k[m]``. Tiles therefore step by ``S = T - 2p`` and
+    each contributes its ``S x S`` valid centre; the padded image is zero-extended to whole tiles. An image smaller
+    than two tiles is done as one tile of FFT-friendly size. Tiles of 512 px cost about half of one whole-image
+    FFT on 3840x2144 here (cache-resident transforms, log T instead of log N). Differences from direct summation
+    are float32 rounding: at most 2e-4 of a grey level (8-bit scale) measured on 4K photos.
     """
     squeeze = img.ndim == 2
     img = img[..., None] if squeeze else img
     h, w, channels = img.shape
     size = kernel.shape[0]
     p = size // 2
-    fh, fw = sp_fft.next_fast_len(h + 2 * p, real=True), sp_fft.next_fast_len(w + 2 * p, real=True)
+    if max(h, w) + 2 * p <= 2 * _FFT_TILE:
+        tile_h, tile_w = sp_fft.next_fast_len(h + 2 * p, real=True), sp_fft.next_fast_len(w + 2 * p, real=True)
+    else:
+        tile_h = tile_w = _FFT_TILE
+    step_h, step_w = tile_h - 2 * p, tile_w - 2 * p
+    ny, nx = -(-h // step_h), -(-w // step_w)
     k32 = kernel.astype(np.float32)
-    wrapped_x = np.zeros((size, fw), np.float32)
-    wrapped_x[:, : p + 1], wrapped_x[:, fw - p :] = k32[:, p:], k32[:, :p]
-    rows = sp_fft.rfft(wrapped_x, axis=1)
-    spectrum = np.zeros((fh, rows.shape[1]), np.complex64)
-    spectrum[: p + 1], spectrum[fh - p :] = rows[p:], rows[:p]
-    spectrum = sp_fft.fft(spectrum, axis=0, overwrite_x=True)
-    padded = cv2.copyMakeBorder(img, p, p, p, p, _BORDER)
-    padded = padded[..., None] if padded.ndim == 2 else padded  # copyMakeBorder drops a single channel axis
-    out = np.empty((h, w, channels), np.float32)
+    wrapped = np.zeros((tile_h, tile_w), np.float32)
+    for rows, krows in ((slice(0, p + 1), slice(p, None)), (slice(tile_h - p, None), slice(0, p))):
+        wrapped[rows, : p + 1], wrapped[rows, tile_w - p :] = k32[krows, p:], k32[krows, :p]
+    spectrum = sp_fft.rfft2(wrapped)
+    padded = np.zeros((ny * step_h + 2 * p, nx * step_w + 2 * p, channels), np.float32)
+    border = cv2.copyMakeBorder(img, p, p, p, p, _BORDER)
+    padded[: h + 2 * p, : w + 2 * p] = border.reshape(h + 2 * p, w + 2 * p, channels)
+    out = np.empty((ny * step_h, nx * step_w, channels), np.float32)
     for c in range(channels):
-        freq = sp_fft.rfft2(padded[..., c], s=(fh, fw))
-        freq *= spectrum
-        out[..., c] = sp_fft.irfft2(freq, s=(fh, fw), overwrite_x=True)[p : p + h, p : p + w]
-    return out[..., 0] if squeeze else out
+        plane = np.ascontiguousarray(padded[..., c])
+        item, row_stride = plane.itemsize, plane.strides[0]
+        for ty in range(ny):
+            band = plane[ty * step_h : ty * step_h + tile_h]
+            tiles = np.lib.stride_tricks.as_strided(
+                band, (nx, tile_h, tile_w), (step_w * item, row_stride, item), writeable=False
+            )  # the nx overlapping tiles of this band, a view
+            freq = sp_fft.rfft2(tiles)
+            freq *= spectrum
+            y = sp_fft.irfft2(freq, s=(tile_h, tile_w), overwrite_x=True)[:, p : p + step_h, p : p + step_w]
+            out[ty * step_h : (ty + 1) * step_h, :, c] = y.transpose(1, 0, 2).reshape(step_h, nx * step_w)
+    out = out[:h, :w]
+    return np.ascontiguousarray(out[..., 0] if squeeze else out)
 
 
 # ----------------------------------------------------------------------------------------------------------------- #

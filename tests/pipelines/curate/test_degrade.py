@@ -517,6 +517,21 @@ def test_fft_filter_on_images_smaller_than_the_kernel(shape: tuple[int, ...]) ->
     np.testing.assert_allclose(out, ref, atol=2e-6)
 
 
+@pytest.mark.parametrize("size", [13, 21])
+def test_fft_filter_tiles_a_large_image(size: int) -> None:
+    """Images larger than two tiles go through overlap-save tiles (here 3 x 2 tiles, partial at the right and the
+    bottom): the result must match OpenCV's float64 correlation everywhere, tile seams included."""
+    from pipelines.curate.degrade import _FFT_TILE, _fft_filter
+
+    img = cv2.GaussianBlur(np.random.default_rng(7).random((700, 1200, 3), dtype=np.float32), (0, 0), 1.0)
+    assert 1200 + size > 2 * _FFT_TILE  # the tiled branch
+    kernel = _build_kernel({"type": "aniso", "size": size, "sigma_x": 3.0, "sigma_y": 1.0, "theta": 0.4})
+    ref = cv2.filter2D(img.astype(np.float64), cv2.CV_64F, kernel, borderType=cv2.BORDER_REFLECT_101)
+    out = _fft_filter(img, kernel)
+    assert out.shape == img.shape and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, ref, atol=2e-6)
+
+
 def _area_prefix_sum(img: np.ndarray, height: int, width: int) -> np.ndarray:
     """Degrade version 2's area resize: float64 prefix sums per axis (adaptive_avg_pool2d's bins)."""
 
