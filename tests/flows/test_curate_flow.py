@@ -134,8 +134,11 @@ def test_tables_have_schema_version_and_sql_command_works(first_run):
 
     cols, rows = query(ws, "select reason, count(*) n from rejects group by 1 order by 1")
     assert cols == ["reason", "n"] and sum(n for _, n in rows) == s["rejected"]
-    for table in ("sources", "images", "rejects", "samples"):
-        assert query(ws, f"select distinct schema_version from {table}")[1] == [(1,)]
+    from schemas.records import TABLES
+
+    for table in ("sources", "images", "rejects", "samples"):  # images: 2 (effective resolution), the others 1
+        version = TABLES[table][0].__dataclass_fields__["schema_version"].default
+        assert query(ws, f"select distinct schema_version from {table}")[1] == [(version,)]
 
 
 def test_rerun_skips_finished_units_and_is_byte_identical(first_run, photo_dir):
