@@ -1,12 +1,29 @@
-"""Demo inputs: real photographs from the machine, plus a few broken files so every reject path shows up."""
+"""``sr4k demo`` as a Prefect flow of flows, and its inputs.
+
+:func:`demo_flow` runs the whole path on real photographs with small, fast settings, each stage as the flow its own
+command runs (a subflow, so the Prefect UI shows one demo run with a child run per stage): curate -> benchmarks
+(build, evaluate) -> candidates -> pairs -> labelling (simulated annotators in a real Label Studio) -> aggregate ->
+preferences release -> RefReward (``reward-train``, tiny random judge) -> OP4KSR (``train-sr``, tiny random model) ->
+its benchmark. The glue between stages (demo inputs, the curation report, ``labelling.simulate``'s annotators, the
+tiny models, scoring and upscaling) runs as tasks. ``sr4k demo`` is a thin wrapper that prints each stage's table as
+it ends.
+
+Demo inputs: real photographs from the machine, plus a few broken files so every reject path shows up.
+"""
 
 from __future__ import annotations
 
 import shutil
+import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 MATE = Path("/usr/share/backgrounds/mate")
 
@@ -44,99 +61,6 @@ def prepare_demo_input(dest: Path) -> tuple[str, dict]:
     return desc, overrides
 
 
-# ---------------------------------------------------------------------------------------------------- labelling
-
-SIM_ANNOTATORS = {
-    "sim-careful@sim.example.org": 0.5,
-    "sim-average@sim.example.org": 1.0,
-    "sim-noisy@sim.example.org": 2.0,
-}
-"""Simulated annotators of the demo: e-mail -> noise temperature T (P(a preferred) = sigmoid((s_a - s_b) / T))."""
-
-
-def proxy_scores(lr: np.ndarray, out: np.ndarray) -> tuple[float, float]:
-    """What the demo's simulated annotators "see" in a candidate (z-scored over a pair before use):
-
-    - consistency: ``lr_consistency_psnr`` (PSNR-Y of the candidate area-downscaled to the LR's size vs the LR) — the
-      classic re-degradation fidelity check (an output that invents or loses content drifts away from its input);
-    - naturalness: log of the Laplacian energy (sharpness) of the candidate's luma — crisp detail reads as natural
-      at this scale, blur does not.
-
-    A stated, checkable rule (not a model of human taste): it lets the demo run the whole chain — push, answers,
-    pull, QC, aggregation, release, reward training — with answers that depend on the pictures."""
-    import cv2
-
-    from pipelines.bench.metrics import lr_consistency_psnr
-
-    psnr = lr_consistency_psnr(lr, out)
-    luma = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float64)
-    sharp = float(np.log(np.mean(cv2.Laplacian(luma, cv2.CV_64F) ** 2) + 1e-6))
-    return psnr, sharp
-
-
-def simulate_labelling(workspace: Path, lr_set: str, pairs: str = "demo", project: str = "demo-sim",
-                       seed: int = 0) -> dict:  # fmt: skip
-    """Start the workspace's real Label Studio, make the simulated annotators Label Studio users, push the pairs
-    part ``pairs`` with their answers embedded (overlap 3, 10 % gold, answered in *screen* terms, so the pull must
-    map left/right back to the candidates), pull, and stop the server. Returns the push and pull reports.
-
-    Each annotator answers per criterion with P(a) = sigmoid((z_a - z_b) / T) on ``proxy_scores`` (z-scored within
-    the pair's two candidates: z = +-1), a tie when both scores are within 1 %; lead times 4-20 s. Gold tasks are
-    left for people (push embeds answers only in real pairs)."""
-    from scipy.special import expit
-
-    from labelling import push, server
-    from labelling.aggregate import lr_locations
-    from labelling.interface import TO_NAME
-    from labelling.pull import pull_annotations
-
-    ws_root = Path(workspace).resolve()
-    rng = np.random.default_rng(seed)
-    lrs = {k: ws_root / v for k, v in lr_locations(_ws(ws_root), lr_set).items()}
-    cache: dict[str, np.ndarray] = {}
-
-    def load(path: Path) -> np.ndarray:
-        key = str(path)
-        if key not in cache:
-            cache[key] = np.asarray(Image.open(path).convert("RGB"))
-        return cache[key]
-
-    info = server.start(_ws(ws_root))
-    try:
-        api = server.Api.for_workspace(_ws(ws_root))
-        users = {u["email"]: u["id"] for u in server.list_users(api)}
-        for email in SIM_ANNOTATORS:
-            if email not in users:
-                users[email] = api.post("/api/users/", {"email": email, "username": email})["id"]
-
-        def prelabelled(pair: dict, data: dict) -> list[dict]:
-            lr = load(lrs[pair["lr_key"]])
-            sa = proxy_scores(lr, load(ws_root / pair["path_a"]))
-            sb = proxy_scores(lr, load(ws_root / pair["path_b"]))
-            left = data["sr4k_left"]
-            anns = []
-            for email, temp in SIM_ANNOTATORS.items():
-                result = []
-                for k, name in enumerate(("consistency", "naturalness")):
-                    a, b = sa[k], sb[k]
-                    if abs(a - b) <= 0.01 * max(abs(a), abs(b), 1e-9):
-                        choice = "tie"
-                    else:
-                        winner = "a" if rng.random() < expit(np.sign(a - b) * 2 / temp) else "b"
-                        choice = "left" if winner == left else "right"
-                    result.append({"from_name": name, "to_name": TO_NAME, "type": "choices",
-                                   "value": {"choices": [choice]}})  # fmt: skip
-                anns.append({"completed_by": users[email], "lead_time": float(rng.uniform(4, 20)), "result": result})
-            return anns
-
-        pushed = push.push_pairs(_ws(ws_root), pairs, overlap=3, gold_rate=0.1, project=project, seed=seed,
-                                 prelabelled=prelabelled)  # fmt: skip
-        pulled = pull_annotations(_ws(ws_root), project=project)
-    finally:
-        server.stop(_ws(ws_root))
-    return {"url": info.url, "push": pushed, "pull": pulled}
-
-
 def how_to_label(out: Path) -> str:
     """What a person runs to label the demo's pairs in a browser (the simulated answers are in project
     ``demo-sim``; this pushes the same pairs into the default project ``pairs``, which the annotator lands on)."""
@@ -154,7 +78,134 @@ def how_to_label(out: Path) -> str:
     ])  # fmt: skip
 
 
-def _ws(root: Path):
+# ---------------------------------------------------------------------------------------------------- the flow
+
+DEMO_MODELS = [
+    "bicubic",
+    "lanczos",
+    "realesr-animevideov3-x4",
+    "realesrgan-x4plus",
+    "realcugan-x4-conservative",
+    "srmd-x4",
+    "span-kendata-x4",
+]
+"""The demo's candidates: one model per real SR family that runs here in seconds on the CPU."""
+
+Show = Callable[[str, dict[str, Any]], None]
+
+
+@task(name="demo-input")
+def _demo_input(dest: str) -> tuple[str, dict]:
+    return prepare_demo_input(Path(dest))
+
+
+@task(name="curation-report")
+def _curation_report(workspace: str) -> str:
+    from pipelines.curate.report import write_report
+
+    return str(write_report(Path(workspace)))
+
+
+@task(name="simulated-labelling")
+def _labelling(workspace: str, lr_set: str, pairs: str) -> dict:
+    from labelling.simulate import simulate_labelling
+
+    return simulate_labelling(Path(workspace), lr_set, pairs=pairs)
+
+
+@task(name="refreward-demo-judge")
+def _reward_config(workspace: str, steps: int) -> dict:
+    from training.reward import demo
+
+    return demo.prepare(workspace, steps).model_dump(mode="json")
+
+
+@task(name="refreward-demo-score", cache_policy=NO_CACHE)
+def _reward_score(workspace: str, config: dict, summary: dict) -> dict:
+    from training.reward import demo
+    from training.reward.config import RewardConfig
+
+    return demo.score_group(workspace, RewardConfig.model_validate(config), summary)
+
+
+@task(name="op4ksr-demo-model")
+def _sr_config(workspace: str, steps: int) -> dict:
+    from training.sr import demo
+
+    return demo.prepare(workspace, steps=steps)
+
+
+@task(name="op4ksr-demo-upscale")
+def _sr_upscale(workspace: str, model: str) -> dict:
+    from training.sr import demo
+
+    return demo.upscale_first(workspace, model)
+
+
+@flow(name="demo")
+def demo_flow(out: str, show_progress: bool = True, show: Show | None = None) -> dict[str, Any]:
+    """Run the demo into the workspace ``out`` (module docstring); ``show(stage, result)`` is called as each stage
+    ends (the CLI prints its table). Returns every stage's result by stage name."""
+    from flows.bench import bench_build_flow, bench_eval_flow
+    from flows.candidates import candidates_flow, pairs_flow
+    from flows.curate import curate_flow, make_task_runner
+    from flows.release import aggregate_flow, release_flow
+    from flows.reward import reward_train_flow
+    from flows.train import train_sr_flow
+    from pipelines.curate.build import CurateConfig
+    from pipelines.store.settings import load_settings
     from pipelines.store.workspace import Workspace
 
-    return Workspace(root)
+    results: dict[str, Any] = {}
+
+    def done(stage: str, result: dict[str, Any]) -> None:
+        results[stage] = result
+        if show:
+            show(stage, result)
+
+    ws = Path(out)
+    sources, overrides = _demo_input(str(ws / "demo-input"))
+    done("input", {"sources": sources, "workspace": out})
+    cfg = load_settings(CurateConfig, None, {k: v for k, v in overrides.items() if k[0] != "_"}, what="demo curate")
+    curate = curate_flow.with_options(task_runner=make_task_runner("threads"))
+    done("curate", curate(input=str(ws / "demo-input"), out=out, cfg=cfg, show_progress=show_progress))
+    done("curation-report", {"report": _curation_report(out), "workspace": out})
+
+    photos = str(ws / "demo-input" / overrides.get("_photos", "nature"))
+    hr = int(overrides["hr_size"]) // 2
+    syn = {"kind": "synthetic", "name": "demo-syn", "src": photos, "count": 4, "hr_size": (hr, hr), "scale": 4}
+    lq = {"kind": "lr_only", "name": "demo-lq", "lr": photos, "square": hr // 4, "scale": 4}
+    for bench in (syn, lq):
+        summary = bench_build_flow(workspace=out, **bench)
+        done(f"bench-build {bench['name']}", {"name": bench["name"], "kind": bench["kind"], "summary": summary})
+    for name in ("demo-syn", "demo-lq"):
+        result = bench_eval_flow(out, name, ["bicubic", "lanczos"], show_progress=show_progress)
+        done(f"bench-eval {name}", {"bench": name, "token_stride": 32, **result})
+
+    done("candidates", candidates_flow(out, "demo-syn", DEMO_MODELS, 4, 2, show_progress=show_progress))
+    done("pairs", {"strategy": "balanced"} | pairs_flow(out, 12, "balanced", 0, lr_set="demo-syn", name="demo"))
+    done("labelling", _labelling(out, "demo-syn", "demo"))
+
+    done("aggregate", aggregate_flow(workspace=out, exclude=None, policy=True, bootstrap=200, seed=0))
+    release = Workspace(out).release_dir("demo-prefs", "0.1.0")
+    if release.exists():  # releases are immutable: a rerun keeps the first
+        done("release", {"exists": str(release)})
+    else:
+        what = {"kind": "preferences", "name": "demo-prefs", "version": "0.1.0"}
+        done("release", what | release_flow(workspace=out, **what, max_count=1000, max_bytes=2 << 30))
+
+    reward_cfg = _reward_config(out, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' gradient_checkpointing renames, not ours
+        trained = reward_train_flow(reward_cfg, evaluate=False)
+    done("reward", _reward_score(out, reward_cfg, trained))
+
+    sr_cfg = _sr_config(out, 2)
+    t0 = time.perf_counter()
+    sr = train_sr_flow(sr_cfg)
+    train_s = time.perf_counter() - t0
+    up = _sr_upscale(out, sr["model"])
+    done("op4ksr", {"steps": sr["steps"], "loss": sr["last"]["total"], "train_seconds": train_s, **up})
+    result = bench_eval_flow(out, "demo-syn", ["bicubic", f"op4ksr:{sr['model']}"], show_progress=show_progress)
+    done("bench-eval op4ksr", {"bench": "demo-syn", "token_stride": 32, **result})
+    return results

@@ -51,6 +51,11 @@ def aggregate(
         )
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
+    print_aggregate(out)
+
+
+def print_aggregate(out: dict[str, Any]) -> None:
+    """QC, rankings and the aggregation counts of ``aggregate_flow``'s result (also shown by ``sr4k demo``)."""
     print_qc(out["qc"])
     for criterion, rows in out["rankings"].items():
         print_ranking(criterion, rows)
@@ -142,6 +147,10 @@ def _release(workspace: Path, kind: str, name: str, version: str, **kw: Any) -> 
         s = release_flow(workspace=str(workspace), kind=kind, name=name, version=version, **kw)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         fail(str(e))
+    print_release(s, name, version, kind)
+
+
+def print_release(s: dict[str, Any], name: str, version: str, kind: str) -> None:
     t = Table("what", "value", title=f"release {name}-{version} ({kind})")
     for k in ("source", "split", "samples", "shards"):
         t.add_row(k, str(s[k]))

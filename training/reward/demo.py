@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pipelines.store.workspace import Workspace
 from training.reward.config import RewardConfig
 from training.reward.data import load_preferences
 from training.reward.examples import PixelBudget
@@ -26,7 +27,7 @@ def demo_config(workspace: Path, base: Path, source: str | Path | None, steps: i
     return RewardConfig(
         model=str(base),
         data=str(source or workspace),
-        output_dir=str(workspace / "models" / "refreward-demo"),
+        output_dir=str(Workspace(workspace).models / "refreward-demo"),
         num_generations=2,
         per_device_train_batch_size=4,
         max_steps=steps,
@@ -52,21 +53,21 @@ def _largest_group(samples) -> tuple[str, Any, list[tuple[str, Any]]]:
     return key, lrs[key], sorted(groups[key].items())
 
 
-def run(
-    workspace: str | Path, steps: int = 2, source: str | Path | None = None, seed: int = 0, callbacks=None
-) -> dict[str, Any]:
-    """Build the tiny judge, train ``steps`` GRPO steps, score one LR's candidates; write
-    ``reports/refreward-demo.json`` and return the summary (final judge folder, steps, loss, ranking)."""
-    from training.reward import recipe
-    from training.reward.scorer import RefRewardScorer
+def prepare(workspace: str | Path, steps: int = 2, source: str | Path | None = None, seed: int = 0) -> RewardConfig:
+    """The demo's training config, with its tiny random judge built under ``<ws>/models/refreward-tiny-base``."""
     from training.reward.tiny import build_tiny_qwen_vl
 
     ws = Path(workspace).expanduser().resolve()
-    base = ws / "models" / "refreward-tiny-base"
+    base = Workspace(ws).models / "refreward-tiny-base"
     if not (base / "config.json").exists():
         build_tiny_qwen_vl(base, seed=seed)
-    cfg = demo_config(ws, base, source, steps, seed)
-    summary = recipe.train(cfg, callbacks=callbacks)
+    return demo_config(ws, base, source, steps, seed)
+
+
+def score_group(workspace: str | Path, cfg: RewardConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """Score the candidates of the LR with the most of them with the trained judge (``summary`` of
+    ``recipe.train``); write ``reports/refreward-demo.json`` and return it."""
+    from training.reward.scorer import RefRewardScorer
 
     lr_key, lr_ref, cands = _largest_group(load_preferences(cfg.data))
     scorer = RefRewardScorer.from_checkpoint(summary["final"], device="cpu", batch_size=8)
@@ -84,7 +85,19 @@ def run(
         "games": scorer.last_stats.judged,
         "malformed": scorer.last_stats.malformed,
     }
-    report = ws / "reports" / "refreward-demo.json"
+    report = Path(workspace).expanduser().resolve() / "reports" / "refreward-demo.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(out, indent=2) + "\n")
     return out
+
+
+def run(
+    workspace: str | Path, steps: int = 2, source: str | Path | None = None, seed: int = 0, callbacks=None
+) -> dict[str, Any]:
+    """Build the tiny judge, train ``steps`` GRPO steps, score one LR's candidates; write
+    ``reports/refreward-demo.json`` and return the summary (final judge folder, steps, loss, ranking). ``sr4k demo``
+    runs the same three steps with the training as the ``reward-train`` flow."""
+    from training.reward import recipe
+
+    cfg = prepare(workspace, steps, source, seed)
+    return score_group(workspace, cfg, recipe.train(cfg, callbacks=callbacks))
