@@ -39,7 +39,7 @@ class LrItem:
 
 def lr_items(ws: Workspace, lr_set: str) -> list[LrItem]:
     """The LR images of a benchmark or shard dataset, sorted by key; a clear error when neither exists."""
-    bench = ws.root / "benchmarks" / lr_set
+    bench = ws.bench_dir(lr_set)
     if (bench / "index.parquet").exists():
         from pipelines.bench.sets import (
             index_rows,  # keys and lr_paths checked to stay inside the benchmark (issue 13)
@@ -49,8 +49,8 @@ def lr_items(ws: Workspace, lr_set: str) -> list[LrItem]:
     shards = sorted((ws.shard_dir(lr_set)).glob("*.tar"))
     if shards:
         return [LrItem(key, loader) for key, loader in sorted(_shard_lrs(shards), key=lambda x: x[0])]
-    have = sorted({p.parent.name for p in (ws.root / "benchmarks").glob("*/index.parquet")} |
-                  {p.parent.name for p in (ws.root / "shards").glob("*/manifest.json")})  # fmt: skip
+    have = sorted({p.parent.name for p in ws.benchmarks.glob("*/index.parquet")} |
+                  {p.parent.name for p in ws.shards.glob("*/manifest.json")})  # fmt: skip
     raise ValueError(f"no benchmark or shard set {lr_set!r} in {ws.root} (have: {', '.join(have) or 'none'})")
 
 
@@ -60,7 +60,7 @@ def check_output_sizes(ws: Workspace, lr_set: str, scale: int) -> None:
     The message names the LR, the set and the fix, on one line."""
     from pipelines.bench.sets import read_index, sr_output_too_large
 
-    bench = ws.root / "benchmarks" / lr_set
+    bench = ws.bench_dir(lr_set)
     if not (bench / "index.parquet").exists():
         return
     _, rows = read_index(bench)
