@@ -58,7 +58,7 @@ BAND = 32
 PHI_WINDOW = (0.31, 0.36)  # searched around 1/3 (1.5x); f = 1/(1-phi): 1.45 .. 1.56
 TILES = 12  # detailed tiles of the re-upsampling test
 TILE = 256
-MIN_FLOOR = 0.5  # mean e_ref (8-bit levels^2) below which the tiles hold too little structure for R to mean anything
+MIN_STRUCTURE = 2.0  # Laplacian RMS (levels, half resolution) of the tiles below which R means nothing (as filters)
 _MARGIN = 16  # px left out at each tile border, where the round trip's border handling dominates
 _LOG = np.log1p(np.arange(256, dtype=np.float32))  # log(1 + |d|) for |d| = 0..255
 
@@ -113,21 +113,23 @@ def resampling_peak(gray: np.ndarray) -> tuple[float, float]:
     return score, 1.0 / (1.0 - phi)
 
 
-def detailed_tiles(gray: np.ndarray, count: int, tile: int = TILE) -> list[np.ndarray]:
-    """The ``count`` tiles of ``tile`` px (float32) with the most Laplacian energy on a 2x-downscaled copy."""
+def detailed_tiles(gray: np.ndarray, count: int, tile: int = TILE) -> tuple[list[np.ndarray], float]:
+    """The ``count`` tiles of ``tile`` px (float32) with the most Laplacian energy on a 2x-downscaled copy, and the
+    RMS of that Laplacian over them (their mid-band structure, in 8-bit levels)."""
     h, w = gray.shape
     ny, nx = h // tile, w // tile
     if ny == 0 or nx == 0:
-        return []
+        return [], 0.0
     crop = gray[: ny * tile, : nx * tile]
     half = cv2.resize(crop, (nx * tile // 2, ny * tile // 2), interpolation=cv2.INTER_AREA).astype(np.float32)
     lap = cv2.Laplacian(half, cv2.CV_32F)
     energy = cv2.resize(lap * lap, (nx, ny), interpolation=cv2.INTER_AREA).ravel()
     order = np.argsort(-energy, kind="stable")[:count]
-    return [
+    tiles = [
         crop[(i // nx) * tile : (i // nx + 1) * tile, (i % nx) * tile : (i % nx + 1) * tile].astype(np.float32)
         for i in order
     ]
+    return tiles, float(np.sqrt(energy[order].mean()))
 
 
 def _round_trip(x: np.ndarray, s: float) -> np.ndarray:
@@ -139,9 +141,9 @@ def _round_trip(x: np.ndarray, s: float) -> np.ndarray:
 
 def reupsample_ratio(gray: np.ndarray, s: float = 2.0, tiles: int = TILES) -> float | None:
     """R(s) of the module docstring over the most detailed tiles; None when the picture is smaller than one tile or
-    its most detailed tiles are (nearly) flat (mean e_ref < MIN_FLOOR: 8-bit rounding would decide R)."""
-    chosen = detailed_tiles(gray, tiles)
-    if not chosen:
+    its most detailed tiles are (nearly) flat (structure < MIN_STRUCTURE: 8-bit rounding would decide R)."""
+    chosen, structure = detailed_tiles(gray, tiles)
+    if structure < MIN_STRUCTURE:  # nothing to judge (flat, or smaller than a tile): no evidence either way
         return None
     m = _MARGIN
     loss = floor = 0.0
@@ -150,9 +152,7 @@ def reupsample_ratio(gray: np.ndarray, s: float = 2.0, tiles: int = TILES) -> fl
         uu = _round_trip(u, s)
         loss += float(np.square(x - u)[m:-m, m:-m].mean())
         floor += float(np.square(u - uu)[m:-m, m:-m].mean())
-    if floor / len(chosen) < MIN_FLOOR:  # no structure to judge (flat or nearly so): no evidence either way
-        return None
-    return loss / floor
+    return loss / max(floor, 1e-9)
 
 
 def measure_effres(gray: np.ndarray) -> EffRes:

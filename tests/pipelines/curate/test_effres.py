@@ -64,7 +64,7 @@ def test_native_photos_are_kept_and_their_upscales_are_caught(name):
 
 def test_judge_rejects_upscaled_with_the_factor_and_the_effective_resolution():
     rgb = photo(PHOTOS[0])
-    s = FilterSettings(min_short_side=1600)
+    s = FilterSettings(min_short_side=1600, photos_only=False)  # this test is about the upscaled rule only
     assert judge(2400, 1600, measure(rgb), s) is None
     rej = judge(2400, 1600, measure(upscaled(rgb, 1.5, "lanczos", 90)), s)
     assert rej is not None and rej.reason == "upscaled"
@@ -72,7 +72,12 @@ def test_judge_rejects_upscaled_with_the_factor_and_the_effective_resolution():
     rej = judge(2400, 1600, measure(upscaled(rgb, 2.0, "bicubic")), s)
     assert rej is not None and rej.reason == "upscaled" and "~1200x800" in rej.detail
     # the threshold is the config's: allowing 2x lets the 1.5x upscale through this rule (sharpness may still object)
-    rej = judge(2400, 1600, measure(upscaled(rgb, 1.5, "lanczos")), FilterSettings(1600, max_effective_scale=2))
+    rej = judge(
+        2400,
+        1600,
+        measure(upscaled(rgb, 1.5, "lanczos")),
+        FilterSettings(1600, photos_only=False, max_effective_scale=2),
+    )
     assert rej is None or rej.reason != "upscaled"
 
 
