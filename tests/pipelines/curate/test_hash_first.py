@@ -101,3 +101,18 @@ def test_a_copy_that_relied_on_a_removed_one_is_built_on_the_rerun(copies, tmp_p
     fresh = tmp_path / "fresh"
     run(src, fresh)
     assert shards(ws) == shards(fresh)
+
+
+def test_prune_rebuilds_units_whose_kept_copy_left_and_drops_its_claim(copies, tmp_path):
+    """The same units without the lowest copy (unit names unchanged, as when a URL list loses one entry): each unit
+    that skipped its build because of that copy is no longer done, and the copy's claim is gone."""
+    ws = tmp_path / "ws"
+    run(copies, ws)
+    cfg = small_cfg()
+    units = steps.plan(str(copies), cfg, workspace=ws).units
+    survivors = [u for u in units if Path(u.uris[0]).name != "a.png"]
+    assert all(steps.unit_done(Workspace(ws), u.name, cfg) for u in units)
+    steps.prune_stale_units(Workspace(ws), survivors)
+    assert not any(steps.unit_done(Workspace(ws), u.name, cfg) for u in survivors)
+    held = {p.read_text() for p in (ws / "claims").rglob("*") if p.is_file()}
+    assert held and not any(Path(u).name == "a.png" for u in held)
