@@ -59,9 +59,7 @@ def train_sr(
     crop: Annotated[
         int | None, typer.Option(help="HR training crop side (multiple of 32 and of the scale)", show_default="512")
     ] = None,
-    rfr: Annotated[
-        str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none", show_default="yarn")
-    ] = None,
+    rfr: Annotated[str | None, typer.Option(help="RoPE rescaling: ntk | pi | yarn | none", show_default="ntk")] = None,
     ap_weight: Annotated[
         float | None, typer.Option("--lambda-ap", help="Weight of L_AP (0 = off)", show_default="1.0")
     ] = None,

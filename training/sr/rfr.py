@@ -19,14 +19,14 @@ kept for checkpoints that stored it). The grid a LoRA was fine-tuned on is recor
 The OP4KSR paper says only that the base is rescaled so that "the frequency allocation matches". Rules
 (``RFRConfig.mode``), all functions of (s, d, θ, L) only:
 
-- ``ntk`` — NTK-aware base scaling (bloc97 2023; Peng et al. 2023, YaRN §3.1). Change the base only,
+- ``ntk`` (default) — NTK-aware base scaling (bloc97 2023; Peng et al. 2023, YaRN §3.1). Change the base only,
   θ' = α θ, so ω'_i = ω_i α^(−2i/d). Require the lowest band (i = d/2 − 1) to be stretched exactly by s, so that
   its phase over the new grid L' equals its phase over the trained grid L: α^(−(d−2)/d) = 1/s ⇒ α = s^(d/(d−2)).
   The highest band (i = 0) is untouched, the bands in between are stretched by s^(2i/(d−2)), a geometric ramp.
   Numbers for Flux-dev at 4096²/F16: s = 128/64 = 2, d = 56, α = 2^(56/54) = 2.0520, θ' = 20,520.
 - ``pi`` — position interpolation (Chen et al. 2023): m → m / s for every band (ω'_i = ω_i / s); keeps every phase
   inside the trained range, blurs the finest bands.
-- ``yarn`` (default) — YaRN "NTK-by-parts" (Peng et al. 2023, §3.2-3.4): per band, r_i = L / λ_i periods over the
+- ``yarn`` — YaRN "NTK-by-parts" (Peng et al. 2023, §3.2-3.4): per band, r_i = L / λ_i periods over the
   trained grid; γ_i = clip((r_i − β_slow)/(β_fast − β_slow), 0, 1); ω'_i = (1 − γ_i) ω_i / s + γ_i ω_i (bands that turn
   many times are kept, slow ones interpolated), plus the attention temperature √(1/t) = 0.1 ln s + 1 folded into
   cos/sin as in YaRN's reference code (q and k both scaled, so the logits by (0.1 ln s + 1)²).
@@ -41,17 +41,30 @@ The OP4KSR paper says only that the base is rescaled so that "the frequency allo
   For L ≥ 2π·32 = 201 tokens k = 1 and this is YaRN as published.
 - ``none`` — the backbone's RoPE unchanged.
 
-**Which mode (benchmarks/rope_extrapolation.py, 2026-12-06).** A Flux-style transformer (2+2 blocks, RoPE axes
-(8, 16, 16)) trained from scratch for ×2 SR at an 8-token grid, 300 steps (under-trained: −1.25 dB vs bicubic even
-at its own grid), 3 seeds, run at 4× its grid (PSNR gain vs bicubic, dB, per seed): none −6.2/−1.4/−5.4,
-ntk −5.7/−1.4/−4.9, pi −5.1/−1.4/−3.9, yarn −2.4/−1.4/−2.5, tiled −1.4/−1.2/−1.2, a model trained at 2× −1.8/−1.3/−1.9;
-the share of residual energy repeating at the trained-grid period (32 px) none 0.06/0.002/0.08, ntk 0.05/0.002/0.07,
-yarn 0.006/0.002/0.017. In the two seeds that extrapolate badly, yarn ≥ pi ≥ ntk ≥ none, and yarn removes most of
-the periodicity; at 2× (OP4KSR's s = 2) the arms differ by ≤ 0.4 dB (yarn −1.40, ntk −1.66, none −1.72 mean).
-Hence ``yarn`` is the default; the published β (``yarn_ramp="published"``) scored the same as the grid-scaled ramp
-here (at an 8-token grid both are mostly interpolation; the attention temperature is what separates them from pi).
-Tiling at the trained grid was better still at 4×: worth keeping in mind for 8K. Small n, wide intervals: rerun at
-scale before trusting the ranking.
+**Which mode (benchmarks/rope_extrapolation.py, 2026-12-07): ``ntk`` is the default.** A Flux-style transformer (2
+double + 2 single blocks, RoPE axes (8, 16, 16), θ = 10000) trained from scratch for ×2 SR at an 8-token grid, 2000
+steps × 4 crops (+2.7 dB over bicubic at its own grid), 3 seeds, run at s = 2 and 4 times its grid; PSNR gain minus
+that of the trained RoPE (none), paired by seed, mean ± 95 % t-interval:
+
+====== ================ ================ ================ ================ ================
+s      ntk              yarn (this rule) yarn, published  pi               tiled at g
+====== ================ ================ ================ ================ ================
+2      −0.04 ± 0.03     −0.14 ± 0.11     −0.37 ± 0.29     −0.40 ± 0.30     −0.04 ± 0.23
+4      +0.06 ± 0.07     +0.15 ± 0.17     −0.02 ± 0.14     −0.03 ± 0.15     +0.19 ± 0.25
+====== ================ ================ ================ ================ ================
+
+(none: +1.70 dB at 2×, +0.54 at 4×.) A trained model extrapolates to 2× its grid without loss and without periodic
+artefacts (periodicity peak 0.0051-0.0053 in every arm, tiled included). At 2×, OP4KSR's s, every rule can only lose:
+ntk least (its finest band is untouched; −0.02 to −0.05 dB per seed), yarn 0.09-0.17 dB in every seed (ramp and
+attention temperature), whole-band interpolation 0.4 dB (pi, and yarn with the published β, which on a short grid is
+nearly pi). At 4× a penalty appears (none 0.11-0.30 dB below tiling) and every seed gains with yarn (+0.11 to +0.23)
+and with ntk (+0.04 to +0.09); yarn also brings the periodicity peak from 0.0006-0.0019 (none) to tiling's
+0.0004-0.0005, ntk by 7-22 % (all below the 0.004 artefact flag of pipelines.bench.metrics). Hence ``ntk``: the base
+rescaling the paper names, within 0.05 dB of the trained RoPE where OP4KSR runs (s = 2) and better beyond it; ``yarn``
+for runs at ≥ 4× the trained grid (8192² from Flux-dev). The grid-scaled ramp beats the published β at both scales
+(+0.23 dB at 2×, +0.17 at 4×), as derived above. Caveats: one small architecture and grid, whose finest band turns 1.3
+times over the trained grid (Flux-dev's 10.2 times); the 300-step run of 2026-12-06 (under-trained, −1.25 dB vs
+bicubic) showed large 4× artefacts that yarn removed, and training to convergence removed them in every arm.
 
 diffusers hard-codes θ = 10000 in ``FluxPosEmbed`` and ``from_pretrained`` rebuilds it, so :func:`apply_rfr` must
 be called after every load (``OP4KSR`` does). Only the spatial axes (1, 2) are rescaled; axis 0 is 0 for every
