@@ -11,6 +11,19 @@ a known limit: natives *downscaled* by 4/3 (OpenCV INTER_AREA, Pillow Lanczos), 
 
 The table uses the thresholds of ``FilterSettings``; the per-picture evidence goes to a JSON next to the table so
 thresholds can be re-chosen without measuring again.
+
+Measured 2026-12-07 (benchmarks/results/effective_resolution.md; 2 cores at load ~20, other jobs running):
+27 Debian wallpaper photos + 7 scikit-image photos, crops of at most 3840x2400.
+- Natives called upscaled: 2 of 34, both 2x: ``greentock`` and ``analogpattern_by_Peter_Nerlich`` (2880x2160,
+  R(2) 5.65 and 6.18, sharpness 0.36, i.e. in the range of bicubic 2x upscales, so ``blurry`` before this rule
+  existed). Highest native period SNR 41 (``Dragonfly_by_Bolly``; on the full 4224x3168 file it is 75 and the
+  picture is called ~1.47x from ~2881x2161: 4224x3168 is exactly 1.4667 x 2880x2160).
+- 1.5x caught: Pillow bicubic / Lanczos / bilinear 100 % as saved, 94 / 91 / 74 % after JPEG q90; OpenCV bicubic
+  (a = -0.75, weaker periodicity) 88 %, 47 % after q90.
+- 2x caught: 94 / 94 / 85 % (Pillow bicubic / Lanczos / bilinear), 94 % OpenCV bicubic; 79 / 82 / 74 / 88 % after
+  q90. Misses are soft or noisy pictures (Storm, FreshFlower), whose 2x upscale still has a high R(2).
+- Known limit: natives downscaled by 4/3 are called 1.5x: 91 % with OpenCV INTER_AREA, 50 % with Pillow Lanczos.
+- Cost: 80-105 ms per 3840x2160 picture (periodicity ~40 ms, R(2) ~55 ms of which 26 ms choosing tiles).
 """
 
 from __future__ import annotations
