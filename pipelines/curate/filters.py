@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 
 from pipelines.curate.effres import EffRes, effective_scale, measure_effres
+from pipelines.curate.photo import photo_features, photo_score
 from schemas.records import Rejection
 
-FILTERS_VERSION = "filters/2"  # 2: effective resolution (upscaled)
+FILTERS_VERSION = "filters/3"  # 2: effective resolution (upscaled); 3: photo_score from pipelines.curate.photo
 
 # --- measurement constants (part of the score definitions, hence of FILTERS_VERSION) ---
 TILE = 64  # native-resolution tile edge (px) for the per-tile statistics
@@ -35,13 +36,6 @@ FLAT_STD = 1.0  # a tile is flat when its luma std (at half resolution) is below
 DETAIL_SHARE = 0.10  # sharpness looks at the 10% of tiles with the most mid-band structure (the subject)
 MIN_STRUCTURE = 2.0  # below this mid-band RMS (8-bit levels) the top tiles hold noise, not structure: sharpness 0
 CLIP_LOW, CLIP_HIGH = 2, 253  # luma <= 2 / >= 253 counts as clipped (clip_low / clip_high)
-SAMPLE_PIXELS = 1 << 20  # the equality statistic reads about this many pixels, whatever the image size
-PALETTE_PIXELS = 1 << 19  # and the colour histogram about this many
-TOP_COLOURS = 16  # palette concentration: share of pixels in the 16 most frequent exact colours
-# photo_score ramps (feature value with no graphic evidence -> value with full evidence), from the calibration set
-RUNS_PHOTO, RUNS_GRAPHIC = 0.33, 0.43  # photos <= 0.31 (skimage brick), smooth renders 0.39-0.78, flat art >= 0.5
-PALETTE_PHOTO, PALETTE_GRAPHIC = 0.25, 0.45  # colour photos <= 0.13, logos/flat art >= 0.41
-STRUCTURE_PHOTO, STRUCTURE_GRAPHIC = 4.0, 2.0  # photos >= 6.4 (motion-blurred Storm); gradients/blur renders < 1.4
 
 # IJG/libjpeg base tables, ITU-T T.81 Annex K, Tables K.1 (luminance) and K.2 (chrominance), natural (row) order.
 _STD_LUMA = np.array(
@@ -81,7 +75,8 @@ class FilterSettings:
     min_mean_luma: float = 15.0
     # mean luma; calibration photos <= 209, text/UI on white 226-239
     max_mean_luma: float = 235.0
-    # photo_score below this is a graphic, illustration, render or screenshot (the score is mostly 0 or 1)
+    # photo_score (pipelines.curate.photo, 0..1) below this is a graphic, illustration, render or screenshot; the
+    # precision/recall at this threshold: benchmarks/results/photo_classifier.md
     min_photo_score: float = 0.5
     # False keeps illustrations and graphics (photo_score is still measured and stored)
     photos_only: bool = True
@@ -216,79 +211,6 @@ def _exposure(gray: np.ndarray) -> tuple[float, float, float]:
     return mean, float(hist[: CLIP_LOW + 1].sum() / n), float(hist[CLIP_HIGH:].sum() / n)
 
 
-# ------------------------------------------------------------------------------------------------ photo vs graphic
-
-
-def _pack(rgb: np.ndarray) -> np.ndarray:
-    """24-bit colour codes, so exact colour equality is one integer comparison."""
-    c = rgb.astype(np.uint32)
-    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-
-
-def _flat_runs(rgb: np.ndarray) -> float:
-    """Share of neighbouring pixel pairs with exactly the same RGB, at the least-flat of the 8 pixel phases.
-
-    Vector art, UI and rendered gradients repeat exact colours over large areas; sensor noise makes that rare in
-    photos. JPEG complicates it: an 8x8 block whose AC terms were quantised away is exactly flat inside, even in a
-    photo's bokeh. Adjacent blocks of a photo still differ (their DC terms follow the scene), while a graphic's flat
-    area crosses block borders unchanged. So the rate is taken per phase (x mod 8 for horizontal pairs, y mod 8 for
-    vertical ones) and the minimum kept: for a JPEG that is the pairs straddling block borders, wherever the grid
-    lies (crops and rotations shift it); for other images all phases agree. Sampled on bands of 9 rows starting at
-    multiples of 8, so each band holds one vertical pair of every phase.
-    """
-    hh, w = rgb.shape[:2]
-    if hh < 9 or w < 9:
-        starts = np.zeros(1, dtype=np.int64)
-        band = hh
-    else:
-        starts = np.arange(0, hh - 8, 8)
-        band = 9
-        step = max(1, int(np.ceil(starts.size * band * w / SAMPLE_PIXELS)))
-        starts = starts[::step]
-    rows = (starts[:, None] + np.arange(band)[None, :]).ravel()
-    sub = rgb[rows].reshape(starts.size, band, w, 3)
-    p = _pack(sub)
-    eq_h, eq_v = p[:, :, 1:] == p[:, :, :-1], p[:, 1:] == p[:, :-1]
-    rates = [min(eq_h[:, :, k::8].mean() for k in range(min(8, w - 1)))] if w > 1 else []
-    rates += [min(eq_v[:, k].mean() for k in range(band - 1))] if band > 1 else []
-    return float(np.mean(rates)) if rates else 1.0
-
-
-def _palette(rgb: np.ndarray) -> float | None:
-    """Share of pixels covered by the TOP_COLOURS most frequent exact colours, on a strided sample.
-
-    A flat-filled graphic puts most pixels in a handful of colours; a photo of the same size spreads them over tens
-    of thousands. Clipped pixels (every channel <= 2 or >= 253) are left out: a photo's crushed shadows or blown sky
-    are one colour too, and they are the exposure rules' business. None (no evidence) for greyscale images, whose
-    256 possible colours make the share high for photos too, and for images that are all clipped.
-    """
-    hh, w = rgb.shape[:2]
-    s = max(1, int(np.ceil(np.sqrt(hh * w / PALETTE_PIXELS))))
-    sample = rgb[::s, ::s].reshape(-1, 3)
-    if np.mean((sample[:, 0] == sample[:, 1]) & (sample[:, 1] == sample[:, 2])) > 0.99:
-        return None
-    sample = sample[(sample.max(axis=1) > CLIP_LOW) & (sample.min(axis=1) < CLIP_HIGH)]
-    if sample.shape[0] == 0:
-        return None
-    counts = np.unique(_pack(sample), return_counts=True)[1]
-    top = np.partition(counts, counts.size - TOP_COLOURS)[-TOP_COLOURS:] if counts.size > TOP_COLOURS else counts
-    return float(top.sum() / sample.shape[0])
-
-
-def _ramp(x: float, lo: float, hi: float) -> float:
-    """0 at or below ``lo``, 1 at or above ``hi``, linear between (``lo > hi`` reverses the direction)."""
-    return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
-
-
-def _photo_evidence(runs: float, palette: float | None, structure: float) -> dict[str, float]:
-    """Graphic evidence 0..1 of each photo_score feature (see :func:`measure`)."""
-    return {
-        "runs": _ramp(runs, RUNS_PHOTO, RUNS_GRAPHIC),
-        "palette": 0.0 if palette is None else _ramp(palette, PALETTE_PHOTO, PALETTE_GRAPHIC),
-        "structure": _ramp(structure, STRUCTURE_PHOTO, STRUCTURE_GRAPHIC),
-    }
-
-
 # ------------------------------------------------------------------------------------------------ public API
 
 
@@ -313,14 +235,9 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
       is below FLAT_STD = 1 level.
     - mean_luma, clip_low, clip_high: mean luma and the shares of pixels with luma <= 2 and >= 253.
     - jpeg_quality: :func:`estimate_jpeg_quality` of ``quantization`` (None when there is none).
-    - photo_score = (1 - e_runs) * (1 - e_palette) * (1 - e_structure), each e a linear ramp 0..1 of graphic
-      evidence between a photo-typical and a graphic-typical value of one feature (:func:`_photo_evidence`):
-      runs, the exact-equality rate of neighbouring pixels at the least-flat JPEG phase (:func:`_flat_runs`; flat
-      fills, text, UI and rendered gradients, 0.33 -> 0.43); palette, the share of pixels in the 16 most frequent
-      exact colours (:func:`_palette`; few-colour art, 0.25 -> 0.45; skipped for greyscale); structure, the mid-band
-      RMS of the most structured tiles (pure gradients and blur renders with no texture anywhere, 4 -> 2 levels).
-      A product, so one strong piece of graphic evidence is enough. The ramp ends sit between the highest photo
-      and lowest graphic values of the labelled calibration set (``tests/pipelines/test_filters.py``).
+    - photo_score: :func:`pipelines.curate.photo.photo_score` of :func:`pipelines.curate.photo.photo_features`, a
+      logistic regression (0..1, continuous) over exact flatness, the noise residual's zero share and red/green
+      correlation, and saturation, fitted and measured on ``tests/pipelines/curate/photo_labels.csv``.
     - period_snr, period_factor, reupsample_ratio: the effective-resolution evidence of
       :func:`pipelines.curate.effres.measure_effres` on the native luma (bounded rows and tiles).
     """
@@ -328,10 +245,8 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
         raise ValueError(f"expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
     rgb = np.ascontiguousarray(rgb)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    sharpness, flat_fraction, structure = _detail(gray)
+    sharpness, flat_fraction, _ = _detail(gray)
     mean_luma, clip_low, clip_high = _exposure(gray)
-    evidence = _photo_evidence(_flat_runs(rgb), _palette(rgb), structure)
-    photo_score = float(np.prod([1.0 - e for e in evidence.values()]))
     effres = measure_effres(gray)
     return Scores(
         sharpness=sharpness,
@@ -340,7 +255,7 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
         mean_luma=mean_luma,
         clip_low=clip_low,
         clip_high=clip_high,
-        photo_score=photo_score,
+        photo_score=photo_score(photo_features(rgb)),
         period_snr=effres.period_snr,
         period_factor=effres.period_factor,
         reupsample_ratio=effres.reupsample_ratio,

@@ -1,0 +1,203 @@
+"""Photo-vs-graphic classifier (``pipelines.curate.photo``) on the labelled real set: per-image table, precision and
+recall held out by picture group, and the spread of the score across crops of one picture.
+
+    .venv/bin/python benchmarks/photo_classifier.py                 # table + P/R (held out and shipped)
+    .venv/bin/python benchmarks/photo_classifier.py --fit           # also print the coefficients to paste in photo.py
+    .venv/bin/python benchmarks/photo_classifier.py --md benchmarks/results/photo_classifier.md
+
+The labelled set is ``tests/pipelines/curate/photo_labels.csv``: every raster wallpaper of the Debian packages
+mate-backgrounds, gnome-backgrounds, ukui-wallpapers and lomiri-wallpapers (installed by ``.ci/bootstrap``) and the
+sample pictures bundled with scikit-image, scikit-learn and matplotlib, each labelled photo|graphic by looking at it.
+Pictures are decoded as the curation decodes them (``decode_image``: alpha over white, ICC to sRGB).
+
+Held out: leave-one-group-out cross-validation, where a group is one picture in all its forms (the three Elephants
+sizes, a light/dark pair, a stereo pair), so no copy of a test picture is in its training fold. The regression is
+scikit-learn's LogisticRegression (C=1, balanced classes) on standardised features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pipelines.curate import photo  # noqa: E402
+from pipelines.curate.decode import decode_image  # noqa: E402
+
+LABELS = ROOT / "tests" / "pipelines" / "curate" / "photo_labels.csv"
+BOOTSTRAP_HINT = (
+    "run `bash .ci/bootstrap` as root (its apt_packages line installs mate-backgrounds gnome-backgrounds "
+    "ukui-wallpapers lomiri-wallpapers) and install the dev extras (pip install -e '.[dev]')"
+)
+PY_ROOTS = {"scikit-image": "skimage", "scikit-learn": "sklearn", "matplotlib": "matplotlib"}
+
+
+@dataclass(slots=True)
+class Labelled:
+    package: str
+    path: str  # relative to / for a Debian package, to site-packages for a Python one
+    sha256: str
+    label: str  # photo | graphic
+    group: str  # one picture in all its forms
+    note: str
+
+    def location(self) -> Path:
+        if self.package in PY_ROOTS:
+            spec = find_spec(PY_ROOTS[self.package])
+            if spec is None or not spec.submodule_search_locations:
+                return Path("/nonexistent") / self.path
+            return Path(next(iter(spec.submodule_search_locations))).parent / self.path
+        return Path("/") / self.path
+
+
+def load_labels(path: Path = LABELS) -> list[Labelled]:
+    with path.open(newline="") as fh:
+        return [Labelled(**row) for row in csv.DictReader(fh)]
+
+
+def missing_files(items: list[Labelled]) -> list[str]:
+    """Labelled files that are absent or differ from the labelled bytes (sha256)."""
+    bad = []
+    for it in items:
+        p = it.location()
+        if not p.is_file():
+            bad.append(f"{it.package}: {p} missing")
+        elif hashlib.sha256(p.read_bytes()).hexdigest() != it.sha256:
+            bad.append(f"{it.package}: {p} differs from the labelled file (sha256)")
+    return bad
+
+
+def decode(it: Labelled) -> np.ndarray:
+    p = it.location()
+    dec = decode_image(p.read_bytes(), p.name)
+    if not hasattr(dec, "rgb"):
+        raise RuntimeError(f"{p}: the curation's decoder rejects it ({dec})")
+    return dec.rgb
+
+
+def feature_matrix(items: list[Labelled]) -> np.ndarray:
+    rows = []
+    for it in items:
+        f = photo.photo_features(decode(it))
+        rows.append([f[k] for k in photo.FEATURES])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(mean, scale, coef, intercept) of the recipe photo.py's coefficients come from."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-12
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit((x - mean) / scale, y)
+    return mean, scale, model.coef_[0], float(model.intercept_[0])
+
+
+def held_out_scores(x: np.ndarray, y: np.ndarray, groups: list[str]) -> np.ndarray:
+    """Leave-one-group-out: each picture group is scored by a model fitted without it."""
+    g = np.asarray(groups)
+    out = np.zeros(len(y))
+    for grp in np.unique(g):
+        te = g == grp
+        mean, scale, coef, b = fit(x[~te], y[~te])
+        out[te] = 1.0 / (1.0 + np.exp(-(((x[te] - mean) / scale) @ coef + b)))
+    return out
+
+
+def shipped_scores(x: np.ndarray) -> np.ndarray:
+    return np.array([photo.photo_score(dict(zip(photo.FEATURES, row, strict=True))) for row in x])
+
+
+def precision_recall(scores: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:
+    d = scores >= threshold
+    tp = int((d & (y == 1)).sum())
+    return tp / max(int(d.sum()), 1), tp / max(int((y == 1).sum()), 1)
+
+
+def crop_spread(rgb: np.ndarray) -> float:
+    """max - min of the shipped score over the four corner crops of half the width and height and the centre one."""
+    h, w = rgb.shape[:2]
+    ch, cw = h // 2, w // 2
+    corners = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
+    s = [
+        photo.photo_score(photo.photo_features(np.ascontiguousarray(rgb[y : y + ch, x : x + cw]))) for y, x in corners
+    ]
+    return float(max(s) - min(s))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fit", action="store_true", help="print coefficients fitted on the whole set for photo.py")
+    ap.add_argument("--md", type=Path, help="also write the table as markdown here")
+    ap.add_argument("--no-crops", action="store_true", help="skip the crop-spread measurement")
+    args = ap.parse_args()
+    from pipelines.curate.filters import FilterSettings
+
+    threshold = FilterSettings().min_photo_score
+    items = load_labels()
+    bad = missing_files(items)
+    if bad:
+        sys.exit("error: " + "; ".join(bad[:3]) + f" ({len(bad)} in all); {BOOTSTRAP_HINT}")
+    t0 = time.perf_counter()
+    x = feature_matrix(items)
+    t_feat = time.perf_counter() - t0
+    y = np.array([it.label == "photo" for it in items], dtype=int)
+    held = held_out_scores(x, y, [it.group for it in items])
+    shipped = shipped_scores(x)
+    spreads = [None] * len(items)
+    if not args.no_crops:
+        spreads = [crop_spread(decode(it)) for it in items]
+    lines = [
+        "| file | package | label | held-out score | shipped score | decision | crop spread |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, it in enumerate(items):
+        dec = "photo" if shipped[i] >= threshold else "graphic"
+        mark = "" if dec == it.label else " ✗"
+        sp = "" if spreads[i] is None else f"{spreads[i]:.2f}"
+        lines.append(
+            f"| {Path(it.path).name} | {it.package} | {it.label} | {held[i]:.2f} | {shipped[i]:.2f} "
+            f"| {dec}{mark} | {sp} |"
+        )
+    ph, rh = precision_recall(held, y, threshold)
+    ps, rs = precision_recall(shipped, y, threshold)
+    summary = [
+        f"{len(items)} pictures ({int(y.sum())} photo, {int(len(y) - y.sum())} graphic), "
+        f"{len(set(it.group for it in items))} groups; threshold {threshold}",
+        f"held out (leave-one-group-out): precision {ph:.3f}, recall {rh:.3f}",
+        f"shipped coefficients (fitted on all): precision {ps:.3f}, recall {rs:.3f}",
+        f"features: {t_feat / len(items) * 1e3:.0f} ms per picture",
+    ]
+    if not args.no_crops:
+        sp = np.array(spreads)
+        summary.append(
+            f"crop spread (max-min over 5 half-size crops): median {np.median(sp):.3f}, p90 "
+            f"{np.percentile(sp, 90):.3f}, max {sp.max():.3f}"
+        )
+    print("\n".join(lines))
+    print("\n".join(summary))
+    if args.fit:
+        mean, scale, coef, b = fit(x, y)
+        r = lambda v: "(" + ", ".join(f"{float(a):.6g}" for a in v) + ")"  # noqa: E731
+        print(f"MEAN = {r(mean)}\nSCALE = {r(scale)}\nCOEF = {r(coef)}\nINTERCEPT = {b:.6g}")
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(
+            "# Photo-vs-graphic classifier on the labelled real set\n\n"
+            "Output of `benchmarks/photo_classifier.py` (pipelines/curate/photo.py, "
+            f"{photo.PHOTO_VERSION}).\n\n" + "\n".join(f"- {s}" for s in summary) + "\n\n" + "\n".join(lines) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
