@@ -6,6 +6,7 @@ Run ``sr4k --help`` for the commands, ``sr4k <command> --help`` for their option
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,6 +57,10 @@ def _main(
         subs = FLOW_COMMANDS[cmd]
         rest = [a for a in sys.argv[sys.argv.index(cmd) + 1 :] if not a.startswith("-")] if cmd in sys.argv else []
         if subs is None or (rest and rest[0] in subs):
+            # No server: start the embedded API now, so that its start overlaps this command's imports and checks.
+            # Only before Prefect is imported (a test harness that imported it has its own API).
+            if not os.environ.get("PREFECT_API_URL") and "prefect" not in sys.modules:
+                api = prefect_api.start_embedded_api()
             err.print(f"[dim]{escape(api)}[/]")
 
 
@@ -67,6 +72,8 @@ def main() -> None:
         if _DEBUG or "--debug" in sys.argv:
             raise
         first = (str(e).strip().splitlines() or [""])[0]
+        if (rc := prefect_api.embedded_api_exit()) is not None:
+            first += f" (the embedded Prefect API stopped with exit code {rc}; its messages are above)"
         error(f"{type(e).__name__}: {first}")
         err.print("[dim]rerun with --debug for the full traceback[/]")
         raise SystemExit(1) from None

@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import typer
@@ -28,6 +31,75 @@ def _probe(home) -> str:
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def _embedded_pid(first_line: str) -> int:
+    m = re.search(r"embedded API http://127\.0\.0\.1:\d+ \(pid (\d+)", first_line)
+    assert m, first_line
+    return int(m.group(1))
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an orphan would be re-parented and keep running)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _assert_stopped(pid: int, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid), f"embedded Prefect API pid {pid} outlived its command"
+
+
+def _env(home) -> dict:
+    return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+
+
+def _start_curate(tmp_path) -> tuple[subprocess.Popen, int]:
+    """A real ``sr4k curate`` of one image, stopped by the caller; returns it and its embedded API's pid."""
+    from PIL import Image
+    from skimage import data
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(data.astronaut()).save(src / "a.png")  # a real 512x512 photo, kept by every filter
+    cmd = [sys.executable, "-m", "flows.cli", "curate", "-i", str(src), "-o", str(tmp_path / "ws"), "--quiet",
+           "--hr-size", "256", "--min-short-side", "256"]  # fmt: skip
+    p = subprocess.Popen(cmd, env=_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = _embedded_pid(p.stderr.readline())
+    assert _alive(pid), "the embedded API should run while the command does"
+    return p, pid
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_the_early_embedded_api_never_outlives_its_command(tmp_path, sig):
+    # SIGTERM and Ctrl-C unwind through the exit handlers; SIGKILL runs none: the kernel's parent-death signal acts.
+    p, pid = _start_curate(tmp_path)
+    time.sleep(1.0)  # inside the command's imports, before its flow
+    p.send_signal(sig)
+    p.communicate(timeout=120)
+    assert p.returncode != 0
+    _assert_stopped(pid)
+
+
+def test_a_one_image_curation_uses_the_early_api_and_stops_it(tmp_path):
+    import sqlite3
+
+    import duckdb
+
+    p, pid = _start_curate(tmp_path)
+    _, errs = p.communicate(timeout=900)
+    assert p.returncode == 0, errs
+    _assert_stopped(pid)
+    # Prefect recorded the run through that API: its SQLite database in PREFECT_HOME holds the completed flow run.
+    with sqlite3.connect(tmp_path / "home" / "prefect.db") as db:
+        runs = db.execute("select f.name, r.state_type from flow_run r join flow f on r.flow_id = f.id").fetchall()
+    assert runs == [("curate", "COMPLETED")], runs
+    assert duckdb.sql(f"select count(*) from '{tmp_path}/ws/tables/samples/*.parquet'").fetchone()[0] == 1
 
 
 def test_a_running_server_is_used_and_a_dead_one_is_not(tmp_path):
@@ -56,9 +128,11 @@ def test_flow_commands_announce_the_api_on_their_first_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(tmp_path)}
     # A bad --runner fails right after the announcement, before any flow (or the embedded API) starts.
     r = subprocess.run([sys.executable, "-m", "flows.cli", "curate", "-i", str(tmp_path), "--runner", "nope"],
-                       env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert r.stderr.splitlines()[0].startswith("Prefect: starting the embedded API"), r.stderr
+                       env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.stderr.splitlines()[0].startswith("Prefect: embedded API http://127.0.0.1:"), r.stderr
     assert "--runner 'nope'" in r.stderr and r.returncode == 2
+    # The embedded API it started early is gone although the command failed: no orphan server.
+    _assert_stopped(_embedded_pid(r.stderr.splitlines()[0]))
     r = subprocess.run([sys.executable, "-m", "flows.cli", "sql", "--help"], env=env, capture_output=True, text=True)
     assert "Prefect" not in r.stderr and r.returncode == 0
 
