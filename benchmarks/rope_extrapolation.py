@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "--lap",
         type=float,
         nargs="*",
-        default=[0.1, 1.0],
+        default=[0.01, 0.1, 1.0],
         help="L_AP weights (sweep; the first is trained for every seed before the rest)",
     )
     ap.add_argument("--no-2g", action="store_true", help="skip the model trained at 2g")
