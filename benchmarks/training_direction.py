@@ -5,12 +5,14 @@
     reward on fixed held-out LRs before and after ``--sr-steps`` GRPO steps; gain = after − before (must be > 0 in
     every seed). Also the share of the reward variance explained by the action noise (in log π) vs the input noise
     (not in log π), ``training.sr.grpo.noise_split``, at the start.
-(b) RefReward judge (training.reward.recipe, TRL GRPO) on a learnable preference task: the fixture pairs of
-    tests/training/reward (A = faithful nearest upscale, B = the same plus strong noise, labelled consistency A),
-    tiny random Qwen2.5-VL. A cold-start SFT teaches the answer *format* only (targets with the consistency verdict
-    drawn at random, so the format is learned without the preference), then GRPO with the recipe's rewards.
-    Held-out accuracy (consistency, both A/B orders, pairs never trained on) before GRPO (= after the format SFT)
-    and after.
+(b) RefReward judge (training.reward.recipe, TRL GRPO, the real prompt, A/B parsing and rewards) on a preference
+    task a tiny model can see: the LR is a smooth random colour field, one candidate its faithful bicubic ×4 upscale,
+    the other the same with a colour cast (R + m, G − m/2, B − m, m ∈ [50, 90] grey levels); 3 of 3 votes for the
+    faithful one on both criteria, faithful = ``a`` in even pairs and ``b`` in odd ones (``write_cast_workspace``).
+    Tiny random Qwen2.5-VL (hidden 32), 6 images of one vision token each. A cold-start SFT teaches the answer
+    *format* only (``training.reward.formatsft``: verdicts drawn at random), then GRPO with the recipe's rewards and
+    a trainable vision tower (``freeze_vision: false``; why: below). Held-out accuracy (consistency, both A/B orders,
+    pairs of LR images never trained on, 15 of 48) before GRPO (= after the format SFT) and after.
 
 Final line: ``sr_grpo_gain_min=… judge_acc_before=… judge_acc_after=…``. Goals: gain > 0 in every seed; judge
 ≥ 0.75 held-out and ≥ 0.2 above its start.
@@ -18,10 +20,38 @@ Final line: ``sr_grpo_gain_min=… judge_acc_before=… judge_acc_after=…``. G
 Measured 2026-12-06 (2-core CPU shared by 7 jobs, niced; SR and judge parts run separately, --skip-judge /
 --skip-sr): (a) 80 steps, G = 8, 4 LRs/step, lr 1e-2: gains +0.00118 / +0.00106 / +0.00158 ([0, 1] units; +0.30 /
 +0.27 / +0.40 grey levels), ``sr_grpo_gain_min=0.00106``; action-noise share of reward variance 0.67 / 0.81 / 0.47.
-(40 steps, 2 LRs/step: +0.93 / −0.04 / +0.15 grey levels — not every seed; with G = 4, lr 1e-3: ≈ 0.) (b) NOT met:
-format SFT (80 steps, lr 3e-3) → held-out accuracy 0.5 (chance, well-formed); GRPO 30 steps at lr 5e-4 → 0.5;
-60 steps at lr 2e-3 → 0.0 (format lost); one seed each (``judge_acc_before=0.500 judge_acc_after=0.500`` for the
-default settings). With 1e-3 format-SFT lr the judge stayed malformed (0.0 → 0.0).
+(40 steps, 2 LRs/step: +0.93 / −0.04 / +0.15 grey levels — not every seed; with G = 4, lr 1e-3: ≈ 0.)
+
+(b) NOT met. Measured 2026-12-07, seed 0 only, load 12–25 on the 2 cores (a prototype of this code path; each
+GRPO run 8–16 min at that load). Why the old setting stayed at chance, and what changed:
+
+- The format was not learned: after the old format SFT (80 steps, lr 3e-3) only 25 % of answers *sampled* at
+  T = 1 were well-formed (greedy ones were), so most rollouts scored 0 (GRPO's format reward mean ≈ 0.4). 160 steps
+  at 3e-3: 72 %; 80 steps at lr 1e-2: 91 % (the default now; GRPO's format reward then stays 0.9–1.0).
+- The task was invisible behind the frozen random vision tower: SFT with the *true* verdicts (an upper bound, 80
+  steps, lr 1e-2) reaches 0.5 on its own training pairs with the vision tower frozen, 0.83 train / 0.83 held-out with
+  it trainable. The recipe's ``freeze_vision: true`` default suits a pre-trained judge, not a random one.
+- With both fixed, GRPO still does not learn the preference at these budgets (before = 0.5 everywhere: the format
+  SFT's greedy answer is one position for every pair):
+
+  | vision | completions/step (G = 4) | steps | lr | held-out before → after | accuracy reward, first 5 → last 5 |
+  |---|---|---|---|---|---|
+  | frozen | 8 | 40 | 5e-4 | 0.5 → 0.5 | 0.30 → 0.48 |
+  | frozen | 8 | 40 | 2e-3 | 0.5 → 0.5 | 0.36 → 0.40 |
+  | trainable | 8 | 40 | 2e-3 | 0.5 → 0.5 | 0.36 → 0.39 |
+  | trainable | 8 | 40 | 5e-3 | 0.5 → 0.5 | 0.19 → 0.26 |
+  | trainable | 32 | 40 | 2e-3 | 0.5 → 0.5 | 0.33 → 0.43 |
+  | trainable, darkened (×0.2–0.35) instead of cast | 32 | 40 | 2e-3 | 0.5 → 0.5 | 0.36 → 0.44 |
+  | trainable, 2×2 tokens per image (LR 28², 56² views) | 16 | 40 | 2e-3 | 0.5 → 0.5 | 0.39 → 0.41 |
+  | trainable | 16 | 40 | 5e-3 | 0.5 → 0.5 | 0.26 → 0.44 (swings 0.03–0.88) |
+  | trainable | 16 | 16 | 1e-2 | 0.5 → 0.0 | 0.06 → 0.00 (format lost at step 2) |
+
+  A random verdict earns 1/3 (A, B or tie). At lr ≥ 5e-3 the reward swings between whole-batch "always A" and
+  "always B" (Adam's first steps move every weight by ≈ lr whatever the gradient's size); below it the 320–1,280
+  rollouts move nothing measurable, where 320 supervised examples reach 0.83. Not tried for lack of time: a
+  learning-rate warm-up (not a recipe setting), hundreds of steps (≈ 1–2 s a step on a quiet machine), a larger
+  tiny model. The benchmark's defaults are the last trainable-vision row; ``judge_acc_before/after`` of a 3-seed
+  run of them was not measured.
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
     python benchmarks/training_direction.py --seeds 1 --sr-steps 4 --judge-steps 2 --sft-steps 4   # smoke
@@ -93,38 +123,88 @@ def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8,
 
 
 # -------------------------------------------------------------------------------------------- (b) RefReward judge
-def judge_accuracy(model_dir: Path, samples) -> float:
+def cast_pair(i: int, seed: int, lr_side: int = 14, scale: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(LR, faithful, cast) of the judge task: LR = a smooth random colour field (a 3×3 grid of colours, bicubic to
+    ``lr_side``², plus σ = 10 noise); faithful = its ×``scale`` bicubic upscale; cast = the same with a colour cast of
+    m ∈ [50, 90] grey levels (R + m, G − m/2, B − m), i.e. not faithful to the LR's colours."""
+    from PIL import Image
+
+    rng = np.random.default_rng(10_000 * seed + i)
+    grid = Image.fromarray(rng.integers(40, 216, (3, 3, 3)).astype(np.uint8))
+    lr = np.asarray(grid.resize((lr_side, lr_side), Image.Resampling.BICUBIC)).astype(np.float32)
+    lr = np.clip(lr + rng.normal(0, 10, lr.shape), 0, 255).astype(np.uint8)
+    up = np.asarray(Image.fromarray(lr).resize((lr_side * scale,) * 2, Image.Resampling.BICUBIC))
+    m = rng.uniform(50, 90)
+    cast = np.clip(up.astype(np.float32) + np.array([m, -m / 2, -m], np.float32), 0, 255).astype(np.uint8)
+    return lr, up, cast
+
+
+def write_cast_workspace(root: Path, n: int, seed: int) -> Path:
+    """A preferences table (``schemas.labels.PREFERENCES``, as ``sr4k aggregate`` writes it) of ``n`` cast pairs:
+    the faithful candidate is ``a`` in even pairs and ``b`` in odd ones; 3 of 3 votes for it on both criteria."""
+    from PIL import Image
+
+    from pipelines.store.workspace import write_table
+    from schemas.labels import PREFERENCES, PreferenceRec
+
+    recs = []
+    for i in range(n):
+        lr, good, bad = cast_pair(i, seed)
+        a, b, label = (good, bad, "a") if i % 2 == 0 else (bad, good, "b")
+        paths = {}
+        for name, arr in (("lr", lr), ("a", a), ("b", b)):
+            paths[name] = f"images/pair{i:03d}_{name}.png"
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(root / paths[name])
+        va, vb = (3, 0) if label == "a" else (0, 3)
+        votes = {f"{c}_{k}": v for c in ("consistency", "naturalness")
+                 for k, v in (("votes_a", va), ("votes_b", vb), ("votes_tie", 0))}  # fmt: skip
+        recs.append(PreferenceRec(pair_id=f"pair{i:03d}", lr_key=f"lr{i:03d}", lr_path=paths["lr"], model_a="x",
+                                  model_b="y", version_a="1", version_b="1", path_a=paths["a"], path_b=paths["b"],
+                                  consistency=label, consistency_agreement=1.0, consistency_ds=None,
+                                  naturalness=label, naturalness_agreement=1.0, naturalness_ds=None, n_annotators=3,
+                                  both_unusable_votes=0, **votes))  # fmt: skip
+    write_table(root / "tables" / "preferences" / "part-000.parquet", recs, PREFERENCES)
+    return root
+
+
+def judge_accuracy(model_dir: Path, samples) -> dict:
     from training.reward.evaluate import evaluate_pairs
     from training.reward.judge import load_judge
 
     res = evaluate_pairs(load_judge(str(model_dir), device="cpu"), samples, baselines=False)
-    return float(res["judge"]["consistency"]["accuracy"])
+    return res["judge"]["consistency"]
 
 
-def judge_seed(seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float = 3e-3, lr: float = 5e-4) -> dict:
-    from refreward_fixtures import TEST_BUDGET, write_workspace
-
+def judge_seed(seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float, lr: float, n: int = 48,
+               batch: int = 16) -> dict:  # fmt: skip
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
     from training.reward.data import load_preferences, split_by_lr
     from training.reward.tiny import build_tiny_qwen_vl
 
-    ws = write_workspace(work / f"ws{seed}", n=24)
+    budget = {"global_max_pixels": 28 * 28, "crop_size": 28, "n_crops": 1}  # 6 images of one vision token each
+    ws = write_cast_workspace(work / f"ws{seed}", n=n, seed=seed)
     base = build_tiny_qwen_vl(work / f"judge{seed}", seed=seed)
-    samples = load_preferences(ws)
-    train_s, held_s = split_by_lr(samples, 0.33, seed)
-    fmt = formatsft.train(base, train_s, work / f"sft{seed}", steps=sft_steps, budget=TEST_BUDGET, seed=seed,
-                          lr=sft_lr)  # fmt: skip
+    train_s, held_s = split_by_lr(load_preferences(ws), 0.33, seed)
+    fmt = formatsft.train(base, train_s, work / f"sft{seed}", steps=sft_steps, budget=budget, seed=seed, lr=sft_lr)
     before = judge_accuracy(fmt, held_s)
     cfg = load_config(None, {"model": str(fmt), "data": str(ws), "output_dir": str(work / f"grpo-judge{seed}"),
-                             "num_generations": 4, "per_device_train_batch_size": 8, "max_steps": steps,
+                             "num_generations": 4, "per_device_train_batch_size": batch, "max_steps": steps,
                              "max_completion_length": 48, "holdout": 0.33, "order": "mirror",
-                             "pixel_budget": TEST_BUDGET, "learning_rate": lr, "save_steps": 10_000,
-                             "temperature": 1.0, "beta": 0.0, "seed": seed})  # fmt: skip
+                             "pixel_budget": budget, "learning_rate": lr, "save_steps": 10_000,
+                             "temperature": 1.0, "beta": 0.0, "seed": seed, "freeze_vision": False})  # fmt: skip
     summary = recipe.train(cfg)
     assert set(summary["held_out"]) == {s.rec.pair_id for s in held_s}  # the recipe held out the same pairs
     after = judge_accuracy(Path(summary["final"]), held_s)
-    return {"seed": seed, "before": before, "after": after, "held_pairs": len(held_s), "train_pairs": len(train_s)}
+    hist = [h for h in summary["log_history"] if "loss" in h]
+    acc_r = [h.get("rewards/accuracy_reward_votes/mean", float("nan")) for h in hist]
+    fmt_r = [h.get("rewards/format_reward/mean", float("nan")) for h in hist]
+    return {"seed": seed, "before": before["accuracy"], "after": after["accuracy"],
+            "malformed_before": before["malformed"], "malformed_after": after["malformed"],
+            "acc_reward_first5": float(np.mean(acc_r[:5])), "acc_reward_last5": float(np.mean(acc_r[-5:])),
+            "format_reward_last5": float(np.mean(fmt_r[-5:])), "held_pairs": len(held_s),
+            "train_pairs": len(train_s), "stopped": summary["stopped"]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,10 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sr-lr", type=float, default=1e-2, help="AdamW lr of the LoRA in the GRPO stage")
     ap.add_argument("--sr-group", type=int, default=8, help="G samples per LR")
     ap.add_argument("--sr-batch", type=int, default=4, help="LRs per step")
-    ap.add_argument("--sft-steps", type=int, default=80)
-    ap.add_argument("--judge-steps", type=int, default=30)
-    ap.add_argument("--sft-lr", type=float, default=3e-3, help="format SFT lr (1e-3: 80 steps left it malformed)")
-    ap.add_argument("--judge-lr", type=float, default=5e-4, help="GRPO lr of the judge")
+    ap.add_argument("--sft-steps", type=int, default=80, help="format cold-start SFT steps (4 examples each)")
+    ap.add_argument("--judge-steps", type=int, default=40)
+    ap.add_argument("--sft-lr", type=float, default=1e-2, help="format SFT lr (3e-3: sampled answers malformed)")
+    ap.add_argument("--judge-lr", type=float, default=5e-3, help="GRPO lr of the judge (1e-2 loses the format)")
+    ap.add_argument("--judge-batch", type=int, default=16, help="completions per GRPO step (groups of 4)")
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -152,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 sr_rows.append(sr_seed(seed, args.sr_steps, work, args.sr_lr, args.sr_group, args.sr_batch))
                 print(json.dumps({"sr": sr_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if not args.skip_judge:
-                judge_rows.append(judge_seed(seed, args.sft_steps, args.judge_steps, work, args.sft_lr, args.judge_lr))
+                judge_rows.append(judge_seed(seed, args.sft_steps, args.judge_steps, work, args.sft_lr, args.judge_lr,
+                                              batch=args.judge_batch))  # fmt: skip
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if args.json:
                 args.json.write_text(json.dumps({"sr": sr_rows, "judge": judge_rows}, indent=1))
