@@ -377,6 +377,21 @@ def _run_bench_eval(
     print_bench_eval(out, bench, token_stride)
 
 
+def availability_lines(availability: dict[str, str]) -> list[str]:
+    """The metrics' availability as lines: the metrics that are missing only because no weights folder is configured
+    share one line (six unconfigured pyiqa metrics read as one line, not six long ones per evaluation); every other
+    status (a folder with a file missing or refused, pyiqa not importing) keeps its own line naming the file."""
+    unset = " at <--iqa-weights or $"  # iqa.status's placeholder when no folder is configured
+    unconfigured = [m for m, v in availability.items() if v.startswith("not available: put ") and unset in v]
+    lines = [f"{m}: {v}" for m, v in availability.items() if m not in unconfigured]
+    if unconfigured:
+        lines.append(
+            f"not available: {', '.join(unconfigured)}: no IQA weights folder (--iqa-weights or $SR4K_IQA_WEIGHTS); "
+            "`sr4k bench eval --iqa-weights DIR` names each missing file (README: Benchmarks)"
+        )
+    return lines
+
+
 def print_bench_eval(out: dict, bench: str, token_stride: int = 32) -> None:
     from pipelines.bench.evaluate import summarize_results
 
@@ -393,8 +408,8 @@ def print_bench_eval(out: dict, bench: str, token_stride: int = 32) -> None:
         "lattice; flagged = share of items whose periodic_flag is set (a periodic artefact the model added)"
     )
     console.print(note, style="dim")
-    for k, v in out["availability"].items():
-        console.print(f"{k}: {v}", style="dim")
+    for line in availability_lines(out["availability"]):
+        console.print(line, style="dim")
     console.print(f"results: {out['results']}\nreport: {out['report']}")
 
 

@@ -164,3 +164,15 @@ def test_broken_yaml_config_is_one_line(tmp_path):
                                                     "--out", str(tmp_path / "ws")]))  # fmt: skip
     assert str(bad) in line and "not valid YAML at line" in line and "fix the file" in line
     assert not (tmp_path / "ws").exists()
+
+
+def test_unconfigured_iqa_metrics_share_one_line_and_other_statuses_keep_theirs():
+    from flows.cli import availability_lines
+    from pipelines.bench import iqa
+
+    status = {m: iqa.status(m, None)[1] for m in ("lpips", "musiq")}
+    status["dists"] = "not available: put DISTS_weights-f5e65c96.pth at /w/pyiqa/DISTS_weights-f5e65c96.pth"
+    lines = availability_lines(status)
+    assert len(lines) == 2
+    assert lines[0].startswith("dists: not available: put DISTS_weights")
+    assert "lpips, musiq: no IQA weights folder" in lines[1] and "dists" not in lines[1]
