@@ -7,12 +7,14 @@ that names the rule and the fix. The model part (:class:`ModelConfig`) is saved 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 TOKEN_STRIDE = 32  # px per token per axis: F16 VAE x 2x2 packing (same as pipelines.curate.build.TOKEN_STRIDE)
+AP_MIN_CROP = 256  # px: below, L_AP's floor on natural content exceeds its margin tau (LossConfig, the comment on ap)
 
 
 class RFRConfig(BaseModel):
@@ -110,8 +112,16 @@ class LossConfig(BaseModel):
     lpips_weights: str | None = Field(None, description="folder with LPIPS v0.1 heads + backbone (no download)")
     # Magnitudes (tests/training/sr/test_op4ksr_periodicity_loss.py): a +8/255 32-px line grid on a photo gives
     # L_AP ~ 6e-3, the photo itself ~ 3e-5; pixel L2 (in [-1, 1]) of a good x4 model is ~ 1e-2. With lambda = 1 a
-    # visible grid costs about half the pixel term, while natural images cost nothing.
-    ap: float = Field(1.0, ge=0, description="weight lambda of L_AP (0 = off)")
+    # visible grid costs about half the pixel term, while natural images cost nothing -- on crops >= AP_MIN_CROP.
+    # The default lambda = 1 is kept for the 512-px default crop, from benchmarks/rope_extrapolation.py (2026-12-07):
+    # L_AP of a x4 bicubic output against its HR (natural content, no periodicity; photo-like images, mean / max)
+    # is 2.5e-3 / 9.4e-3 at 64 px, 3.0e-4 / 1.3e-3 at 128, 1.6e-5 / 7.1e-5 at 256, 2.9e-6 / 1.2e-5 at 512 px: below
+    # 256 px this floor exceeds the margin tau = 2e-4 and the +2/255 grid signal (3e-4), so L_AP trains against
+    # detail. Measured there (32-px crops, a transformer trained from scratch, floor 3.7e-3): lambda = 0.1 and 1
+    # took the whole SR gain (+2.7 dB over bicubic -> -0.04 and -3.0 dB) and *raised* the periodicity at 4x the
+    # grid 7-130x. At >= 256 px the floor is 3-70x below tau: L_AP is inert on natural outputs and acts only on
+    # excess periodicity. Below AP_MIN_CROP a warning says so (not an error: tests and the demo run tiny crops).
+    ap: float = Field(1.0, ge=0, description="weight lambda of L_AP (0 = off); meant for crops >= 256 px")
     ap_tau: float = Field(2e-4, ge=0, description="L_AP margin tau: lag share above the reference's that is free")
     ap_stride_weight: float = Field(4.0, ge=0, description="extra L_AP weight at token/VAE-stride lattice lags")
     ap_lines_only: bool = Field(True, description="L_AP on the periodic (line-spectrum) part, as the metric")
@@ -179,6 +189,13 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"data.crop {c}: the HR side must be a multiple of {TOKEN_STRIDE} (F16 VAE x 2x2 packing) and of "
                 f"model.scale {s}; use e.g. data.crop={good}"
+            )
+        if self.loss.ap > 0 and c < AP_MIN_CROP:
+            warnings.warn(
+                f"loss.ap={self.loss.ap:g} with data.crop {c} < {AP_MIN_CROP}: on crops this small L_AP's floor on "
+                f"natural content exceeds its margin and it trains against detail; use data.crop >= {AP_MIN_CROP} "
+                "or loss.ap=0 (training/sr/config.py, LossConfig.ap)",
+                stacklevel=2,
             )
         if self.stage == "grpo" and self.grpo.fidelity == 0 and not self.reward:
             raise ValueError("stage grpo needs a reward: pass --reward <RefReward checkpoint> or grpo.fidelity > 0")

@@ -66,3 +66,21 @@ def test_tiny_run_writes_every_arm_and_resumes(rope, tmp_path, monkeypatch, caps
     monkeypatch.setattr(rope, "train", no_training)
     assert rope.main(argv) == 0
     assert "resuming: 3" in capsys.readouterr().out
+
+
+def test_lap_on_small_crops_warns_and_defaults_follow_the_experiment():
+    import warnings
+
+    from training.sr.config import AP_MIN_CROP, TrainConfig
+
+    def cfg(**data):
+        return {"model": {"transformer": "t", "vae": "v"}, "data": data}
+
+    default = TrainConfig.model_validate(cfg())
+    assert default.model.rfr.mode == "ntk" and default.loss.ap == 1.0 and default.data.crop >= AP_MIN_CROP
+    with pytest.warns(UserWarning, match=r"data.crop 128 < 256.*loss.ap=0"):
+        TrainConfig.model_validate(cfg(crop=128))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainConfig.model_validate(cfg(crop=256))
+        TrainConfig.model_validate(cfg(crop=128) | {"loss": {"ap": 0.0}})
