@@ -161,3 +161,43 @@ def test_direct_ncc_equals_opencv_matchtemplate():
         tpl = big[y : y + th, x : x + tw] * 0.7 + 20 + rng.normal(0, 3, (th, tw)).astype(np.float32)
         want = float(cv2.matchTemplate(big, tpl, cv2.TM_CCOEFF_NORMED).max())
         assert abs(_ncc_max(big, tpl) - want) < 1e-4
+
+
+# --- prefilter of crop matching (issue 16: thousands of sources) ----------------------------------------------------
+
+
+def _brute_gate_scores(views: list[MatchView]) -> np.ndarray:
+    """crop_candidates' score by definition: best cv2.matchTemplate TM_CCOEFF_NORMED over both directions, whole and
+    centre parts, the gate's scale grid, on the 32-px views."""
+    from pipelines.curate.dedup import GATE_GRID
+
+    n = len(views)
+    score = np.full((n, n), -1.0)
+    for i, j in ((i, j) for i in range(n) for j in range(n) if i != j):
+        big = views[i].big["t"]
+        for f in (f for f in GATE_GRID if f >= 0.3 * GATE_GRID[1]):
+            tw = round(f * big.shape[1])
+            for which in ("whole", "centre"):
+                tpl = views[j].template("t", which, tw) if tw >= 8 else None
+                if tpl is not None and tpl.shape[0] <= big.shape[0] and tw <= big.shape[1]:
+                    s = float(cv2.matchTemplate(big, tpl, cv2.TM_CCOEFF_NORMED).max())
+                    score[i, j] = score[j, i] = max(score[i, j], s)
+    return score
+
+
+def test_crop_candidates_equal_the_brute_force_gate():
+    """The batched correlation (windows x templates as one product) gives OpenCV's matchTemplate scores, so the
+    kept pairs are exactly those at or above the gate, whatever the gate; and the crops of one picture are kept."""
+    from pipelines.curate.dedup import crop_candidates
+
+    astro, coffee, cat = skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()
+    pictures = [astro, astro[100:400, 150:350], coffee, coffee[50:350, 100:500], cat, cat[:, 100:300]]
+    views = [MatchView(small_gray(p)) for p in pictures]
+    score = _brute_gate_scores(views)
+    for gate in (0.5, 0.8, 0.95):
+        want = sorted((a, b) for a in range(6) for b in range(a + 1, 6) if score[a, b] >= gate + 1e-4)
+        got = crop_candidates(views, gate=gate)
+        near = {(a, b) for a in range(6) for b in range(a + 1, 6) if abs(score[a, b] - gate) < 1e-4}
+        assert set(want) - near <= set(got) <= set(want) | near
+    kept = set(crop_candidates(views))
+    assert {(0, 1), (2, 3), (4, 5)} <= kept
