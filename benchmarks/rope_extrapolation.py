@@ -36,7 +36,44 @@ Run (CPU, one thread)::
         --json benchmarks/results/rope_extrapolation.json --md benchmarks/results/rope_extrapolation.md
     python benchmarks/rope_extrapolation.py --steps 20 --seeds 1 --eval-images 2 --lap 0.1   # smoke run, < 1 min
 
-Results: the section below, README (OP4KSR) and benchmarks/results/rope_extrapolation.{md,json}.
+Measured 2026-12-07 (``--steps 2000 --batch 4``, resumed across restarts that reordered the jobs; each (seed, model)
+depends only on its seed; ``nice -n 5``, one thread, on a 2-core machine at load average 12-22: ~9 min per model).
+The g-models reach +2.68 ± 0.13 dB over bicubic at their own grid (3 seeds). PSNR gain (dB) at 2g / 4g, and Δ = the
+gain minus that of the trained RoPE (none), paired by seed, mean ± 95 % t-interval (n = 3 unless noted):
+
+=========================== ================ ================ ================ ================
+arm                         gain at 2g       Δ at 2g          gain at 4g       Δ at 4g
+=========================== ================ ================ ================ ================
+none (trained RoPE)         +1.70 ± 0.16     0                +0.54 ± 0.34     0
+ntk                         +1.66 ± 0.13     −0.04 ± 0.03     +0.59 ± 0.27     +0.06 ± 0.07
+yarn (grid-scaled ramp)     +1.56 ± 0.04     −0.14 ± 0.11     +0.69 ± 0.18     +0.15 ± 0.17
+yarn-pub (published β)      +1.32 ± 0.13     −0.37 ± 0.29     +0.52 ± 0.33     −0.02 ± 0.14
+pi                          +1.30 ± 0.14     −0.40 ± 0.30     +0.51 ± 0.35     −0.03 ± 0.15
+tiled at g                  +1.66 ± 0.07     −0.04 ± 0.23     +0.73 ± 0.10     +0.19 ± 0.25
+trained at 2g, none (n=1)   +1.56            −0.19            +0.60            +0.22
+trained at 2g, yarn (n=1)                                     +0.77            +0.38
+=========================== ================ ================ ================ ================
+
+Periodicity peak at 4g: none 0.0012, ntk 0.0010, yarn 0.0005, pi / yarn-pub / tiled 0.0004 (at 2g 0.0051-0.0053
+in every arm); R at the trained-grid period (32 px) at 4g ≤ 0.0006 in every arm. So: no extrapolation penalty at 2×
+(every rule can only lose, ntk least), a small one at 4× that yarn recovers in every seed (ntk a third of it), and
+no periodic artefacts from a model trained to convergence (the 300-step run of 2026-12-06 showed them, and yarn
+removed them). Recommendation (training.sr.rfr, "Which mode"): ``ntk`` by default, ``yarn`` at ≥ 4× the trained grid.
+
+L_AP on (same g-model recipe, λ × L_AP added; R32 = R at 32 px at 4g, none):
+
+| λ_AP | seeds | gain at g (per seed) | at 2g | at 4g | R32 at 4g per seed (λ = 0) | peak at 4g |
+|---|---|---|---|---|---|---|
+| 0 | 0,1,2 | +2.68 ± 0.13 (+2.66/+2.63/+2.73) | +1.70 ± 0.16 | +0.54 ± 0.34 | 0.0006 / 0.0001 / 0.0003 | 0.0012 |
+| 0.1 | 0,1 | -0.66 ± 7.85 (-0.04/-1.28) | -0.61 ± 6.73 | -0.73 ± 7.71 | 0.0045 (0.0006) / 0.0009 (0.0001) | 0.0032 |
+| 1 | 0 | -3.04 (-3.04) | -1.06 | -1.95 | 0.0769 (0.0006) | 0.0866 |
+
+L_AP on 32-px crops trains against detail: its floor on natural content there (a ×2 bicubic output against its HR:
+3.7e-3 mean) is 18× its margin τ, so it took most or all of the SR gain and raised the periodicity at 4× the grid in
+every seed. Its floor falls to 1.6e-5 at 256 px and 2.9e-6 at 512 px (×4 bicubic), where it is inert on natural
+outputs: this experiment cannot show L_AP's benefit at the stage-1 crop, only that it must not run on small crops
+(training.sr.config warns below 256 px; the default λ = 1 is kept for the 512-px default crop, the reasons there).
+Table with every arm and metric: benchmarks/results/rope_extrapolation.md.
 """
 
 from __future__ import annotations
