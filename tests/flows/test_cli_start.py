@@ -99,7 +99,7 @@ def test_a_one_image_curation_uses_the_early_api_and_stops_it(tmp_path):
     with sqlite3.connect(tmp_path / "home" / "prefect.db") as db:
         runs = db.execute("select f.name, r.state_type from flow_run r join flow f on r.flow_id = f.id").fetchall()
     assert runs == [("curate", "COMPLETED")], runs
-    assert duckdb.sql(f"select count(*) from '{tmp_path}/ws/tables/samples/*.parquet'").fetchone()[0] == 1
+    assert duckdb.sql(f"select count(*) from '{tmp_path}/ws/tables/samples/*.parquet'").fetchall() == [(1,)]
 
 
 def test_a_running_server_is_used_and_a_dead_one_is_not(tmp_path):
