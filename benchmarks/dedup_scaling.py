@@ -99,22 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{n} views ({args.count} pictures + {args.planted} x 3 planted) made in {wall:.1f} s")
 
     cand, wall_c, cpu_c = clock(lambda: crop_candidates(views))
-    print(f"crop_candidates: {len(cand):,} of {pairs:,} pairs kept; {wall_c:.1f} s wall, {cpu_c:.1f} s CPU "
-          f"({cpu_c / pairs * 1e3:.3f} ms CPU a pair)")  # fmt: skip
+    print(
+        f"crop_candidates: {len(cand):,} of {pairs:,} pairs kept; {wall_c:.1f} s wall, {cpu_c:.1f} s CPU "
+        f"({cpu_c / pairs * 1e3:.3f} ms CPU a pair)"
+    )
 
     rnd = random.Random(0)
     sample = [tuple(rnd.sample(range(n), 2)) for _ in range(args.sample)]
     _, _, cpu_s = clock(lambda: [crop_match(views[a], views[b], stop=0.96) for a, b in sample])
     per_pair = cpu_s / len(sample)
-    print(f"crop_match on {len(sample)} random pairs: {per_pair * 1e3:.1f} ms CPU a pair -> all {pairs:,} pairs "
-          f"~{per_pair * pairs / 3600:.1f} h CPU")  # fmt: skip
+    print(
+        f"crop_match on {len(sample)} random pairs: {per_pair * 1e3:.1f} ms CPU a pair -> all {pairs:,} pairs "
+        f"~{per_pair * pairs / 3600:.1f} h CPU"
+    )
 
     cand_sample = rnd.sample(cand, min(len(cand), args.sample))
     _, _, cpu_k = clock(lambda: [crop_match(views[a], views[b], stop=0.96) for a, b in cand_sample])
     per_cand = cpu_k / max(1, len(cand_sample))
     total = cpu_c + per_cand * len(cand)
-    print(f"crop_match on {len(cand_sample)} kept pairs: {per_cand * 1e3:.1f} ms CPU a pair -> dedup with the "
-          f"prefilter ~{total:.0f} s CPU; speed-up vs all pairs ~{per_pair * pairs / total:.0f}x")  # fmt: skip
+    print(
+        f"crop_match on {len(cand_sample)} kept pairs: {per_cand * 1e3:.1f} ms CPU a pair -> dedup with the "
+        f"prefilter ~{total:.0f} s CPU; speed-up vs all pairs ~{per_pair * pairs / total:.0f}x"
+    )
     if n > args.recall_max:
         print(f"recall check skipped (more than --recall-max {args.recall_max} views)")
         return 0
@@ -124,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     found = {d.key: d.duplicate_of for d in dups}
     recalled = sum(found.get(k) == v for k, v in copy_of.items())
     wrong = sorted(k for k in found if k not in copy_of)
-    print(f"find_duplicates (prefilter + crop_match on the kept pairs): {wall_d:.1f} s wall, {cpu_d:.1f} s CPU; "
-          f"planted copies found {recalled}/{len(copy_of)}; others merged: {len(wrong)} {wrong[:5]}")  # fmt: skip
+    print(
+        f"find_duplicates (prefilter + crop_match on the kept pairs): {wall_d:.1f} s wall, {cpu_d:.1f} s CPU; "
+        f"planted copies found {recalled}/{len(copy_of)}; others merged: {len(wrong)} {wrong[:5]}"
+    )
     print(f"load avg {os.getloadavg()[0]:.2f} at the end")
     return 0 if recalled == len(copy_of) else 1
 

@@ -45,15 +45,37 @@ from pipelines.curate.filters import FilterSettings
 
 Image.MAX_IMAGE_PIXELS = None
 B = "/usr/share/backgrounds"
-MATE = ["Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
-        "TwoWings", "Wood", "YellowFlower"]  # fmt: skip
+MATE = [
+    "Aqua",
+    "Blinds",
+    "Dune",
+    "FreshFlower",
+    "Garden",
+    "GreenMeadow",
+    "LadyBird",
+    "RainDrops",
+    "Storm",
+    "TwoWings",
+    "Wood",
+    "YellowFlower",
+]
 WALLPAPERS = [
-    "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Kleiber_by_Lukas_Baubkus.jpg",
-    "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg",
-    "aitzgorri_by_Aitzol_Berasategi.jpg", "analogpattern_by_Peter_Nerlich.jpg", "free_by_Peter_Nerlich.jpg",
-    "friends_by_Aitzol_Berasategi.jpg", "greentock_by_Peter_Nerlich.jpg", "life_by_Aitzol_Berasategi.jpg",
-    "picosdeeuropa_by_Aitzol_Berasategi.jpg", "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg",
-]  # fmt: skip
+    "Bridge_by_Sander_Klootwijk.jpg",
+    "Dragonfly_by_Bolly.jpg",
+    "Kleiber_by_Lukas_Baubkus.jpg",
+    "Picture_0B_by_freespace.jpg",
+    "Picture_1A_by_freespace.jpg",
+    "Wine_by_Jakkub_Mede.jpg",
+    "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "analogpattern_by_Peter_Nerlich.jpg",
+    "free_by_Peter_Nerlich.jpg",
+    "friends_by_Aitzol_Berasategi.jpg",
+    "greentock_by_Peter_Nerlich.jpg",
+    "life_by_Aitzol_Berasategi.jpg",
+    "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "seeding_by_Clements_Engelhardt.jpg",
+    "sunset_by_Aitzol_Berasategi.jpg",
+]
 PHOTOS = [f"{B}/mate/nature/{n}.jpg" for n in MATE] + [f"{B}/{n}" for n in WALLPAPERS]
 SKIMAGE = [
     "astronaut.png",
@@ -65,9 +87,11 @@ SKIMAGE = [
     "retina.jpg",
 ]
 KERNELS = {
-    "pil-bicubic": Image.BICUBIC, "pil-lanczos": Image.LANCZOS, "pil-bilinear": Image.BILINEAR,
+    "pil-bicubic": Image.BICUBIC,
+    "pil-lanczos": Image.LANCZOS,
+    "pil-bilinear": Image.BILINEAR,
     "cv-bicubic": cv2.INTER_CUBIC,
-}  # fmt: skip
+}
 
 
 def natives() -> list[tuple[str, np.ndarray]]:
@@ -175,9 +199,11 @@ def main() -> None:
         rows = measure_all(out.with_suffix(".jsonl"))
         out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     s = FilterSettings()
-    text = (f"thresholds: min_period_snr {s.min_period_snr}, max_reupsample_ratio {s.max_reupsample_ratio}, "
-            f"max_effective_scale {s.max_effective_scale}\n\n{table(rows, s)}\n\n"
-            f"cost: {cost_ms():.1f} ms per 3840x2160 picture (median of 5; grey conversion excluded)\n")  # fmt: skip
+    text = (
+        f"thresholds: min_period_snr {s.min_period_snr}, max_reupsample_ratio {s.max_reupsample_ratio}, "
+        f"max_effective_scale {s.max_effective_scale}\n\n{table(rows, s)}\n\n"
+        f"cost: {cost_ms():.1f} ms per 3840x2160 picture (median of 5; grey conversion excluded)\n"
+    )
     print(text)
     out.write_text(text)
 

@@ -85,8 +85,12 @@ def _curate(input: str, ws: Workspace, cfg: steps.CurateConfig, show_progress: b
     todo = [u for u in p.units if not steps.unit_done(ws, u.name, cfg)]
     logger.info(
         "%d sources in %d units; %d already done, %d to build; %d stale units pruned",
-        len(p.listing.uris), len(p.units), len(p.units) - len(todo), len(todo), pruned,
-    )  # fmt: skip
+        len(p.listing.uris),
+        len(p.units),
+        len(p.units) - len(todo),
+        len(todo),
+        pruned,
+    )
     counts: Counter = Counter()
     futures = [
         build_unit_task.submit(u.name, u.uris, p.listing.root, p.listing.origin, str(ws.root), cfg_json) for u in todo
@@ -113,6 +117,11 @@ def _curate(input: str, ws: Workspace, cfg: steps.CurateConfig, show_progress: b
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), disable=not enabled, transient=False,
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )

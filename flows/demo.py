@@ -67,15 +67,17 @@ def how_to_label(out: Path) -> str:
     import shlex
 
     w = shlex.quote(str(out))
-    return "\n".join([
-        "label the demo pairs yourself (Label Studio on 127.0.0.1, your browser):",
-        f"  sr4k label serve -w {w}",
-        f"  sr4k label add-annotator you@lab.org --show-password -w {w}    # prints url: and password:",
-        f"  sr4k label push --pairs demo --overlap 1 -w {w}",
-        "  open the url and log in; keys 1/2/3 and 4/5/6 answer (Left/Right/Tie), F swaps Left and Right in place,",
-        "  Ctrl+Enter submits the pair",
-        f"  sr4k label pull -w {w}; sr4k label stop -w {w}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "label the demo pairs yourself (Label Studio on 127.0.0.1, your browser):",
+            f"  sr4k label serve -w {w}",
+            f"  sr4k label add-annotator you@lab.org --show-password -w {w}    # prints url: and password:",
+            f"  sr4k label push --pairs demo --overlap 1 -w {w}",
+            "  open the url and log in; keys 1/2/3 and 4/5/6 answer (Left/Right/Tie),",
+            "  F swaps Left and Right in place, Ctrl+Enter submits the pair",
+            f"  sr4k label pull -w {w}; sr4k label stop -w {w}",
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- the flow

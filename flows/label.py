@@ -45,12 +45,24 @@ def _pull(workspace: str, project: str) -> dict:
 
 
 @flow(name="label-push")
-def push_flow(workspace: str, pairs: str = "all", overlap: int = 3, gold_rate: float = 0.05, project: str = "pairs",
-              crop: int = 224, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def push_flow(
+    workspace: str,
+    pairs: str = "all",
+    overlap: int = 3,
+    gold_rate: float = 0.05,
+    project: str = "pairs",
+    crop: int = 224,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Push the selected pairs to Label Studio (each pair once; gold mixed in at ``gold_rate``)."""
     r = _push(workspace, pairs, overlap, gold_rate, project, crop, seed)
-    get_run_logger().info("pushed %d new pairs + %d gold; %d tasks on the server, %d duplicates", r["imported"],
-                          r["gold_imported"], r["tasks_on_server"], r["duplicates"])  # fmt: skip
+    get_run_logger().info(
+        "pushed %d new pairs + %d gold; %d tasks on the server, %d duplicates",
+        r["imported"],
+        r["gold_imported"],
+        r["tasks_on_server"],
+        r["duplicates"],
+    )
     return r
 
 
@@ -63,8 +75,14 @@ def pull_flow(workspace: str, project: str = "pairs") -> dict[str, Any]:
 
 
 @flow(name="label-pull-aggregate-release")
-def pull_aggregate_release_flow(workspace: str, name: str, version: str, project: str = "pairs",
-                                exclude: list[str] | None = None, release: bool = True) -> dict[str, Any]:  # fmt: skip
+def pull_aggregate_release_flow(
+    workspace: str,
+    name: str,
+    version: str,
+    project: str = "pairs",
+    exclude: list[str] | None = None,
+    release: bool = True,
+) -> dict[str, Any]:
     """Pull, then QC + aggregate (``flows.release.aggregate_flow``), then release the preferences as ``name-version``
     (skipped with ``release=False``, e.g. for a progress check)."""
     from flows.release import aggregate_flow, release_flow
@@ -82,10 +100,11 @@ def deployments(workspace: str) -> list:
         push_flow.to_deployment(name="sr4k", parameters={"workspace": workspace}, tags=["sr4k", "label"]),
         pull_flow.to_deployment(name="sr4k", parameters={"workspace": workspace}, tags=["sr4k", "label"]),
         pull_aggregate_release_flow.to_deployment(
-            name="sr4k", parameters={"workspace": workspace, "name": "refsr", "version": "0.1.0"},
+            name="sr4k",
+            parameters={"workspace": workspace, "name": "refsr", "version": "0.1.0"},
             tags=["sr4k", "label", "release"],
         ),
-    ]  # fmt: skip
+    ]
 
 
 def serve_deployments(workspace: str) -> None:

@@ -123,8 +123,21 @@ def start_embedded_api() -> str:
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     env.pop("PREFECT_API_URL", None)
-    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", "prefect.server.api.server:create_app",
-           "--fd", str(sock.fileno()), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        app_dir,
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--fd",
+        str(sock.fileno()),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
     try:
         _EMBEDDED = subprocess.Popen(
             cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
@@ -193,8 +206,10 @@ def serve(host: str, port: int, echo=print) -> int:
         raise ValueError(f"--port {port}: choose a TCP port between 1 and 65535")
     running = running_server()
     if running is not None:
-        raise ValueError(f"a Prefect server for sr4k already runs (pid {running['pid']}, {running['ui_url']}); "
-                         "use it, or stop it first")  # fmt: skip
+        raise ValueError(
+            f"a Prefect server for sr4k already runs (pid {running['pid']}, {running['ui_url']}); "
+            "use it, or stop it first"
+        )
     ui_url = f"http://{host}:{port}"
     if _listening(ui_url):
         raise ValueError(f"{host}:{port} is already in use; pick another with --port")

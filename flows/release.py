@@ -21,8 +21,9 @@ def _aggregate(workspace: str, exclude: list[str], policy: bool, bootstrap: int,
 
 
 @flow(name="aggregate")
-def aggregate_flow(workspace: str, exclude: list[str] | None = None, policy: bool = True, bootstrap: int = 200,
-                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def aggregate_flow(
+    workspace: str, exclude: list[str] | None = None, policy: bool = True, bootstrap: int = 200, seed: int = 0
+) -> dict[str, Any]:
     """QC + exclusion policy (plus ``exclude``, by e-mail) + per-pair labels + Bradley–Terry rankings; writes
     ``tables/preferences/part-all.parquet`` and ``labelling/ranking.json``. Returns ranking.json's content (rankings,
     report, qc, agreement) and ``paths``."""
@@ -30,9 +31,13 @@ def aggregate_flow(workspace: str, exclude: list[str] | None = None, policy: boo
     r = out["report"]
     get_run_logger().info(
         "%d preferences from %d votes (%d invalid, %d of excluded annotators %s); %d pairs unannotated",
-        r["preferences"], r["used"], r["invalid"], r["excluded_annotator_votes"], r["excluded_annotators"],
+        r["preferences"],
+        r["used"],
+        r["invalid"],
+        r["excluded_annotator_votes"],
+        r["excluded_annotators"],
         r["pairs_unannotated"],
-    )  # fmt: skip
+    )
     return out
 
 

@@ -42,15 +42,30 @@ def get_upscaler(name: str, scale: int) -> Upscaler:
 def list_upscalers() -> list[dict]:
     """What can run here, with versions and where the weights come from (for ``sr4k candidates list``)."""
     rows = [
-        {"name": n, "kind": "opencv", "family": "interpolation", "scale": "any",
-         "version": f"opencv-{cv2.__version__}", "weights": "none", "ok": True, "status": "ok"}
+        {
+            "name": n,
+            "kind": "opencv",
+            "family": "interpolation",
+            "scale": "any",
+            "version": f"opencv-{cv2.__version__}",
+            "weights": "none",
+            "ok": True,
+            "status": "ok",
+        }
         for n in UPSCALERS
-    ]  # fmt: skip
+    ]
     from pipelines.models.ncnn_sr import NCNN_MODELS, WHEELS, model_files, weights_version
 
     for n, spec in NCNN_MODELS.items():
-        row = {"name": n, "kind": "ncnn (CPU)", "family": spec.family, "scale": spec.scale, "version": "",
-               "weights": "", "ok": False}  # fmt: skip
+        row = {
+            "name": n,
+            "kind": "ncnn (CPU)",
+            "family": spec.family,
+            "scale": spec.scale,
+            "version": "",
+            "weights": "",
+            "ok": False,
+        }
         try:
             import ncnn  # noqa: F401  (runs the models)
 

@@ -39,8 +39,9 @@ def proxy_scores(lr: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     return psnr, sharp
 
 
-def simulate_labelling(workspace: Path, lr_set: str, pairs: str = "demo", project: str = "demo-sim",
-                       seed: int = 0) -> dict:  # fmt: skip
+def simulate_labelling(
+    workspace: Path, lr_set: str, pairs: str = "demo", project: str = "demo-sim", seed: int = 0
+) -> dict:
     """Start the workspace's real Label Studio, make the simulated annotators Label Studio users, push the pairs
     part ``pairs`` with their answers embedded (overlap 3, 10 % gold, answered in *screen* terms, so the pull must
     map left/right back to the candidates), pull, and stop the server. Returns the push and pull reports.
@@ -89,13 +90,15 @@ def simulate_labelling(workspace: Path, lr_set: str, pairs: str = "demo", projec
                     else:
                         winner = "a" if rng.random() < expit(np.sign(a - b) * 2 / temp) else "b"
                         choice = "left" if winner == left else "right"
-                    result.append({"from_name": name, "to_name": TO_NAME, "type": "choices",
-                                   "value": {"choices": [choice]}})  # fmt: skip
+                    result.append(
+                        {"from_name": name, "to_name": TO_NAME, "type": "choices", "value": {"choices": [choice]}}
+                    )
                 anns.append({"completed_by": users[email], "lead_time": float(rng.uniform(4, 20)), "result": result})
             return anns
 
-        pushed = push.push_pairs(Workspace(ws_root), pairs, overlap=3, gold_rate=0.1, project=project, seed=seed,
-                                 prelabelled=prelabelled)  # fmt: skip
+        pushed = push.push_pairs(
+            Workspace(ws_root), pairs, overlap=3, gold_rate=0.1, project=project, seed=seed, prelabelled=prelabelled
+        )
         pulled = pull_annotations(Workspace(ws_root), project=project)
     finally:
         server.stop(Workspace(ws_root))

@@ -109,10 +109,15 @@ def linear_rgb_icc(description: str = "sr4k linear-light RGB test profile") -> b
     desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 2 + 1 + 67)
     linear = b"curv" + bytes(4) + struct.pack(">IH", 1, 256)  # one entry = a gamma in u8.8: 1.0
     tags = [
-        (b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
-        (b"rXYZ", xyz(0.4360747, 0.2225045, 0.0139322)), (b"gXYZ", xyz(0.3850649, 0.7168786, 0.0971045)),
-        (b"bXYZ", xyz(0.1430804, 0.0606169, 0.7141733)), (b"rTRC", linear), (b"gTRC", linear), (b"bTRC", linear),
-    ]  # fmt: skip
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.4360747, 0.2225045, 0.0139322)),
+        (b"gXYZ", xyz(0.3850649, 0.7168786, 0.0971045)),
+        (b"bXYZ", xyz(0.1430804, 0.0606169, 0.7141733)),
+        (b"rTRC", linear),
+        (b"gTRC", linear),
+        (b"bTRC", linear),
+    ]
     start = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for sig, body in tags:
@@ -125,9 +130,11 @@ def linear_rgb_icc(description: str = "sr4k linear-light RGB test profile") -> b
         + b"acsp"
         + bytes(24)  # platform, flags, manufacturer, model, attributes
         + bytes(4)  # rendering intent: perceptual
-        + s15(0.9642) + s15(1.0) + s15(0.8249)  # PCS illuminant D50
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)  # PCS illuminant D50
         + bytes(4 + 16 + 28)  # creator, profile id, reserved
-    )  # fmt: skip
+    )
     return header + struct.pack(">I", len(tags)) + table + data
 
 

@@ -93,8 +93,11 @@ def evaluate(
         lr = load_rgb(bench_dir / item["lr_path"])
         hr = load_rgb(bench_dir / item["hr_path"]) if item.get("hr_path") else None
         box = _crop_box(hr if hr is not None else cv2.resize(lr, None, fx=scale, fy=scale), scale)
-        _save_crop(crops_dir / item["key"] / "_lr.png", cv2.resize(lr, None, fx=scale, fy=scale,
-                                                                   interpolation=cv2.INTER_NEAREST), box)  # fmt: skip
+        _save_crop(
+            crops_dir / item["key"] / "_lr.png",
+            cv2.resize(lr, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST),
+            box,
+        )
         if hr is not None:
             _save_crop(crops_dir / item["key"] / "_hr.png", hr, box)
         for m in models:
@@ -105,8 +108,14 @@ def evaluate(
             on_item()
     out = ws.part("bench_results", f"{bench}-{run}")
     write_table(out, rows, BENCH_RESULTS)
-    info = {"bench": bench, "run": run, "items": len(items), "models": [m.name for m in models],
-            "availability": {k: v[1] for k, v in availability.items()}, "version": EVAL_VERSION}  # fmt: skip
+    info = {
+        "bench": bench,
+        "run": run,
+        "items": len(items),
+        "models": [m.name for m in models],
+        "availability": {k: v[1] for k, v in availability.items()},
+        "version": EVAL_VERSION,
+    }
     write_bytes_atomic(ws.root / "evals" / bench / f"run-{run}.json", json.dumps(info, indent=1).encode())
     return out, info
 
@@ -124,12 +133,27 @@ def _measure(m: Upscaler, lr, hr, item, bench, kind, run, stride, scale, scorer)
     excess = metrics.periodicity_excess(sr, ref, stride=stride)
     learned = {name: scorer.score(name, sr, hr) for name in iqa.IQA_METRICS}
     row = ResultRow(
-        bench=bench, kind=kind, key=item["key"], model=m.name, model_version=m.version, scale=scale, psnr_y=psnr,
-        ssim_y=ssim, **learned, nr_sharpness=nr.get("sharpness"), nr_hf_energy=nr.get("hf_energy"),
-        periodicity_peak=per.peak, periodicity_stride_mean=per.stride_mean, periodicity_stride_peak=per.stride_peak,
-        periodicity_excess_peak=excess.peak, periodicity_excess_stride=excess.stride_mean,
-        periodic_flag=excess.flag, seconds=seconds, peak_mem_mb=peak_mb, run=run,
-    )  # fmt: skip
+        bench=bench,
+        kind=kind,
+        key=item["key"],
+        model=m.name,
+        model_version=m.version,
+        scale=scale,
+        psnr_y=psnr,
+        ssim_y=ssim,
+        **learned,
+        nr_sharpness=nr.get("sharpness"),
+        nr_hf_energy=nr.get("hf_energy"),
+        periodicity_peak=per.peak,
+        periodicity_stride_mean=per.stride_mean,
+        periodicity_stride_peak=per.stride_peak,
+        periodicity_excess_peak=excess.peak,
+        periodicity_excess_stride=excess.stride_mean,
+        periodic_flag=excess.flag,
+        seconds=seconds,
+        peak_mem_mb=peak_mb,
+        run=run,
+    )
     return row, sr
 
 
@@ -148,8 +172,20 @@ def _save_crop(path: Path, img: np.ndarray, box: tuple[int, int, int]) -> None:
     write_bytes_atomic(path, buf.tobytes())
 
 
-SUMMARY_COLUMNS = ("psnr_y", "ssim_y", "lpips", "dists", "niqe", "musiq", "clipiqa", "maniqa", "periodicity_peak",
-                   "periodicity_excess_stride", "seconds", "peak_mem_mb")  # fmt: skip
+SUMMARY_COLUMNS = (
+    "psnr_y",
+    "ssim_y",
+    "lpips",
+    "dists",
+    "niqe",
+    "musiq",
+    "clipiqa",
+    "maniqa",
+    "periodicity_peak",
+    "periodicity_excess_stride",
+    "seconds",
+    "peak_mem_mb",
+)
 
 
 def summarize_results(path: Path) -> list[dict]:
@@ -158,8 +194,10 @@ def summarize_results(path: Path) -> list[dict]:
     import duckdb
 
     sel = ", ".join(f"avg({c}) as {c}" for c in SUMMARY_COLUMNS)
-    sql = (f"select model, count(*) as items, {sel}, avg(periodic_flag::int) as periodic_share "
-           "from read_parquet(?) group by model order by 1")  # fmt: skip
+    sql = (
+        f"select model, count(*) as items, {sel}, avg(periodic_flag::int) as periodic_share "
+        "from read_parquet(?) group by model order by 1"
+    )
     rel = duckdb.connect().execute(sql, [str(path)])
     names = [d[0] for d in rel.description]
     return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]

@@ -166,8 +166,14 @@ def _offline(folder: Path) -> Iterator[None]:
         raise FileNotFoundError(f"pyiqa wanted to download {url}: put that file in {folder} (no downloads here)")
 
     with _HUB_LOCK:
-        saved = (torch.hub.get_dir(), os.environ.get("HF_HUB_OFFLINE"), download_util.DEFAULT_CACHE_DIR,
-                 download_util.download_url_to_file, torch.hub.download_url_to_file, hf.HF_HUB_OFFLINE)  # fmt: skip
+        saved = (
+            torch.hub.get_dir(),
+            os.environ.get("HF_HUB_OFFLINE"),
+            download_util.DEFAULT_CACHE_DIR,
+            download_util.download_url_to_file,
+            torch.hub.download_url_to_file,
+            hf.HF_HUB_OFFLINE,
+        )
         torch.hub.set_dir(str(folder))
         os.environ["HF_HUB_OFFLINE"], hf.HF_HUB_OFFLINE = "1", True
         download_util.DEFAULT_CACHE_DIR = str(folder / "pyiqa")

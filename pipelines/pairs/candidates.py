@@ -49,8 +49,10 @@ def lr_items(ws: Workspace, lr_set: str) -> list[LrItem]:
     shards = sorted((ws.shard_dir(lr_set)).glob("*.tar"))
     if shards:
         return [LrItem(key, loader) for key, loader in sorted(_shard_lrs(shards), key=lambda x: x[0])]
-    have = sorted({p.parent.name for p in ws.benchmarks.glob("*/index.parquet")} |
-                  {p.parent.name for p in ws.shards.glob("*/manifest.json")})  # fmt: skip
+    have = sorted(
+        {p.parent.name for p in ws.benchmarks.glob("*/index.parquet")}
+        | {p.parent.name for p in ws.shards.glob("*/manifest.json")}
+    )
     raise ValueError(f"no benchmark or shard set {lr_set!r} in {ws.root} (have: {', '.join(have) or 'none'})")
 
 
@@ -103,8 +105,10 @@ def _shard_lrs(shards: list[Path]) -> Iterator[tuple[str, Callable[[], np.ndarra
         with tarfile.open(shard) as tf:
             for m in tf.getmembers():
                 if m.name.endswith(".lr.png") and not m.isfile():  # a link member would reach OpenCV as empty bytes
-                    raise ValueError(f"shard {shard}: member {m.name} is not a regular file (a link or folder); "
-                                     "rebuild the shard set with `sr4k curate`")  # fmt: skip
+                    raise ValueError(
+                        f"shard {shard}: member {m.name} is not a regular file (a link or folder); "
+                        "rebuild the shard set with `sr4k curate`"
+                    )
                 if m.name.endswith(".lr.png"):
                     yield m.name.split(".", 1)[0], _member_loader(shard, m.offset_data, m.size)
 
@@ -152,8 +156,11 @@ def run_unit(ws: Workspace, lr_set: str, unit: CandUnit, model: Upscaler, items:
         rel = f"images/{sha[:2]}/{sha}.png"
         if not (ws.root / rel).exists():
             write_bytes_atomic(ws.root / rel, png)
-        rows.append(CandidateRec(lr_set, key, model.name, model.version, rel, sha, sr.shape[1], sr.shape[0], seconds,
-                                 peak_mb, unit.name))  # fmt: skip
+        rows.append(
+            CandidateRec(
+                lr_set, key, model.name, model.version, rel, sha, sr.shape[1], sr.shape[0], seconds, peak_mb, unit.name
+            )
+        )
     write_table(ws.part("candidates", unit.name), rows, CANDIDATES)
     write_json_atomic(ws.marker(f"cand-{unit.name}"), {"unit": unit.name, "images": len(rows)})
     return len(rows)

@@ -93,8 +93,13 @@ def test_bad_urls_in_a_list_are_rows_not_an_abort(tmp_path, prefect_local):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=served))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     web = f"http://127.0.0.1:{httpd.server_address[1]}"
-    urls = {f"http://127.0.0.1:{port}/a.jpg": "unreadable", "nosuchproto://host/b.jpg": "unknown_protocol",
-            "memory:///nowhere/c.jpg": "missing", "/dev/null": "not_a_file", f"{web}/gone.jpg": "missing"}  # fmt: skip
+    urls = {
+        f"http://127.0.0.1:{port}/a.jpg": "unreadable",
+        "nosuchproto://host/b.jpg": "unknown_protocol",
+        "memory:///nowhere/c.jpg": "missing",
+        "/dev/null": "not_a_file",
+        f"{web}/gone.jpg": "missing",
+    }
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join([*urls, str(cases["gray_png"]), f"{web}/real.png"]) + "\n")
     cfg = CurateConfig.model_validate({"hr_size": "32", "scale": 4, "filters": {"min_short_side": 32}})

@@ -112,8 +112,9 @@ def test_cli_import_of_a_hostile_folder_neither_hangs_nor_leaks(ws, tmp_path):
     (lr / "zero.png").symlink_to("/dev/zero")
     (lr / "passwd.png").symlink_to("/etc/passwd")
     t0 = time.monotonic()
-    res = CliRunner().invoke(app, ["bench", "import", "lr-only", "--lr", str(lr), "--name", "hostile",
-                                   "--workspace", str(ws)])  # fmt: skip
+    res = CliRunner().invoke(
+        app, ["bench", "import", "lr-only", "--lr", str(lr), "--name", "hostile", "--workspace", str(ws)]
+    )
     assert res.exit_code == 0, res.output
     assert time.monotonic() - t0 < 240
     bench = ws / "benchmarks" / "hostile"
@@ -135,8 +136,11 @@ def test_eval_of_a_forged_index_writes_nothing_outside(ws, tmp_path):
     target = tmp_path / "escaped"
     forge_index(forged, key=f"../../../../../../../..{target}", lr_path=str(ws / "benchmarks" / "syn" / first_lr))
     before = sorted(p for p in ws.parent.parent.rglob("*"))
-    line = one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", "forged", "--model", "bicubic",
-                                                    "--workspace", str(ws), "--quiet"]))  # fmt: skip
+    line = one_line_error(
+        CliRunner().invoke(
+            app, ["bench", "eval", "--bench", "forged", "--model", "bicubic", "--workspace", str(ws), "--quiet"]
+        )
+    )
     assert "benchmark forged fails verification" in line and "is not a valid key" in line and "rebuild it" in line
     assert not target.exists() and sorted(p for p in ws.parent.parent.rglob("*")) == before
     shutil.rmtree(forged)
@@ -144,8 +148,9 @@ def test_eval_of_a_forged_index_writes_nothing_outside(ws, tmp_path):
 
 @pytest.mark.parametrize("bench", ["../syn", "../../x", "syn/../syn"])
 def test_eval_bench_names_are_validated(ws, bench):
-    line = one_line_error(CliRunner().invoke(app, ["bench", "eval", "--bench", bench, "--model", "bicubic",
-                                                    "--workspace", str(ws)]))  # fmt: skip
+    line = one_line_error(
+        CliRunner().invoke(app, ["bench", "eval", "--bench", bench, "--model", "bicubic", "--workspace", str(ws)])
+    )
     assert f"--bench {bench!r} is not a valid name" in line
 
 
@@ -160,8 +165,11 @@ def test_import_name_with_dots_is_one_line(ws, tmp_path):
 def test_broken_yaml_config_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("scale: 4\nfilters: {min_short_side: 100\n")
-    line = one_line_error(CliRunner().invoke(app, ["curate", "--input", str(tmp_path), "--config", str(bad),
-                                                    "--out", str(tmp_path / "ws")]))  # fmt: skip
+    line = one_line_error(
+        CliRunner().invoke(
+            app, ["curate", "--input", str(tmp_path), "--config", str(bad), "--out", str(tmp_path / "ws")]
+        )
+    )
     assert str(bad) in line and "not valid YAML at line" in line and "fix the file" in line
     assert not (tmp_path / "ws").exists()
 

@@ -48,8 +48,9 @@ def test_rerun_is_a_no_op_and_new_models_only_add(ws, monkeypatch):
     assert (s["units_run"], s["units_cached"], len(calls)) == (0, 4, 0)
     s = candidates_flow(str(ws), "b", ["bicubic", "lanczos", "area"], unit_size=4, show_progress=False)
     assert s["units_run"] == 2 and set(calls) == {"area"} and len(calls) == 6
-    rows = duckdb.sql(f"select model, count(*), count(distinct lr_key) from '{ws}/tables/candidates/*.parquet' "
-                      "group by 1 order by 1").fetchall()  # fmt: skip
+    rows = duckdb.sql(
+        f"select model, count(*), count(distinct lr_key) from '{ws}/tables/candidates/*.parquet' group by 1 order by 1"
+    ).fetchall()
     assert rows == [("area", 6, 6), ("bicubic", 6, 6), ("lanczos", 6, 6)]
     paths = duckdb.sql(f"select output_path, output_sha256 from '{ws}/tables/candidates/*.parquet'").fetchall()
     assert all((ws / p).is_file() and p.split("/")[-1] == f"{sha}.png" for p, sha in paths)
@@ -72,19 +73,32 @@ def test_pairs_balanced_from_candidates(ws):
     candidates_flow(str(ws), "b", ["bicubic", "lanczos", "area", "nearest"], unit_size=4, show_progress=False)
     r = pairs_flow(str(ws), target=30, strategy="balanced", seed=3, lr_set="b", min_distance=0.0)
     assert r["built"] == 30
-    rows = duckdb.sql(f"select least(model_a, model_b) m1, greatest(model_a, model_b) m2, count(*) n "
-                      f"from '{ws}/tables/pairs/part-pairs.parquet' group by all").fetchall()  # fmt: skip
+    rows = duckdb.sql(
+        f"select least(model_a, model_b) m1, greatest(model_a, model_b) m2, count(*) n "
+        f"from '{ws}/tables/pairs/part-pairs.parquet' group by all"
+    ).fetchall()
     counts = [n for *_, n in rows]
     assert len(rows) == 6 and max(counts) - min(counts) <= 1
     assert all(m1 != m2 for m1, m2, _ in rows)
     # a second round (another part) never repeats a pair of the first; rebuilding the first part is unaffected
-    r2 = pairs_flow(str(ws), target=6, strategy="active", seed=4, lr_set="b", min_distance=0.0, name="round2",
-                    estimates_path=None, min_per_pair=3)  # fmt: skip
+    r2 = pairs_flow(
+        str(ws),
+        target=6,
+        strategy="active",
+        seed=4,
+        lr_set="b",
+        min_distance=0.0,
+        name="round2",
+        estimates_path=None,
+        min_per_pair=3,
+    )
     assert r2["built"] == 6 and r2["excluded"] == 30
     # each pair's comparison page is rendered once, where it is built (the push only assembles task JSON)
     assert (r["views"], r2["views"]) == (30, 6)
-    views = duckdb.sql(f"select v.pair_id, v.side, v.panels from '{ws}/tables/pair_views/part-*.parquet' v "
-                       f"join '{ws}/tables/pairs/part-*.parquet' p using (pair_id)").fetchall()  # fmt: skip
+    views = duckdb.sql(
+        f"select v.pair_id, v.side, v.panels from '{ws}/tables/pair_views/part-*.parquet' v "
+        f"join '{ws}/tables/pairs/part-*.parquet' p using (pair_id)"
+    ).fetchall()
     assert len(views) == 36 and {s for _, s, _ in views} == {224}
     assert all((ws / rel).is_file() for *_, panels in views for box in json.loads(panels) for rel in box[4:])
     parts = f"{ws}/tables/pairs/part-*.parquet"
@@ -135,8 +149,22 @@ def test_cli_active_round_from_a_ranking_file(ws, tmp_path):
 @pytest.mark.timeout(600)
 def test_sigkill_mid_run_then_rerun_completes(ws, tmp_path):
     pytest.importorskip("ncnn")
-    cmd = [sys.executable, "-m", "flows.cli", "candidates", "run", "--lr", "b", "--model", "realesrgan-x4plus",
-           "--unit-size", "1", "--workspace", str(ws), "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "candidates",
+        "run",
+        "--lr",
+        "b",
+        "--model",
+        "realesrgan-x4plus",
+        "--unit-size",
+        "1",
+        "--workspace",
+        str(ws),
+        "--quiet",
+    ]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "ph")}
     env.pop("PREFECT_API_URL", None)
     markers = lambda: list((ws / "units").glob("cand-realesrgan-x4plus-*.done"))  # noqa: E731
@@ -152,8 +180,10 @@ def test_sigkill_mid_run_then_rerun_completes(ws, tmp_path):
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert len(markers()) == 6
-    n, keys = duckdb.sql(f"select count(*), count(distinct lr_key) from '{ws}/tables/candidates/*.parquet' "
-                         "where model = 'realesrgan-x4plus'").fetchall()[0]  # fmt: skip
+    n, keys = duckdb.sql(
+        f"select count(*), count(distinct lr_key) from '{ws}/tables/candidates/*.parquet' "
+        "where model = 'realesrgan-x4plus'"
+    ).fetchall()[0]
     assert n == keys == 6
 
 
@@ -175,17 +205,31 @@ def test_refused_model_files_are_one_line_errors_and_run_nothing(ws, tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"params": Payload()}, tmp_path / "evil.pth")
-    res = CliRunner().invoke(app, ["candidates", "run", "--lr", "b", "--model", f"spandrel:{tmp_path / 'evil.pth'}",
-                                   "--workspace", str(ws), "--quiet"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "candidates",
+            "run",
+            "--lr",
+            "b",
+            "--model",
+            f"spandrel:{tmp_path / 'evil.pth'}",
+            "--workspace",
+            str(ws),
+            "--quiet",
+        ],
+    )
     line = one_line_error(res)
     assert "refused" in line and "evil.pth" in line and "pickled" in line and ".safetensors" in line
     folder = tmp_path / "pipe"
     folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": ["pipeline", "EvilPipeline"],
-                                                         "_diffusers_version": "0.42.1"}))  # fmt: skip
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": ["pipeline", "EvilPipeline"], "_diffusers_version": "0.42.1"})
+    )
     (folder / "pipeline.py").write_text(f"import os\nos.system('touch {marker}')\n")
-    res = CliRunner().invoke(app, ["candidates", "run", "--lr", "b", "--model", f"diffusers:{folder}",
-                                   "--workspace", str(ws), "--quiet"])  # fmt: skip
+    res = CliRunner().invoke(
+        app, ["candidates", "run", "--lr", "b", "--model", f"diffusers:{folder}", "--workspace", str(ws), "--quiet"]
+    )
     line = one_line_error(res)
     assert "refused" in line and "own Python code" in line and "stock diffusers classes" in line
     assert not marker.exists()
@@ -197,8 +241,10 @@ def test_lr_set_names_are_validated_not_stripped(ws, lr):
 
     from flows.cli import app
 
-    for args in (["candidates", "run", "--lr", lr, "--model", "bicubic"], ["pairs", "build", "--target", "2",
-                                                                            "--lr", lr]):  # fmt: skip
+    for args in (
+        ["candidates", "run", "--lr", lr, "--model", "bicubic"],
+        ["pairs", "build", "--target", "2", "--lr", lr],
+    ):
         line = one_line_error(CliRunner().invoke(app, [*args, "--workspace", str(ws)]))
         assert f"--lr {lr!r} is not a valid name" in line
 
@@ -209,8 +255,9 @@ def test_pairs_name_cannot_leave_the_workspace(ws):
     from flows.cli import app
 
     before = {p for p in ws.parent.rglob("*")}
-    line = one_line_error(CliRunner().invoke(app, ["pairs", "build", "--target", "2", "--name", "../../../x",
-                                                    "--workspace", str(ws)]))  # fmt: skip
+    line = one_line_error(
+        CliRunner().invoke(app, ["pairs", "build", "--target", "2", "--name", "../../../x", "--workspace", str(ws)])
+    )
     assert "--name '../../../x' is not a valid name" in line
     assert {p for p in ws.parent.rglob("*")} == before  # nothing written anywhere
 

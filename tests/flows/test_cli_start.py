@@ -67,8 +67,21 @@ def _start_curate(tmp_path) -> tuple[subprocess.Popen, int]:
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(data.astronaut()).save(src / "a.png")  # a real 512x512 photo, kept by every filter
-    cmd = [sys.executable, "-m", "flows.cli", "curate", "-i", str(src), "-o", str(tmp_path / "ws"), "--quiet",
-           "--hr-size", "256", "--min-short-side", "256"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "curate",
+        "-i",
+        str(src),
+        "-o",
+        str(tmp_path / "ws"),
+        "--quiet",
+        "--hr-size",
+        "256",
+        "--min-short-side",
+        "256",
+    ]
     p = subprocess.Popen(cmd, env=_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pid = _embedded_pid(p.stderr.readline())
     assert _alive(pid), "the embedded API should run while the command does"
@@ -127,8 +140,13 @@ def test_an_explicit_api_url_wins(tmp_path, monkeypatch):
 def test_flow_commands_announce_the_api_on_their_first_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(tmp_path)}
     # A bad --runner fails right after the announcement, before any flow (or the embedded API) starts.
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "curate", "-i", str(tmp_path), "--runner", "nope"],
-                       env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "curate", "-i", str(tmp_path), "--runner", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.stderr.splitlines()[0].startswith("Prefect: embedded API http://127.0.0.1:"), r.stderr
     assert "--runner 'nope'" in r.stderr and r.returncode == 2
     # The embedded API it started early is gone although the command failed: no orphan server.

@@ -16,8 +16,15 @@ pytestmark = pytest.mark.slow
 
 
 def small_cfg(**kw) -> CurateConfig:
-    base = {"hr_size": "128", "scale": 4, "unit_size": 2, "shard_max_count": 3, "dataset": "t",
-            "holdout_permille": 0, "filters": {"min_short_side": 128}}  # fmt: skip
+    base = {
+        "hr_size": "128",
+        "scale": 4,
+        "unit_size": 2,
+        "shard_max_count": 3,
+        "dataset": "t",
+        "holdout_permille": 0,
+        "filters": {"min_short_side": 128},
+    }
     return CurateConfig.model_validate(base | kw)
 
 
@@ -104,15 +111,17 @@ def test_crops_rescales_and_colour_modes_of_one_picture_leave_one_source(tmp_pat
     ws = tmp_path / "ws"
     summary = curate_flow(input=str(src), out=str(ws), cfg=small_cfg(), show_progress=False)
     got = outcome(ws)
-    assert {k: v for k, v in got.items() if v == "kept"} == dict.fromkeys(("coffee.png", "chelsea.png", "rocket.png"),
-                                                                           "kept")  # fmt: skip
+    assert {k: v for k, v in got.items() if v == "kept"} == dict.fromkeys(
+        ("coffee.png", "chelsea.png", "rocket.png"), "kept"
+    )
     assert got["coffee-portrait.jpg"] == "crop_duplicate" and summary["kept"] == 3
     con = duckdb.connect()
     rows = con.execute(
         f"select uri, duplicate_of, detail from read_parquet('{ws}/tables/rejects/*.parquet') where stage = 'dedup'"
     ).fetchall()
-    kept_key = con.execute(f"select distinct image_key from read_parquet('{ws}/tables/samples/*.parquet') "
-                           "where uri like '%coffee.png'").fetchall()[0][0]  # fmt: skip
+    kept_key = con.execute(
+        f"select distinct image_key from read_parquet('{ws}/tables/samples/*.parquet') where uri like '%coffee.png'"
+    ).fetchall()[0][0]
     assert {Path(u).name for u, _, _ in rows} == {"coffee-portrait.jpg", "coffee-small.jpg", "coffee-cmyk.jpg"}
     assert all(dup == kept_key for _, dup, _ in rows)
     assert any("crop match ncc" in d for _, _, d in rows)

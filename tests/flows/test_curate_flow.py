@@ -25,8 +25,15 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "h
 
 
 def small_cfg(**kw) -> CurateConfig:
-    base = {"hr_size": "128", "scale": 4, "unit_size": 3, "shard_max_count": 4, "dataset": "t",
-            "holdout_permille": 0, "filters": {"min_short_side": 128}}  # fmt: skip
+    base = {
+        "hr_size": "128",
+        "scale": 4,
+        "unit_size": 3,
+        "shard_max_count": 4,
+        "dataset": "t",
+        "holdout_permille": 0,
+        "filters": {"min_short_side": 128},
+    }
     base.update(kw)
     return CurateConfig.model_validate(base)
 
@@ -173,8 +180,21 @@ def test_sigkill_mid_run_then_rerun_gives_identical_shards(photo_dir, first_run,
     ws = tmp_path / "ws"
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(json.dumps(json.loads(small_cfg(unit_size=1).model_dump_json())))
-    cmd = [sys.executable, "-m", "flows.cli", "curate", "-i", str(root), "-o", str(ws), "-c", str(cfg_path),
-           "--quiet", "--workers", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "curate",
+        "-i",
+        str(root),
+        "-o",
+        str(ws),
+        "-c",
+        str(cfg_path),
+        "--quiet",
+        "--workers",
+        "1",
+    ]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "ph")}
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -335,8 +355,21 @@ def test_two_runs_at_once_on_one_workspace(photo_dir, forty_copies, tmp_path):
     env.pop("PREFECT_API_URL", None)
 
     def cmd(src: Path) -> list[str]:
-        return [sys.executable, "-m", "flows.cli", "curate", "-i", str(src), "-o", str(ws), "-c", str(cfg_path),
-                "--quiet", "--workers", "1"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "curate",
+            "-i",
+            str(src),
+            "-o",
+            str(ws),
+            "-c",
+            str(cfg_path),
+            "--quiet",
+            "--workers",
+            "1",
+        ]
 
     first = subprocess.Popen(cmd(photo_dir[0]), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     holder = lambda: (ws / LOCK_NAME).read_text() if (ws / LOCK_NAME).exists() else ""  # noqa: E731

@@ -28,8 +28,10 @@ def test_push_pull_aggregate_release_flows(ls, prefect_local):  # noqa: F811
     assert push_flow(str(ws.root), pairs="flow", overlap=1, gold_rate=0.0, project="flow")["imported"] == 0
     api = server.Api.for_workspace(ws, settings)
     for m in push.mapping(ws, r["project_id"]).values():
-        res = [{"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": [v]}}
-               for c, v in (("consistency", "left"), ("naturalness", "right"))]  # fmt: skip
+        res = [
+            {"from_name": c, "to_name": "left_crop", "type": "choices", "value": {"choices": [v]}}
+            for c, v in (("consistency", "left"), ("naturalness", "right"))
+        ]
         api.post(f"/api/tasks/{m['task_id']}/annotations/", {"result": res, "lead_time": 6.0})
     assert pull_flow(str(ws.root), project="flow")["new_rows"] == 6
     out = pull_aggregate_release_flow(str(ws.root), name="flowtest", version="0.1.0", project="flow")
@@ -48,8 +50,13 @@ def test_deployments_are_served_for_the_prefect_ui(ls, prefect_local, tmp_path):
     assert [d.name for d in deps] == ["sr4k"] * 3
     assert all(d.parameters["workspace"] == str(ws.root) for d in deps)
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "ph")}
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "label", "deploy", "-w", str(ws.root)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "label", "deploy", "-w", str(ws.root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         names = _wait_for_deployments(PREFECT_API_URL.value(), proc, 3, timeout=180)
         assert names >= {"label-push/sr4k", "label-pull/sr4k", "label-pull-aggregate-release/sr4k"}

@@ -43,11 +43,16 @@ def ws(tmp_path_factory, prefect_local):
             png = encode_png(np.ascontiguousarray(up), 3)
             sha = hashlib.sha256(png).hexdigest()
             write_bytes_atomic(ws / f"images/{sha[:2]}/{sha}.png", png)
-            cands.append(CandidateRec("lq", lr_path.stem, model, "v1", f"images/{sha[:2]}/{sha}.png", sha, 64, 64,
-                                      0.1, 1.0, "u"))  # fmt: skip
+            cands.append(
+                CandidateRec(
+                    "lq", lr_path.stem, model, "v1", f"images/{sha[:2]}/{sha}.png", sha, 64, 64, 0.1, 1.0, "u"
+                )
+            )
     write_table(ws / "tables/candidates/part-u.parquet", cands, CANDIDATES)
-    rows = [{"lr_key": c.lr_key, "model": c.model, "model_version": "v1", "output_path": str(ws / c.output_path)}
-            for c in cands]  # fmt: skip
+    rows = [
+        {"lr_key": c.lr_key, "model": c.model, "model_version": "v1", "output_path": str(ws / c.output_path)}
+        for c in cands
+    ]
     pairs, _ = build_pairs(rows, 0, "all", min_distance=0)
     write_table(ws / "tables/pairs/part-p.parquet", pairs, PAIRS)
     tasks, anns = [], []
@@ -56,8 +61,11 @@ def ws(tmp_path_factory, prefect_local):
         better = "a" if QUALITY[p.model_a] > QUALITY[p.model_b] else "b"
         for n, who in enumerate(("ann1@x", "ann2@x", "ann3@x")):
             ans = p.left if who == "ann3@x" else better
-            anns.append(AnnotationRec(10 * k + n, k, 1, p.pair_id, who, p.left, ans, ans, False, True, None, False,
-                                      12.0, "t", "t", "[]"))  # fmt: skip
+            anns.append(
+                AnnotationRec(
+                    10 * k + n, k, 1, p.pair_id, who, p.left, ans, ans, False, True, None, False, 12.0, "t", "t", "[]"
+                )
+            )
     write_table(ws / "tables/label_tasks/part-l.parquet", tasks, LABEL_TASKS)
     write_table(ws / "tables/annotations/part-l.parquet", anns, ANNOTATIONS)
     return ws

@@ -61,8 +61,11 @@ def bench_ws(tmp_path):
 
 def test_results_rows_flag_and_report(bench_ws, tmp_path, monkeypatch):
     monkeypatch.delenv(iqa.ENV, raising=False)
-    models = [Interpolation("bicubic", cv2.INTER_CUBIC, 4), Interpolation("lanczos", cv2.INTER_LANCZOS4, 4),
-              GridAfterBicubic()]  # fmt: skip
+    models = [
+        Interpolation("bicubic", cv2.INTER_CUBIC, 4),
+        Interpolation("lanczos", cv2.INTER_LANCZOS4, 4),
+        GridAfterBicubic(),
+    ]
     out, info = evaluate(bench_ws, "b", models, STRIDE, iqa_weights=str(tmp_path / "no-weights"))
     rows = pq.read_table(out).to_pylist()  # an independent reader
     assert len(rows) == 9

@@ -81,8 +81,10 @@ def _random_weights(folder: Path, seed: int) -> None:
     with torch.no_grad():  # random heads end in ReLU: a positive bias keeps the per-patch scores off zero
         maniqa.fc_score[3].bias.fill_(0.5)
     torch.save(maniqa.state_dict(), folder / "pyiqa/ckpt_koniq10k.pt")  # the released one holds the ViT too
-    save_file({k: v.contiguous() for k, v in maniqa.vit.state_dict().items()},
-              folder / "timm/vit_base_patch8_224.safetensors")  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in maniqa.vit.state_dict().items()},
+        folder / "timm/vit_base_patch8_224.safetensors",
+    )
 
     class Archive(CLIP):  # OpenAI ships RN50 as a TorchScript archive; tracing a one-line method keeps every weight
         def forward(self, x):
@@ -110,8 +112,13 @@ def _perturbed_copy(src: Path, dst: Path, seed: int) -> None:
                 archive.save(str(dst / rel))
             else:
                 sd = torch.load(src / rel, weights_only=True)
-                torch.save({k: v * (0.5 + torch.rand(v.shape, generator=gen)) if v.is_floating_point() else v
-                            for k, v in sd.items()}, dst / rel)  # fmt: skip
+                torch.save(
+                    {
+                        k: v * (0.5 + torch.rand(v.shape, generator=gen)) if v.is_floating_point() else v
+                        for k, v in sd.items()
+                    },
+                    dst / rel,
+                )
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +163,9 @@ def test_values_equal_pyiqa_with_the_same_weights_and_follow_the_file(name, fold
     ref = _reference(name, folders.a, monkeypatch)
     full = iqa.IQA_METRICS[name].full_reference
     with torch.no_grad():
-        expected = [float(ref(iqa.to_tensor(sr), iqa.to_tensor(hr)) if full else ref(iqa.to_tensor(sr)))
-                    for sr, hr in pairs]  # fmt: skip
+        expected = [
+            float(ref(iqa.to_tensor(sr), iqa.to_tensor(hr)) if full else ref(iqa.to_tensor(sr))) for sr, hr in pairs
+        ]
     assert ours == pytest.approx(expected, abs=1e-5)
     assert abs(ours[0] - ours[1]) > 1e-5  # the two photos score differently: not a constant
     other = iqa.IqaScorer(folders.b, options=OPTIONS).score(name, *pairs[0])
@@ -269,8 +277,10 @@ def test_niqe_loads_from_the_folder_and_matches_pyiqa_on_the_same_array(photo, t
     import scipy.io
 
     mat = scipy.io.loadmat(tmp_path / "pyiqa" / "niqe_modelparameters.mat")
-    scipy.io.savemat(tmp_path / "pyiqa" / "niqe_modelparameters.mat",
-                     {"mu_prisparam": mat["mu_prisparam"] * 1.1, "cov_prisparam": mat["cov_prisparam"]})  # fmt: skip
+    scipy.io.savemat(
+        tmp_path / "pyiqa" / "niqe_modelparameters.mat",
+        {"mu_prisparam": mat["mu_prisparam"] * 1.1, "cov_prisparam": mat["cov_prisparam"]},
+    )
     assert iqa.IqaScorer(tmp_path).score("niqe", photo) != pytest.approx(ours, rel=1e-3)
 
 
@@ -313,8 +323,10 @@ def test_bench_eval_table_shows_every_paper_metric_with_weights(folders, pairs, 
         cv2.imwrite(str(bdir / sub / "k0.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     item = BenchItem("k0", "lr/k0.png", "hr/k0.png", 56, 56, 224, 224, 4, None, None, "astronaut", "0")
     write_table(bdir / "index.parquet", [item], BENCH_INDEX)
-    files = {rel: hashlib.sha256((bdir / rel).read_bytes()).hexdigest()
-             for rel in ("index.parquet", "lr/k0.png", "hr/k0.png")}  # fmt: skip
+    files = {
+        rel: hashlib.sha256((bdir / rel).read_bytes()).hexdigest()
+        for rel in ("index.parquet", "lr/k0.png", "hr/k0.png")
+    }
     manifest = {"scale": 4, "kind": "synthetic", "count": 1, "files": files}
     (bdir / "manifest.json").write_text(json.dumps(manifest))
     (ws / "tables").mkdir()

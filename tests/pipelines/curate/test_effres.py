@@ -20,8 +20,12 @@ from pipelines.curate.effres import effective_scale, measure_effres
 from pipelines.curate.filters import FilterSettings, judge, measure
 
 B = Path("/usr/share/backgrounds")
-PHOTOS = ["Bridge_by_Sander_Klootwijk.jpg", "Kleiber_by_Lukas_Baubkus.jpg", "sunset_by_Aitzol_Berasategi.jpg",
-          "seeding_by_Clements_Engelhardt.jpg"]  # fmt: skip
+PHOTOS = [
+    "Bridge_by_Sander_Klootwijk.jpg",
+    "Kleiber_by_Lukas_Baubkus.jpg",
+    "sunset_by_Aitzol_Berasategi.jpg",
+    "seeding_by_Clements_Engelhardt.jpg",
+]
 
 
 def photo(name: str, w: int = 2400, h: int = 1600) -> np.ndarray:

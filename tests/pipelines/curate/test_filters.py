@@ -123,9 +123,14 @@ def _jpeg_tables(rgb: np.ndarray, quality: int) -> dict[int, list[int]]:
 
 def _scores(**kw: float | None) -> Scores:
     base = dict(
-        sharpness=1.0, jpeg_quality=None, flat_fraction=0.0, mean_luma=120.0, clip_low=0.0, clip_high=0.0,
+        sharpness=1.0,
+        jpeg_quality=None,
+        flat_fraction=0.0,
+        mean_luma=120.0,
+        clip_low=0.0,
+        clip_high=0.0,
         photo_score=1.0,
-    )  # fmt: skip
+    )
     base.update(kw)
     return Scores(**base)
 
@@ -134,10 +139,71 @@ def _scores(**kw: float | None) -> Scores:
 
 # The zigzag scan of ITU-T T.81 Figure A.6: ZIGZAG[i] is the natural (row-major) index of the i-th coefficient.
 ZIGZAG = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
-    54, 47, 55, 62, 63,
-]  # fmt: skip
+    0,
+    1,
+    8,
+    16,
+    9,
+    2,
+    3,
+    10,
+    17,
+    24,
+    32,
+    25,
+    18,
+    11,
+    4,
+    5,
+    12,
+    19,
+    26,
+    33,
+    40,
+    48,
+    41,
+    34,
+    27,
+    20,
+    13,
+    6,
+    7,
+    14,
+    21,
+    28,
+    35,
+    42,
+    49,
+    56,
+    57,
+    50,
+    43,
+    36,
+    29,
+    22,
+    15,
+    23,
+    30,
+    37,
+    44,
+    51,
+    58,
+    59,
+    52,
+    45,
+    38,
+    31,
+    39,
+    46,
+    53,
+    60,
+    61,
+    54,
+    47,
+    55,
+    62,
+    63,
+]
 
 
 @pytest.mark.parametrize("quality", [30, 50, 75, 90, 95])

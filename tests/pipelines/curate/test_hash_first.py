@@ -21,8 +21,14 @@ COPIES = ("a.png", "b.png", "c.png", "d.png", "e.png")
 
 
 def small_cfg() -> steps.CurateConfig:
-    base = {"hr_size": "128", "scale": 4, "unit_size": 1, "dataset": "t", "holdout_permille": 0,
-            "filters": {"min_short_side": 128}}  # fmt: skip
+    base = {
+        "hr_size": "128",
+        "scale": 4,
+        "unit_size": 1,
+        "dataset": "t",
+        "holdout_permille": 0,
+        "filters": {"min_short_side": 128},
+    }
     return steps.CurateConfig.model_validate(base)
 
 

@@ -96,9 +96,15 @@ def test_judge_rejects_graphics_as_not_a_photo(labelled) -> None:
     scores = measure(rgb)
     assert scores.photo_score == pytest.approx(s[i])
     settings = FilterSettings(
-        min_short_side=1, min_sharpness=0, max_flat_fraction=1, min_mean_luma=0, max_mean_luma=255, max_clip_low=1,
-        max_clip_high=1, max_effective_scale=1e9,
-    )  # fmt: skip
+        min_short_side=1,
+        min_sharpness=0,
+        max_flat_fraction=1,
+        min_mean_luma=0,
+        max_mean_luma=255,
+        max_clip_low=1,
+        max_clip_high=1,
+        max_effective_scale=1e9,
+    )
     rejection = judge(rgb.shape[1], rgb.shape[0], scores, settings)
     assert rejection is not None and rejection.reason == "not_a_photo", rejection
     settings.photos_only = False

@@ -427,7 +427,13 @@ def test_candidates_list_shows_every_family_with_its_weights_hash():
 
     rows = {r["name"]: r for r in list_upscalers()}
     assert {r["family"] for r in rows.values() if r["kind"] == "ncnn (CPU)"} == {
-        "Real-ESRGAN", "Real-CUGAN", "SRMD", "SPAN", "RealSR", "waifu2x"}  # fmt: skip
+        "Real-ESRGAN",
+        "Real-CUGAN",
+        "SRMD",
+        "SPAN",
+        "RealSR",
+        "waifu2x",
+    }
     assert all(rows[n]["ok"] for n in NCNN_MODELS)
     model = get_upscaler("srmd-x4", 4)
     assert rows["srmd-x4"]["version"] == model.version and rows["srmd-x4"]["scale"] == 4

@@ -73,14 +73,26 @@ def test_diffusers_ldm_superresolution_pipeline_from_a_folder(tmp_path):
 
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(
-        sample_size=16, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(8, 8),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
-    )  # fmt: skip
-    vq = diffusers.VQModel(
-        in_channels=3, out_channels=3, latent_channels=3, block_out_channels=(8, 8, 8), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, num_vq_embeddings=16,
+        sample_size=16,
+        in_channels=6,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 8),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
-    )  # fmt: skip
+    )
+    vq = diffusers.VQModel(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=3,
+        block_out_channels=(8, 8, 8),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        num_vq_embeddings=16,
+        norm_num_groups=4,
+    )
     pipe = diffusers.LDMSuperResolutionPipeline(vqvae=vq, unet=unet, scheduler=diffusers.DDIMScheduler())
     pipe.save_pretrained(tmp_path / "ldm-sr")
     m = get_upscaler(f"diffusers:{tmp_path / 'ldm-sr'}", 4)

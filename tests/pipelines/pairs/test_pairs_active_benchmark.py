@@ -29,8 +29,25 @@ def test_ratio_interval_resamples_worlds_in_pairs(bench):
 
 
 def test_tiny_run_prints_ratios_and_the_gap_split(bench, capsys):
-    bench.main(["--seeds", "2", "--models", "4", "--lrs", "30", "--budget", "200", "--batch", "20",
-                "--uncertainty", "laplace", "--acquisition", "ranking", "order"])  # fmt: skip
+    bench.main(
+        [
+            "--seeds",
+            "2",
+            "--models",
+            "4",
+            "--lrs",
+            "30",
+            "--budget",
+            "200",
+            "--batch",
+            "20",
+            "--uncertainty",
+            "laplace",
+            "--acquisition",
+            "ranking",
+            "order",
+        ]
+    )
     out = capsys.readouterr().out
     assert out.count("seed ") == 2
     for m in ("active-ranking-laplace", "active-order-laplace"):
