@@ -65,14 +65,16 @@ L_AP on (same g-model recipe, λ × L_AP added; R32 = R at 32 px at 4g, none):
 | λ_AP | seeds | gain at g (per seed) | at 2g | at 4g | R32 at 4g per seed (λ = 0) | peak at 4g |
 |---|---|---|---|---|---|---|
 | 0 | 0,1,2 | +2.68 ± 0.13 (+2.66/+2.63/+2.73) | +1.70 ± 0.16 | +0.54 ± 0.34 | 0.0006 / 0.0001 / 0.0003 | 0.0012 |
+| 0.01 | 0,1 | +2.17 ± 0.55 (+2.13/+2.22) | +1.50 ± 0.12 | +0.44 ± 0.04 | 0.0002 (0.0006) / 0.0003 (0.0001) | 0.0010 |
 | 0.1 | 0,1 | -0.66 ± 7.85 (-0.04/-1.28) | -0.61 ± 6.73 | -0.73 ± 7.71 | 0.0045 (0.0006) / 0.0009 (0.0001) | 0.0032 |
 | 1 | 0 | -3.04 (-3.04) | -1.06 | -1.95 | 0.0769 (0.0006) | 0.0866 |
 
 L_AP on 32-px crops trains against detail: its floor on natural content there (a ×2 bicubic output against its HR:
-3.7e-3 mean) is 18× its margin τ, so it took most or all of the SR gain and raised the periodicity at 4× the grid in
-every seed. Its floor falls to 1.6e-5 at 256 px and 2.9e-6 at 512 px (×4 bicubic), where it is inert on natural
-outputs: this experiment cannot show L_AP's benefit at the stage-1 crop, only that it must not run on small crops
-(training.sr.config warns below 256 px; the default λ = 1 is kept for the 512-px default crop, the reasons there).
+3.7e-3 mean) is 18× its margin τ. λ = 0.01 cost 0.54 / 0.41 dB (seeds 0 / 1) at the own grid, and the small 4×
+periodicity moved either way; λ = 0.1 and 1 took most or all of the SR gain and raised the periodicity at 4× 7-130×.
+The floor falls to 1.6e-5 at 256 px and 2.9e-6 at 512 px (×4 bicubic), where L_AP is inert on natural outputs: this
+experiment cannot show its benefit at the stage-1 crop, only that it must not run on small crops (training.sr.config
+warns below 256 px; the default λ = 1 is kept for the 512-px default crop, the reasons there).
 Table with every arm and metric: benchmarks/results/rope_extrapolation.md.
 """
 
