@@ -36,8 +36,17 @@ import torch
 
 from pipelines.bench.metrics import PERIODIC_ARTEFACT, periodicity, psnr_y
 
-TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "brick",
-                "grass", "gravel")  # fmt: skip
+TRAIN_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "brick",
+    "grass",
+    "gravel",
+)
 EVAL_PHOTOS = {"chelsea": (288, 448), "camera": (512, 512), "moon": (512, 512), "coins": (288, 384)}
 SCALE, CROP = 4, 128
 
@@ -119,11 +128,21 @@ def evaluate(upscale, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     for hr, lr in pairs:
         sr = upscale(lr)
         p = periodicity(sr)
-        rows.append((p.peak, p.stride_mean, p.peak > PERIODIC_ARTEFACT or p.stride_mean > PERIODIC_ARTEFACT,
-                     psnr_y(sr, hr, SCALE)))  # fmt: skip
+        rows.append(
+            (
+                p.peak,
+                p.stride_mean,
+                p.peak > PERIODIC_ARTEFACT or p.stride_mean > PERIODIC_ARTEFACT,
+                psnr_y(sr, hr, SCALE),
+            )
+        )
     a = np.array(rows, dtype=float)
-    return {"peak": a[:, 0].mean(), "stride_mean": a[:, 1].mean(), "flagged": int(a[:, 2].sum()),
-            "psnr": a[:, 3].mean()}  # fmt: skip
+    return {
+        "peak": a[:, 0].mean(),
+        "stride_mean": a[:, 1].mean(),
+        "flagged": int(a[:, 2].sum()),
+        "psnr": a[:, 3].mean(),
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -149,8 +168,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     tdir, vdir = build_tiny_op4ksr(work / "tiny", seed=0)
     shards, tiles = write_shards(work / "shards")
     vae_loss = fit_vae(vdir, tiles, args.vae_steps)
-    print(f"{len(tiles)} training tiles of {CROP}²; tiny VAE fitted: L1 {vae_loss:.4f} after {args.vae_steps} steps "
-          f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+    print(
+        f"{len(tiles)} training tiles of {CROP}²; tiny VAE fitted: L1 {vae_loss:.4f} after {args.vae_steps} steps "
+        f"({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
     pairs = []
     for name, (h, w) in EVAL_PHOTOS.items():
         img = _photo(name)
@@ -158,26 +180,44 @@ def main(argv: list[str] | None = None) -> list[dict]:
         hr = np.ascontiguousarray(img[y0 : y0 + h, x0 : x0 + w])
         pairs.append((hr, _down(hr)))
 
-    rows = [{"arm": "HR (reference)", "rfr": "-", **evaluate(_hr_of(pairs), pairs)},
-            {"arm": "bicubic", "rfr": "-", **evaluate(
+    rows = [
+        {"arm": "HR (reference)", "rfr": "-", **evaluate(_hr_of(pairs), pairs)},
+        {
+            "arm": "bicubic",
+            "rfr": "-",
+            **evaluate(
                 lambda lr: cv2.resize(lr, (lr.shape[1] * SCALE, lr.shape[0] * SCALE), interpolation=cv2.INTER_CUBIC),
-                pairs)}]  # fmt: skip
+                pairs,
+            ),
+        },
+    ]
     rows.append({"arm": "VAE round trip of HR", "rfr": "-", **evaluate(_vae_round_trip(vdir, _hr_of(pairs)), pairs)})
     for lam, norm in ((0.0, "ref"), (args.lambda_ap, "self"), (args.lambda_ap, "ref")):
         arm = "L2 only" if lam == 0 else f"L2+{lam:g}·L_AP/{norm}"
         tag = f"ap{lam:g}-{norm}"
-        cfg = TrainConfig.model_validate({
-            "model": {"transformer": str(tdir), "vae": str(vdir), "rfr": {"mode": "none"}},
-            "data": {"shards": [str(shards)], "crop": args.crop, "batch_size": args.batch, "shuffle_buffer": 32},
-            "loss": {"ap": lam, "ap_norm": norm}, "steps": args.steps, "lr": 5e-4, "out": str(work / f"run-{tag}"),
-            "save_every": args.steps, "log_every": 50, "resume": False, "seed": 0,
-        })  # fmt: skip
+        cfg = TrainConfig.model_validate(
+            {
+                "model": {"transformer": str(tdir), "vae": str(vdir), "rfr": {"mode": "none"}},
+                "data": {"shards": [str(shards)], "crop": args.crop, "batch_size": args.batch, "shuffle_buffer": 32},
+                "loss": {"ap": lam, "ap_norm": norm},
+                "steps": args.steps,
+                "lr": 5e-4,
+                "out": str(work / f"run-{tag}"),
+                "save_every": args.steps,
+                "log_every": 50,
+                "resume": False,
+                "seed": 0,
+            }
+        )
         t1 = time.perf_counter()
         run = supervised.train(supervised.setup(cfg))
         last = run.history[-20:]
-        print(f"{arm}: {args.steps} steps in {time.perf_counter() - t1:.0f} s; last-20 mean total "
-              f"{np.mean([r['total'] for r in last]):.4f}, pixel_l2 {np.mean([r['pixel_l2'] for r in last]):.4f}"
-              + (f", L_AP {np.mean([r['ap'] for r in last]):.5f}" if lam else ""), flush=True)  # fmt: skip
+        print(
+            f"{arm}: {args.steps} steps in {time.perf_counter() - t1:.0f} s; last-20 mean total "
+            f"{np.mean([r['total'] for r in last]):.4f}, pixel_l2 {np.mean([r['pixel_l2'] for r in last]):.4f}"
+            + (f", L_AP {np.mean([r['ap'] for r in last]):.5f}" if lam else ""),
+            flush=True,
+        )
         model = OP4KSR.from_checkpoint(work / f"run-{tag}" / "model", device="cpu")
         for mode in ("none", "ntk", "yarn"):
             rfr = RFRConfig(mode=mode, pretrain_grid=args.crop // 32, target_grid=16)
@@ -192,8 +232,10 @@ def print_table(rows: list[dict], n: int) -> None:
     print(f"\nperiodicity of x4 outputs on {n} held-out photos (HR 288x384 .. 512x512), tiny OP4KSR, CPU")
     print(f"{'arm':<22}{'RFR':<6}{'peak':>9}{'stride32':>10}{'> thr':>7}{'PSNR-Y':>8}")
     for r in rows:
-        print(f"{r['arm']:<22}{r['rfr']:<6}{r['peak']:>9.4f}{r['stride_mean']:>10.4f}{r['flagged']:>5}/{n}"
-              f"{r['psnr']:>8.2f}")  # fmt: skip
+        print(
+            f"{r['arm']:<22}{r['rfr']:<6}{r['peak']:>9.4f}{r['stride_mean']:>10.4f}{r['flagged']:>5}/{n}"
+            f"{r['psnr']:>8.2f}"
+        )
     print(f"peak / stride32 = bench.metrics.periodicity (stride 32 px); > thr: images above {PERIODIC_ARTEFACT}")
 
 

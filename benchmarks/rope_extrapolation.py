@@ -98,10 +98,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 TP = 4  # px per token side
 AXES = (8, 16, 16)
 CFG = dict(
-    patch_size=1, in_channels=3 * TP * TP, num_layers=2, num_single_layers=2, attention_head_dim=sum(AXES),
-    num_attention_heads=2, joint_attention_dim=16, pooled_projection_dim=16, guidance_embeds=False,
+    patch_size=1,
+    in_channels=3 * TP * TP,
+    num_layers=2,
+    num_single_layers=2,
+    attention_head_dim=sum(AXES),
+    num_attention_heads=2,
+    joint_attention_dim=16,
+    pooled_projection_dim=16,
+    guidance_embeds=False,
     axes_dims_rope=AXES,
-)  # fmt: skip
+)
 RFR_MODES = ("none", "pi", "ntk", "yarn-pub", "yarn")
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 METRICS = ("gain_db", "peak", "rope_R", "grid_R")
@@ -136,10 +143,15 @@ class TokenSR(torch.nn.Module):
         ids = torch.zeros(h, w, 3)
         ids[..., 1] += torch.arange(h)[:, None]
         ids[..., 2] += torch.arange(w)[None, :]
-        out = self.t(hidden_states=tok, encoder_hidden_states=torch.zeros(b, 1, CFG["joint_attention_dim"]),
-                     pooled_projections=torch.zeros(b, CFG["pooled_projection_dim"]),
-                     timestep=torch.full((b,), 0.5), img_ids=ids.reshape(-1, 3), txt_ids=torch.zeros(1, 3),
-                     return_dict=False)[0]  # fmt: skip
+        out = self.t(
+            hidden_states=tok,
+            encoder_hidden_states=torch.zeros(b, 1, CFG["joint_attention_dim"]),
+            pooled_projections=torch.zeros(b, CFG["pooled_projection_dim"]),
+            timestep=torch.full((b,), 0.5),
+            img_ids=ids.reshape(-1, 3),
+            txt_ids=torch.zeros(1, 3),
+            return_dict=False,
+        )[0]
         res = F.pixel_shuffle(out.transpose(1, 2).reshape(b, -1, h, w), TP)
         return up + 0.5 * res
 
@@ -217,8 +229,12 @@ def scores(sr: torch.Tensor, hr: torch.Tensor, up: torch.Tensor, grid: int) -> d
         rope.append(np.mean([(r[L + w, L] + r[L, L + w]) / 2 for w in lags]) if lags else math.nan)
         p = grid * TP
         gridr.append((r[L + p, L] + r[L, L + p]) / 2 if p <= L else math.nan)
-    return {"gain_db": gain, "peak": float(np.mean(peaks)), "rope_R": float(np.mean(rope)),
-            "grid_R": float(np.mean(gridr))}  # fmt: skip
+    return {
+        "gain_db": gain,
+        "peak": float(np.mean(peaks)),
+        "rope_R": float(np.mean(rope)),
+        "grid_R": float(np.mean(gridr)),
+    }
 
 
 @torch.no_grad()
@@ -279,14 +295,18 @@ def summarise(results: dict[str, list[dict]]) -> list[dict]:
 
 def table(summary: list[dict]) -> str:
     """Markdown table: mean ± 95 % half-interval; gain also per seed and paired against none (``delta``)."""
-    lines = ["| grid | arm | λ_AP | n | PSNR gain dB | per seed | Δ vs none (paired) | peak | R at 25 px (RoPE band "
-             "0) | R at g·4 px |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| grid | arm | λ_AP | n | PSNR gain dB | per seed | Δ vs none (paired) | peak | R at 25 px (RoPE band "
+        "0) | R at g·4 px |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary:
         cells = [f"{r[k]:.4f} ± {r[k + '_ci']:.4f}" for k in ("peak", "rope_R", "grid_R")]
         seeds = "/".join(f"{x:+.2f}" for x in r["gain_db_seeds"])
-        lines.append(f"| {r['run_grid']} | {r['arm']} | {r['lap']} | {r['n']} | {r['gain_db']:+.2f} ± "
-                     f"{r['gain_db_ci']:.2f} | {seeds} | {r['delta']:+.2f} ± {r['delta_ci']:.2f} | "
-                     + " | ".join(cells) + " |")  # fmt: skip
+        lines.append(
+            f"| {r['run_grid']} | {r['arm']} | {r['lap']} | {r['n']} | {r['gain_db']:+.2f} ± "
+            f"{r['gain_db_ci']:.2f} | {seeds} | {r['delta']:+.2f} ± {r['delta_ci']:.2f} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -347,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(json.dumps({"setup": setup, "results": results, "summary": summarise(results)}))
             tmp.replace(args.json)
     summary = summarise(results)
-    head = (f"trained at g = {g} tokens ({g * TP} px), ×2 SR, {args.steps} steps, batch {args.batch}, "
-            f"{args.seeds} seeds, {args.eval_images} eval images per size; ± = 95 % t-interval over seeds; "
-            f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+    head = (
+        f"trained at g = {g} tokens ({g * TP} px), ×2 SR, {args.steps} steps, batch {args.batch}, "
+        f"{args.seeds} seeds, {args.eval_images} eval images per size; ± = 95 % t-interval over seeds; "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     print("\n" + head + "\n" + table(summary))
     if args.md:
         args.md.write_text(head + "\n\n" + table(summary) + "\n")

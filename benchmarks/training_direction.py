@@ -106,12 +106,20 @@ def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8,
     held = write_pairs_shards(work / f"held{seed}", n=4, hr=128, scale=4, seed=100 * seed + 50)
     torch.manual_seed(seed)
     cfg = TrainConfig.model_validate(
-        {"model": {"transformer": str(tdir), "vae": str(vdir)}, "stage": "grpo",
-         "data": {"shards": [str(shards)], "crop": 64, "batch_size": batch, "shuffle_buffer": 4},
-         "grpo": {"fidelity": 1.0, "group_size": group, "beta_kl": 0.0, "guard_window": 1000},
-         "loss": {"ap": 0.0}, "steps": steps, "lr": lr, "out": str(work / f"grpo{seed}"), "save_every": 10_000,
-         "log_every": 10_000, "seed": seed}
-    )  # fmt: skip
+        {
+            "model": {"transformer": str(tdir), "vae": str(vdir)},
+            "stage": "grpo",
+            "data": {"shards": [str(shards)], "crop": 64, "batch_size": batch, "shuffle_buffer": 4},
+            "grpo": {"fidelity": 1.0, "group_size": group, "beta_kl": 0.0, "guard_window": 1000},
+            "loss": {"ap": 0.0},
+            "steps": steps,
+            "lr": lr,
+            "out": str(work / f"grpo{seed}"),
+            "save_every": 10_000,
+            "log_every": 10_000,
+            "seed": seed,
+        }
+    )
     run = grpo.setup(cfg)
     stream = data.batches(data.pairs(data.shard_urls([str(held)]), 64, 4, seed, buffer=1), 1)
     pairs = [next(stream) for _ in range(4)]
@@ -121,9 +129,16 @@ def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8,
     run = grpo.train(run)
     after = policy_reward(run, pairs)
     rewards = [h["reward"] for h in run.history]
-    return {"seed": seed, "before": before, "after": after, "gain": after - before, **split,
-            "sample_reward_first5": float(np.mean(rewards[:5])), "sample_reward_last5": float(np.mean(rewards[-5:])),
-            "zero_spread_steps": int(sum(h["zero_spread"] == 1.0 for h in run.history))}  # fmt: skip
+    return {
+        "seed": seed,
+        "before": before,
+        "after": after,
+        "gain": after - before,
+        **split,
+        "sample_reward_first5": float(np.mean(rewards[:5])),
+        "sample_reward_last5": float(np.mean(rewards[-5:])),
+        "zero_spread_steps": int(sum(h["zero_spread"] == 1.0 for h in run.history)),
+    }
 
 
 # -------------------------------------------------------------------------------------------- (b) RefReward judge
@@ -161,13 +176,33 @@ def write_cast_workspace(root: Path, n: int, seed: int) -> Path:
             (root / "images").mkdir(parents=True, exist_ok=True)
             Image.fromarray(arr).save(root / paths[name])
         va, vb = (3, 0) if label == "a" else (0, 3)
-        votes = {f"{c}_{k}": v for c in ("consistency", "naturalness")
-                 for k, v in (("votes_a", va), ("votes_b", vb), ("votes_tie", 0))}  # fmt: skip
-        recs.append(PreferenceRec(pair_id=f"pair{i:03d}", lr_key=f"lr{i:03d}", lr_path=paths["lr"], model_a="x",
-                                  model_b="y", version_a="1", version_b="1", path_a=paths["a"], path_b=paths["b"],
-                                  consistency=label, consistency_agreement=1.0, consistency_ds=None,
-                                  naturalness=label, naturalness_agreement=1.0, naturalness_ds=None, n_annotators=3,
-                                  both_unusable_votes=0, **votes))  # fmt: skip
+        votes = {
+            f"{c}_{k}": v
+            for c in ("consistency", "naturalness")
+            for k, v in (("votes_a", va), ("votes_b", vb), ("votes_tie", 0))
+        }
+        recs.append(
+            PreferenceRec(
+                pair_id=f"pair{i:03d}",
+                lr_key=f"lr{i:03d}",
+                lr_path=paths["lr"],
+                model_a="x",
+                model_b="y",
+                version_a="1",
+                version_b="1",
+                path_a=paths["a"],
+                path_b=paths["b"],
+                consistency=label,
+                consistency_agreement=1.0,
+                consistency_ds=None,
+                naturalness=label,
+                naturalness_agreement=1.0,
+                naturalness_ds=None,
+                n_annotators=3,
+                both_unusable_votes=0,
+                **votes,
+            )
+        )
     write_table(root / "tables" / "preferences" / "part-000.parquet", recs, PREFERENCES)
     return root
 
@@ -180,8 +215,9 @@ def judge_accuracy(model_dir: Path, samples) -> dict:
     return res["judge"]["consistency"]
 
 
-def judge_seed(seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float, lr: float, n: int = 48,
-               batch: int = 16) -> dict:  # fmt: skip
+def judge_seed(
+    seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float, lr: float, n: int = 48, batch: int = 16
+) -> dict:
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
     from training.reward.data import load_preferences, split_by_lr
@@ -193,22 +229,46 @@ def judge_seed(seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float,
     train_s, held_s = split_by_lr(load_preferences(ws), 0.33, seed)
     fmt = formatsft.train(base, train_s, work / f"sft{seed}", steps=sft_steps, budget=budget, seed=seed, lr=sft_lr)
     before = judge_accuracy(fmt, held_s)
-    cfg = load_config(None, {"model": str(fmt), "data": str(ws), "output_dir": str(work / f"grpo-judge{seed}"),
-                             "num_generations": 4, "per_device_train_batch_size": batch, "max_steps": steps,
-                             "max_completion_length": 48, "holdout": 0.33, "order": "mirror",
-                             "pixel_budget": budget, "learning_rate": lr, "save_steps": 10_000,
-                             "temperature": 1.0, "beta": 0.0, "seed": seed, "freeze_vision": False})  # fmt: skip
+    cfg = load_config(
+        None,
+        {
+            "model": str(fmt),
+            "data": str(ws),
+            "output_dir": str(work / f"grpo-judge{seed}"),
+            "num_generations": 4,
+            "per_device_train_batch_size": batch,
+            "max_steps": steps,
+            "max_completion_length": 48,
+            "holdout": 0.33,
+            "order": "mirror",
+            "pixel_budget": budget,
+            "learning_rate": lr,
+            "save_steps": 10_000,
+            "temperature": 1.0,
+            "beta": 0.0,
+            "seed": seed,
+            "freeze_vision": False,
+        },
+    )
     summary = recipe.train(cfg)
     assert set(summary["held_out"]) == {s.rec.pair_id for s in held_s}  # the recipe held out the same pairs
     after = judge_accuracy(Path(summary["final"]), held_s)
     hist = [h for h in summary["log_history"] if "loss" in h]
     acc_r = [h.get("rewards/accuracy_reward_votes/mean", float("nan")) for h in hist]
     fmt_r = [h.get("rewards/format_reward/mean", float("nan")) for h in hist]
-    return {"seed": seed, "before": before["accuracy"], "after": after["accuracy"],
-            "malformed_before": before["malformed"], "malformed_after": after["malformed"],
-            "acc_reward_first5": float(np.mean(acc_r[:5])), "acc_reward_last5": float(np.mean(acc_r[-5:])),
-            "format_reward_last5": float(np.mean(fmt_r[-5:])), "held_pairs": len(held_s),
-            "train_pairs": len(train_s), "stopped": summary["stopped"]}  # fmt: skip
+    return {
+        "seed": seed,
+        "before": before["accuracy"],
+        "after": after["accuracy"],
+        "malformed_before": before["malformed"],
+        "malformed_after": after["malformed"],
+        "acc_reward_first5": float(np.mean(acc_r[:5])),
+        "acc_reward_last5": float(np.mean(acc_r[-5:])),
+        "format_reward_last5": float(np.mean(fmt_r[-5:])),
+        "held_pairs": len(held_s),
+        "train_pairs": len(train_s),
+        "stopped": summary["stopped"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,8 +297,17 @@ def main(argv: list[str] | None = None) -> int:
                 sr_rows.append(sr_seed(seed, args.sr_steps, work, args.sr_lr, args.sr_group, args.sr_batch))
                 print(json.dumps({"sr": sr_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if not args.skip_judge:
-                judge_rows.append(judge_seed(seed, args.sft_steps, args.judge_steps, work, args.sft_lr, args.judge_lr,
-                                              batch=args.judge_batch))  # fmt: skip
+                judge_rows.append(
+                    judge_seed(
+                        seed,
+                        args.sft_steps,
+                        args.judge_steps,
+                        work,
+                        args.sft_lr,
+                        args.judge_lr,
+                        batch=args.judge_batch,
+                    )
+                )
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if args.json:
                 args.json.write_text(json.dumps({"sr": sr_rows, "judge": judge_rows}, indent=1))
@@ -246,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     before = float(np.mean([r["before"] for r in judge_rows])) if judge_rows else float("nan")
     after = float(np.mean([r["after"] for r in judge_rows])) if judge_rows else float("nan")
     if sr_rows:
-        print(f"OP4KSR GRPO, fidelity reward, {args.sr_steps} steps: gains (x255 grey levels) "
-              + ", ".join(f"{255 * r['gain']:+.3f}" for r in sr_rows)
-              + "; action-noise share of reward variance "
-              + ", ".join(f"{r['action_frac']:.2f}" for r in sr_rows))  # fmt: skip
+        print(
+            f"OP4KSR GRPO, fidelity reward, {args.sr_steps} steps: gains (x255 grey levels) "
+            + ", ".join(f"{255 * r['gain']:+.3f}" for r in sr_rows)
+            + "; action-noise share of reward variance "
+            + ", ".join(f"{r['action_frac']:.2f}" for r in sr_rows)
+        )
     print(f"sr_grpo_gain_min={gain_min:.6g} judge_acc_before={before:.3f} judge_acc_after={after:.3f}")
     return 0
 

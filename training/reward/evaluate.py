@@ -138,8 +138,13 @@ def report_markdown(report: dict[str, Any], title: str = "RefReward evaluation")
             f"| {c} | {m['accuracy']:.3f} | {m['accuracy_ab']:.3f} | {m['accuracy_ba']:.3f} | "
             f"{m['weighted_accuracy']:.3f} | {m['position_consistency']:.3f} | {m['malformed']:.3f} |"
         )
-    lines += ["", "Baselines (accuracy on the same pairs):", "", "| baseline | " + " | ".join(CRITERIA) + " |",
-              "|---|" + "---|" * len(CRITERIA)]  # fmt: skip
+    lines += [
+        "",
+        "Baselines (accuracy on the same pairs):",
+        "",
+        "| baseline | " + " | ".join(CRITERIA) + " |",
+        "|---|" + "---|" * len(CRITERIA),
+    ]
     for name, accs in report["baselines"].items():
         lines.append(f"| {name} | " + " | ".join(f"{accs[c]:.3f}" for c in CRITERIA) + " |")
     return "\n".join(lines) + "\n"

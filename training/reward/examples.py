@@ -108,8 +108,13 @@ class Example:
 
     def row(self) -> dict[str, Any]:
         """A datasets/TRL row: ``prompt`` + ``images`` + flat label columns the reward functions read as kwargs."""
-        r: dict[str, Any] = {"prompt": self.prompt, "images": self.images, "example_id": self.example_id,
-                             "pair_id": self.pair_id, "swap": self.swap}  # fmt: skip
+        r: dict[str, Any] = {
+            "prompt": self.prompt,
+            "images": self.images,
+            "example_id": self.example_id,
+            "pair_id": self.pair_id,
+            "swap": self.swap,
+        }
         for c in CRITERIA:
             r[f"label_{c}"] = self.labels[c]
             r[f"agreement_{c}"] = float(self.agreement[c])
@@ -207,8 +212,11 @@ def render_views(lr: Any, a: Any, b: Any, budget: PixelBudget, key: str = "") ->
     gh, gw = global_size(H, W, budget.global_max_pixels)
     images = [lr.resize((gw, gh), Image.Resampling.BICUBIC)]
     images += [im.resize((gw, gh), Image.Resampling.LANCZOS) for im in (a, b)]
-    captions = ["the low-resolution input (LR), resized to the candidates' view", "candidate A, whole image",
-                "candidate B, whole image"]  # fmt: skip
+    captions = [
+        "the low-resolution input (LR), resized to the candidates' view",
+        "candidate A, whole image",
+        "candidate B, whole image",
+    ]
     crops: list[tuple[int, int, int]] = []
     downscaled = gh * gw < H * W * 0.999
     if budget.n_crops > 0 and budget.crop_size > 0 and downscaled:

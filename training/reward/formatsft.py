@@ -71,8 +71,14 @@ def train(
     model.eval().save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     tok.save_pretrained(out)
-    meta = {"prompt_version": PROMPT_VERSION, "answer": "verdict", "pixel_budget": pb.model_dump(),
-            "max_new_tokens": 48, "base_model": str(Path(base).resolve()), "stage": "format-sft",
-            "steps": steps}  # fmt: skip
+    meta = {
+        "prompt_version": PROMPT_VERSION,
+        "answer": "verdict",
+        "pixel_budget": pb.model_dump(),
+        "max_new_tokens": 48,
+        "base_model": str(Path(base).resolve()),
+        "stage": "format-sft",
+        "steps": steps,
+    }
     (out / JUDGE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

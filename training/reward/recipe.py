@@ -136,10 +136,12 @@ def zero_spread_guard(patience: int = ZERO_SPREAD_PATIENCE):
             self.streak = self.streak + 1 if frac >= 1.0 else 0
             if frac >= 1.0:
                 fmt = (logs or {}).get("rewards/format_reward/mean", float("nan"))
-                msg = (f"step {state.global_step}: every group's reward has zero spread (no gradient; mean format "
-                       f"reward {fmt:.3f}): all answers scored alike - most often none is well-formed; "
-                       "start from a format cold-start (training.reward.formatsft) or raise temperature / "
-                       "max_completion_length")  # fmt: skip
+                msg = (
+                    f"step {state.global_step}: every group's reward has zero spread (no gradient; mean format "
+                    f"reward {fmt:.3f}): all answers scored alike - most often none is well-formed; "
+                    "start from a format cold-start (training.reward.formatsft) or raise temperature / "
+                    "max_completion_length"
+                )
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
                 if self.streak >= patience:
                     self.reason = f"stopped after {self.streak} steps without reward spread: {msg}"

@@ -163,11 +163,25 @@ def realistic_config(size: str = "3b", vocab_size: int | None = None):
     from transformers import Qwen2_5_VLConfig
 
     text = {
-        "3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                   num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-        "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                   num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-    }  # fmt: skip
+        "3b": dict(
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            tie_word_embeddings=True,
+        ),
+        "7b": dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            vocab_size=152064,
+            tie_word_embeddings=False,
+        ),
+    }
     if size not in text:
         raise ValueError(f"unknown size {size!r}: choose 3b or 7b")
     t = dict(text[size])
@@ -181,9 +195,19 @@ def realistic_config(size: str = "3b", vocab_size: int | None = None):
         eos_token_id=151645,
         tie_word_embeddings=tie,
     )
-    vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=t["hidden_size"],
-                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                  fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)  # fmt: skip
+    vision = dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=t["hidden_size"],
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        tokens_per_second=2,
+    )
     return Qwen2_5_VLConfig(
         text_config=t,
         vision_config=vision,

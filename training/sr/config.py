@@ -65,10 +65,20 @@ class LoraSettings(BaseModel):
     rank: int = Field(16, ge=1, description="LoRA rank")
     alpha: float = Field(16.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
     target_modules: list[str] = Field(
-        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj",
-                                 "to_add_out", "proj_mlp", "proj_out"],
+        default_factory=lambda: [
+            "to_q",
+            "to_k",
+            "to_v",
+            "to_out.0",
+            "add_q_proj",
+            "add_k_proj",
+            "add_v_proj",
+            "to_add_out",
+            "proj_mlp",
+            "proj_out",
+        ],
         description="transformer module names that get LoRA (peft target_modules)",
-    )  # fmt: skip
+    )
 
 
 class ModelConfig(BaseModel):

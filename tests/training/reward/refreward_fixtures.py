@@ -28,14 +28,30 @@ def pair_rec(i: int, lr_path: str, path_a: str, path_b: str) -> PreferenceRec:
     """Labels: consistency "a" (2 of 3 votes), naturalness "b" for even i, "tie" for odd i (unanimous)."""
     nat = "tie" if i % 2 else "b"
     return PreferenceRec(
-        pair_id=f"pair{i:03d}", lr_key=f"lr{i:03d}", lr_path=lr_path, model_a="nearest", model_b="noisy",
-        version_a="v1", version_b="v1", path_a=path_a, path_b=path_b,
-        consistency="a", consistency_votes_a=2, consistency_votes_b=1, consistency_votes_tie=0,
-        consistency_agreement=2 / 3, consistency_ds=0.8,
-        naturalness=nat, naturalness_votes_a=0, naturalness_votes_b=0 if i % 2 else 3,
-        naturalness_votes_tie=3 if i % 2 else 0, naturalness_agreement=1.0, naturalness_ds=None,
-        n_annotators=3, both_unusable_votes=0,
-    )  # fmt: skip
+        pair_id=f"pair{i:03d}",
+        lr_key=f"lr{i:03d}",
+        lr_path=lr_path,
+        model_a="nearest",
+        model_b="noisy",
+        version_a="v1",
+        version_b="v1",
+        path_a=path_a,
+        path_b=path_b,
+        consistency="a",
+        consistency_votes_a=2,
+        consistency_votes_b=1,
+        consistency_votes_tie=0,
+        consistency_agreement=2 / 3,
+        consistency_ds=0.8,
+        naturalness=nat,
+        naturalness_votes_a=0,
+        naturalness_votes_b=0 if i % 2 else 3,
+        naturalness_votes_tie=3 if i % 2 else 0,
+        naturalness_agreement=1.0,
+        naturalness_ds=None,
+        n_annotators=3,
+        both_unusable_votes=0,
+    )
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -70,7 +86,14 @@ def write_release(folder: Path, n: int = 4, per_shard: int = 3) -> Path:
             for i in range(shard * per_shard, min(n, (shard + 1) * per_shard)):
                 lr, a, b = pair_images(i)
                 rec = pair_rec(i, "lr.png", "a.png", "b.png")
-                w.write({"__key__": rec.pair_id, "lr.png": _png(lr), "a.png": _png(a), "b.png": _png(b),
-                         "json": json.dumps(asdict(rec)).encode()})  # fmt: skip
+                w.write(
+                    {
+                        "__key__": rec.pair_id,
+                        "lr.png": _png(lr),
+                        "a.png": _png(a),
+                        "b.png": _png(b),
+                        "json": json.dumps(asdict(rec)).encode(),
+                    }
+                )
     (folder / "manifest.json").write_text(json.dumps({"kind": "preferences"}))
     return folder

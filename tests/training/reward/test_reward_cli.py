@@ -32,15 +32,41 @@ def test_score_ranks_candidates(tiny_judge, tmp_path):
 
 
 def test_eval_reward_writes_a_report(tiny_judge, prefs_workspace, tmp_path):
-    r = runner.invoke(app, ["eval-reward", "--checkpoint", str(tiny_judge), "--data", str(prefs_workspace),
-                            "--out", str(tmp_path / "ev"), "--limit", "2", "--quiet"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "eval-reward",
+            "--checkpoint",
+            str(tiny_judge),
+            "--data",
+            str(prefs_workspace),
+            "--out",
+            str(tmp_path / "ev"),
+            "--limit",
+            "2",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "position consistency" in r.output and "baseline: lr_psnr" in r.output
     assert (tmp_path / "ev" / "eval.md").exists() and (tmp_path / "ev" / "eval.json").exists()
     # an existing report is never replaced silently ...
     before = (tmp_path / "ev" / "eval.json").read_bytes()
-    again = runner.invoke(app, ["eval-reward", "--checkpoint", str(tiny_judge), "--data", str(prefs_workspace),
-                                "--out", str(tmp_path / "ev"), "--limit", "1", "--quiet"])  # fmt: skip
+    again = runner.invoke(
+        app,
+        [
+            "eval-reward",
+            "--checkpoint",
+            str(tiny_judge),
+            "--data",
+            str(prefs_workspace),
+            "--out",
+            str(tmp_path / "ev"),
+            "--limit",
+            "1",
+            "--quiet",
+        ],
+    )
     assert again.exit_code == 2 and "--overwrite" in again.output
     assert (tmp_path / "ev" / "eval.json").read_bytes() == before
 
@@ -72,8 +98,18 @@ def test_score_bad_inputs_end_in_one_line(tiny_judge, tmp_path):
         r = runner.invoke(app, [*base, str(tmp_path / extra)])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
     Image.fromarray(lr[:7, :7]).save(tmp_path / "tiny.png")
-    r = runner.invoke(app, ["score", "--checkpoint", str(tiny_judge), "--lr", str(tmp_path / "lr.png"),
-                            str(tmp_path / "tiny.png"), str(tmp_path / "tiny.png")])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "score",
+            "--checkpoint",
+            str(tiny_judge),
+            "--lr",
+            str(tmp_path / "lr.png"),
+            str(tmp_path / "tiny.png"),
+            str(tmp_path / "tiny.png"),
+        ],
+    )
     assert r.exit_code == 2 and "smaller than the LR" in r.output
 
 
@@ -91,8 +127,14 @@ def test_train_reward_config_errors_name_the_fix(tiny_judge, prefs_workspace, tm
 @pytest.mark.slow
 def test_gpu_benchmark_runs_in_tiny_mode():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "reward_gpu.py"), "--tiny", "--batch", "1,2", "--repeats", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env={"OMP_NUM_THREADS": "1",
-                       "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})  # fmt: skip
+    r = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "judge rollouts" in r.stdout and "transformers" in r.stdout
 
@@ -110,8 +152,23 @@ def test_train_reward_runs_and_evaluates_held_out_pairs(tiny_judge, tmp_path):
         f"pixel_budget: {TEST_BUDGET}\n".replace("'", "")
     )
     out = tmp_path / "judge"
-    r = runner.invoke(app, ["train-reward", "--data", str(ws), "--model", str(tiny_judge), "-c", str(cfg),
-                            "-o", str(out), "--max-steps", "1", "--quiet"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "train-reward",
+            "--data",
+            str(ws),
+            "--model",
+            str(tiny_judge),
+            "-c",
+            str(cfg),
+            "-o",
+            str(out),
+            "--max-steps",
+            "1",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "global_step" in r.output and "held-out evaluation" in r.output
     assert (out / "final" / "model.safetensors").exists() and (out / "final" / "eval" / "eval.md").exists()

@@ -12,10 +12,21 @@ from training.reward.config import ConfigError, RewardConfig, check_runtime, loa
 
 
 def _cfg(model, data, out, **kw):
-    base = {"model": str(model), "data": str(data), "output_dir": str(out), "num_generations": 2,
-            "per_device_train_batch_size": 4, "max_steps": 2, "max_completion_length": 64, "holdout": 0.0,
-            "order": "mirror", "pixel_budget": TEST_BUDGET, "learning_rate": 1e-3, "save_steps": 1,
-            "temperature": 1.0}  # fmt: skip
+    base = {
+        "model": str(model),
+        "data": str(data),
+        "output_dir": str(out),
+        "num_generations": 2,
+        "per_device_train_batch_size": 4,
+        "max_steps": 2,
+        "max_completion_length": 64,
+        "holdout": 0.0,
+        "order": "mirror",
+        "pixel_budget": TEST_BUDGET,
+        "learning_rate": 1e-3,
+        "save_steps": 1,
+        "temperature": 1.0,
+    }
     # 2 prompts x 2 rollouts x 64 tokens per step: a random tiny model emits a format tag often enough that some
     # group's rewards differ (a reward constant across every group gives no gradient)
     base.update(kw)
@@ -103,8 +114,9 @@ def test_runtime_checks_name_the_fix(tiny_judge, prefs_workspace, tmp_path):
         with pytest.raises(ConfigError, match="use_vllm: false"):
             check_runtime(cfg)
     # the tiny processor stops at 448² px: a 896² budget would be resized behind the judge's back
-    big = _cfg(tiny_judge, prefs_workspace, tmp_path / "o", pixel_budget={"global_max_pixels": 896 * 896,
-                                                                          "crop_size": 448})  # fmt: skip
+    big = _cfg(
+        tiny_judge, prefs_workspace, tmp_path / "o", pixel_budget={"global_max_pixels": 896 * 896, "crop_size": 448}
+    )
     with pytest.raises(ConfigError, match="max_pixels=200704"):
         recipe.setup(big)
 
@@ -126,8 +138,9 @@ def test_grpo_step_raises_log_prob_of_positive_advantage_completions(tiny_judge,
     toward the completions our rewards scored above their group. A flipped policy-gradient sign (checked by
     negating TRL's loss) makes it negative. It uses the trainer's own advantages, so it cannot see a label mapped to
     the wrong screen position: test_the_trainers_rewards_favour_the_candidate_the_humans_preferred checks that."""
-    cfg = _cfg(tiny_judge, prefs_workspace, tmp_path, max_steps=1, beta=0.0, learning_rate=1e-4, save_steps=100,
-               seed=3)  # fmt: skip
+    cfg = _cfg(
+        tiny_judge, prefs_workspace, tmp_path, max_steps=1, beta=0.0, learning_rate=1e-4, save_steps=100, seed=3
+    )
     s = recipe.setup(cfg)
     trainer, seen = s.trainer, []
     generate = trainer._generate_and_score_completions
@@ -161,8 +174,9 @@ def _slot_of_faithful(row) -> str:
 
 
 @pytest.mark.parametrize("weighting", ["votes", "label"])
-def test_the_trainers_rewards_favour_the_candidate_the_humans_preferred(weighting, tiny_judge, prefs_workspace,
-                                                                        tmp_path):  # fmt: skip
+def test_the_trainers_rewards_favour_the_candidate_the_humans_preferred(
+    weighting, tiny_judge, prefs_workspace, tmp_path
+):
     """The A/B mapping end to end, judged from image content: in every prompt row the recipe trains on (both
     orders), the completion naming the screen position of the faithful candidate (humans: consistency "a", 2 of 3
     votes) earns more from the trainer's own weighted rewards than the one naming the other position. Checked to
@@ -177,8 +191,10 @@ def test_the_trainers_rewards_favour_the_candidate_the_humans_preferred(weightin
         seen.add(right)
         completions = [f"<think>t</think><answer>consistency: {v}; naturalness: tie</answer>" for v in (right, wrong)]
         kw = {k: [v, v] for k, v in row.items() if k not in ("prompt", "images")}
-        total = [sum(w * r for w, r in zip(weights, rs, strict=True))
-                 for rs in zip(*(f(completions, **kw) for f in trainer.reward_funcs), strict=True)]  # fmt: skip
+        total = [
+            sum(w * r for w, r in zip(weights, rs, strict=True))
+            for rs in zip(*(f(completions, **kw) for f in trainer.reward_funcs), strict=True)
+        ]
         assert total[0] > total[1], (row["example_id"], right, total)
     assert seen == {"A", "B"}  # both display orders were checked
 

@@ -23,8 +23,12 @@ BAD_VALUE = "<think>x</think><answer>consistency: C; naturalness: tie</answer>"
 
 
 def batch(n, cons="A", nat="tie", cons_votes=(2, 1, 0), nat_votes=(0, 0, 3), cons_agr=2 / 3, nat_agr=1.0):
-    kw = {"label_consistency": [cons] * n, "label_naturalness": [nat] * n,
-          "agreement_consistency": [cons_agr] * n, "agreement_naturalness": [nat_agr] * n}  # fmt: skip
+    kw = {
+        "label_consistency": [cons] * n,
+        "label_naturalness": [nat] * n,
+        "agreement_consistency": [cons_agr] * n,
+        "agreement_naturalness": [nat_agr] * n,
+    }
     for crit, votes in (("consistency", cons_votes), ("naturalness", nat_votes)):
         for k, v in zip(("A", "B", "tie"), votes, strict=True):
             kw[f"votes_{crit}_{k}"] = [v] * n
@@ -86,8 +90,11 @@ def score(ca, cb, na, nb):
 
 def test_thurstone_reward_extremes():
     # all rollouts agree (σ = 0): confident and right → 1; confident and wrong → 0; confident on a tie → √½
-    kw = {"label_consistency": ["A"] * 4 + ["B"] * 2, "label_naturalness": ["tie"] * 4 + ["B"] * 2,
-          "example_id": ["e1"] * 2 + ["e2"] * 2 + ["e3"] * 2}  # fmt: skip
+    kw = {
+        "label_consistency": ["A"] * 4 + ["B"] * 2,
+        "label_naturalness": ["tie"] * 4 + ["B"] * 2,
+        "example_id": ["e1"] * 2 + ["e2"] * 2 + ["e3"] * 2,
+    }
     comps = [score(9, 1, 5, 5)] * 2 + [score(1, 9, 5, 5)] * 2 + [score(1, 9, 2, 8), "malformed"]
     r = thurstone_reward(comps, **kw)
     # e1: consistency 1, naturalness p = Φ(0) = ½ vs g = ½ → √¼ + √¼ = 1; e2: consistency 0; e3 alone: right on both

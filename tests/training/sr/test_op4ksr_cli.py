@@ -18,20 +18,35 @@ def _app() -> typer.Typer:
 def test_upscale_cli(tiny_backbone, tmp_path):
     saved_checkpoint(tiny_backbone, tmp_path / "ck")
     cv2.imwrite(str(tmp_path / "in.png"), natural(24, 40, 1)[..., ::-1])
-    res = CliRunner().invoke(_app(), ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"),
-                                      "-o", str(tmp_path / "out.png")])  # fmt: skip
+    res = CliRunner().invoke(
+        _app(),
+        ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"), "-o", str(tmp_path / "out.png")],
+    )
     assert res.exit_code == 0, res.output
     assert "160x96" in res.output and " s, " in res.output and "peak" in res.output
     assert cv2.imread(str(tmp_path / "out.png")).shape == (96, 160, 3)
-    bad = CliRunner().invoke(_app(), ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"),
-                                      "--scale", "2"])  # fmt: skip
+    bad = CliRunner().invoke(
+        _app(), ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"), "--scale", "2"]
+    )
     assert bad.exit_code == 2 and "--scale 4" in bad.output
     assert "dtype: float32" in res.output  # auto = float32 on the CPU (bfloat16 on CUDA: test_dtype_auto)
-    f16 = CliRunner().invoke(_app(), ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"),
-                                      "-o", str(tmp_path / "o16.png"), "--dtype", "bfloat16"])  # fmt: skip
+    f16 = CliRunner().invoke(
+        _app(),
+        [
+            "upscale",
+            str(tmp_path / "in.png"),
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "-o",
+            str(tmp_path / "o16.png"),
+            "--dtype",
+            "bfloat16",
+        ],
+    )
     assert f16.exit_code == 0 and "dtype: bfloat16" in f16.output, f16.output
-    wrong = CliRunner().invoke(_app(), ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"),
-                                        "--dtype", "fp8"])  # fmt: skip
+    wrong = CliRunner().invoke(
+        _app(), ["upscale", str(tmp_path / "in.png"), "--checkpoint", str(tmp_path / "ck"), "--dtype", "fp8"]
+    )
     assert wrong.exit_code == 2 and "choose auto, bfloat16" in wrong.output
 
 
@@ -55,7 +70,8 @@ def test_memory_errors_become_one_line_hints():
 
 
 def test_train_sr_cli_rejects_bad_crop(tmp_path):
-    res = CliRunner().invoke(_app(), ["train-sr", "--shards", str(tmp_path), "--transformer", "t", "--vae", "v",
-                                      "--crop", "100"])  # fmt: skip
+    res = CliRunner().invoke(
+        _app(), ["train-sr", "--shards", str(tmp_path), "--transformer", "t", "--vae", "v", "--crop", "100"]
+    )
     assert res.exit_code == 2
     assert "multiple of 32" in res.output and "data.crop=128" in res.output

@@ -162,9 +162,12 @@ def test_config_errors_name_the_fix(tiny_backbone):
 def test_non_f16_vae_is_refused(tiny_backbone, tmp_path):
     from diffusers import AutoencoderKL
 
-    AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=16, norm_num_groups=8).save_pretrained(
-        tmp_path / "f8"
-    )  # fmt: skip
+    AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=16,
+        norm_num_groups=8,
+    ).save_pretrained(tmp_path / "f8")
     with pytest.raises(ValueError, match="F16 VAE"):
         OP4KSR.from_config(ModelConfig(transformer=str(tiny_backbone[0]), vae=str(tmp_path / "f8")), device="cpu")

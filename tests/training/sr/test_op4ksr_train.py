@@ -17,9 +17,15 @@ from training.sr.config import GRPOConfig, TrainConfig
 
 def _cfg(tiny_backbone, tiny_shards, out, **kw) -> TrainConfig:
     t, v = tiny_backbone
-    base = {"model": {"transformer": str(t), "vae": str(v), "rfr": {"pretrain_grid": 2, "target_grid": 4}},
-            "data": {"shards": [str(tiny_shards)], "crop": 64, "batch_size": 1, "shuffle_buffer": 2},
-            "steps": 2, "out": str(out), "log_every": 1, "save_every": 2, "lr": 1e-3}  # fmt: skip
+    base = {
+        "model": {"transformer": str(t), "vae": str(v), "rfr": {"pretrain_grid": 2, "target_grid": 4}},
+        "data": {"shards": [str(tiny_shards)], "crop": 64, "batch_size": 1, "shuffle_buffer": 2},
+        "steps": 2,
+        "out": str(out),
+        "log_every": 1,
+        "save_every": 2,
+        "lr": 1e-3,
+    }
     for k, val in kw.items():
         node = base
         *parents, leaf = k.split(".")
@@ -51,8 +57,13 @@ def test_supervised_two_steps_then_resume(tiny_backbone, tiny_shards, tmp_path):
     assert set(scores) == {"psnr_y", "peak", "stride_mean"} and 5 < scores["psnr_y"] < 60
     ck = tmp_path / "s1" / "checkpoint-000002"
     names = {p.name for p in ck.iterdir()}
-    assert names == {"op4ksr.json", "lora.safetensors", "text_embeds.safetensors", "optimizer.safetensors",
-                     "trainer_state.json"}  # fmt: skip
+    assert names == {
+        "op4ksr.json",
+        "lora.safetensors",
+        "text_embeds.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    }
     assert not list(tmp_path.rglob("*.pt")) and not list(tmp_path.rglob("*.bin"))
     rfr = json.loads((ck / "op4ksr.json").read_text())["model"]["rfr"]
     assert rfr["trained_grid"] == 2 and rfr["finetune_grid"] == 64 // 32  # what the derived RFR scale is read from
@@ -84,8 +95,13 @@ def test_grpo_two_steps_with_refreward_scorer(tiny_backbone, tiny_shards, tmp_pa
         calls.append(lr.shape)
         return _judge(lr, a, b)
 
-    cfg = _cfg(tiny_backbone, tiny_shards, tmp_path / "g", stage="grpo", **{"grpo.fidelity": 0.5,
-               "grpo.group_size": 2, "grpo.beta_kl": 0.1})  # fmt: skip
+    cfg = _cfg(
+        tiny_backbone,
+        tiny_shards,
+        tmp_path / "g",
+        stage="grpo",
+        **{"grpo.fidelity": 0.5, "grpo.group_size": 2, "grpo.beta_kl": 0.1},
+    )
     run = grpo.setup(cfg, reward=grpo.combine_reward(RefRewardScorer(judge), cfg.grpo.fidelity))
     before = run.model.lora_state_dict()
     run = grpo.train(run)
@@ -100,8 +116,15 @@ def test_grpo_two_steps_with_refreward_scorer(tiny_backbone, tiny_shards, tmp_pa
 
 def _grpo_cfg(tiny_backbone, tiny_shards, out, **kw) -> TrainConfig:
     """GRPO with the fidelity reward alone (a known simple reward), no KL, no L_AP: only the policy gradient."""
-    base = {"stage": "grpo", "grpo.fidelity": 1.0, "grpo.group_size": 4, "grpo.beta_kl": 0.0, "loss.ap": 0.0,
-            "lr": 1e-4, "grpo.sigma": 0.2}  # fmt: skip
+    base = {
+        "stage": "grpo",
+        "grpo.fidelity": 1.0,
+        "grpo.group_size": 4,
+        "grpo.beta_kl": 0.0,
+        "loss.ap": 0.0,
+        "lr": 1e-4,
+        "grpo.sigma": 0.2,
+    }
     return _cfg(tiny_backbone, tiny_shards, out, **(base | kw))
 
 
@@ -176,8 +199,9 @@ def test_grpo_guard_history_survives_resume_and_rollback_restores_the_checkpoint
     assert stopped["rolled_back_to_step"] == 4 and stopped["checkpoints_after_good_weights"] == []
     named = dict(run.model.transformer.named_parameters())
     assert all(torch.equal(named[k], v) for k, v in good.items())  # live weights rolled back
-    final, ck6, ck4 = (load_file(str(out / d / "lora.safetensors")) for d in ("model", "checkpoint-000006",
-                                                                          "checkpoint-000004"))  # fmt: skip
+    final, ck6, ck4 = (
+        load_file(str(out / d / "lora.safetensors")) for d in ("model", "checkpoint-000006", "checkpoint-000004")
+    )
     assert _changed(final, ck4) == 0 and _changed(ck6, ck4) == 0  # the latest checkpoint holds the good weights
     # a resume after the stop does not train on
     with pytest.warns(RuntimeWarning, match="stopped by the guard"):

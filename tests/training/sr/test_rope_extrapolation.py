@@ -49,8 +49,22 @@ def test_summary_interval_is_student_t_and_delta_is_paired_by_seed(rope):
 
 def test_tiny_run_writes_every_arm_and_resumes(rope, tmp_path, monkeypatch, capsys):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
-    argv = ["--steps", "2", "--seeds", "1", "--eval-images", "1", "--pool", "2", "--lap", "0.1", "--json", str(out),
-            "--md", str(md)]  # fmt: skip
+    argv = [
+        "--steps",
+        "2",
+        "--seeds",
+        "1",
+        "--eval-images",
+        "1",
+        "--pool",
+        "2",
+        "--lap",
+        "0.1",
+        "--json",
+        str(out),
+        "--md",
+        str(md),
+    ]
     assert rope.main(argv) == 0
     saved = json.loads(out.read_text())
     assert set(saved["results"]) == {"0/g", "0/2g", "0/lap=0.1"}
