@@ -485,8 +485,10 @@ def _run(args: argparse.Namespace, cfg: CurateConfig, size: tuple[int, int], tmp
     paths = prepare_sources(args, size, tmp / "sources", cfg)
     n = len(paths)
     mpix = n * size[0] * size[1] / 1e6
-    console.print(f"prepared {n} sources ({sum(p.stat().st_size for p in paths) / 1e6:.0f} MB) in "
-                  f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
+    console.print(
+        f"prepared {n} sources ({sum(p.stat().st_size for p in paths) / 1e6:.0f} MB) in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
 
     # Per-stage breakdown first: it also warms every lazy import and cache before the timed runs.
     nb = n if args.breakdown is None else min(args.breakdown, n)
@@ -539,11 +541,27 @@ def report(args, cfg, n, samples, mpix, pipe, floor, sc, nb, flow_wall) -> None:
     for label, runs in rows:
         lo, med = _stats([x.wall for x in runs])
         cpu = statistics.median([x.cpu for x in runs])
-        t.add_row(label, str(n), str(samples), f"{mpix / med:.1f}", f"{lo:.2f}", f"{med:.2f}", f"{cpu:.2f}",
-                  f"{cpu / (med * cpus):.0%}")  # fmt: skip
+        t.add_row(
+            label,
+            str(n),
+            str(samples),
+            f"{mpix / med:.1f}",
+            f"{lo:.2f}",
+            f"{med:.2f}",
+            f"{cpu:.2f}",
+            f"{cpu / (med * cpus):.0%}",
+        )
     if flow_wall is not None:
-        t.add_row("curate_flow incl. Prefect start-up (1 run)", str(n), str(samples), f"{mpix / flow_wall:.1f}",
-                  f"{flow_wall:.2f}", "", "", "")  # fmt: skip
+        t.add_row(
+            "curate_flow incl. Prefect start-up (1 run)",
+            str(n),
+            str(samples),
+            f"{mpix / flow_wall:.1f}",
+            f"{flow_wall:.2f}",
+            "",
+            "",
+            "",
+        )
     console.print(t)
 
     phases = Table(title="pipeline phases (wall s, median)")
@@ -563,23 +581,34 @@ def report(args, cfg, n, samples, mpix, pipe, floor, sc, nb, flow_wall) -> None:
         total_cpu = sum(sc.cpu.values())
         floor_cpu = sum(sc.cpu[s] for s, is_floor in STAGES.items() if is_floor)
         for stage, is_floor in STAGES.items():
-            b.add_row(stage, "yes" if is_floor else "", f"{sc.wall[stage] / nb:.3f}", f"{sc.cpu[stage] / nb:.3f}",
-                      f"{sc.cpu[stage] / total_cpu:.0%}")  # fmt: skip
+            b.add_row(
+                stage,
+                "yes" if is_floor else "",
+                f"{sc.wall[stage] / nb:.3f}",
+                f"{sc.cpu[stage] / nb:.3f}",
+                f"{sc.cpu[stage] / total_cpu:.0%}",
+            )
         b.add_row("total", "", f"{sum(sc.wall.values()) / nb:.3f}", f"{total_cpu / nb:.3f}", "100%", style="bold")
         console.print(b)
         lo, med, hi = min(sc.degrade), statistics.median(sc.degrade), max(sc.degrade)
-        console.print(f"degrade per sample (wall): min {lo:.2f}  median {med:.2f}  max {hi:.2f} s — the cost follows "
-                      f"the random draws (an 'up' resize in stage 1 works on up to 2.25x the HR pixels)")  # fmt: skip
+        console.print(
+            f"degrade per sample (wall): min {lo:.2f}  median {med:.2f}  max {hi:.2f} s — the cost follows "
+            f"the random draws (an 'up' resize in stage 1 works on up to 2.25x the HR pixels)"
+        )
         console.print(f"serial CPU ratio (floor stages / all stages): {floor_cpu / total_cpu:.2f}")
 
     cpu_ratio = statistics.median([x.cpu for x in floor]) / statistics.median([x.cpu for x in pipe])
-    console.print(f"CPU-time ratio (floor CPU s / pipeline CPU s, medians): {cpu_ratio:.2f} — unaffected by how "
-                  f"evenly {n} sources spread over {args.workers} workers; steadier on a busy machine")  # fmt: skip
+    console.print(
+        f"CPU-time ratio (floor CPU s / pipeline CPU s, medians): {cpu_ratio:.2f} — unaffected by how "
+        f"evenly {n} sources spread over {args.workers} workers; steadier on a busy machine"
+    )
     ratio = _stats([x.wall for x in floor])[1] / _stats([x.wall for x in pipe])[1]
     ratio_min = _stats([x.wall for x in floor])[0] / _stats([x.wall for x in pipe])[0]
     ok = "[green]met[/]" if ratio >= TARGET else "[red]not met[/]"
-    console.print(f"[bold]throughput ratio (floor time / pipeline time): {ratio:.2f}  (target >= {TARGET:.2f})[/]"
-                  f"  {ok}; medians; min/min {ratio_min:.2f}")  # fmt: skip
+    console.print(
+        f"[bold]throughput ratio (floor time / pipeline time): {ratio:.2f}  (target >= {TARGET:.2f})[/]"
+        f"  {ok}; medians; min/min {ratio_min:.2f}"
+    )
 
 
 if __name__ == "__main__":

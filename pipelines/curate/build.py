@@ -286,12 +286,32 @@ def _build_source(uri, root: str | None, walked: bool, unit: str, ws: Workspace,
     small = cv2.resize(dec.rgb, (128, 128), interpolation=cv2.INTER_AREA)
     out.images.append(
         ImageRec(
-            uri, key, hashlib.sha256(data).hexdigest(), dec.pixel_sha256, len(data), w, h, dec.format, dec.mode_in,
-            ",".join(dec.notes), str(imagehash.phash(Image.fromarray(small))), scores.sharpness, scores.jpeg_quality,
-            scores.flat_fraction, scores.mean_luma, scores.clip_low, scores.clip_high, scores.photo_score,
-            verdict is None, unit, upscale, round(max(w, h) / upscale), scores.period_snr, scores.reupsample_ratio,
+            uri,
+            key,
+            hashlib.sha256(data).hexdigest(),
+            dec.pixel_sha256,
+            len(data),
+            w,
+            h,
+            dec.format,
+            dec.mode_in,
+            ",".join(dec.notes),
+            str(imagehash.phash(Image.fromarray(small))),
+            scores.sharpness,
+            scores.jpeg_quality,
+            scores.flat_fraction,
+            scores.mean_luma,
+            scores.clip_low,
+            scores.clip_high,
+            scores.photo_score,
+            verdict is None,
+            unit,
+            upscale,
+            round(max(w, h) / upscale),
+            scores.period_snr,
+            scores.reupsample_ratio,
         )
-    )  # fmt: skip
+    )
     _write_thumb(ws.thumb(key), dec.rgb)
     if verdict is not None:
         return _reject(out, uri, unit, "filter", verdict, key)
@@ -312,10 +332,25 @@ def _build_sample(key, image_key, uri, source_sha, dec: Decoded, box, unit, cfg:
     lr, params = degrade(hr, cfg.scale, seed, cfg.degrade)
     hr_png, lr_png = encode_png(hr, cfg.png_compression), encode_png(lr, cfg.png_compression)
     rec = SampleRec(
-        key, image_key, uri, source_sha, box.x, box.y, box.w, box.h, lr.shape[1], lr.shape[0], cfg.scale, seed,
-        json.dumps(params, sort_keys=True), box.score, hashlib.sha256(hr_png).hexdigest(),
-        hashlib.sha256(lr_png).hexdigest(), cfg.versions(), unit,
-    )  # fmt: skip
+        key,
+        image_key,
+        uri,
+        source_sha,
+        box.x,
+        box.y,
+        box.w,
+        box.h,
+        lr.shape[1],
+        lr.shape[0],
+        cfg.scale,
+        seed,
+        json.dumps(params, sort_keys=True),
+        box.score,
+        hashlib.sha256(hr_png).hexdigest(),
+        hashlib.sha256(lr_png).hexdigest(),
+        cfg.versions(),
+        unit,
+    )
     meta = json.dumps(rec.meta(), sort_keys=True).encode()
     tar.write({"__key__": staging_key(uri, key), "hr.png": hr_png, "lr.png": lr_png, "json": meta})
     out.samples.append(rec)
@@ -384,8 +419,9 @@ def holdout(ws_root: str | Path, cfg: CurateConfig) -> int:
         if key in in_bench:
             recs.append(RejectRec(uri, "split", "in_benchmark", f"used by benchmark {in_bench[key]}", key, None, unit))
         elif holdout_split(key, cfg.holdout_permille):
-            recs.append(RejectRec(uri, "split", "held_out", f"benchmark holdout ({cfg.holdout_permille}‰)", key, None,
-                                  unit))  # fmt: skip
+            recs.append(
+                RejectRec(uri, "split", "held_out", f"benchmark holdout ({cfg.holdout_permille}‰)", key, None, unit)
+            )
     write_table(ws.part("rejects", "split"), recs, REJECTS)
     return len(recs)
 
@@ -528,18 +564,25 @@ def summarize(ws_root: str | Path, cfg: CurateConfig) -> dict:
     kept = q("select count(distinct uri) from samples")[0][0]
     rejected = q("select count(distinct uri) from rejects")[0][0]
     by_reason = dict(q("select stage || ':' || reason, count(*) from rejects group by 1 order by 2 desc, 1"))
-    overlap = q("select count(*) from (select distinct uri from samples) join (select distinct uri from rejects)"
-                " using (uri)")[0][0]  # fmt: skip
+    overlap = q(
+        "select count(*) from (select distinct uri from samples) join (select distinct uri from rejects) using (uri)"
+    )[0][0]
     con.close()
     manifest = json.loads((Workspace(ws_root).shard_dir(cfg.dataset) / "manifest.json").read_text())
     summary = {
-        "seen": seen, "kept": kept, "rejected": rejected, "rejected_by_reason": by_reason,
-        "samples": manifest["samples"], "shards": len(manifest["shards"]),
+        "seen": seen,
+        "kept": kept,
+        "rejected": rejected,
+        "rejected_by_reason": by_reason,
+        "samples": manifest["samples"],
+        "shards": len(manifest["shards"]),
         "bytes": sum(s["bytes"] for s in manifest["shards"]),
-    }  # fmt: skip
+    }
     if seen != kept + rejected or overlap:
-        raise AccountingError(f"inputs unaccounted for: seen {seen} != kept {kept} + rejected {rejected} "
-                              f"(overlap {overlap}); this is a bug, please report it with the workspace")  # fmt: skip
+        raise AccountingError(
+            f"inputs unaccounted for: seen {seen} != kept {kept} + rejected {rejected} "
+            f"(overlap {overlap}); this is a bug, please report it with the workspace"
+        )
     return summary
 
 

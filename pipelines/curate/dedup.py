@@ -186,10 +186,13 @@ class MatchView:
         centre = gray[h // 4 : h - h // 4, w // 4 : w - w // 4]
         self.big = {"t": _fit(gray, self.TINY), "c": _fit(gray, self.COARSE), "f": _fit(gray, self.FINE)}
         self.parts = {
-            ("c", "whole"): _fit(gray, self.COARSE), ("f", "whole"): _fit(gray, self.FINE),
-            ("c", "centre"): _fit(centre, self.COARSE), ("f", "centre"): _fit(centre, self.FINE),
-            ("t", "whole"): _fit(gray, self.TINY), ("t", "centre"): _fit(centre, self.TINY),
-        }  # fmt: skip
+            ("c", "whole"): _fit(gray, self.COARSE),
+            ("f", "whole"): _fit(gray, self.FINE),
+            ("c", "centre"): _fit(centre, self.COARSE),
+            ("f", "centre"): _fit(centre, self.FINE),
+            ("t", "whole"): _fit(gray, self.TINY),
+            ("t", "centre"): _fit(centre, self.TINY),
+        }
         self._cache: dict[tuple, np.ndarray | None] = {}
 
     def template(self, level: str, which: str, tw: int) -> np.ndarray | None:

@@ -86,15 +86,19 @@ def _variants(rgb: np.ndarray) -> dict[str, bytes]:
     return {
         "orig.png": _png(Image.fromarray(rgb), format="PNG"),
         "portrait.jpg": _png(Image.fromarray(rgb[:, w // 3 : w // 3 + pw]), format="JPEG", quality=90),
-        "x0.6.jpg": _png(Image.fromarray(cv2.resize(rgb, (w * 3 // 5, h * 3 // 5), interpolation=cv2.INTER_AREA)),
-                         format="JPEG", quality=90),
+        "x0.6.jpg": _png(
+            Image.fromarray(cv2.resize(rgb, (w * 3 // 5, h * 3 // 5), interpolation=cv2.INTER_AREA)),
+            format="JPEG",
+            quality=90,
+        ),
         "cmyk.jpg": _png(Image.fromarray(rgb).convert("CMYK"), format="JPEG", quality=90),
         "16bit.png": cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)[1].tobytes(),
         "palette.png": _png(Image.fromarray(rgb).quantize(256), format="PNG"),
-        "exif.jpg": _png(Image.fromarray(np.ascontiguousarray(np.rot90(rgb))), format="JPEG", quality=90,
-                         exif=exif.tobytes()),
+        "exif.jpg": _png(
+            Image.fromarray(np.ascontiguousarray(np.rot90(rgb))), format="JPEG", quality=90, exif=exif.tobytes()
+        ),
         "relayout.jpg": _png(Image.fromarray(canvas), format="JPEG", quality=90),
-    }  # fmt: skip
+    }
 
 
 def _as_curated(name: str, data: bytes) -> tuple[DedupItem, MatchView]:
@@ -111,8 +115,15 @@ def _as_curated(name: str, data: bytes) -> tuple[DedupItem, MatchView]:
 @pytest.mark.skipif(not MATE.exists(), reason="needs the mate-backgrounds Debian package")
 def test_one_picture_in_many_forms_is_one_source_and_other_photos_stay_apart():
     sources = {f"storm/{k}": v for k, v in _variants(_load(MATE / "Storm.jpg")).items()}
-    others = [MATE / "GreenMeadow.jpg", MATE / "Garden.jpg", MATE / "Dune.jpg", MATE / "TwoWings.jpg",
-              SKIMAGE / "chelsea.png", SKIMAGE / "coffee.png", SKIMAGE / "astronaut.png"]  # fmt: skip
+    others = [
+        MATE / "GreenMeadow.jpg",
+        MATE / "Garden.jpg",
+        MATE / "Dune.jpg",
+        MATE / "TwoWings.jpg",
+        SKIMAGE / "chelsea.png",
+        SKIMAGE / "coffee.png",
+        SKIMAGE / "astronaut.png",
+    ]
     sources |= {p.name: _png(Image.fromarray(_load(p, 512)), format="PNG") for p in others}
     items, views = [], {}
     for name, data in sources.items():

@@ -395,8 +395,10 @@ def test_lr_is_blurrier_than_area_downscale(scale: int) -> None:
 # --- fidelity to Real-ESRGAN's torch operations (issue 16) ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("src", "dst"), [((64, 96), (21, 50)), ((100, 37), (40, 37)), ((30, 45), (47, 90)),
-                                          ((64, 64), (16, 32)), ((257, 129), (86, 43))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [((64, 96), (21, 50)), ((100, 37), (40, 37)), ((30, 45), (47, 90)), ((64, 64), (16, 32)), ((257, 129), (86, 43))],
+)
 def test_area_resize_matches_torch_adaptive_avg_pool(src, dst) -> None:
     torch = pytest.importorskip("torch")
     from pipelines.curate.degrade import area_resize
@@ -474,11 +476,18 @@ def test_usm_setting_degrades_the_sharpened_hr_and_is_off_by_default() -> None:
 # --- fast routes with the same maths (issue 16: speed) --------------------------------------------------------------
 
 _ROUTE_SPECS = [
-    {"type": kind, "size": size, "sigma_x": 2.2, "sigma_y": 0.8 if "aniso" in kind else 2.2,
-     "theta": 0.7 if "aniso" in kind else 0.0, "beta": 1.6, "omega_c": 1.1}
+    {
+        "type": kind,
+        "size": size,
+        "sigma_x": 2.2,
+        "sigma_y": 0.8 if "aniso" in kind else 2.2,
+        "theta": 0.7 if "aniso" in kind else 0.0,
+        "beta": 1.6,
+        "omega_c": 1.1,
+    }
     for kind in ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso", "sinc")
     for size in (7, 11, 13, 21)
-]  # fmt: skip
+]
 
 
 def _direct_correlation(img: np.ndarray, kernel: np.ndarray, gain: float) -> np.ndarray:
@@ -550,8 +559,17 @@ def _area_prefix_sum(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return axis_pool(axis_pool(img, height, 0), width, 1)
 
 
-@pytest.mark.parametrize(("src", "dst"), [((64, 96), (21, 50)), ((100, 37), (40, 37)), ((30, 45), (47, 90)),
-                                          ((64, 64), (16, 32)), ((257, 129), (86, 43)), ((7, 9), (1, 1))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ((64, 96), (21, 50)),
+        ((100, 37), (40, 37)),
+        ((30, 45), (47, 90)),
+        ((64, 64), (16, 32)),
+        ((257, 129), (86, 43)),
+        ((7, 9), (1, 1)),
+    ],
+)
 def test_area_resize_equals_the_prefix_sum_reference(src, dst) -> None:
     """The blocked shifted-sum pooling gives the very float32 values of the prefix-sum version (both sum exactly in
     float64 for 8-bit-like values); a bin off by one would change them."""
