@@ -24,12 +24,11 @@ did not help, the other sessions sit in other cgroups), one repeat each:
               a second run at load 11-14: embedded 74.1 s wall, CPU 24.0 s; lazy 57.5 s wall, CPU 26.3 s. Under
               contention the wall ratio is noise (0.78-1.29 across runs): with both cores saturated by others,
               overlap buys nothing and only CPU counts, which is 7-16 % lower embedded in every run.
-Quiet-equivalent (an estimate, not a measurement): the lazy path is serial (the command waits while the server
-starts), so its quiet wall is about its CPU: 30.3 s was measured quiet last session for 30.2-30.7 s CPU now. The
-server mode's quiet wall (10.5 s) exceeds its CPU by ~2.5 s of waits. The embedded path's serial bound is its CPU
-plus those waits, 20-23 s with a used home; the server's start (~6.5-8 s CPU) runs on the second core beside the
-command's imports, so about 12-16 s is expected quiet; first command ever (fresh home) about 20-22 s. Re-measure
-on a quiet machine before claiming <= 20 s.
+Measured 2026-12-07 on the same machine when quiet (load 0.2-1.0), 3 repeats, used home (medians):
+  embedded first line 0.31 s, curation 9.83 s (9.69-9.91), CPU 13.7 s (server 6.7, command 7.0);
+  lazy     first line 1.19 s, curation 16.62 s (15.54-16.75), CPU 16.9 s;
+  server   first line 0.43 s, curation 7.82 s (7.25-8.89), CPU 7.3 s;  curate_embedded_vs_lazy=0.59.
+  fresh home (--fresh-home --modes embedded, 1 run): first line 0.28 s, curation 18.14 s, CPU 21.5 s (server 14.6 s).
 """
 
 from __future__ import annotations
