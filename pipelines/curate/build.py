@@ -429,7 +429,7 @@ def holdout(ws_root: str | Path, cfg: CurateConfig) -> int:
 def benchmark_keys(root: Path) -> dict[str, str]:
     """image key -> benchmark name, for every benchmark built in this workspace."""
     keys: dict[str, str] = {}
-    for index in sorted((root / "benchmarks").glob("*/index.parquet")):
+    for index in sorted(Workspace(root).benchmarks.glob("*/index.parquet")):
         for key in pq.read_table(index, columns=["image_key"]).column("image_key").to_pylist():
             if key:
                 keys.setdefault(key, index.parent.name)

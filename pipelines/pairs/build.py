@@ -9,7 +9,7 @@ Cells and pruning
     A *cell* is one (LR image, unordered model pair) with an output of both models for that LR. Cells whose two
     outputs are near-identical are pruned (an annotator can only guess): ``perceptual_distance`` is the mean absolute
     difference of 64x64 area-downscaled luma thumbnails in [0, 1] (BT.601 luma of the 8-bit output, OpenCV
-    ``INTER_AREA``, then /255 — the same thumbnail as ``pipelines.pairs.candidates.thumb_of``). 0 means identical
+    ``INTER_AREA``, then /255 — ``thumbnail``). 0 means identical
     thumbnails, 1/255 one grey level on average. A cell is kept iff ``distance >= min_distance`` (default
     ``MIN_DISTANCE`` = 1e-3, a quarter grey level: this catches identical or re-encoded outputs — the same model
     under two names, a model that fell back to bicubic — but not two genuinely different SR outputs, which differ

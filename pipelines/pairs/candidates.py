@@ -164,9 +164,3 @@ def run_unit(ws: Workspace, lr_set: str, unit: CandUnit, model: Upscaler, items:
     write_table(ws.part("candidates", unit.name), rows, CANDIDATES)
     write_json_atomic(ws.marker(f"cand-{unit.name}"), {"unit": unit.name, "images": len(rows)})
     return len(rows)
-
-
-def thumb_of(path: Path, side: int = 64) -> np.ndarray:
-    """A small luma thumbnail for perceptual distances between candidate outputs."""
-    img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
-    return cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0

@@ -78,7 +78,9 @@ def _rec(d: dict, where: str) -> PreferenceRec:
 def _from_workspace(root: Path) -> list[PreferenceSample]:
     import pyarrow.parquet as pq
 
-    parts = sorted((root / "tables" / "preferences").glob("part-*.parquet"))
+    from pipelines.store.workspace import Workspace  # here: the GPU scripts import this module without pyarrow
+
+    parts = sorted(Workspace(root).table_dir("preferences").glob("part-*.parquet"))
     out = []
     for part in parts:
         for row in pq.read_table(part).to_pylist():

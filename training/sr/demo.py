@@ -49,7 +49,7 @@ def upscale_first(workspace: str | Path, model_dir: str | Path, dataset: str = "
 
     ws = Path(workspace)
     model = OP4KSR.from_checkpoint(model_dir)
-    urls = data.shard_urls([str(ws / "shards" / dataset)])
+    urls = data.shard_urls([str(Workspace(ws).shard_dir(dataset))])
     first = next(iter(wds.WebDataset(urls, shardshuffle=False, empty_check=False)))
     lr = data.decode_png(first["lr.png"])
     t0 = time.perf_counter()
