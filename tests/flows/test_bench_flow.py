@@ -175,7 +175,7 @@ def test_broken_yaml_config_is_one_line(tmp_path):
 
 
 def test_unconfigured_iqa_metrics_share_one_line_and_other_statuses_keep_theirs():
-    from flows.cli import availability_lines
+    from flows.printers import availability_lines
     from pipelines.bench import iqa
 
     status = {m: iqa.status(m, None)[1] for m in ("lpips", "musiq")}
