@@ -216,7 +216,18 @@ def judge_accuracy(model_dir: Path, samples) -> dict:
 
 
 def judge_seed(
-    seed: int, sft_steps: int, steps: int, work: Path, sft_lr: float, lr: float, n: int = 48, batch: int = 16
+    seed: int,
+    sft_steps: int,
+    steps: int,
+    work: Path,
+    sft_lr: float,
+    lr: float,
+    n: int = 48,
+    batch: int = 16,
+    group: int = 4,
+    warmup: float = 0.0,
+    schedule: str = "linear",
+    pair_batches: bool = True,
 ) -> dict:
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
@@ -235,7 +246,7 @@ def judge_seed(
             "model": str(fmt),
             "data": str(ws),
             "output_dir": str(work / f"grpo-judge{seed}"),
-            "num_generations": 4,
+            "num_generations": group,
             "per_device_train_batch_size": batch,
             "max_steps": steps,
             "max_completion_length": 48,
@@ -243,6 +254,9 @@ def judge_seed(
             "order": "mirror",
             "pixel_budget": budget,
             "learning_rate": lr,
+            "warmup_ratio": warmup,
+            "lr_scheduler_type": schedule,
+            "pair_batches": pair_batches,
             "save_steps": 10_000,
             "temperature": 1.0,
             "beta": 0.0,
@@ -256,6 +270,7 @@ def judge_seed(
     hist = [h for h in summary["log_history"] if "loss" in h]
     acc_r = [h.get("rewards/accuracy_reward_votes/mean", float("nan")) for h in hist]
     fmt_r = [h.get("rewards/format_reward/mean", float("nan")) for h in hist]
+    zero = [h.get("frac_reward_zero_std", float("nan")) for h in hist]
     return {
         "seed": seed,
         "before": before["accuracy"],
@@ -265,6 +280,7 @@ def judge_seed(
         "acc_reward_first5": float(np.mean(acc_r[:5])),
         "acc_reward_last5": float(np.mean(acc_r[-5:])),
         "format_reward_last5": float(np.mean(fmt_r[-5:])),
+        "zero_spread_groups": float(np.nanmean(zero)) if zero else float("nan"),
         "held_pairs": len(held_s),
         "train_pairs": len(train_s),
         "stopped": summary["stopped"],

@@ -42,6 +42,11 @@ class RewardConfig(BaseModel):
     format_weight: float = Field(0.25, ge=0, description="Weight of the format reward")
     accuracy_weight: float = Field(1.0, ge=0, description="Weight of the accuracy (or Thurstone) reward")
     order: Literal["random", "mirror"] = Field("mirror", description="A/B order: one random order, or both (mirrored)")
+    pair_batches: bool = Field(
+        True,
+        description="mirror: both orders of a pair in one step (pairs shuffled once by seed), so the position "
+        "term of the gradient cancels within each step; false: TRL's per-epoch shuffle of single prompts",
+    )
     holdout: float = Field(0.1, ge=0, lt=1, description="Share of LR images held out for the final evaluation")
     min_agreement: float = Field(0.0, ge=0, le=1, description="Drop pairs below this agreement on all criteria")
     seed: int = Field(0, description="Seed of order, split, sampling and initialisation")
@@ -53,6 +58,16 @@ class RewardConfig(BaseModel):
     max_steps: int = Field(-1, description="Optimiser steps; -1 = num_train_epochs over the data")
     num_train_epochs: float = Field(1.0, gt=0, description="Epochs when max_steps = -1")
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (1e-6 full, ~1e-5 with LoRA)")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule after the warm-up (transformers' names)"
+    )
+    warmup_ratio: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of the steps over which the lr ramps up from 0 (Adam's first steps move "
+        "every weight by ~lr whatever the gradient; a warm-up keeps them small)",
+    )
     beta: float = Field(0.04, ge=0, description="KL coefficient to the reference model (0 = no reference model)")
     epsilon: float = Field(0.2, gt=0, description="PPO clip range")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("dapo", description="TRL GRPO loss normalisation")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass
@@ -46,11 +47,21 @@ class Setup:
 
 
 def _rows(samples: list[PreferenceSample], cfg_json: str):
-    """datasets generator: one row per prompt (a pair in one or both orders)."""
+    """datasets generator: one row per prompt (a pair in one or both orders). With ``pair_batches`` the pairs are
+    shuffled here, once, by ``seed`` and the trainer keeps this order (``shuffle_dataset`` off): the two mirrored
+    prompts of a pair are neighbours, so they fall in one generation batch whenever it holds an even number of
+    prompts (``per_device_train_batch_size · gradient_accumulation_steps / num_generations``)."""
     cfg = RewardConfig.model_validate_json(cfg_json)
+    if _paired(cfg):
+        samples = list(samples)
+        random.Random(cfg.seed).shuffle(samples)
     for s in samples:
         for ex in make_examples(s, cfg.pixel_budget, order=cfg.order, seed=cfg.seed, answer=cfg.answer):
             yield ex.row()
+
+
+def _paired(cfg: RewardConfig) -> bool:
+    return cfg.order == "mirror" and cfg.pair_batches
 
 
 def build_dataset(samples: list[PreferenceSample], cfg: RewardConfig, cache_dir: Path):
@@ -87,6 +98,9 @@ def _grpo_args(cfg: RewardConfig, device: str):
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a share of the steps
+        shuffle_dataset=not _paired(cfg),
         beta=cfg.beta,
         epsilon=cfg.epsilon,
         loss_type=cfg.loss_type,

@@ -237,3 +237,25 @@ class _nothing:
 
     def __exit__(self, *a):
         return False
+
+
+def test_mirror_pairs_share_a_step_and_warmup_reaches_the_trainer(tiny_judge, prefs_workspace, tmp_path):
+    """pair_batches (the default with order: mirror): the two screen orders of each pair land in one generation
+    batch, so the position term of the policy gradient (label A in one order, B in the other) cancels within each
+    step; with TRL's shuffle (pair_batches: false, the old behaviour) they are scattered across steps."""
+
+    def batches(s):
+        idx = list(s.trainer._get_train_sampler(s.trainer.train_dataset))
+        rows = [s.trainer.train_dataset[i]["example_id"] for i in idx[:: s.cfg.num_generations]]
+        per = s.cfg.per_device_train_batch_size // s.cfg.num_generations  # prompts per step
+        return [rows[i : i + per] for i in range(0, len(rows), per)]
+
+    cfg = _cfg(tiny_judge, prefs_workspace, tmp_path / "p", warmup_ratio=0.25, lr_scheduler_type="cosine")
+    s = recipe.setup(cfg)
+    steps = batches(s)
+    assert len(steps) >= 3 and all(len({e.split(":")[0] for e in b}) == 1 for b in steps), steps
+    assert all(sorted(e.split(":")[1] for e in b) == ["ab", "ba"] for b in steps)
+    args = s.trainer.args
+    assert args.get_warmup_steps(100) == 25 and args.lr_scheduler_type == "cosine"
+    loose = batches(recipe.setup(cfg.model_copy(update={"pair_batches": False, "output_dir": str(tmp_path / "l")})))
+    assert any(len({e.split(":")[0] for e in b}) == 2 for b in loose)  # shuffled single prompts: pairs split
