@@ -16,7 +16,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows import prefect_api
-from flows.console import DEFAULT_WORKSPACE, WORKSPACE_HELP, WorkspaceOpt, console, err, error, fail, load_config
+from flows.console import (
+    DEFAULT_WORKSPACE,
+    WORKSPACE_HELP,
+    WorkspaceOpt,
+    console,
+    err,
+    error,
+    fail,
+    follow_live_streams,
+    load_config,
+)
 from flows.printers import (
     print_bench_build,
     print_bench_eval,
@@ -57,6 +67,7 @@ def _main(
     """sr4k — the data engine behind 4K real-world image super-resolution (OP4KSR, RefReward-SR)."""
     global _DEBUG
     _DEBUG = debug
+    ctx.call_on_close(follow_live_streams)  # an embedded command leaves no Prefect log handler on its closed stream
     if not debug:
         prefect_api.quiet_tracebacks()
     api = prefect_api.use_running_server()

@@ -12,11 +12,15 @@ loading a settings file with option overrides. Command modules import these; non
 - :func:`load_config`: YAML file + dotted overrides -> a pydantic model, with the behaviour of
   :mod:`pipelines.store.settings` (unknown keys refused by name, values coerced by pydantic, one line naming the
   file or option, the key and the fix), ending the command through :func:`fail` when the settings are unusable.
+- :func:`follow_live_streams`: Prefect's console log lines go where :data:`err` goes, also after an embedded command
+  (the CLI calls it as each command ends).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -68,3 +72,30 @@ def load_config(model: type[M], path: Path | str | None, overrides: dict[str, An
         return load_settings(model, path, overrides, what=what)
     except SettingsError as e:
         fail(str(e))
+
+
+def follow_live_streams() -> None:
+    """Make Prefect's console log handlers write to ``sys.stderr`` / ``sys.stdout`` as they are when a line is logged
+    (as :data:`err` does), instead of the stream that was current when Prefect configured logging.
+
+    Prefect configures logging once per process, when it is first imported, and its ``PrefectConsoleHandler`` (on the
+    root logger) keeps the stream that was ``sys.stderr`` then. The first flow command imports Prefect; when the CLI
+    runs embedded with its streams swapped for the command (``typer.testing.CliRunner``,
+    ``contextlib.redirect_stderr``), that stream is closed after the command, and every later log line of the process
+    (the next command's, a flow called directly, any library's warning) ended in ``ValueError: I/O operation on closed
+    file`` and a "Logging error" traceback on stderr. The CLI calls this when each command ends: a handler bound to
+    the command's stream then follows the live one (rich's ``Console(stderr=True)`` with no file). Handlers bound to
+    any other stream are left as they are."""
+    handlers = sys.modules.get("prefect.logging.handlers")
+    if handlers is None:  # Prefect not imported: no handler of its holds a stream
+        return
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    found = {h for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers}
+    for handler in found:
+        if not isinstance(handler, handlers.PrefectConsoleHandler):
+            continue
+        for name in ("stderr", "stdout"):
+            if handler.console.file is getattr(sys, name):
+                handler.console.file = None  # rich writes to sys.<name> as it is at each write
+                handler.console.stderr = name == "stderr"
+                break

@@ -143,3 +143,34 @@ def test_the_commands_share_the_loader(tmp_path):
     line = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert res.exit_code == 2 and len(line) == 1, res.output
     assert "steps = 'many' (from the command line): Input should be a valid integer" in line[0]
+
+
+def test_an_embedded_command_leaves_prefect_logging_on_the_live_stream(tmp_path):
+    """An embedding that swaps the streams for a command (typer's CliRunner, ``redirect_stderr``) closes them after it.
+    The first flow command imports Prefect, whose console log handler keeps the ``sys.stderr`` of that moment: every
+    later log line of the process then ended in "--- Logging error --- ... I/O operation on closed file". The CLI now
+    leaves that handler following the live stream (``follow_live_streams``). A fresh interpreter: Prefect must be
+    configured inside the command, as in a user's process."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import logging, sys
+from typer.testing import CliRunner
+from flows.cli import app
+assert "prefect.main" not in sys.modules
+r = CliRunner().invoke(app, ["curate", "-i", {str(tmp_path)!r}, "-o", {str(tmp_path / "out")!r}, "--runner", "nope"])
+assert r.exit_code == 2 and "--runner 'nope'" in r.output and "prefect.main" in sys.modules, r.output
+logging.getLogger("a.library").warning("after the command")
+with CliRunner().isolation() as (out, err, mixed):
+    logging.getLogger("a.library").warning("inside the next command")
+    sys.stderr.flush()
+    print("NEXT:", mixed.getvalue().decode(), file=sys.__stdout__)
+"""
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}  # no flow runs: no API is started or asked
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "Logging error" not in res.stderr and "closed file" not in res.stderr, res.stderr
+    assert "after the command" in res.stderr  # the process's own stderr once the command is over
+    assert "inside the next command" in res.stdout.split("NEXT:", 1)[1]  # the next command's stream while it runs
