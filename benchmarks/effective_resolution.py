@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.curate.effres import effective_scale, measure_effres
+from pipelines.curate.effres import EFFRES_VERSION, EffRes, effective_scale, measure_effres
 from pipelines.curate.filters import FilterSettings
 
 Image.MAX_IMAGE_PIXELS = None
@@ -91,7 +91,14 @@ KERNELS = {
     "pil-lanczos": Image.LANCZOS,
     "pil-bilinear": Image.BILINEAR,
     "cv-bicubic": cv2.INTER_CUBIC,
+    "cv-lanczos4": cv2.INTER_LANCZOS4,
+    "cv-linear": cv2.INTER_LINEAR,
+    "cv-area": cv2.INTER_AREA,
 }
+UPSCALERS = ["pil-bicubic", "pil-lanczos", "pil-bilinear", "cv-bicubic", "cv-lanczos4", "cv-linear"]
+QUALITIES = [None, 95, 90, 75]  # JPEG re-save after the upscale (None: as upscaled)
+DOWNSCALES = [1.2, 4 / 3, 1.5, 5 / 3, 2.0, 2.5]  # natives shrunk by these (a photo resized for publishing)
+DOWNSCALERS = ["cv-area", "pil-lanczos"]
 
 
 def natives() -> list[tuple[str, np.ndarray]]:
@@ -129,50 +136,142 @@ def jpeg(rgb: np.ndarray, q: int = 90) -> np.ndarray:
 
 def evidence(rgb: np.ndarray) -> dict:
     ev = measure_effres(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    return {"snr": ev.period_snr, "factor": ev.period_factor, "r2": ev.reupsample_ratio}
+    return {"snr": ev.period_snr, "factor": ev.period_factor, "r2": ev.reupsample_ratio, "r15": ev.reupsample_ratio_15}
 
 
-def measure_all(log: Path) -> list[dict]:
-    rows = []
-    for name, rgb in natives():
-        rows.append({"image": name, "case": "native", "width": rgb.shape[1], **evidence(rgb)})
-        for f in (1.5, 2.0):
-            for kernel in KERNELS:
-                up = upscaled(rgb, f, kernel)
-                rows.append({"image": name, "case": f"x{f} {kernel}", **evidence(up)})
-                rows.append({"image": name, "case": f"x{f} {kernel} q90", **evidence(jpeg(up))})
-        h, w = rgb.shape[:2]
-        for kernel in ("cv-area", "pil-lanczos"):
-            size = (round(w * 3 / 4), round(h * 3 / 4))
-            small = (
-                cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-                if kernel == "cv-area"
-                else resize(rgb, size, kernel)
-            )
-            rows.append({"image": name, "case": f"down 4/3 {kernel}", **evidence(small)})
-        with log.open("a") as f:
-            f.write(json.dumps(rows[-19:]) + "\n")
-        print(name, flush=True)
+def measure_one(item: tuple[str, np.ndarray]) -> list[dict]:
+    """Every case of one native picture: itself, its upscales (factor x kernel x JPEG), its downscales."""
+    name, rgb = item
+    h, w = rgb.shape[:2]
+    rows = [{"image": name, "case": "native", "width": w, "height": h, **evidence(rgb)}]
+    for f in (1.5, 2.0):
+        for kernel in UPSCALERS:
+            up = upscaled(rgb, f, kernel)
+            for q in QUALITIES:
+                case = f"x{f} {kernel}" + ("" if q is None else f" q{q}")
+                rows.append({"image": name, "case": case, **evidence(up if q is None else jpeg(up, q))})
+    for f, kernel in ((3.0, "pil-bicubic"), (4.0, "cv-bicubic")):
+        rows.append({"image": name, "case": f"x{f} {kernel} q90", **evidence(jpeg(upscaled(rgb, f, kernel)))})
+    for d in DOWNSCALES:
+        for kernel in DOWNSCALERS:
+            small = resize(rgb, (round(w / d), round(h / d)), kernel)
+            rows.append({"image": name, "case": f"down {d:.2f} {kernel}", **evidence(small)})
     return rows
 
 
-def table(rows: list[dict], s: FilterSettings) -> str:
-    def scale(r):
-        return effective_scale(_Ev(r), s.min_period_snr, s.max_reupsample_ratio)
+def measure_all(log: Path, workers: int = 2) -> list[dict]:
+    from multiprocessing import Pool
 
+    rows = []
+    with Pool(workers) as pool, log.open("w") as f:
+        for got in pool.imap(measure_one, natives()):
+            rows += got
+            f.write(json.dumps(got) + "\n")
+            f.flush()
+            print(got[0]["image"], flush=True)
+    return rows
+
+
+# Natives whose own effective resolution is below their pixel count, checked by looking at 4x crops of their most
+# detailed region: the three 2880x2160 Peter Nerlich pictures are soft (edges 3-6 px wide), Dragonfly_by_Bolly is
+# smeared like an upscale (4224x3168 = 1.4667 x 2880x2160). Reported in their own column, not as natives.
+SOFT = {
+    "greentock_by_Peter_Nerlich.jpg",
+    "free_by_Peter_Nerlich.jpg",
+    "analogpattern_by_Peter_Nerlich.jpg",
+    "Dragonfly_by_Bolly.jpg",
+}
+
+
+def estimate(r: dict, s: FilterSettings | None) -> float:
+    """The decision of ``s`` (None: effres/1's, snr >= 60 else R(2) < 6.5, without R(1.5)) on one evidence row."""
+    if s is None:  # the effres/1 decision, written out: effective_scale no longer calls a peak without R(1.5)
+        if r["snr"] >= 60.0:
+            return round(r["factor"], 3)
+        return 2.0 if r["r2"] is not None and r["r2"] < 6.5 else 1.0
+    ev = EffRes(r["snr"], r["factor"], r["r2"], r["r15"])
+    return effective_scale(
+        ev,
+        s.min_period_snr,
+        s.max_reupsample_ratio,
+        s.max_reupsample_ratio_15,
+        s.strong_period_snr,
+        s.max_reupsample_ratio_15_strong,
+    )
+
+
+def table(rows: list[dict], s: FilterSettings) -> str:
     cases = list(dict.fromkeys(r["case"] for r in rows))
-    out = ["| case | pictures | called upscaled | rate | estimates |", "|---|---|---|---|---|"]
+    out = [
+        "| case | sharp pictures | called upscaled | rate | estimates | effres/1 rate | soft natives called |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for case in cases:
-        sel = [r for r in rows if r["case"] == case]
-        called = [scale(r) for r in sel if scale(r) > s.max_effective_scale]
+        sel = [r for r in rows if r["case"] == case and r["image"] not in SOFT]
+        soft = [r for r in rows if r["case"] == case and r["image"] in SOFT]
+        called = [x for x in (estimate(r, s) for r in sel) if x > s.max_effective_scale]
+        old = sum(estimate(r, None) > s.max_effective_scale for r in sel)
+        soft_called = sum(estimate(r, s) > s.max_effective_scale for r in soft)
         est = sorted({f"{x:.2f}" for x in called})
-        out.append(f"| {case} | {len(sel)} | {len(called)} | {len(called) / len(sel):.0%} | {', '.join(est)} |")
+        out.append(
+            f"| {case} | {len(sel)} | {len(called)} | {len(called) / len(sel):.0%} | {', '.join(est)} | "
+            f"{old / len(sel):.0%} | {soft_called}/{len(soft)} |"
+        )
     return "\n".join(out)
 
 
-class _Ev:
-    def __init__(self, r):
-        self.period_snr, self.period_factor, self.reupsample_ratio = r["snr"], r["factor"], r["r2"]
+def summary(rows: list[dict], s: FilterSettings | None) -> str:
+    """Mean (min over kernels and JPEG qualities) catch rate per factor, and false-reject rates, sharp natives only."""
+    limit = FilterSettings().max_effective_scale
+
+    def rate(prefix: str) -> list[float]:
+        cases = dict.fromkeys(r["case"] for r in rows if r["case"].startswith(prefix))
+        return [
+            float(np.mean([estimate(r, s) > limit for r in rows if r["case"] == c and r["image"] not in SOFT]))
+            for c in cases
+        ]
+
+    x15, x2, nat, down = rate("x1.5"), rate("x2.0"), rate("native"), rate("down")
+    return (
+        f"1.5x caught {np.mean(x15):.0%} (worst case {min(x15):.0%}), 2x caught {np.mean(x2):.0%} (worst "
+        f"{min(x2):.0%}), natives rejected {nat[0]:.0%}, downscaled natives rejected {np.mean(down):.1%} (worst case "
+        f"{max(down):.0%})"
+    )
+
+
+OPERATING_POINTS = {  # (max_reupsample_ratio_15, strong_period_snr, max_reupsample_ratio_15_strong)
+    "fewer false rejects": (4.0, 1e9, 4.0),
+    "default": None,
+    "more caught": (5.5, 30.0, 6.0),
+}
+
+
+def operating_points(rows: list[dict]) -> str:
+    """The summary under other R(1.5) bounds (other thresholds as configured): the trade-off a team can choose."""
+    out = []
+    for name, point in OPERATING_POINTS.items():
+        s = FilterSettings()
+        if point is not None:
+            s.max_reupsample_ratio_15, s.strong_period_snr, s.max_reupsample_ratio_15_strong = point
+        bounds = f"R(1.5) < {s.max_reupsample_ratio_15}, or < {s.max_reupsample_ratio_15_strong} at snr >= "
+        out.append(f"- {name} ({bounds}{s.strong_period_snr:g}): {summary(rows, s)}")
+    return "\n".join(out)
+
+
+def per_native(rows: list[dict], s: FilterSettings) -> str:
+    out = [
+        "| picture | crop | period snr | factor | R(1.5) | R(2) | estimate | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in rows if r["case"] == "native"):
+        f = estimate(r, s)
+        r15 = "n/a" if r["r15"] is None else f"{r['r15']:.2f}"
+        r2 = "n/a" if r["r2"] is None else f"{r['r2']:.2f}"
+        out.append(
+            f"| {r['image']} | {r['width']}x{r['height']} | {r['snr']:.1f} | {r['factor']:.3f} | {r15} | {r2} | "
+            f"{f:.2f} | {'soft (looked at)' if r['image'] in SOFT else ''} |"
+        )
+    return "\n".join(out)
 
 
 def cost_ms(repeats: int = 5) -> float:
@@ -200,8 +299,13 @@ def main() -> None:
         out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     s = FilterSettings()
     text = (
-        f"thresholds: min_period_snr {s.min_period_snr}, max_reupsample_ratio {s.max_reupsample_ratio}, "
-        f"max_effective_scale {s.max_effective_scale}\n\n{table(rows, s)}\n\n"
+        f"# Effective resolution ({EFFRES_VERSION})\n\nthresholds: min_period_snr {s.min_period_snr}, "
+        f"max_reupsample_ratio_15 {s.max_reupsample_ratio_15} (strong_period_snr {s.strong_period_snr}: "
+        f"{s.max_reupsample_ratio_15_strong}), max_reupsample_ratio {s.max_reupsample_ratio}, "
+        f"max_effective_scale {s.max_effective_scale}\n\n"
+        f"- this version: {summary(rows, s)}\n- effres/1 rule on the same evidence: {summary(rows, None)}\n\n"
+        f"Other operating points (FilterSettings):\n\n{operating_points(rows)}\n\n"
+        f"{table(rows, s)}\n\nPer native picture (centre crop measured):\n\n{per_native(rows, s)}\n\n"
         f"cost: {cost_ms():.1f} ms per 3840x2160 picture (median of 5; grey conversion excluded)\n"
     )
     print(text)

@@ -52,13 +52,18 @@ import cv2
 import numpy as np
 from scipy.ndimage import median_filter
 
-EFFRES_VERSION = "effres/1"
-PROFILE_ROWS = 512  # rows (resp. columns) averaged into each axis profile, in bands of BAND rows spread evenly
+EFFRES_VERSION = "effres/2"  # 2: R(1.5) confirms a resampling peak (downscaled photos kept); 1024 profile rows
+PROFILE_ROWS = 1024  # rows (resp. columns) averaged into each axis profile, in bands of BAND rows spread evenly
 BAND = 32
 PHI_WINDOW = (0.31, 0.36)  # searched around 1/3 (1.5x); f = 1/(1-phi): 1.45 .. 1.56
 TILES = 12  # detailed tiles of the re-upsampling test
 TILE = 256
 MIN_STRUCTURE = 2.0  # Laplacian RMS (levels, half resolution) of the tiles below which R means nothing (as filters)
+# Default decision thresholds (FilterSettings carries the ones the curation uses; see the module docstring)
+MAX_RATIO_15 = 4.5  # R(1.5) below which a resampling peak (period_snr >= min_period_snr) is called an upscale
+STRONG_PERIOD_SNR = 30.0  # a peak this strong is called with the looser R(1.5) bound below
+MAX_RATIO_15_STRONG = 5.0
+TWO_X_RATIO = 1.6  # R(2) / R(1.5) below this names 2x (2x upscales: median 1.1, p90 1.7; 1.5x: min 1.6, median 2.1)
 _MARGIN = 16  # px left out at each tile border, where the round trip's border handling dominates
 _LOG = np.log1p(np.arange(256, dtype=np.float32))  # log(1 + |d|) for |d| = 0..255
 
@@ -70,6 +75,7 @@ class EffRes:
     period_snr: float  # geometric mean over both axes of the largest resampling-peak SNR near 1/3 cycles/px
     period_factor: float  # the factor 1/(1 - phi) at that peak (about 1.5 when a 1.5x upscale is there)
     reupsample_ratio: float | None  # R at s = 2 (None when the picture is smaller than one tile)
+    reupsample_ratio_15: float | None = None  # R at s = 1.5: confirms a 1.5x periodicity is an upscale's
 
 
 def _band_index(n: int) -> np.ndarray:
@@ -139,32 +145,58 @@ def _round_trip(x: np.ndarray, s: float) -> np.ndarray:
     return cv2.resize(small, (t, t), interpolation=cv2.INTER_CUBIC)
 
 
-def reupsample_ratio(gray: np.ndarray, s: float = 2.0, tiles: int = TILES) -> float | None:
-    """R(s) of the module docstring over the most detailed tiles; None when the picture is smaller than one tile or
-    its most detailed tiles are (nearly) flat (structure < MIN_STRUCTURE: 8-bit rounding would decide R)."""
+def reupsample_ratios(gray: np.ndarray, scales: tuple[float, ...] = (2.0,), tiles: int = TILES) -> list[float | None]:
+    """R(s) of the module docstring for each s, over the same most detailed tiles; None when the picture is smaller
+    than one tile or its most detailed tiles are (nearly) flat (structure < MIN_STRUCTURE: 8-bit rounding would
+    decide R)."""
     chosen, structure = detailed_tiles(gray, tiles)
     if structure < MIN_STRUCTURE:  # nothing to judge (flat, or smaller than a tile): no evidence either way
-        return None
+        return [None] * len(scales)
     m = _MARGIN
-    loss = floor = 0.0
-    for x in chosen:
-        u = _round_trip(x, s)
-        uu = _round_trip(u, s)
-        loss += float(np.square(x - u)[m:-m, m:-m].mean())
-        floor += float(np.square(u - uu)[m:-m, m:-m].mean())
-    return loss / max(floor, 1e-9)
+    out = []
+    for s in scales:
+        loss = floor = 0.0
+        for x in chosen:
+            u = _round_trip(x, s)
+            uu = _round_trip(u, s)
+            loss += float(np.square(x - u)[m:-m, m:-m].mean())
+            floor += float(np.square(u - uu)[m:-m, m:-m].mean())
+        out.append(loss / max(floor, 1e-9))
+    return out
+
+
+def reupsample_ratio(gray: np.ndarray, s: float = 2.0, tiles: int = TILES) -> float | None:
+    """R(s) alone (see :func:`reupsample_ratios`)."""
+    return reupsample_ratios(gray, (s,), tiles)[0]
 
 
 def measure_effres(gray: np.ndarray) -> EffRes:
     """Both tests on a native-resolution luma image (HxW uint8)."""
     snr, factor = resampling_peak(gray)
-    return EffRes(snr, factor, reupsample_ratio(gray))
+    r2, r15 = reupsample_ratios(gray, (2.0, 1.5))
+    return EffRes(snr, factor, r2, r15)
 
 
-def effective_scale(ev: EffRes, min_period_snr: float, max_reupsample_ratio: float) -> float:
-    """The estimated upscale factor (1.0 = native) from the evidence and the two thresholds (module docstring)."""
-    if ev.period_snr >= min_period_snr:  # specific: names the factor (a 1.5x upscale also has a low R(2))
-        return round(ev.period_factor, 3)
+def effective_scale(
+    ev: EffRes,
+    min_period_snr: float,
+    max_reupsample_ratio: float,
+    max_reupsample_ratio_15: float = MAX_RATIO_15,
+    strong_period_snr: float = STRONG_PERIOD_SNR,
+    max_reupsample_ratio_15_strong: float = MAX_RATIO_15_STRONG,
+) -> float:
+    """The estimated upscale factor (1.0 = native) from the evidence and the thresholds (module docstring, Decision).
+
+    A resampling peak counts only when the band above 1/3 cycles/px is also nearly empty (R(1.5) low): a native
+    photo downscaled by 4/3 or 5/3 has the same periodicity but keeps its detail up to the pixel. Evidence without
+    R(1.5) (images-table rows written before effres/2) is judged by R(2) alone."""
+    r15 = ev.reupsample_ratio_15
+    if r15 is not None and ev.period_snr >= min_period_snr:
+        strong = ev.period_snr >= strong_period_snr and r15 < max_reupsample_ratio_15_strong
+        if r15 < max_reupsample_ratio_15 or strong:
+            # the 1/4..1/3 band empty as well (R(2) about R(1.5)): at least 2x, the peak is a side effect
+            r2 = ev.reupsample_ratio
+            return 2.0 if r2 is not None and r2 < TWO_X_RATIO * r15 else round(ev.period_factor, 3)
     if ev.reupsample_ratio is not None and ev.reupsample_ratio < max_reupsample_ratio:
         return 2.0
     return 1.0

@@ -179,11 +179,18 @@ class FilterSettings:
     # Effective resolution (pipelines.curate.effres): reject ``upscaled`` when the estimated upscale factor is above
     # this (1.0 = native; the estimate is 1.0, ~1.5 or 2.0). Measured in benchmarks/results/effective_resolution.md.
     max_effective_scale: float = 1.3
-    # resampling-periodicity SNR that calls a ~1.5x upscale; native photos <= 41, 1.5x upscales mostly >= 60
-    min_period_snr: float = 60.0
-    # re-upsampling ratio R(2) below which the picture is called 2x upscaled; native photos >= 7.9, 2x upscales of
-    # textured photos 1.6-6 (soft or noisy ones higher: missed)
-    max_reupsample_ratio: float = 6.5
+    # resampling-periodicity SNR (near 1/3 cycles/px) from which a ~1.5x upscale is considered; sharp native photos
+    # <= 13.4, 1.5x upscales mostly >= 20 (JPEG q75 weakens it); confirmed only with R(1.5) below
+    min_period_snr: float = 10.0
+    # re-upsampling ratio R(1.5) below which a periodicity peak is an upscale: sharp native photos 3.7-21 (median 6),
+    # their 4/3 and 5/3 downscales (same periodicity) about the same; 1.5x upscales median 3.0-4.3
+    max_reupsample_ratio_15: float = 4.5
+    # a peak at least this strong is called with R(1.5) up to max_reupsample_ratio_15_strong
+    strong_period_snr: float = 30.0
+    max_reupsample_ratio_15_strong: float = 5.0
+    # re-upsampling ratio R(2) below which the picture is called 2x upscaled; sharp native photos >= 7.9, 2x upscales
+    # median 2.2-6.6 (soft or noisy ones higher: missed)
+    max_reupsample_ratio: float = 7.5
 
 
 @dataclass(slots=True)
@@ -200,6 +207,7 @@ class Scores:
     period_snr: float = 0.0  # effres: resampling-periodicity SNR near 1/3 cycles/px (1.5x upscales)
     period_factor: float = 1.0  # effres: the upscale factor that periodicity peak gives
     reupsample_ratio: float | None = None  # effres: R(2), low for 2x upscales; None below one 256-px tile
+    reupsample_ratio_15: float | None = None  # effres: R(1.5), low when the band above 1/3 cycles/px is empty
 
 
 # ------------------------------------------------------------------------------------------------ JPEG quality
@@ -355,13 +363,22 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
         period_snr=effres.period_snr,
         period_factor=effres.period_factor,
         reupsample_ratio=effres.reupsample_ratio,
+        reupsample_ratio_15=effres.reupsample_ratio_15,
     )
 
 
 def upscale_estimate(scores: Scores, settings: FilterSettings) -> float:
     """The picture's estimated upscale factor (1.0 = native) under ``settings`` (pipelines.curate.effres)."""
-    ev = EffRes(scores.period_snr, scores.period_factor, scores.reupsample_ratio)
-    return effective_scale(ev, settings.min_period_snr, settings.max_reupsample_ratio)
+    ev = EffRes(scores.period_snr, scores.period_factor, scores.reupsample_ratio, scores.reupsample_ratio_15)
+    s = settings
+    return effective_scale(
+        ev,
+        s.min_period_snr,
+        s.max_reupsample_ratio,
+        s.max_reupsample_ratio_15,
+        s.strong_period_snr,
+        s.max_reupsample_ratio_15_strong,
+    )
 
 
 def judge(width: int, height: int, scores: Scores, settings: FilterSettings) -> Rejection | None:
@@ -382,10 +399,12 @@ def judge(width: int, height: int, scores: Scores, settings: FilterSettings) -> 
     factor = upscale_estimate(c, s)
     if factor > s.max_effective_scale:
         ratio = "n/a" if c.reupsample_ratio is None else f"{c.reupsample_ratio:.2f}"
+        ratio15 = "n/a" if c.reupsample_ratio_15 is None else f"{c.reupsample_ratio_15:.2f}"
         return Rejection(
             "upscaled",
             f"upscaled ~{factor:.2f}x: effective resolution ~{round(width / factor)}x{round(height / factor)} "
-            f"(> {s.max_effective_scale:.2f}x; period snr {c.period_snr:.0f}, reupsample ratio {ratio})",
+            f"(> {s.max_effective_scale:.2f}x; period snr {c.period_snr:.0f}, reupsample ratio {ratio} at 2x, "
+            f"{ratio15} at 1.5x)",
         )
     if c.flat_fraction < 1.0 and c.sharpness < s.min_sharpness:
         return Rejection("blurry", f"sharpness {c.sharpness:.3f} < {s.min_sharpness:.3f}")
