@@ -1,29 +1,36 @@
-"""Effective resolution (pipelines/curate/effres.py) on real pictures: how many native photos it calls upscaled, how
-many upscaled ones it catches, per factor and kernel, and what it costs per 4K picture.
+"""Effective resolution (pipelines/curate/effres.py) on real pictures: how many native photos (and downscales of
+them) it calls upscaled, how many upscaled ones it catches, per factor, kernel and JPEG quality, and what it costs per
+4K picture.
 
 Natives: the photographs among Debian's wallpapers (``/usr/share/backgrounds``, the photos labelled in
-tests/pipelines/curate/test_filters.py) and scikit-image's camera samples. Upscaled: each native shrunk by f with
-an area filter (a sharp picture of 1/f the size) and brought back to its size by f = 1.5 or 2 with Pillow's bicubic,
-Lanczos and bilinear filters and OpenCV's bicubic, each as is and re-saved as JPEG q90 (4:2:0). Also reported, as
-a known limit: natives *downscaled* by 4/3 (OpenCV INTER_AREA, Pillow Lanczos), which carry the same periodicity.
+tests/pipelines/curate/photo_labels.csv) and scikit-image's camera samples, centre crops of at most 3840x2400.
+Upscaled: each native shrunk by f with an area filter (a sharp picture of 1/f the size) and brought back to its size
+by f = 1.5 or 2 with Pillow's bicubic / Lanczos / bilinear and OpenCV's bicubic / Lanczos4 / linear filters, each as
+is and re-saved as JPEG q95, q90 and q75 (OpenCV, 4:2:0); 3x Pillow bicubic and 4x OpenCV bicubic at q90 as extras.
+Downscaled: each native shrunk by 1.2, 4/3, 1.5, 5/3, 2 and 2.5 with OpenCV's area and Pillow's Lanczos filters
+(legitimate sources: a camera picture published smaller).
+Four natives are soft (``SOFT``: looked at, see below) and reported in their own column; rates are over the other 30.
 
-    .venv/bin/python benchmarks/effective_resolution.py [--out benchmarks/results/effective_resolution.md]
+    nice -n 10 .venv/bin/python benchmarks/effective_resolution.py [--out benchmarks/results/effective_resolution.md]
+    .venv/bin/python benchmarks/effective_resolution.py --evidence benchmarks/results/effective_resolution.json
 
-The table uses the thresholds of ``FilterSettings``; the per-picture evidence goes to a JSON next to the table so
-thresholds can be re-chosen without measuring again.
+The tables use the thresholds of ``FilterSettings``; the per-picture evidence (period_snr, factor, R(1.5), R(2))
+goes to a JSON next to the table, so thresholds can be re-chosen with ``--evidence`` without measuring again (the
+operating-point lines do exactly that).
 
-Measured 2026-12-07 (benchmarks/results/effective_resolution.md; 2 cores at load ~20, other jobs running):
-27 Debian wallpaper photos + 7 scikit-image photos, crops of at most 3840x2400.
-- Natives called upscaled: 2 of 34, both 2x: ``greentock`` and ``analogpattern_by_Peter_Nerlich`` (2880x2160,
-  R(2) 5.65 and 6.18, sharpness 0.36, i.e. in the range of bicubic 2x upscales, so ``blurry`` before this rule
-  existed). Highest native period SNR 41 (``Dragonfly_by_Bolly``; on the full 4224x3168 file it is 75 and the
-  picture is called ~1.47x from ~2881x2161: 4224x3168 is exactly 1.4667 x 2880x2160).
-- 1.5x caught: Pillow bicubic / Lanczos / bilinear 100 % as saved, 94 / 91 / 74 % after JPEG q90; OpenCV bicubic
-  (a = -0.75, weaker periodicity) 88 %, 47 % after q90.
-- 2x caught: 94 / 94 / 85 % (Pillow bicubic / Lanczos / bilinear), 94 % OpenCV bicubic; 79 / 82 / 74 / 88 % after
-  q90. Misses are soft or noisy pictures (Storm, FreshFlower), whose 2x upscale still has a high R(2).
-- Known limit: natives downscaled by 4/3 are called 1.5x: 91 % with OpenCV INTER_AREA, 50 % with Pillow Lanczos.
-- Cost: 80-105 ms per 3840x2160 picture (periodicity ~40 ms, R(2) ~55 ms of which 26 ms choosing tiles).
+Measured 2026-12-07 (effres/2; 2 processes on 2 cores at load ~11-16, other helpers' jobs running; ~9 min):
+- 1.5x caught 81 % on average over the 24 kernel x JPEG cases (effres/1's rule on the same evidence: 75 %): 87-93 %
+  as upscaled, 83-93 % after q95, 73-87 % after q90, 57-70 % after q75 (bilinear and OpenCV bicubic weakest).
+- 2x caught 86 % (effres/1 rule: 80 %): 83-97 % as upscaled, 70-83 % after q75. Misses are soft or noisy pictures
+  (Storm, FreshFlower), whose upscales still have a high R(2).
+- Sharp natives rejected: 0 of 30. Their downscales: 8.6 % (effres/1 rule: 28.6 %); worst 20 % at 4/3 with OpenCV's
+  area filter (effres/1 rule: 93 %), 0 % at 2x. The misses are the softer photos (Bridge, sunset, Wine, retina).
+- Soft natives, all 4 called upscaled (effres/1's rule: 3, not free): greentock, free and analogpattern_by_Peter_
+  Nerlich (2880x2160; their most detailed regions at 4x show edges 3-6 px wide) and Dragonfly_by_Bolly (period SNR
+  88, factor 1.467: 4224x3168 is exactly 1.4667 x 2880x2160; its most detailed region at 4x looks smeared like an
+  upscale).
+- Cost: ~120 ms per 3840x2160 picture at load ~11 (periodicity over 1024 rows and columns, R(1.5) and R(2) on 12
+  tiles).
 """
 
 from __future__ import annotations

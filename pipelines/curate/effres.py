@@ -20,28 +20,49 @@ neither can run on the shared thumbnail):
    (2x: +-1/4), so a symmetric residue has the same statistics at every phase; the asymmetric first difference
    does not. Frequencies k/8 (JPEG's 8x8 grid: 1/8, 1/4, 3/8, 1/2) and 1/2 (Bayer demosaicing of every camera
    picture) are strong in native photos, so factors that land there (2x, 4x, 4/3x) are left to test 2.
-2. **Re-upsampling test** (2x). A picture upscaled by s has no detail above 1/(2s) cycles/px. On each of the
-   ``TILES`` most detailed 256-px tiles x (largest Laplacian energy on a 2x area downscale), shrink by s and bring
-   it back (area down, bicubic up): u(x); the loss e = |x - u(x)|^2 is the energy above ~1/(2s) plus the round
-   trip's interpolation error. The same round trip applied to u(x), which is band-limited at 1/(2s) by
-   construction, gives the interpolation error alone at the same contrast: e_ref = |u(x) - u(u(x))|^2. The ratio
-   ``reupsample_ratio`` R = sum e / sum e_ref is large for a native picture (detail up to the pixel) and falls
-   towards the interpolation floor when the band is empty (upscaled by >= s, whatever the upscaler). A soft,
-   defocused photo falls too: it *is* of lower effective resolution.
+   ``PROFILE_ROWS`` is 1024 (effres/1: 512): the periodic part adds up coherently over rows, the content does not,
+   so the SNR of a JPEG-re-saved upscale grows with the rows averaged (~+12 ms per 4K picture).
+2. **Re-upsampling test** (band limit, R(1.5) and R(2)). A picture upscaled by s has no detail above 1/(2s)
+   cycles/px. On each of the ``TILES`` most detailed 256-px tiles x (largest Laplacian energy on a 2x area
+   downscale), shrink by s and bring it back (area down, bicubic up): u(x); the loss e = |x - u(x)|^2 is the energy
+   above ~1/(2s) plus the round trip's interpolation error. The same round trip applied to u(x), which is
+   band-limited at 1/(2s) by construction, gives the interpolation error alone at the same contrast:
+   e_ref = |u(x) - u(u(x))|^2. The ratio R(s) = sum e / sum e_ref is large for a native picture (detail up to the
+   pixel) and falls towards the interpolation floor when the band is empty (upscaled by >= s, whatever the
+   upscaler). A soft, defocused photo falls too: it *is* of lower effective resolution. Both scales share the tiles.
 
-Estimate: the periodicity factor (about 1.5) when period_snr >= ``min_period_snr``; else 2.0 when R <
-``max_reupsample_ratio`` (a 1.5x upscale has a low R too, so the specific test goes first); else 1.0. The
-effective resolution is (width / f, height / f); the curation records f and the estimated native long side for
-every decoded picture and rejects ``upscaled`` above ``max_effective_scale``.
+**Decision** (:func:`effective_scale`, thresholds in ``FilterSettings``):
+- A resampling peak (period_snr >= ``min_period_snr``) is an upscale only when R(1.5) confirms the band above 1/3
+  cycle/px is empty: R(1.5) < ``max_reupsample_ratio_15``, or < ``max_reupsample_ratio_15_strong`` when the peak
+  is strong (>= ``strong_period_snr``). Why: resampling *down* by 4/3 or 5/3 puts output pixels at the same three
+  phases (4/3: source positions 1/6, 3/2, 17/6, i.e. phases +1/6, 1/2, -1/6, exactly those of a 1.5x upscale), so
+  a native photo published at 3/4 of its camera size has the same peak, strongest with OpenCV's area filter; what
+  differs is the band limit: the downscale keeps detail up to the pixel, the upscale has none above 1/3 (effres/1,
+  without this confirmation, rejected 91-93 % of the 4/3 area downscales of the benchmark's photos).
+  The factor is then 1/(1 - phi) from the peak, unless R(2) < ``TWO_X_RATIO`` x R(1.5): the band 1/4..1/3 is empty
+  too (2x upscales: R(2)/R(1.5) median 1.1; 1.5x ones >= 1.6, median 2.1), so it is at least 2x and a peak near 1/3
+  is a by-product (noise or a 3x upscale's phase pattern).
+- Else 2.0 when R(2) < ``max_reupsample_ratio``; else 1.0 (native).
+The effective resolution is (width / f, height / f); the curation records f and the estimated native long side for
+every decoded picture and rejects ``upscaled`` above ``max_effective_scale``. f is a lower bound for larger
+factors (3x reads as 1.5, 4x as 1.5 or 2).
 
-Known limits (measured, see benchmarks/effective_resolution.py): a native picture *downscaled* by 4/3 (e.g. a 5K
-photo resized to UHD) has the same 1/3 periodicity, strongly with a non-antialiased resize (OpenCV INTER_AREA),
-weakly with an antialiased one (PIL Lanczos); learned upscalers (Real-ESRGAN and the like) synthesise texture and
-leave neither trace; factors below ~1.3 are not resolved.
+Measured (benchmarks/results/effective_resolution.md: 30 sharp real photos and 4 soft ones, 6 upscalers x 4 JPEG
+settings, 12 downscales): 1.5x upscales caught 81 % (57 % after JPEG q75 with a bilinear or OpenCV bicubic kernel,
+87-93 % without JPEG), 2x 86 % (70-97 %), sharp natives rejected 0 %, their downscales 8.6 % (20 % at 4/3 with
+OpenCV's area filter, 0 % at 2x). The R(1.5) bound is the trade-off: 4.0 gives 62 % caught / 2.2 % false, 5.5 gives
+88 % / 24 % with 10 % of natives rejected.
 
-Cost: two first-difference profiles over at most 2 x ``PROFILE_ROWS`` x the long side pixels, and 2 round trips on
-``TILES`` 256-px tiles: see the benchmark for ms per 4K picture. Hand-written: no library we know estimates the
-effective resolution of a picture (scikit-image, OpenCV and pyiqa have no resampling detector).
+Known limits: the R(s) ratios depend on content (sharp natives span R(1.5) 3.7-21, 1.5x upscales 2.2-9.6), so a
+soft native photo and its downscales are called upscaled (the benchmark's four soft wallpapers are, and looking at
+them agrees); JPEG q75 weakens the periodicity of bilinear and OpenCV-bicubic upscales below the threshold; learned
+upscalers (Real-ESRGAN and the like) synthesise texture and leave neither trace; factors outside ~1.45-1.56 are
+named only through R(2) (2.0) and factors below ~1.3 are not resolved.
+
+Cost: two first-difference profiles over at most 2 x ``PROFILE_ROWS`` x the long side pixels, and 4 round trips on
+``TILES`` 256-px tiles: ~120 ms per 3840x2160 picture under load (the benchmark's cost line). Hand-written: no
+library we know estimates the effective resolution of a picture (scikit-image, OpenCV and pyiqa have no resampling
+detector).
 """
 
 from __future__ import annotations
