@@ -26,6 +26,11 @@ choice is deterministic. Others get a reject ``exact_duplicate`` / ``near_duplic
   matrix products (~1 ms a pair or less), keeping pairs that score >= ``GATE_MIN`` (0.80) there. On the 54-view set
   below every pair that crop_match joins scored >= 0.91 at that level and 267 of 1,431 pairs were kept; still
   O(n^2), with a far smaller constant (``benchmarks/dedup_scaling.py`` measures 1,000 sources).
+  On the kept pairs, 86 % of crop_match's time was its coarse pass (30 widths x 2 parts x 2 directions of
+  ``matchTemplate`` on 64-px views; measured on photo-like synthetic views). ``coarse_screen`` computes that pass for
+  all kept pairs of one container as a few matrix products, and crop_match then scores exactly (matchTemplate) only
+  the widths whose batched score is within ``SCREEN_EPS`` of the best; the answer is the same as without it (the
+  batched and exact scores differ by < 1e-5, tests check equality pair by pair and against ``brute_force``).
 
 Near-duplicate search is all-pairs within buckets: the 64-bit hash is split into ``max_distance + 1`` bands, and by
 the pigeonhole principle two hashes within ``max_distance`` bits agree exactly on at least one band, so only pairs
@@ -50,6 +55,11 @@ DEDUP_VERSION = "dedup/2"
 # other photos, 1,431 pairs): the 135 pairs crop_match joins at 0.96 scored >= 0.91 here; 267 pairs reached 0.80.
 GATE_GRID = tuple(0.85**k for k in range(9))
 GATE_MIN = 0.80
+COARSE_MIN = 0.6  # crop_match refines a part only when its coarse (64-px) score reaches this
+# Allowance between coarse_screen's batched float32 product and _ncc_max (matchTemplate) on the same template and
+# view: unit vectors of <= 64 x 64 values, so the two differ by rounding only (measured < 1e-5, see tests); 100x that.
+SCREEN_EPS = 1e-3
+WHICH = ("whole", "centre")
 
 
 @dataclass(slots=True)
@@ -79,10 +89,16 @@ def _rank(it: DedupItem) -> tuple:
 
 
 def find_duplicates(
-    items: list[DedupItem], max_distance: int = 6, views: Mapping[str, MatchView] | None = None, min_ncc: float = 0.96
+    items: list[DedupItem],
+    max_distance: int = 6,
+    views: Mapping[str, MatchView] | None = None,
+    min_ncc: float = 0.96,
+    brute_force: bool = False,
 ) -> list[Duplicate]:
     """Every item that is not its group's representative, with the representative's key. ``views``: key -> grey
-    view for crop matching (items without one are matched by hash only); ``max_distance`` -1 turns pHash off."""
+    view for crop matching (items without one are matched by hash only); ``max_distance`` -1 turns pHash off.
+    ``brute_force`` compares every pair with ``crop_match`` (no prefilter, no screen): the reference that tests and
+    ``benchmarks/dedup_scaling.py`` hold the fast path to."""
     dups: list[Duplicate] = []
     # Exact duplicates first: keep the best of each pixel hash.
     by_pixels: dict[str, list[DedupItem]] = defaultdict(list)
@@ -115,9 +131,17 @@ def find_duplicates(
             union(a, b)
     views = views or {}
     with_view = [i for i, it in enumerate(unique) if views.get(it.key) is not None]
-    for a, b in crop_candidates([views[unique[i].key] for i in with_view]):
+    listed = [views[unique[i].key] for i in with_view]
+    if brute_force:  # the reference: every pair, crop_match as written, no prefilter or screen
+        pairs, screen = [(a, b) for a in range(len(listed)) for b in range(a + 1, len(listed))], None
+    else:
+        pairs = crop_candidates(listed)
+        screen = coarse_screen(listed, pairs)
+    for a, b in pairs:
+        coarse = None if screen is None else np.stack((screen[a, b], screen[b, a]))
+        va, vb = listed[a], listed[b]
         a, b = with_view[a], with_view[b]
-        if find(a) != find(b) and crop_match(views[unique[a].key], views[unique[b].key], stop=min_ncc)[0] >= min_ncc:
+        if find(a) != find(b) and crop_match(va, vb, stop=min_ncc, coarse=coarse)[0] >= min_ncc:
             union(a, b)
     for i, it in enumerate(unique):
         root = find(i)
@@ -204,8 +228,32 @@ class MatchView:
             self._cache[key] = tpl if tpl is not None and float(tpl.std()) >= 2.0 else None  # flat: matches anything
         return self._cache[key]
 
+    def unit_template(self, level: str, which: str, tw: int) -> np.ndarray | None:
+        """``template`` made zero-mean and unit-norm (cached): what ``coarse_screen`` multiplies windows by."""
+        key = ("unit", level, which, tw)
+        if key not in self._cache:
+            tpl = self.template(level, which, tw)
+            self._cache[key] = None if tpl is None else _unit(tpl.ravel()).reshape(tpl.shape)
+        return self._cache[key]
 
-def _best_over(big: np.ndarray, part: MatchView, level: str, which: str, fracs, stop: float) -> tuple[float, float]:
+
+def _best_over(
+    big: np.ndarray, part: MatchView, level: str, which: str, fracs, stop: float, approx=None, floor: float = -1.0
+) -> tuple[float, float]:
+    """The first part width in ``fracs`` with the highest ``_ncc_max`` score (stopping at ``stop``): (score, frac).
+
+    ``approx`` (from ``coarse_screen``: the same scores by a batched product, within ``SCREEN_EPS / 2`` of
+    ``_ncc_max``'s) narrows the search without changing its answer: a width whose estimate is more than SCREEN_EPS
+    below the best estimate cannot hold the exact maximum, so only the widths within SCREEN_EPS of it are scored
+    exactly (one left: it is the answer, and its estimate stands in for its score). When even the best estimate is
+    SCREEN_EPS below ``floor``, the exact best is below ``floor`` too, and that estimate is returned for the caller's
+    ``< floor`` test."""
+    if approx is not None:
+        top = float(np.max(approx)) if len(approx) else -np.inf
+        near = [f for f, s in zip(fracs, approx, strict=True) if s >= top - SCREEN_EPS]
+        if top < floor - SCREEN_EPS or (len(near) == 1 and top >= floor + SCREEN_EPS):
+            return (top, near[0]) if len(near) == 1 and np.isfinite(top) else (min(top, -1.0), 0.0)
+        fracs = near
     bh, bw = big.shape
     best = (-1.0, 0.0)
     for f in fracs:
@@ -242,7 +290,9 @@ def _ncc_max(big: np.ndarray, tpl: np.ndarray) -> float:
 _GRID = [0.96**k for k in range(64)]
 
 
-def crop_match(a: MatchView, b: MatchView, min_frac: float = 0.3, stop: float = 1.0) -> tuple[float, float]:
+def crop_match(
+    a: MatchView, b: MatchView, min_frac: float = 0.3, stop: float = 1.0, coarse: np.ndarray | None = None
+) -> tuple[float, float]:
     """How well one picture is a crop, rescale or re-layout of the other: (best correlation, part width fraction).
 
     Each picture is tried as the part inside the other, whole and by its centre half (the centre is what a
@@ -252,13 +302,17 @@ def crop_match(a: MatchView, b: MatchView, min_frac: float = 0.3, stop: float = 
     offset of the grey levels, so colour-mode conversions and tone shifts barely move it). Coarse pass on 64-px
     views; the best scale (if its score passes 0.6) is refined on 128-px views in 1 % steps. Stops once a refined
     score reaches ``stop``. Orientation is not searched: decoding has already applied EXIF orientation.
+
+    ``coarse``: the coarse pass's scores from ``coarse_screen`` (shape (2, 2, len(grid)): a in b / b in a, whole /
+    centre, each width), which skip most ``matchTemplate`` calls of that pass and leave the result unchanged.
     """
     grid = [f for f in _GRID if f >= min_frac]
     best = (-1.0, 0.0)
-    for big, part in ((a, b), (b, a)):
-        for which in ("whole", "centre"):
-            score, f = _best_over(big.big["c"], part, "c", which, grid, 2.0)
-            if score < 0.6:
+    for d, (big, part) in enumerate(((a, b), (b, a))):
+        for w, which in enumerate(WHICH):
+            approx = None if coarse is None else coarse[d, w]
+            score, f = _best_over(big.big["c"], part, "c", which, grid, 2.0, approx, COARSE_MIN)
+            if score < COARSE_MIN:
                 continue
             around = [f * (1 + 0.01 * k) for k in range(-3, 4) if f * (1 + 0.01 * k) <= 1.0]
             best = max(best, _best_over(big.big["f"], part, "f", which, around, stop))
@@ -309,6 +363,58 @@ def crop_candidates(views: list[MatchView], min_frac: float = 0.3, gate: float =
     score = np.maximum(best, best.T)  # either picture may be the part
     a, b = np.nonzero(np.triu(score >= gate, k=1))
     return list(zip(a.tolist(), b.tolist(), strict=True))
+
+
+def coarse_screen(
+    views: list[MatchView], pairs: list[tuple[int, int]], min_frac: float = 0.3
+) -> dict[tuple[int, int], np.ndarray]:
+    """crop_match's coarse pass for the given pairs in both directions, batched: ``{(container, part): scores}``
+    with scores of shape (2, len(grid)) (whole / centre part, each width of crop_match's grid; -inf where
+    crop_match tries no template). Same windows, templates and TM_CCOEFF_NORMED as ``_ncc_max``, computed per
+    container as one product of its normalised windows (positions x pixels) with the normalised templates of all
+    its candidate parts of one shape (pixels x templates), as ``crop_candidates`` does on the 32-px views. The scores
+    differ from matchTemplate's by float rounding only, which ``_best_over`` allows for (``SCREEN_EPS``), so
+    ``crop_match(..., coarse=...)`` gives the same answer as without it at a fraction of the cost."""
+    grid = [f for f in _GRID if f >= min_frac]
+    partners: dict[int, set[int]] = defaultdict(set)
+    for a, b in pairs:
+        partners[a].add(b)
+        partners[b].add(a)
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for c, parts in partners.items():
+        big = views[c].big["c"]
+        bh, bw = big.shape
+        widths = sorted({round(f * bw) for f in grid if round(f * bw) >= 8})
+        banks: dict[tuple[int, int], tuple[list[tuple[int, int, int]], list[np.ndarray]]] = defaultdict(
+            lambda: ([], [])
+        )
+        for p in parts:
+            for w, which in enumerate(WHICH):
+                for tw in widths:
+                    tpl = views[p].unit_template("c", which, tw)
+                    if tpl is not None and tpl.shape[0] <= bh:
+                        keys, tpls = banks[tpl.shape]
+                        keys.append((p, w, tw))
+                        tpls.append(tpl.ravel())
+        score: dict[tuple[int, int, int], float] = {}
+        s1, s2 = cv2.integral2(big, sdepth=cv2.CV_64F)
+        for (th, tw), (keys, tpls) in banks.items():
+            # TM_CCOEFF_NORMED = sum(w * t') / (|t'| * sqrt(sum(w^2) - sum(w)^2 / n)) with t' the zero-mean template
+            # (sum(t') = 0, so the window's mean drops out of the numerator): raw windows times unit templates,
+            # divided by each window's norm from the integral images.
+            n = th * tw
+            sw = s1[th:, tw:] - s1[:-th, tw:] - s1[th:, :-tw] + s1[:-th, :-tw]
+            sww = s2[th:, tw:] - s2[:-th, tw:] - s2[th:, :-tw] + s2[:-th, :-tw]
+            norm = np.sqrt(np.maximum(sww - sw * sw / n, 0.0)).astype(np.float32).reshape(-1, 1)
+            win = np.lib.stride_tricks.sliding_window_view(big, (th, tw)).reshape(-1, n)
+            num = cv2.gemm(np.ascontiguousarray(win), np.stack(tpls), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+            best = np.divide(num, norm, out=np.zeros_like(num), where=norm > 1e-3).max(axis=0)
+            score.update(zip(keys, best.tolist(), strict=True))
+        for p in parts:
+            out[c, p] = np.array(
+                [[score.get((p, w, round(f * bw)), -np.inf) for f in grid] for w in range(len(WHICH))], np.float64
+            )
+    return out
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

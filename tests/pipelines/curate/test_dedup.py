@@ -212,3 +212,61 @@ def test_crop_candidates_equal_the_brute_force_gate():
         assert set(want) - near <= set(got) <= set(want) | near
     kept = set(crop_candidates(views))
     assert {(0, 1), (2, 3), (4, 5)} <= kept
+
+
+# --- the batched coarse pass (issue 16: dedup at 1,000+ sources) ----------------------------------------------------
+
+
+def _forms_corpus() -> tuple[list[DedupItem], dict[str, MatchView]]:
+    """Storm in its 8 forms (crop, rescale, colour modes, EXIF turn, re-layout) among 7 other real pictures."""
+    sources = {f"storm/{k}": v for k, v in _variants(_load(MATE / "Storm.jpg")).items()}
+    others = [MATE / "GreenMeadow.jpg", MATE / "Dune.jpg", SKIMAGE / "chelsea.png", SKIMAGE / "coffee.png"]
+    sources |= {p.name: _png(Image.fromarray(_load(p, 512)), format="PNG") for p in others}
+    astro = skimage.data.astronaut()
+    sources["astro-crop.png"] = _png(Image.fromarray(astro[100:400, 150:350]), format="PNG")
+    sources["astro.png"] = _png(Image.fromarray(astro), format="PNG")
+    items, views = [], {}
+    for name, data in sources.items():
+        it, views[name] = _as_curated(name, data)
+        items.append(it)
+    return items, views
+
+
+@pytest.mark.skipif(not MATE.exists(), reason="needs the mate-backgrounds Debian package")
+def test_screened_crop_match_gives_the_same_answer_for_every_pair():
+    """crop_match with the batched coarse pass (coarse_screen) returns exactly what crop_match alone returns, for
+    every pair of a corpus with crops, rescales and re-layouts; and the batched scores are matchTemplate's up to
+    float rounding, far inside SCREEN_EPS."""
+    from pipelines.curate.dedup import _GRID, SCREEN_EPS, WHICH, _ncc_max, coarse_screen
+
+    _, by_name = _forms_corpus()
+    views = list(by_name.values())
+    pairs = [(a, b) for a in range(len(views)) for b in range(a + 1, len(views))]
+    screen = coarse_screen(views, pairs)
+    for a, b in pairs:
+        coarse = np.stack((screen[a, b], screen[b, a]))
+        assert crop_match(views[a], views[b], stop=0.96, coarse=coarse) == crop_match(views[a], views[b], stop=0.96)
+    grid = [f for f in _GRID if f >= 0.3]
+    worst, scored = 0.0, 0
+    for (c, p), scores in list(screen.items())[:40]:
+        big = views[c].big["c"]
+        for w, which in enumerate(WHICH):
+            for k, f in enumerate(grid):
+                tpl = views[p].template("c", which, round(f * big.shape[1]))
+                if tpl is None or tpl.shape[0] > big.shape[0]:
+                    assert scores[w, k] == -np.inf
+                else:
+                    worst, scored = max(worst, abs(scores[w, k] - _ncc_max(big, tpl))), scored + 1
+    assert scored > 1000 and worst < SCREEN_EPS / 20
+
+
+@pytest.mark.skipif(not MATE.exists(), reason="needs the mate-backgrounds Debian package")
+def test_fast_dedup_equals_brute_force_on_planted_copies():
+    """Prefilter + screen against every pair compared by crop_match: the same duplicates, reasons and duplicate_of
+    on real pictures with planted crops, rescales, colour-mode copies and a re-layout."""
+    items, views = _forms_corpus()
+    fast = [(d.key, d.reason, d.duplicate_of) for d in find_duplicates(items, 6, views, 0.96)]
+    brute = [(d.key, d.reason, d.duplicate_of) for d in find_duplicates(items, 6, views, 0.96, brute_force=True)]
+    assert fast == brute
+    found = {k for k, _, _ in fast}
+    assert "astro-crop.png" in found and "storm/portrait.jpg" in found and len(found) >= 8
