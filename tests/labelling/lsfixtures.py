@@ -6,7 +6,7 @@ another's selection. ``ls`` is imported by ``tests/labelling/conftest.py`` and b
 the server itself is a module-level singleton (started by the first user, stopped when the last one finishes), so
 one pytest session starts Label Studio once however many modules use it.
 
-The server's ``outbound_proxy`` (``labelling.server._proxies``: ``HTTP(S)_PROXY`` for Label Studio, ``NO_PROXY`` for
+The server's ``outbound_proxy`` (``labelling.settings.proxy_env``: ``HTTP(S)_PROXY`` for Label Studio, ``NO_PROXY`` for
 127.0.0.1 and localhost) is ``OutboundRecorder``, a socket on 127.0.0.1 that records the first line of whatever
 connects (``CONNECT sentry.io:443 ...``) and answers 502: every proxy-aware client inside Label Studio (requests,
 urllib3, sentry_sdk) that tries to reach another host lands there, and ``outbound_requests()`` lists them.

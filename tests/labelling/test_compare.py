@@ -11,7 +11,7 @@ from lsfixtures import make_lr_set
 from PIL import Image
 
 from labelling import compare
-from labelling.push import ImageCache, _store_png
+from labelling.taskdata import ImageCache, _store_png
 from pipelines.store.workspace import Workspace
 
 
@@ -150,7 +150,7 @@ def test_store_png_is_lossless_and_content_addressed(tmp_path):
 
 
 def test_lr_images_are_reloaded_after_eviction_with_the_same_task_data(tmp_path, monkeypatch):
-    from labelling import push
+    from labelling import taskdata
 
     ws = Workspace(tmp_path)
     make_lr_set(ws, "ev", 3, lr_side=32, seed=6)
@@ -169,7 +169,7 @@ def test_lr_images_are_reloaded_after_eviction_with_the_same_task_data(tmp_path,
         for k in ("ev00000", "ev00001", "ev00002")
     ]
     want = [ImageCache(ws, 64).task_data(p) for p in pairs]
-    monkeypatch.setattr(push, "LR_CACHE", 1)
+    monkeypatch.setattr(taskdata, "LR_CACHE", 1)
     cache = ImageCache(ws, 64)
     assert [cache.task_data(p) for p in [*pairs, pairs[0]]] == [*want, want[0]] and len(cache.lr) == 1
 

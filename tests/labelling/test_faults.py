@@ -8,8 +8,8 @@ from lsfixtures import free_port, make_lr_set, make_pairs
 from typer.testing import CliRunner
 
 from labelling import gold as goldmod
+from labelling import ledger, push, server
 from labelling import pull as pullmod
-from labelling import push, server
 from labelling.pull import latest_annotations, pull_annotations
 
 pytestmark = pytest.mark.slow
@@ -188,7 +188,7 @@ def test_push_dying_between_import_and_mapping_adopts_instead_of_reimporting(ls,
     ws, settings = ls
     make_lr_set(ws, "ad", 10, seed=6, distinct_images=False)
     make_pairs(ws, "ad", 30, "ad", seed=1)
-    real = push._write_mapping
+    real = ledger.write_mapping
     calls = {"n": 0}
 
     def die_on_second_batch(*a, **kw):
@@ -197,10 +197,10 @@ def test_push_dying_between_import_and_mapping_adopts_instead_of_reimporting(ls,
             raise KeyboardInterrupt("killed after the import, before the mapping")
         return real(*a, **kw)
 
-    monkeypatch.setattr(push, "_write_mapping", die_on_second_batch)
+    monkeypatch.setattr(ledger, "write_mapping", die_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
         push.push_pairs(ws, "ad", project="adopt", gold_rate=0.1, batch_size=10, settings=settings)
-    monkeypatch.setattr(push, "_write_mapping", real)
+    monkeypatch.setattr(ledger, "write_mapping", real)
     r = push.push_pairs(ws, "ad", project="adopt", gold_rate=0.1, batch_size=10, settings=settings)
     n_gold = round(0.1 * 30 / 0.9)
     assert r["adopted"] == 10 and r["duplicates"] == 0 and r["tasks_on_server"] == 30 + n_gold

@@ -22,6 +22,7 @@ from lsfixtures import MODELS, OutboundRecorder, free_port, make_lr_set, make_pa
 from typer.testing import CliRunner
 
 from labelling import gate, push, server
+from labelling import settings as settings_mod
 from pipelines.store.workspace import Workspace
 
 CHROMIUM = "/usr/bin/chromium"
@@ -159,7 +160,7 @@ def test_label_studio_settings_turn_sentry_off(ls):
     has no Sentry DSN for the server or the browser, and sentry_sdk has no active client."""
     ws, settings = ls
     binary = server.label_studio_bin()
-    site = server._site_packages(binary)
+    site = settings_mod.site_packages(binary)
     code = (
         "import json, sentry_sdk; from django.conf import settings as s; "
         "print(json.dumps([s.SENTRY_DSN, s.FRONTEND_SENTRY_DSN, sentry_sdk.get_client().is_active(), "

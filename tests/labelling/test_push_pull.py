@@ -12,7 +12,7 @@ import pytest
 from lsfixtures import make_lr_set, make_pairs
 from typer.testing import CliRunner
 
-from labelling import push, server
+from labelling import push, selection, server
 from labelling.pull import latest_annotations, project_status, pull_annotations
 from pipelines.store.workspace import Workspace
 
@@ -211,7 +211,7 @@ def test_pairs_filter_is_one_read_only_expression_and_project_a_safe_name(tmp_pa
         assert msg in str(e.value) and "\n" not in str(e.value) and "leaked" not in str(e.value)
     assert not out_file.exists()
 
-    monkeypatch.setattr(push, "FILTER_SECONDS", 0.5)
+    monkeypatch.setattr(selection, "FILTER_SECONDS", 0.5)
     t0 = time.monotonic()
     with pytest.raises(ValueError, match="ran longer than"):
         push.select_pairs(ws, "(select count(*) from range(100000000000) a, range(10) b) > 0")
