@@ -156,7 +156,7 @@ def curate(
     from pipelines.store.workspace import workspace_lock
 
     if runner not in RUNNERS:
-        fail(f"--runner {runner!r}: choose one of {', '.join(RUNNERS)}")
+        fail(f"--runner {runner!r}", fix=f"choose one of {', '.join(RUNNERS)}")
     try:  # the user errors that need no orchestrator: one line each, before Prefect starts
         probe_input(input)
         with workspace_lock(out.expanduser().resolve(), "curate"):
@@ -243,7 +243,7 @@ def bench_build(
     Example: sr4k bench build synthetic --from /data/hr-photos --name syn4k --count 100
     """
     if kind != "synthetic":
-        fail(f"cannot build {kind!r}: use `sr4k bench build synthetic`, or `sr4k bench import paired|lr-only`")
+        fail(f"cannot build {kind!r}", fix="use `sr4k bench build synthetic`, or `sr4k bench import paired|lr-only`")
     from pipelines.curate.build import CurateConfig
 
     size = CurateConfig._parse_size(hr_size)
@@ -444,9 +444,9 @@ def pairs_build(
     from pipelines.pairs.bradley_terry import ACQUISITIONS
 
     if strategy not in ("balanced", "all", "active"):
-        fail(f"--strategy {strategy!r}: choose balanced, all or active")
+        fail(f"--strategy {strategy!r}", fix="choose balanced, all or active")
     if acquisition not in ACQUISITIONS:
-        fail(f"--acquisition {acquisition!r}: choose {', '.join(ACQUISITIONS)}")
+        fail(f"--acquisition {acquisition!r}", fix=f"choose {', '.join(ACQUISITIONS)}")
     if strategy != "active" and (estimates or criterion):
         fail("--estimates and --criterion are for --strategy active")
     try:

@@ -229,7 +229,7 @@ def eval_reward(
     _quiet_libraries()
     out = out or _new_report_dir(checkpoint, data)
     if (out / "eval.json").exists() and not overwrite:
-        fail(f"{out} already holds a report (eval.json): pass another --out, or --overwrite to replace it")
+        fail(f"{out} already holds a report (eval.json)", fix="pass another --out, or --overwrite to replace it")
     try:  # recipe.evaluate_judge's two steps, with the progress bar between them
         judge, samples = eval_inputs(checkpoint, data, backend=backend, device=device, limit=limit)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
@@ -291,8 +291,8 @@ def score(
     (cw, ch), (lw, lh) = images[0].size, lr_image.size
     if cw < lw or ch < lh:
         fail(
-            f"the candidates ({cw}x{ch}) are smaller than the LR ({lw}x{lh}): pass the LR with --lr and the HR "
-            "results as arguments"
+            f"the candidates ({cw}x{ch}) are smaller than the LR ({lw}x{lh})",
+            fix="pass the LR with --lr and the HR results as arguments",
         )
     n_games = len(images) * (len(images) - 1)
     with console.status(f"judging {n_games} games ({len(images)} candidates, both orders)"):

@@ -25,11 +25,14 @@ def _parse_set(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            fail(f"--set {item!r}: use dotted.key=value, e.g. --set loss.ap=0.5")
+            fail(f"--set {item!r}", fix="use dotted.key=value, e.g. --set loss.ap=0.5")
         try:
             out[key] = yaml.safe_load(value)
         except yaml.YAMLError:  # e.g. --set data.crop=[1, (an unclosed list): one line, not a traceback
-            fail(f"--set {item!r}: the value is not valid YAML; fix it (e.g. --set loss.ap=0.5, data.crop=[64,64])")
+            fail(
+                f"--set {item!r}: the value is not valid YAML",
+                fix="fix it (e.g. --set loss.ap=0.5, data.crop=[64,64])",
+            )
     return out
 
 
@@ -104,9 +107,9 @@ def train_sr(
     except ValueError as e:  # pipelines.store.settings.SettingsError: one line naming the key and the fix
         fail(str(e))
     if not cfg.data.shards:
-        fail("no training data: pass --shards <curated shard folder> (e.g. sr4k-data/shards/train4k)")
+        fail("no training data", fix="pass --shards <curated shard folder> (e.g. sr4k-data/shards/train4k)")
     if processes < 1:
-        fail(f"--processes {processes}: use 1 (this process) or the number of GPUs")
+        fail(f"--processes {processes}", fix="use 1 (this process) or the number of GPUs")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from flows.train import train_sr_flow
@@ -187,13 +190,13 @@ def upscale(
     if bgr is None:
         fail(f"cannot read {image} as an image")
     if dtype not in ("auto", "bfloat16", "float16", "float32"):
-        fail(f"--dtype {dtype}: choose auto, bfloat16, float16 or float32")
+        fail(f"--dtype {dtype}", fix="choose auto, bfloat16, float16 or float32")
     try:
         model = OP4KSR.from_checkpoint(checkpoint, dtype=dtype)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     if model.cfg.scale != scale:
-        fail(f"--scale {scale}, but the checkpoint is x{model.cfg.scale} (use --scale {model.cfg.scale})")
+        fail(f"--scale {scale}, but the checkpoint is x{model.cfg.scale}", fix=f"use --scale {model.cfg.scale}")
     if vae_tiling:
         model.vae.enable_tiling()
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -174,3 +174,31 @@ with CliRunner().isolation() as (out, err, mixed):
     assert "Logging error" not in res.stderr and "closed file" not in res.stderr, res.stderr
     assert "after the command" in res.stderr  # the process's own stderr once the command is over
     assert "inside the next command" in res.stdout.split("NEXT:", 1)[1]  # the next command's stream while it runs
+
+
+def test_cli_errors_give_the_fix_after_the_problem(tmp_path):
+    """Commands pass the fix as ``fail(..., fix=...)``: one line, ``error: <what went wrong>; <fix>``."""
+    from flows.cli import app
+
+    train = ["train-sr", "--transformer", "t", "--vae", "v"]
+    cases = {
+        (
+            "bench",
+            "build",
+            "real",
+            "--from",
+            "x",
+            "--name",
+            "b",
+        ): "cannot build 'real'; use `sr4k bench build synthetic`, or `sr4k bench import",
+        (*train, "--set", "steps"): "--set 'steps'; use dotted.key=value, e.g. --set loss.ap=0.5",
+        (*train, "--set", "data.crop=[1,"): "--set 'data.crop=[1,': the value is not valid YAML; fix it (e.g.",
+        tuple(train): "no training data; pass --shards <curated shard folder>",
+        (*train, "--shards", str(tmp_path), "--processes", "0"): "--processes 0; use 1 (this process) or the number",
+    }
+    no_api = {"PREFECT_API_URL": "http://127.0.0.1:9/api"}  # each fails before any flow: no API is started or asked
+    for args, want in cases.items():
+        res = CliRunner().invoke(app, list(args), env=no_api)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        assert res.exit_code == 2 and errors == lines[-1:] and want in errors[0], res.output
