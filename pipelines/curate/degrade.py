@@ -18,7 +18,7 @@ Deliberate differences from the reference (all documented where they happen):
   integer and the JPEG input is rounded to 8 bit (which a real encoder needs anyway).
 - Filtering is correlation with ``BORDER_REFLECT_101`` borders, which is what BasicSR ``filter2D`` does with
   ``F.pad(mode='reflect')`` (computed separably, directly or by FFT, whichever is fastest for the kernel: see
-  :func:`_filter`); kernels are *not* zero-padded to 21x21 since zero taps change nothing.
+  ``degrade_kernels.filter_image``); kernels are *not* zero-padded to 21x21 since zero taps change nothing.
 - Bilinear and bicubic resizing is ``cv2.resize`` (``INTER_LINEAR``/``INTER_CUBIC``) instead of
   ``F.interpolate(align_corners=False)``: both use half-pixel centres, no antialiasing and a = -0.75 bicubic (they
   differ by float rounding, and at borders by OpenCV's replicate vs torch's clamped-index sampling, which are the
@@ -49,12 +49,16 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import fft as sp_fft
-from scipy import special, stats
+
+from pipelines.curate.degrade_kernels import BORDER as _BORDER
+from pipelines.curate.degrade_kernels import filter_image as _filter
+from pipelines.curate.degrade_noise import add_gaussian_noise, add_poisson_noise
 
 __all__ = ["DEGRADE_VERSION", "DegradeSettings", "area_resize", "degrade", "sample_params", "seed_for", "usm_sharp"]
 
-DEGRADE_VERSION = "realesrgan-2nd-order/3"  # 2: torch-exact area resize; 3: float32/FFT filtering (same maths)
+# 2: torch-exact area resize; 3: float32/FFT filtering (same maths); 4: OpenCV DFT tiles (same maths, other float32
+# rounding) and Poisson inversion of 32-bit uniforms (same distribution, other realisations)
+DEGRADE_VERSION = "realesrgan-2nd-order/4"
 
 _KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 _UPDOWN = ("up", "down", "keep")
@@ -67,10 +71,6 @@ _SINC_CUTOFF_SMALL = (math.pi / 3, math.pi)
 _SINC_CUTOFF_LARGE = (math.pi / 5, math.pi)
 _SINC_SMALL_BELOW = 13
 _FINAL_RESIZE_FIRST_PROB = 0.5  # feed_data: `if np.random.uniform() < 0.5` -> [resize + sinc] then JPEG
-_BORDER = cv2.BORDER_REFLECT_101  # == torch F.pad(mode="reflect") used by BasicSR filter2D
-_FFT_TILE = 512  # overlap-save tile side of _fft_filter
-_DIRECT_MAX_TAPS = 130  # kernels with fewer taps are summed directly (OpenCV's own float32 DFT switch), others by FFT
-_CHUNK = 1 << 16  # elements per noise block: temporaries stay in cache instead of being image-sized arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,143 +273,6 @@ def sample_params(rng: np.random.Generator, settings: DegradeSettings) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------- #
-# Kernels (BasicSR degradations.py)
-# ----------------------------------------------------------------------------------------------------------------- #
-
-
-def _mesh(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer offsets from the centre, x along columns and y along rows (BasicSR ``mesh_grid``)."""
-    ax = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    return np.meshgrid(ax, ax)
-
-
-def _quadratic_form(size: int, sigma_x: float, sigma_y: float, theta: float) -> np.ndarray:
-    """``q = p^T Sigma^-1 p`` for every offset ``p``, with ``Sigma = R(theta) diag(sx^2, sy^2) R(theta)^T``.
-
-    ``Sigma^-1 = R diag(1/sx^2, 1/sy^2) R^T``, so ``q = u^2/sx^2 + v^2/sy^2`` where ``(u, v) = R^T p`` are the
-    offsets in the kernel's principal axes (BasicSR ``sigma_matrix2`` + ``pdf2``, without the explicit inverse).
-    """
-    xx, yy = _mesh(size)
-    c, s = math.cos(theta), math.sin(theta)
-    u = c * xx + s * yy
-    v = -s * xx + c * yy
-    return (u / sigma_x) ** 2 + (v / sigma_y) ** 2
-
-
-def _sinc_kernel(size: int, omega_c: float) -> np.ndarray:
-    """Circularly symmetric ideal low-pass filter (BasicSR ``circular_lowpass_kernel``).
-
-    The inverse Fourier transform of the disc ``|w| <= omega_c`` is ``h(r) = omega_c J1(omega_c r) / (2 pi r)``;
-    its limit at ``r = 0`` is ``omega_c^2 / (4 pi)`` since ``J1(z) ~ z/2``. Truncated to ``size`` and normalised.
-    """
-    xx, yy = _mesh(size)
-    r = np.hypot(xx, yy)
-    centre = r == 0
-    safe_r = np.where(centre, 1.0, r)
-    kernel = np.where(
-        centre, omega_c**2 / (4 * math.pi), omega_c * special.j1(omega_c * safe_r) / (2 * math.pi * safe_r)
-    )
-    return kernel / kernel.sum()
-
-
-def _build_kernel(spec: dict) -> np.ndarray:
-    """The normalised float64 ``size x size`` kernel of a spec drawn by :func:`_sample_kernel`.
-
-    Gaussian ``exp(-q/2)``, generalized Gaussian ``exp(-q^beta / 2)``, plateau ``1 / (1 + q^beta)`` with ``q`` from
-    :func:`_quadratic_form`; iso variants have ``sigma_y = sigma_x`` and ``theta = 0``.
-    """
-    kind, size = spec["type"], int(spec["size"])
-    if kind == "sinc":
-        return _sinc_kernel(size, float(spec["omega_c"]))
-    q = _quadratic_form(size, float(spec["sigma_x"]), float(spec["sigma_y"]), float(spec["theta"]))
-    if kind in ("iso", "aniso"):
-        kernel = np.exp(-0.5 * q)
-    elif kind.startswith("generalized"):
-        kernel = np.exp(-0.5 * q ** float(spec["beta"]))
-    elif kind.startswith("plateau"):
-        kernel = 1.0 / (1.0 + q ** float(spec["beta"]))
-    else:
-        raise ValueError(f"unknown kernel type {kind!r}")
-    return kernel / kernel.sum()
-
-
-def _filter(img: np.ndarray, spec: dict, gain: float = 1.0) -> np.ndarray:
-    """Correlate with ``gain`` times the kernel of ``spec`` into float32 (== BasicSR ``filter2D``: reflect padding,
-    F.conv2d; every kernel here is point-symmetric, so correlation and convolution agree).
-
-    Three exact routes, picked for speed (all equal up to float32 rounding, tested in test_degrade.py):
-
-    - iso: the isotropic Gaussian is the outer product of its normalised 1-D profile, so two 1-D passes
-      (``sepFilter2D``, reading a uint8 image directly; ``gain = 1/255`` fuses the 8-bit -> [0, 1] conversion);
-    - other kernels under ``_DIRECT_MAX_TAPS`` taps (sizes 7-11): ``cv2.filter2D`` on float32, direct summation;
-    - larger ones (sizes 13-21): :func:`_fft_filter`. OpenCV's own DFT route (which ``filter2D`` takes from 9x9 on
-      uint8 and from 13x13 on float32) cost ~2.0-2.4 s CPU per 3840x2144 RGB image on this machine, the uint8 direct
-      route 0.8 s at 7x7, float32 direct 0.12-0.23 s at 7-11 and :func:`_fft_filter` 0.5-0.9 s at any size.
-    """
-    kernel = _build_kernel(spec)
-    if spec["type"] == "iso":
-        row = kernel.sum(axis=0)
-        return cv2.sepFilter2D(
-            img, cv2.CV_32F, (row * gain).astype(np.float32), row.astype(np.float32), borderType=_BORDER
-        )
-    img = img if img.dtype == np.float32 else img.astype(np.float32)
-    if kernel.size < _DIRECT_MAX_TAPS:
-        return cv2.filter2D(img, cv2.CV_32F, (kernel * gain).astype(np.float32), borderType=_BORDER)
-    return _fft_filter(img, kernel * gain)
-
-
-def _fft_filter(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``cv2.filter2D(img, CV_32F, kernel, borderType=BORDER_REFLECT_101)`` for a point-symmetric odd ``kernel``,
-    by real FFTs (scipy.fft, float32) of ``_FFT_TILE``-px tiles (overlap-save), per channel.
-
-    Derivation: pad the image by ``p = size // 2`` on each side with the same reflect-101 border filter2D uses. For a
-    tile of ``T x T`` padded pixels, place the kernel wrapped around the origin (tap ``(i, j)`` at
-    ``((i - p) mod T, (j - p) mod T)``); the product of the spectra is the circular convolution
-    ``y[n] = sum_m k[m] x[n - m]`` over ``|m| <= p``. For ``n`` in ``[p, T - p)^2`` every ``n - m`` lies inside the
-    tile, so nothing wraps and ``y[n]`` is the linear convolution, i.e. filter2D's output at the tile origin plus
-    ``n - p``; convolution equals correlation because ``k[-m] = k[m]``. Tiles therefore step by ``S = T - 2p`` and
-    each contributes its ``S x S`` valid centre; the padded image is zero-extended to whole tiles. An image smaller
-    than two tiles is done as one tile of FFT-friendly size. Tiles of 512 px cost about half of one whole-image
-    FFT on 3840x2144 here (cache-resident transforms, log T instead of log N). Differences from direct summation
-    are float32 rounding: at most 2e-4 of a grey level (8-bit scale) measured on 4K photos.
-    """
-    squeeze = img.ndim == 2
-    img = img[..., None] if squeeze else img
-    h, w, channels = img.shape
-    size = kernel.shape[0]
-    p = size // 2
-    if max(h, w) + 2 * p <= 2 * _FFT_TILE:
-        tile_h, tile_w = sp_fft.next_fast_len(h + 2 * p, real=True), sp_fft.next_fast_len(w + 2 * p, real=True)
-    else:
-        tile_h = tile_w = _FFT_TILE
-    step_h, step_w = tile_h - 2 * p, tile_w - 2 * p
-    ny, nx = -(-h // step_h), -(-w // step_w)
-    k32 = kernel.astype(np.float32)
-    wrapped = np.zeros((tile_h, tile_w), np.float32)
-    for rows, krows in ((slice(0, p + 1), slice(p, None)), (slice(tile_h - p, None), slice(0, p))):
-        wrapped[rows, : p + 1], wrapped[rows, tile_w - p :] = k32[krows, p:], k32[krows, :p]
-    spectrum = sp_fft.rfft2(wrapped)
-    padded = np.zeros((ny * step_h + 2 * p, nx * step_w + 2 * p, channels), np.float32)
-    border = cv2.copyMakeBorder(img, p, p, p, p, _BORDER)
-    padded[: h + 2 * p, : w + 2 * p] = border.reshape(h + 2 * p, w + 2 * p, channels)
-    out = np.empty((ny * step_h, nx * step_w, channels), np.float32)
-    for c in range(channels):
-        plane = np.ascontiguousarray(padded[..., c])
-        item, row_stride = plane.itemsize, plane.strides[0]
-        for ty in range(ny):
-            band = plane[ty * step_h : ty * step_h + tile_h]
-            tiles = np.lib.stride_tricks.as_strided(
-                band, (nx, tile_h, tile_w), (step_w * item, row_stride, item), writeable=False
-            )  # the nx overlapping tiles of this band, a view
-            freq = sp_fft.rfft2(tiles)
-            freq *= spectrum
-            y = sp_fft.irfft2(freq, s=(tile_h, tile_w), overwrite_x=True)[:, p : p + step_h, p : p + step_w]
-            out[ty * step_h : (ty + 1) * step_h, :, c] = y.transpose(1, 0, 2).reshape(step_h, nx * step_w)
-    out = out[:h, :w]
-    return np.ascontiguousarray(out[..., 0] if squeeze else out)
-
-
-# ----------------------------------------------------------------------------------------------------------------- #
 # Resize, JPEG, 8-bit conversion
 # ----------------------------------------------------------------------------------------------------------------- #
 
@@ -509,106 +372,11 @@ def _jpeg_float(img: np.ndarray, quality: int) -> np.ndarray:
     return np.multiply(_jpeg(_to_uint8(img), quality), np.float32(1.0 / 255.0), out=img)
 
 
-# ----------------------------------------------------------------------------------------------------------------- #
-# Noise (BasicSR degradations.py, *_noise_pt)
-# ----------------------------------------------------------------------------------------------------------------- #
-
-
-def _rows_per_block(row_elems: int) -> int:
-    return max(1, _CHUNK // max(1, row_elems))
-
-
-def _add_gaussian_noise(img: np.ndarray, sigma: float, gray: bool, rng: np.random.Generator) -> None:
-    """``img += N(0, (sigma/255)^2)``, one field shared by all channels if ``gray``; clamp to [0, 1]. In place.
-
-    Generated block by block in float32, so no image-sized float64 temporary exists (same maths as
-    ``generate_gaussian_noise_pt``; the draw order differs, which only changes the realisation).
-    """
-    height, width, channels = img.shape
-    noise_channels = 1 if gray else channels
-    step = _rows_per_block(width * noise_channels)
-    for top in range(0, height, step):
-        block = img[top : top + step]
-        noise = rng.standard_normal((block.shape[0], width, noise_channels), dtype=np.float32)
-        noise *= np.float32(sigma / 255.0)
-        block += noise  # broadcasts the gray field over the channels
-    np.clip(img, 0.0, 1.0, out=img)
-
-
-_GUIDE_BINS = 1024  # power of two, so floor(u * B) is exact for u in [0, 1)
-
-
-@functools.lru_cache(maxsize=16)
-def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Inverse-CDF tables of ``Poisson(level * vals / 255)`` for the 256 8-bit levels (vals is a power of two).
-
-    Returns the flattened CDF table (row stride ``K + 1``) and a guide table ``G[l, b] = min{k : F_l(k) >= b/B}``
-    for ``b = 0..B`` (Chen & Asau's indexed search), int16 to stay cache-resident. The support is cut at
-    ``K = lam + 12 sqrt(lam) + 12`` (tail probability below 1e-25) by setting ``F_l(K) = 1``.
-    """
-    lam = np.arange(256, dtype=np.float64) * (vals / 255.0)
-    top = math.ceil(vals + 12.0 * math.sqrt(vals) + 12.0)
-    cdf = stats.poisson.cdf(np.arange(top + 1, dtype=np.float64)[None, :], lam[:, None])
-    cdf[:, -1] = 1.0
-    thresholds = np.arange(_GUIDE_BINS + 1, dtype=np.float64) / _GUIDE_BINS
-    guide = np.stack([np.searchsorted(row, thresholds, side="left") for row in cdf]).astype(np.int16)
-    return cdf.ravel(), guide.ravel(), top + 1
-
-
-def _poisson_counts(levels: np.ndarray, vals: int, rng: np.random.Generator) -> np.ndarray:
-    """Exact Poisson draws ``k ~ Poisson(levels * vals / 255)`` by inversion, ``k = min{k : F(k) >= u}``.
-
-    ``Generator.poisson`` cost 60-100 ns a sample on a 2-core dev VM; since the rate takes only 256 values,
-    inverting tabulated CDFs costs ~15-20 ns there. With ``b = floor(u B)``, ``F(k) >= u >= b/B`` gives
-    ``k >= G[b]`` and ``F(G[b+1]) >= (b+1)/B > u`` gives ``k <= G[b+1]``; most bins hold one ``k``
-    (``G[b] == G[b+1]``), and a vectorised bisection over ``[G[b], G[b+1]]`` settles the rest.
-    """
-    cdf, guide, stride = _poisson_tables(vals)
-    lv = levels.astype(np.intp)
-    u = rng.random(lv.size)
-    slot = lv * (_GUIDE_BINS + 1) + (u * _GUIDE_BINS).astype(np.intp)
-    k = guide[slot]
-    need = np.flatnonzero(guide[slot + 1] != k)
-    if need.size:
-        lo, hi = k[need].astype(np.intp), guide[slot[need] + 1].astype(np.intp)
-        uu, row = u[need], lv[need] * stride
-        while np.any(lo < hi):  # invariant: F(lo - 1) < u <= F(hi)
-            mid = (lo + hi) >> 1
-            right = cdf[row + mid] < uu
-            lo = np.where(right, mid + 1, lo)
-            hi = np.where(right, hi, mid)
-        k[need] = lo
-    return k
-
-
-def _add_poisson_noise(img: np.ndarray, scale: float, gray: bool, rng: np.random.Generator) -> None:
-    """Real-ESRGAN shot noise; clamp to [0, 1]. In place.
-
-    Per ``generate_poisson_noise_pt``: round the image (or its luma, if ``gray``) to 8 bit, ``x = l / 255``; let
-    ``vals = 2 ** ceil(log2(#distinct levels))``; the noise is ``(Poisson(x * vals) / vals - x) * scale``, added to the
-    *unrounded* image (and to every channel when gray).
-    """
-    height, width = img.shape[:2]
-    src = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None] if gray else img
-    levels = cv2.convertScaleAbs(np.maximum(src, 0.0), alpha=255.0).reshape(height, width, -1)
-    hist = cv2.calcHist([levels.reshape(height, -1)], [0], None, [256], [0, 256])
-    vals = 2 ** math.ceil(math.log2(max(1, int(np.count_nonzero(hist)))))
-    offset = np.arange(256, dtype=np.float32) * np.float32(scale / 255.0)  # l / 255 * scale
-    gain = np.float32(scale / vals)
-    step = _rows_per_block(width * levels.shape[2])
-    for top in range(0, height, step):
-        lv = levels[top : top + step]
-        counts = _poisson_counts(lv.ravel(), vals, rng).reshape(lv.shape)
-        noise = counts.astype(np.float32) * gain - offset[lv]
-        img[top : top + step] += noise
-    np.clip(img, 0.0, 1.0, out=img)
-
-
 def _add_noise(img: np.ndarray, spec: dict, rng: np.random.Generator) -> None:
     if spec["kind"] == "gaussian":
-        _add_gaussian_noise(img, float(spec["sigma"]), bool(spec["gray"]), rng)
+        add_gaussian_noise(img, float(spec["sigma"]), bool(spec["gray"]), rng)
     else:
-        _add_poisson_noise(img, float(spec["scale"]), bool(spec["gray"]), rng)
+        add_poisson_noise(img, float(spec["scale"]), bool(spec["gray"]), rng)
 
 
 # ----------------------------------------------------------------------------------------------------------------- #

@@ -10,15 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.curate.degrade import (
-    DEGRADE_VERSION,
-    DegradeSettings,
-    _build_kernel,
-    _poisson_counts,
-    degrade,
-    sample_params,
-    seed_for,
-)
+from pipelines.curate.degrade import DEGRADE_VERSION, DegradeSettings, degrade, sample_params, seed_for
+from pipelines.curate.degrade_kernels import build_kernel as _build_kernel
+from pipelines.curate.degrade_noise import poisson_counts as _poisson_counts
 
 DEFAULTS = DegradeSettings()
 N_DRAWS = 4000
@@ -362,6 +356,90 @@ def test_poisson_sampler_matches_poisson(vals: int) -> None:
     assert np.abs(pmf - expected).max() < 0.02
 
 
+def _uniforms_u32(seed: int, n: int) -> np.ndarray:
+    """The 32-bit uniforms poisson_counts draws: the two halves of each 64-bit PCG64 output, in order."""
+    return np.random.Generator(np.random.PCG64(seed)).bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+
+
+@pytest.mark.parametrize("vals", [1, 4, 32, 256])
+def test_poisson_counts_are_the_slow_inversion(vals: int) -> None:
+    """The reference: k = min{k : F(k) >= U}, U = (u + 0.5) / 2**32, with F from scipy's Poisson CDF and a plain
+    search per draw, on the same uniforms. Equal draws for every level: the guide table and the bisection change
+    the cost, not a single count (an off-by-one bin or a '<' for '<=' would show here)."""
+    from scipy import stats
+
+    levels = np.random.default_rng(vals).integers(0, 256, size=30_000).astype(np.uint8)
+    levels[:256] = np.arange(256)  # every level at least once
+    counts = _poisson_counts(levels, vals, np.random.Generator(np.random.PCG64(11)))
+    uniforms = (_uniforms_u32(11, levels.size).astype(np.float64) + 0.5) / 2**32
+    support = np.arange(vals + 12 * math.isqrt(vals) + 40)
+    cdf = stats.poisson.cdf(support[None, :], (np.arange(256) * vals / 255)[:, None])
+    expected = [int(np.searchsorted(cdf[lev], u, side="left")) for lev, u in zip(levels, uniforms, strict=True)]
+    assert counts.tolist() == expected
+
+
+@pytest.mark.parametrize(("level", "vals"), [(255, 1), (40, 32), (3, 256), (200, 256)])
+def test_poisson_counts_match_numpy_poisson(level: int, vals: int) -> None:
+    """Distribution check against the field's sampler: 200k draws vs 200k of ``Generator.poisson`` at the same
+    rate, chi-square test of homogeneity over the bins with enough mass (a rate off by one level, i.e. lam off by
+    vals/255, or a shifted count fails it by far); and a goodness-of-fit against the Poisson pmf itself."""
+    from scipy import stats
+
+    lam = level * vals / 255
+    ours = _poisson_counts(np.full(200_000, level, np.uint8), vals, np.random.Generator(np.random.PCG64(3)))
+    theirs = np.random.Generator(np.random.PCG64(4)).poisson(lam, 200_000)
+    top = int(stats.poisson.ppf(1 - 1e-4, lam))
+    bins = np.arange(top + 2)
+    a, b = np.histogram(np.minimum(ours, top), bins)[0], np.histogram(np.minimum(theirs, top), bins)[0]
+    keep = (a + b) >= 20
+    assert stats.chi2_contingency(np.stack([a[keep], b[keep]]))[1] > 1e-3
+    pmf = stats.poisson.pmf(bins[:-1], lam)
+    pmf[-1] = stats.poisson.sf(top - 1, lam)  # the last bin holds the tail
+    keep = pmf * ours.size >= 10
+    observed, expected = a[keep], pmf[keep] * ours.size
+    expected *= observed.sum() / expected.sum()
+    assert stats.chisquare(observed, expected)[1] > 1e-3
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_poisson_noise_is_basicsr_formula(gray: bool) -> None:
+    """add_poisson_noise == generate_poisson_noise_pt written out: 8-bit levels of the image (or its luma), vals =
+    2**ceil(log2(#levels)), noise = (Poisson(l * vals / 255) / vals - l / 255) * scale on the unrounded image, then
+    clamp; the counts drawn with the same generator in one call (rows of even element count, so block-wise draws
+    consume the same 64-bit words)."""
+    from pipelines.curate.degrade_noise import add_poisson_noise
+
+    img = np.random.default_rng(8).random((300, 64, 3), dtype=np.float32) * 0.6 + 0.2
+    ours = img.copy()
+    add_poisson_noise(ours, 1.7, gray, np.random.Generator(np.random.PCG64(9)))
+    src = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None] if gray else img
+    levels = np.clip(np.rint(src.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    vals = 2 ** math.ceil(math.log2(len(np.unique(levels))))
+    k = _poisson_counts(levels.ravel(), vals, np.random.Generator(np.random.PCG64(9))).reshape(levels.shape)
+    ref = np.clip(img + (k / vals - levels / 255) * 1.7, 0, 1)
+    np.testing.assert_allclose(ours, ref, atol=2e-6)
+    assert np.abs(ours - img).mean() > 1e-3  # the noise is there
+
+
+def test_gaussian_noise_equals_version_3() -> None:
+    """Clamping per block instead of once at the end changes nothing: same bytes as degrade version 3."""
+    from pipelines.curate.degrade_noise import add_gaussian_noise
+
+    img = np.random.default_rng(10).random((700, 500, 3), dtype=np.float32)
+    for gray in (False, True):
+        ours, ref = img.copy(), img.copy()
+        add_gaussian_noise(ours, 12.0, gray, np.random.Generator(np.random.PCG64(1)))
+        rng = np.random.Generator(np.random.PCG64(1))
+        step = max(1, (1 << 16) // (500 * (1 if gray else 3)))  # version 3's block rows
+        for top in range(0, 700, step):
+            block = ref[top : top + step]
+            noise = rng.standard_normal((block.shape[0], 500, 1 if gray else 3), dtype=np.float32)
+            noise *= np.float32(12.0 / 255.0)
+            block += noise
+        np.clip(ref, 0.0, 1.0, out=ref)
+        assert np.array_equal(ours, ref)
+
+
 def test_flat_grey_keeps_mean() -> None:
     # Exactly flat input, Gaussian noise only: blur, resize, noise and JPEG must not move the brightness.
     # (Real-ESRGAN's Poisson noise uses vals = 2**ceil(log2(#levels)) = 1 on a one-level image, i.e. Poisson(x)
@@ -503,7 +581,7 @@ def test_filter_routes_equal_direct_correlation(spec: dict) -> None:
     """Separable, direct and FFT routes all equal the direct float64 correlation to float32 rounding (< 1e-3 grey
     level), on the uint8 HR (gain 1/255) and on float32 images; a shifted, flipped or circularly padded result would
     be off by whole grey levels."""
-    from pipelines.curate.degrade import _filter
+    from pipelines.curate.degrade_kernels import filter_image as _filter
 
     rng = np.random.default_rng(spec["size"])
     kernel = _build_kernel(spec)
@@ -516,7 +594,7 @@ def test_filter_routes_equal_direct_correlation(spec: dict) -> None:
 @pytest.mark.parametrize("shape", [(1, 1, 3), (3, 5, 3), (9, 30, 3), (30, 9)])
 def test_fft_filter_on_images_smaller_than_the_kernel(shape: tuple[int, ...]) -> None:
     """Reflect-101 padding wider than the image (OpenCV reflects repeatedly), and a single-channel image."""
-    from pipelines.curate.degrade import _fft_filter
+    from pipelines.curate.degrade_kernels import fft_filter as _fft_filter
 
     img = np.random.default_rng(5).random(shape, dtype=np.float32)
     kernel = _build_kernel(_ROUTE_SPECS[-1])  # sinc 21x21
@@ -530,7 +608,8 @@ def test_fft_filter_on_images_smaller_than_the_kernel(shape: tuple[int, ...]) ->
 def test_fft_filter_tiles_a_large_image(size: int) -> None:
     """Images larger than two tiles go through overlap-save tiles (here 3 x 2 tiles, partial at the right and the
     bottom): the result must match OpenCV's float64 correlation everywhere, tile seams included."""
-    from pipelines.curate.degrade import _FFT_TILE, _fft_filter
+    from pipelines.curate.degrade_kernels import FFT_TILE as _FFT_TILE
+    from pipelines.curate.degrade_kernels import fft_filter as _fft_filter
 
     img = cv2.GaussianBlur(np.random.default_rng(7).random((700, 1200, 3), dtype=np.float32), (0, 0), 1.0)
     assert 1200 + size > 2 * _FFT_TILE  # the tiled branch
@@ -539,6 +618,36 @@ def test_fft_filter_tiles_a_large_image(size: int) -> None:
     out = _fft_filter(img, kernel)
     assert out.shape == img.shape and out.dtype == np.float32 and out.flags.c_contiguous
     np.testing.assert_allclose(out, ref, atol=2e-6)
+    # against degrade version 3's scipy.fft tiles (the implementation this one replaced): float32 rounding apart
+    np.testing.assert_allclose(out, _fft_filter_v3(img, kernel), atol=2e-6)
+    # the HR route: uint8 input, the 1/255 gain folded into the kernel
+    hr = (img * 255).round().astype(np.uint8)
+    ref = cv2.filter2D(hr.astype(np.float64), cv2.CV_64F, kernel / 255, borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_allclose(_fft_filter(hr, kernel / 255), ref, atol=2e-6)
+
+
+def _fft_filter_v3(img: np.ndarray, kernel: np.ndarray, tile: int = 512) -> np.ndarray:
+    """Degrade version 3's overlap-save filter (scipy.fft rfft2/irfft2 of 512-px tiles), kept as the reference."""
+    from scipy import fft as sp_fft
+
+    h, w, channels = img.shape
+    p = kernel.shape[0] // 2
+    step = tile - 2 * p
+    ny, nx = -(-h // step), -(-w // step)
+    wrapped = np.zeros((tile, tile), np.float32)
+    idx = (np.arange(kernel.shape[0]) - p) % tile
+    wrapped[np.ix_(idx, idx)] = kernel
+    spectrum = sp_fft.rfft2(wrapped)
+    padded = np.zeros((ny * step + 2 * p, nx * step + 2 * p, channels), np.float32)
+    padded[: h + 2 * p, : w + 2 * p] = cv2.copyMakeBorder(img, p, p, p, p, cv2.BORDER_REFLECT_101)
+    out = np.empty((ny * step, nx * step, channels), np.float32)
+    for c in range(channels):
+        for ty in range(ny):
+            for tx in range(nx):
+                t = padded[ty * step : ty * step + tile, tx * step : tx * step + tile, c]
+                y = sp_fft.irfft2(sp_fft.rfft2(t) * spectrum, s=(tile, tile))
+                out[ty * step : (ty + 1) * step, tx * step : (tx + 1) * step, c] = y[p : p + step, p : p + step]
+    return out[:h, :w]
 
 
 def _area_prefix_sum(img: np.ndarray, height: int, width: int) -> np.ndarray:
