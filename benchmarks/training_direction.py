@@ -215,6 +215,43 @@ def judge_accuracy(model_dir: Path, samples) -> dict:
     return res["judge"]["consistency"]
 
 
+@torch.no_grad()
+def verdict_probs(model_dir: Path, samples, budget: dict) -> dict:
+    """Teacher-forced P(consistency verdict) after the format prefix ``<think>compare</think><answer>consistency:``,
+    per prompt (both orders): mean P(right), P(wrong), P(tie), and the spread of P(A) over prompts. Greedy accuracy
+    only moves when the right verdict overtakes the wrong one; these show whether the policy's verdict depends on the
+    images at all (a judge blind to them has P(right) = P(wrong) and sd P(A) ≈ 0)."""
+    from training.reward.examples import PixelBudget, make_examples
+    from training.reward.judge import load_model, load_processor
+
+    model, proc = load_model(model_dir, "cpu", torch.float32), load_processor(model_dir)
+    rows = []
+    for s in samples:
+        for ex in make_examples(s, PixelBudget.model_validate(budget), order="mirror"):
+            text = proc.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=False)
+            n = proc(text=[text], images=ex.images, return_tensors="pt")["input_ids"].shape[1]
+            lp = []
+            for v in ("A", "B", "tie"):
+                full = proc(
+                    text=[f"{text}<think>compare</think><answer>consistency: {v}"],
+                    images=ex.images,
+                    return_tensors="pt",
+                )
+                logits = model(**full).logits[0, n - 1 : -1].log_softmax(-1)
+                lp.append(float(logits.gather(1, full["input_ids"][0, n:, None]).sum()))
+            p = np.exp(np.array(lp) - max(lp))
+            p /= p.sum()
+            right = {"A": 0, "B": 1}[ex.labels["consistency"]]
+            rows.append((p[right], p[1 - right], p[2], p[0]))
+    r = np.array(rows)
+    return {
+        "p_right": float(r[:, 0].mean()),
+        "p_wrong": float(r[:, 1].mean()),
+        "p_tie": float(r[:, 2].mean()),
+        "sd_p_a": float(r[:, 3].std()),
+    }
+
+
 def judge_seed(
     seed: int,
     sft_steps: int,
@@ -240,6 +277,7 @@ def judge_seed(
     train_s, held_s = split_by_lr(load_preferences(ws), 0.33, seed)
     fmt = formatsft.train(base, train_s, work / f"sft{seed}", steps=sft_steps, budget=budget, seed=seed, lr=sft_lr)
     before = judge_accuracy(fmt, held_s)
+    probs_before = verdict_probs(fmt, held_s, budget)
     cfg = load_config(
         None,
         {
@@ -267,6 +305,7 @@ def judge_seed(
     summary = recipe.train(cfg)
     assert set(summary["held_out"]) == {s.rec.pair_id for s in held_s}  # the recipe held out the same pairs
     after = judge_accuracy(Path(summary["final"]), held_s)
+    probs_after = verdict_probs(Path(summary["final"]), held_s, budget)
     hist = [h for h in summary["log_history"] if "loss" in h]
     acc_r = [h.get("rewards/accuracy_reward_votes/mean", float("nan")) for h in hist]
     fmt_r = [h.get("rewards/format_reward/mean", float("nan")) for h in hist]
@@ -281,6 +320,8 @@ def judge_seed(
         "acc_reward_last5": float(np.mean(acc_r[-5:])),
         "format_reward_last5": float(np.mean(fmt_r[-5:])),
         "zero_spread_groups": float(np.nanmean(zero)) if zero else float("nan"),
+        "probs_before": probs_before,
+        "probs_after": probs_after,
         "held_pairs": len(held_s),
         "train_pairs": len(train_s),
         "stopped": summary["stopped"],
@@ -298,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge-steps", type=int, default=40)
     ap.add_argument("--sft-lr", type=float, default=1e-2, help="format SFT lr (3e-3: sampled answers malformed)")
     ap.add_argument("--judge-lr", type=float, default=5e-3, help="GRPO lr of the judge (1e-2 loses the format)")
-    ap.add_argument("--judge-batch", type=int, default=16, help="completions per GRPO step (groups of 4)")
+    ap.add_argument("--judge-batch", type=int, default=16, help="completions per GRPO step")
+    ap.add_argument("--judge-group", type=int, default=4, help="G rollouts per prompt")
+    ap.add_argument("--judge-n", type=int, default=48, help="cast pairs (a third held out by LR)")
+    ap.add_argument("--judge-warmup", type=float, default=0.0, help="share of GRPO steps of lr warm-up")
+    ap.add_argument("--judge-schedule", default="linear", help="lr schedule after the warm-up")
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -321,7 +366,11 @@ def main(argv: list[str] | None = None) -> int:
                         work,
                         args.sft_lr,
                         args.judge_lr,
+                        n=args.judge_n,
                         batch=args.judge_batch,
+                        group=args.judge_group,
+                        warmup=args.judge_warmup,
+                        schedule=args.judge_schedule,
                     )
                 )
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
