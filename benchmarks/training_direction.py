@@ -331,6 +331,7 @@ def judge_seed(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds − 1")
     ap.add_argument("--sr-steps", type=int, default=80)
     ap.add_argument("--sr-lr", type=float, default=1e-2, help="AdamW lr of the LoRA in the GRPO stage")
     ap.add_argument("--sr-group", type=int, default=8, help="G samples per LR")
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     sr_rows, judge_rows = [], []
     with tempfile.TemporaryDirectory(prefix="training-direction-") as tmp:
         work = Path(tmp)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             if not args.skip_sr:
                 sr_rows.append(sr_seed(seed, args.sr_steps, work, args.sr_lr, args.sr_group, args.sr_batch))
                 print(json.dumps({"sr": sr_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
