@@ -294,44 +294,50 @@ def area_resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
     is separable (a mean over a rectangle is a mean of row means), so it runs per axis: over rows, then over the
     columns as rows of the transposed image (``cv2.transpose``; gathering strided columns in place cost 2-3x more).
     Per axis, the cells are grouped by width (two or three distinct widths); each group sums its ``width`` shifted
-    whole rows in float64 and divides once, block by block so the float64 accumulator stays small: O(pixels) work,
-    exact to float32 rounding. Written here because no library at hand computes this pooling on numpy arrays
-    (OpenCV's INTER_AREA weights partial pixels). (Until degrade version 2 this was a float64 prefix sum: equal up to
-    one float32 ulp, 5-20x slower.) CPU for 3840x2144x3 on the 2-core dev VM: 0.03-0.14 s down by 0.2-0.77, 0.4 s
-    up by 1.3 (version 3, columns gathered in place: 0.08-0.36 s and 0.78 s, same values).
+    whole rows in float64 and divides once: O(pixels) work, exact to float32 rounding. The work goes by bands of
+    output rows (~2 MB), so every temporary stays small: image-sized ones cost as much again in page faults.
+    Written here because no library at hand computes this pooling on numpy arrays (OpenCV's INTER_AREA weights
+    partial pixels). (Until degrade version 2 this was a float64 prefix sum: equal up to one float32 ulp, 5-20x
+    slower.) CPU for 3840x2144x3 on the 2-core dev VM: 0.03-0.14 s down by 0.2-0.77, 0.4 s up by 1.3 (version 3,
+    columns gathered in place: 0.08-0.36 s and 0.78 s, same values).
     """
-    rows = _area_rows(np.ascontiguousarray(img), height)
-    return cv2.transpose(_area_rows(cv2.transpose(rows), width))
+    img = np.ascontiguousarray(img)
+    out = np.empty((height, width, *img.shape[2:]), np.float32)
+    band = max(1, _AREA_BAND // max(1, img[0].size))
+    for top in range(0, height, band):
+        rows = _area_rows(img, height, top, min(height, top + band))
+        out[top : top + rows.shape[0]] = cv2.transpose(_area_rows(cv2.transpose(rows), width)).reshape(
+            rows.shape[0], width, *img.shape[2:]
+        )
+    return out
 
 
-_AREA_BLOCK = 1 << 18  # float64 accumulator elements per block
+_AREA_BAND = 1 << 19  # input-row elements per band of output rows
 
 
-def _area_rows(img: np.ndarray, n_out: int) -> np.ndarray:
-    """adaptive_avg_pool along axis 0 of a C-contiguous array."""
-    n_in = img.shape[0]
+def _area_rows(img: np.ndarray, n_out: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """Cells ``lo:hi`` of adaptive_avg_pool along axis 0 (to ``n_out`` cells) of a C-contiguous array."""
+    n_in, hi = img.shape[0], n_out if hi is None else hi
     if n_in == n_out:
-        return img
+        return img[lo:hi]
     if n_in % n_out == 0:  # disjoint equal bins: a reshape-mean
-        grouped = img.reshape(n_out, n_in // n_out, *img.shape[1:])
+        k = n_in // n_out
+        grouped = img[lo * k : hi * k].reshape(hi - lo, k, *img.shape[1:])
         return grouped.mean(axis=1, dtype=np.float64).astype(np.float32)
-    i = np.arange(n_out, dtype=np.int64)
+    i = np.arange(lo, hi, dtype=np.int64)
     start = (i * n_in) // n_out
     cell = -((-(i + 1) * n_in) // n_out) - start  # end - start
-    out = np.empty((n_out, *img.shape[1:]), np.float32)
-    per_block = max(1, _AREA_BLOCK // max(1, img[0].size))
+    out = np.empty((hi - lo, *img.shape[1:]), np.float32)
     for width in np.unique(cell):
-        cells = np.flatnonzero(cell == width)
+        sel = np.flatnonzero(cell == width)
         if width == 1:  # upscaling: a cell of one pixel is that pixel
-            out[cells] = img[start[cells]]
+            out[sel] = img[start[sel]]
             continue
-        for b in range(0, cells.size, per_block):
-            sel = cells[b : b + per_block]
-            acc = img[start[sel]].astype(np.float64)
-            for j in range(1, int(width)):
-                acc += img[start[sel] + j]
-            acc /= float(width)
-            out[sel] = acc
+        acc = img[start[sel]].astype(np.float64)
+        for j in range(1, int(width)):
+            acc += img[start[sel] + j]
+        acc /= float(width)
+        out[sel] = acc
     return out
 
 
@@ -364,11 +370,17 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def _jpeg(img_u8: np.ndarray, quality: int) -> np.ndarray:
-    """Round-trip through libjpeg (4:2:0). OpenCV assumes BGR, so swap channels for the right YCbCr transform."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img_u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    """Round-trip through libjpeg (4:2:0). OpenCV assumes BGR, so swap channels for the right YCbCr transform.
+
+    The swaps run in place (``img_u8`` is overwritten): every image-sized array spared is ~1/4 of a fresh one's page
+    faults, which cost as much as the arithmetic here (kernel time was ~30 % of the degradation's CPU).
+    """
+    bgr = cv2.cvtColor(img_u8, cv2.COLOR_RGB2BGR, dst=img_u8)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("cv2.imencode failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB, dst=decoded)
 
 
 def _jpeg_float(img: np.ndarray, quality: int) -> np.ndarray:

@@ -166,21 +166,22 @@ def fft_filter(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     mult = _tile_multiplier(np.ascontiguousarray(kernel, np.float64).tobytes(), size, tile_h, tile_w)
     padded = cv2.copyMakeBorder(img, p, p + ny * step_h - h, p, p + nx * step_w - w, BORDER)
     padded = padded.reshape(*padded.shape[:2], channels)  # copyMakeBorder drops a single channel's axis
-    out_planes = []
+    out = np.empty((h, w, channels), np.float32)
+    band = np.empty((channels, step_h, nx * step_w), np.float32)  # one row of tiles, per channel, reused
     tile = np.empty((tile_h, tile_w), np.float32)
     y = np.empty((tile_h, tile_w), np.float32)
-    for c in range(channels):
-        plane = padded[..., c]
-        out = np.empty((ny * step_h, nx * step_w), np.float32)
-        for ty in range(ny):
+    for ty in range(ny):
+        for c in range(channels):
             for tx in range(nx):
-                tile[:] = plane[ty * step_h : ty * step_h + tile_h, tx * step_w : tx * step_w + tile_w]
+                tile[:] = padded[ty * step_h : ty * step_h + tile_h, tx * step_w : tx * step_w + tile_w, c]
                 freq = cv2.dft(tile)
                 cv2.multiply(freq, mult, freq)
                 cv2.idft(freq, y, flags=cv2.DFT_REAL_OUTPUT)
-                valid = y[p : p + step_h, p : p + step_w]
-                out[ty * step_h : (ty + 1) * step_h, tx * step_w : (tx + 1) * step_w] = valid
-        out_planes.append(out[:h, :w])
-    if squeeze:
-        return np.ascontiguousarray(out_planes[0])
-    return cv2.merge(out_planes)
+                band[c, :, tx * step_w : (tx + 1) * step_w] = y[p : p + step_h, p : p + step_w]
+        rows = min(step_h, h - ty * step_h)
+        dst = out[ty * step_h : ty * step_h + rows]
+        if channels == 1:
+            dst[..., 0] = band[0, :rows, :w]
+        else:  # interleave straight into the output: no image-sized planes to allocate (and page in) and merge
+            cv2.merge([band[c, :rows, :w] for c in range(channels)], dst=dst)
+    return out[..., 0] if squeeze else out

@@ -113,14 +113,18 @@ def add_poisson_noise(img: np.ndarray, scale: float, gray: bool, rng: np.random.
     ``vals = 2 ** ceil(log2(#distinct levels))``; the noise is ``(Poisson(x * vals) / vals - x) * scale``, added to the
     *unrounded* image (and to every channel when gray).
     """
-    height, width = img.shape[:2]
-    src = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None] if gray else img
-    levels = cv2.convertScaleAbs(np.maximum(src, 0.0), alpha=255.0).reshape(height, width, -1)
+    height, width, channels = img.shape
+    levels = np.empty((height, width, 1 if gray else channels), np.uint8)
+    step = _rows_per_block(width * levels.shape[2])
+    for top in range(0, height, step):  # by blocks: no image-sized float temporary (their page faults cost)
+        block = img[top : top + step]
+        src = cv2.cvtColor(block, cv2.COLOR_RGB2GRAY) if gray else block.copy()
+        np.maximum(src, 0.0, out=src)  # convertScaleAbs would mirror negatives (a bicubic overshoot)
+        cv2.convertScaleAbs(src, dst=levels[top : top + step, :, 0] if gray else levels[top : top + step], alpha=255.0)
     hist = cv2.calcHist([levels.reshape(height, -1)], [0], None, [256], [0, 256])
     vals = 2 ** math.ceil(math.log2(max(1, int(np.count_nonzero(hist)))))
     offset = np.arange(256, dtype=np.float32) * np.float32(scale / 255.0)  # l / 255 * scale
     gain = np.float32(scale / vals)
-    step = _rows_per_block(width * levels.shape[2])
     for top in range(0, height, step):
         lv = levels[top : top + step]
         noise = poisson_counts(lv, vals, rng).astype(np.float32).reshape(lv.shape)
