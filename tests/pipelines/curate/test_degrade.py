@@ -409,11 +409,12 @@ def test_poisson_noise_is_basicsr_formula(gray: bool) -> None:
     consume the same 64-bit words)."""
     from pipelines.curate.degrade_noise import add_poisson_noise
 
-    img = np.random.default_rng(8).random((300, 64, 3), dtype=np.float32) * 0.6 + 0.2
+    img = np.random.default_rng(8).random((1500, 64, 3), dtype=np.float32) * 0.6 + 0.2  # 3 blocks of rows
+    img[::97, ::5] = -0.004  # a bicubic overshoot below 0: level 0, not a mirrored level 1
     ours = img.copy()
     add_poisson_noise(ours, 1.7, gray, np.random.Generator(np.random.PCG64(9)))
     src = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None] if gray else img
-    levels = np.clip(np.rint(src.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    levels = np.clip(np.rint(src * np.float32(255)), 0, 255).astype(np.uint8)  # float32, as torch's (img * 255)
     vals = 2 ** math.ceil(math.log2(len(np.unique(levels))))
     k = _poisson_counts(levels.ravel(), vals, np.random.Generator(np.random.PCG64(9))).reshape(levels.shape)
     ref = np.clip(img + (k / vals - levels / 255) * 1.7, 0, 1)
