@@ -5,6 +5,7 @@
    each atomically: the unit's staged samples (``staging/<unit>.tar``), its table parts (sources, images, rejects,
    staged_samples), thumbnails, and last its completion marker. A unit whose marker exists with the same config
    hash is skipped on rerun; a unit without one is rebuilt from scratch, overwriting its parts (no duplicates).
+   The HR PNG of a sample is encoded on a second thread while its degradation runs (``overlap_encode``, ``_encoder``).
 3. ``dedup`` needs every image of the run, so it runs after all units, on the images table (hashes) and the 256-px
    thumbnails (crop-aware matching, pipelines.curate.dedup); no source is decoded again.
    Duplicates become rejects (stage ``dedup``) in ``tables/rejects/part-dedup.parquet``.
@@ -12,7 +13,8 @@
 5. ``pack`` copies the staged samples of the kept images, sorted by sample key (a content hash, so the order is a
    fixed pseudo-random shuffle), into size/count-limited shards, and writes the final ``samples`` table; then the
    staging tars are removed (a rerun reads shipped samples back from the shards; ``units_to_restage``).
-   Building before dedup means duplicates cost a build each, but every source is decoded exactly once.
+   Building before dedup means near and crop duplicates cost a build each (exact copies only a decode, see
+   ``claim_pixels``), but every source is decoded exactly once.
 
 The account ``seen = kept + rejected`` is checked by ``summarize`` at the end of every run.
 """
