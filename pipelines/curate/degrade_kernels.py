@@ -96,8 +96,8 @@ def filter_image(img: np.ndarray, spec: dict, gain: float = 1.0) -> np.ndarray:
 
     - iso: the isotropic Gaussian is the outer product of its normalised 1-D profile, so two 1-D passes
       (``sepFilter2D``, reading a uint8 image directly; ``gain = 1/255`` fuses the 8-bit -> [0, 1] conversion);
-    - other kernels under ``_DIRECT_MAX_TAPS`` taps (7x7, 9x9): ``cv2.filter2D`` on float32, direct summation;
-    - larger ones (11x11 to 21x21): :func:`fft_filter`. CPU per 3840x2144 RGB image on the 2-core dev VM: direct
+    - other kernels under ``_DIRECT_MAX_TAPS`` taps (7x7 to 11x11): ``cv2.filter2D`` on float32, direct summation;
+    - larger ones (13x13 to 21x21): :func:`fft_filter`. CPU per 3840x2144 RGB image on the 2-core dev VM: direct
       float32 0.10 s at 7x7 and 0.21 s at 11x11 (OpenCV's own DFT route, which ``filter2D`` takes from 13x13 on
       float32 and 9x9 on uint8, 2.0-2.4 s), :func:`fft_filter` ~0.2 s at any size (scipy real FFTs of the same
       tiles, degrade version 3, ~0.5 s).
