@@ -11,8 +11,10 @@
     faithful one on both criteria, faithful = ``a`` in even pairs and ``b`` in odd ones (``write_cast_workspace``).
     Tiny random Qwen2.5-VL (hidden 32), 6 images of one vision token each. A cold-start SFT teaches the answer
     *format* only (``training.reward.formatsft``: verdicts drawn at random), then GRPO with the recipe's rewards and
-    a trainable vision tower (``freeze_vision: false``; why: below). Held-out accuracy (consistency, both A/B orders,
-    pairs of LR images never trained on, 15 of 48 for seed 0) before GRPO (= after the format SFT) and after.
+    a trainable vision tower (``freeze_vision: false``; why: below), mirrored pairs sharing a step (the recipe's
+    ``pair_batches``), 10 % warm-up then cosine. Held-out accuracy (consistency, both A/B orders, greedy, pairs of LR
+    images never trained on: about a third of ``--judge-n`` = 160) before GRPO (= after the format SFT) and after,
+    and the teacher-forced verdict probabilities (``verdict_probs``: does the verdict depend on the images at all?).
 
 Final line: ``sr_grpo_gain_min=… judge_acc_before=… judge_acc_after=…``. Goals: gain > 0 in every seed; judge
 ≥ 0.75 held-out and ≥ 0.2 above its start.
@@ -22,42 +24,78 @@ Measured 2026-12-06 (2-core CPU shared by 7 jobs, niced; SR and judge parts run 
 +0.27 / +0.40 grey levels), ``sr_grpo_gain_min=0.00106``; action-noise share of reward variance 0.67 / 0.81 / 0.47.
 (40 steps, 2 LRs/step: +0.93 / −0.04 / +0.15 grey levels — not every seed; with G = 4, lr 1e-3: ≈ 0.)
 
-(b) NOT met. Measured 2026-12-07, seed 0, load 12–25 on the 2 cores, with a prototype of this code path (each
-GRPO run 8–16 min at that load; the last paragraph is this code). Why the old setting stayed at chance, and what
-changed:
+(b) NOT met. Earlier settings (2026-12-07 night, seed 0, load 12–25, a prototype of this code path; before = 0.5
+everywhere):
 
 - The format was not learned: after the old format SFT (80 steps, lr 3e-3) only 25 % of answers *sampled* at
-  T = 1 were well-formed (greedy ones were), so most rollouts scored 0 (GRPO's format reward mean ≈ 0.4). 160 steps
-  at 3e-3: 72 %; 80 steps at lr 1e-2: 91 % (the default now; GRPO's format reward then stays 0.9–1.0).
-- The task was invisible behind the frozen random vision tower: SFT with the *true* verdicts (an upper bound, 80
-  steps, lr 1e-2) reaches 0.5 on its own training pairs with the vision tower frozen, 0.83 train / 0.83 held-out with
-  it trainable. The recipe's ``freeze_vision: true`` default suits a pre-trained judge, not a random one.
-- With both fixed, GRPO still does not learn the preference at these budgets (before = 0.5 everywhere: the format
-  SFT's greedy answer is one position for every pair):
+  T = 1 were well-formed, so most rollouts scored 0. 80 steps at lr 1e-2: 91 % (the default; GRPO's format reward
+  then stays 0.9–1.0).
+- A frozen random vision tower hides the task (SFT on the *true* verdicts, 80 steps, lr 1e-2: 0.5 frozen, 0.83
+  held-out trainable): the benchmark sets ``freeze_vision: false``.
+- Then GRPO, G = 4 unless said, vision trainable unless said, TRL's shuffle of single prompts, no warm-up:
 
-  | vision | completions/step (G = 4) | steps | lr | held-out before → after | accuracy reward, first 5 → last 5 |
+  | setting | completions/step | steps | lr | held-out before → after | accuracy reward, first 5 → last 5 |
   |---|---|---|---|---|---|
-  | frozen | 8 | 40 | 5e-4 | 0.5 → 0.5 | 0.30 → 0.48 |
-  | frozen | 8 | 40 | 2e-3 | 0.5 → 0.5 | 0.36 → 0.40 |
-  | trainable | 8 | 40 | 2e-3 | 0.5 → 0.5 | 0.36 → 0.39 |
-  | trainable | 8 | 40 | 5e-3 | 0.5 → 0.5 | 0.19 → 0.26 |
-  | trainable | 32 | 40 | 2e-3 | 0.5 → 0.5 | 0.33 → 0.43 |
-  | trainable, darkened (×0.2–0.35) instead of cast | 32 | 40 | 2e-3 | 0.5 → 0.5 | 0.36 → 0.44 |
-  | trainable, 2×2 tokens per image (LR 28², 56² views) | 16 | 40 | 2e-3 | 0.5 → 0.5 | 0.39 → 0.41 |
-  | trainable | 16 | 40 | 5e-3 | 0.5 → 0.5 | 0.26 → 0.44 (swings 0.03–0.88) |
-  | trainable | 16 | 80 | 5e-3 | 0.5 → 0.5 | 0.26 → 0.48 (swings 0.09–0.81) |
-  | trainable | 32 (G = 8) | 40 | 3e-3 | 0.5 → 0.5 | 0.33 → 0.44 |
-  | trainable | 16 | 16 | 1e-2 | 0.5 → 0.0 | 0.06 → 0.00 (format lost at step 2) |
+  | vision frozen | 8 | 40 | 5e-4 / 2e-3 | 0.5 → 0.5 | 0.30 → 0.48 / 0.36 → 0.40 |
+  | — | 8 | 40 | 2e-3 / 5e-3 | 0.5 → 0.5 | 0.36 → 0.39 / 0.19 → 0.26 |
+  | — | 32 | 40 | 2e-3 | 0.5 → 0.5 | 0.33 → 0.43 |
+  | darkened (×0.2–0.35) instead of cast | 32 | 40 | 2e-3 | 0.5 → 0.5 | 0.36 → 0.44 |
+  | 2×2 tokens per image (LR 28², 56² views) | 16 | 40 | 2e-3 | 0.5 → 0.5 | 0.39 → 0.41 |
+  | — | 16 | 40 / 80 | 5e-3 | 0.5 → 0.5 | 0.26 → 0.44 / 0.48 (swings 0.03–0.88) |
+  | G = 8 | 32 | 40 | 3e-3 | 0.5 → 0.5 | 0.33 → 0.44 |
+  | — | 16 | 16 | 1e-2 | 0.5 → 0.0 | 0.06 → 0.00 (format lost at step 2) |
 
-  A random verdict earns 1/3 (A, B or tie). At lr ≥ 5e-3 the reward swings between whole-batch "always A" and
-  "always B" (Adam's first steps move every weight by ≈ lr whatever the gradient's size); below it the 320–1,280
-  rollouts move nothing measurable, where 320 supervised examples reach 0.83. Not tried for lack of time: a
-  learning-rate warm-up (not a recipe setting), hundreds of steps (≈ 1–2 s a step on a quiet machine), a larger
-  tiny model. The defaults are the 16 × 40 × 5e-3 row. This code, ``--skip-sr --seeds 3`` (465 s, load ≈ 20): held-out
-  0.5 → 0.5 in seeds 0 / 1 / 2 (15 / 13 / 17 held-out pairs, 0 malformed), accuracy reward 0.26 → 0.44 / 0.25 → 0.57
-  / 0.22 → 0.43, format reward 0.97; ``judge_acc_before=0.500 judge_acc_after=0.500``.
+Diagnosis (2026-12-07 morning, seed 0, n = 48, 33 training pairs = 66 mirrored prompts, 15 held-out pairs; load
+4–17 on the 2 cores; the probes are scratch scripts, the last one is ``verdict_probs`` here):
+
+1. Spread: after the format SFT the verdict at ``consistency:`` is A / B / tie with p = 0.35 / 0.42 / 0.23 — the
+   *same* for every prompt (sd of P(A) over the 66 prompts 1e-4). Groups have reward spread (TRL's
+   ``frac_reward_zero_std`` 0.0; 17 % of groups of 4 would have none on the consistency verdict alone): spread is not
+   what is missing. The format SFT's greedy answer is therefore one position for every prompt: before = 0.5.
+2. A/B mapping in the mirror order: hand-made completions naming the faithful screen position earn 1.0 and the other
+   0.0 on all 66 prompts of both orders (labels = the faithful candidate's screen position): no bug.
+3. Per-token loss: a completion is 15 tokens (2 verdicts); the format tokens are near-deterministic (format reward
+   0.97), so their gradient (∝ 1 − p) is small, and the normalisation (``dapo``) only rescales what Adam rescales
+   again. The verdict probabilities do move — P(tie) 0.23 → 0.01 within 40 steps — not in the image direction.
+   (Other ``loss_type`` values not tried.)
+4. Images: TRL's rollout inputs (token ids, ``pixel_values``, ``image_grid_thw`` = 6 × [1, 2, 2]) equal the
+   evaluation path's exactly (8 of 8 prompts). (The training forward's log-probabilities agree with a direct forward
+   within 2e-3 — as close as one prompt's images to another's: the judge's output barely depends on its images.)
+5. The cause — the tiny random judge is blind to its images, and GRPO cannot make it see at these budgets:
+   teacher-forced P(right) = P(wrong) (to 3 decimals) on held-out prompts after 40 steps (lr 5e-3), after 50 / 100 /
+   200 steps (lr 3e-3, cosine, 10 % warm-up), after 50 steps at lr 1e-2 (which then lost the format at step ≈ 75; the
+   zero-spread guard stopped it at 80). Even SFT on the *true* verdicts — the clean gradient GRPO only estimates —
+   shows no image dependence after 20 steps at lr 5e-3, 40 at 1e-2 (from the base or the format SFT) or 60 at 1e-2
+   (hidden 64, or initialisation std 0.2), then P(right) 0.79, held-out argmax accuracy 0.90 after 100 steps at 1e-2
+   from the base. The image → verdict path starts at a saddle (six one-token images among 463 prompt tokens, nearly
+   uniform attention, which cannot tell image 2 from image 3 — exactly what a mirrored pair swaps) that a
+   consistent gradient leaves only after 60–100 steps at lr 1e-2. GRPO's expected gradient per completion is about
+   half as large (∂E[r]/∂logit = p(1 − p) against 1 − p at p ≈ ½) and noisy, and at lr 1e-2 the noise breaks the
+   format before the escape.
+6. Fixed in the recipe on the way (``recipe.pair_batches``, default on): with ``order: mirror`` TRL's shuffle put a
+   pair's two orders in different steps, so the position term of the gradient (label A in one order, B in the
+   other) did not cancel within a step (a likely source of the all-A / all-B swings). Now the pairs are shuffled once
+   and both orders share a step (test: ``test_mirror_pairs_share_a_step_and_warmup_reaches_the_trainer``, fails
+   with TRL's shuffle). Warm-up and schedule are recipe settings now (``warmup_ratio``, ``lr_scheduler_type``).
+   With pair batches, 40 steps at 5e-3: 0.5 → 0.5 (P(right) = P(wrong) = 0.493), as without them.
+
+The defaults now (n = 160: 50 / 50 / 64 held-out pairs; 200 steps × 16 completions, G = 4, lr 3e-3, 10 % warm-up,
+cosine; mirrored pairs in one step), 2026-12-07, seeds 0 / 1 / 2 as three parallel processes (``--skip-sr
+--first-seed k --seeds 1``, 934–972 s each, niced, load 7–19): held-out 0.5 → 0.5 / 0.0 → 0.5 / 0.5 → 0.5 (seed
+1's format SFT greedily answers "tie" to every prompt), 0 malformed after; accuracy reward 0.31 → 0.51 / 0.29 →
+0.47 / 0.29 → 0.48, format reward 0.99–1.00, no group without reward spread. Teacher-forced P(right) = P(wrong)
+before (0.349 / 0.305 / 0.311) and after (0.499 / 0.496 / 0.497), sd of P(A) over prompts ≤ 7e-4: the gain is the
+tie answer dropping (P(tie) 0.30 / 0.39 / 0.38 → 0.001 / 0.008 / 0.006), not a preference.
+``judge_acc_before=0.333 judge_acc_after=0.500``. With a constant 5e-3 after the warm-up (seed 2) the format broke
+at step ≈ 70 and the zero-spread guard stopped the run at step 98 (0.5 → 0.0, all malformed).
+
+Likely to reach the goal, not done for lack of time: a judge that looks at its images before GRPO — several hundred
+steps at a stable lr (the supervised escape took 60–100 steps at 1e-2; GRPO's gradient is about half and noisy;
+≈ 1 h a seed here), KL to the format-SFT model (β > 0) to keep the format at a larger lr, or a tiny judge first
+taught to look at images by an SFT unrelated to the verdicts (e.g. naming the dominant colour of image 2).
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
+    for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
     python benchmarks/training_direction.py --seeds 1 --sr-steps 4 --judge-steps 2 --sft-steps 4   # smoke
 """
 
@@ -337,14 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sr-group", type=int, default=8, help="G samples per LR")
     ap.add_argument("--sr-batch", type=int, default=4, help="LRs per step")
     ap.add_argument("--sft-steps", type=int, default=80, help="format cold-start SFT steps (4 examples each)")
-    ap.add_argument("--judge-steps", type=int, default=40)
+    ap.add_argument("--judge-steps", type=int, default=200)
     ap.add_argument("--sft-lr", type=float, default=1e-2, help="format SFT lr (3e-3: sampled answers malformed)")
-    ap.add_argument("--judge-lr", type=float, default=5e-3, help="GRPO lr of the judge (1e-2 loses the format)")
+    ap.add_argument("--judge-lr", type=float, default=3e-3, help="GRPO peak lr (5e-3 constant lost the format)")
     ap.add_argument("--judge-batch", type=int, default=16, help="completions per GRPO step")
     ap.add_argument("--judge-group", type=int, default=4, help="G rollouts per prompt")
-    ap.add_argument("--judge-n", type=int, default=48, help="cast pairs (a third held out by LR)")
-    ap.add_argument("--judge-warmup", type=float, default=0.0, help="share of GRPO steps of lr warm-up")
-    ap.add_argument("--judge-schedule", default="linear", help="lr schedule after the warm-up")
+    ap.add_argument("--judge-n", type=int, default=160, help="cast pairs (a third held out by LR)")
+    ap.add_argument("--judge-warmup", type=float, default=0.1, help="share of GRPO steps of lr warm-up")
+    ap.add_argument("--judge-schedule", default="cosine", help="lr schedule after the warm-up")
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
