@@ -1,19 +1,28 @@
 """Photo-vs-graphic score: is a picture a camera photograph, or a graphic (vector art, illustration, 3-D render,
 UI, logo)?
 
-``photo_features`` measures four cues that the photo-vs-computer-graphics literature uses (exact flatness, the
-noise residual and its cross-channel correlation from demosaicing, colour saturation; Athitsos, Swain & Frankel
-1997, "Distinguishing photographs and graphics on the World Wide Web"; Ng & Chang 2005, "Physics-motivated features
-for distinguishing photographic images and computer graphics"), and ``photo_score`` maps them through a logistic
-regression to a probability-like score in [0, 1].
-The coefficients below were fitted on the labelled set ``tests/pipelines/curate/photo_labels.csv`` (Debian wallpaper
-packages and the sample photos bundled with scikit-image, scikit-learn and matplotlib, labelled by looking) by
-``benchmarks/photo_classifier.py --fit``; that script and ``tests/pipelines/curate/test_photo.py`` report the
-held-out (leave-one-picture-group-out) precision and recall, and the per-image table is in
-``benchmarks/results/photo_classifier.md``.
+``photo_features`` measures FEATURES, cues that the photo-vs-computer-graphics literature uses (Athitsos, Swain &
+Frankel 1997, "Distinguishing photographs and graphics on the World Wide Web"; Ng & Chang 2005, "Physics-motivated
+features for distinguishing photographic images and computer graphics"; Lyu & Farid 2005, "How realistic is
+photorealistic?"), and ``photo_score`` maps them through an L2-regularised logistic regression to a continuous
+score in [0, 1]. Three families, each described where it is computed:
 
-Every feature is an intensive statistic (a rate, a percentile over tiles, a count on a fixed-size pixel sample), so
-the score of a crop estimates the score of the whole picture; the spread across crops is measured in the benchmark.
+- sensor noise and demosaicing, at native resolution on GRID x GRID evenly spread TILE-px tiles
+  (:func:`tile_features`): zero, sig10, kurt, corr, sratio, chroma, ncol;
+- exact flatness across JPEG block borders (:func:`flat_runs`): runs;
+- colour and structure on a bounded SMALL-px area downscale (:func:`downscale_features`): sat, gzero, pal, edge,
+  planar, rstd.
+
+The coefficients were fitted on the labelled set ``tests/pipelines/curate/photo_labels.csv`` (Debian wallpaper
+packages and the sample photos bundled with scikit-image, scikit-learn and matplotlib, labelled by looking) by
+``benchmarks/photo_classifier.py --fit``, with the regularisation C chosen by group cross-validation; that script
+and ``tests/pipelines/curate/test_photo.py`` report the held-out (leave-one-picture-group-out, C chosen inside each
+fold) precision and recall, and the per-image table is ``benchmarks/results/photo_classifier.md``.
+
+Every feature is an intensive statistic (a rate, a percentile over tiles, a statistic of a fixed-size downscale),
+so the score of a crop estimates the score of the whole picture; the spread across crops is measured in the
+benchmark. Cost is bounded whatever the image size: 256 tiles of 64x64 (1 Mpx), one area downscale to 512 px and
+about 1 Mpx for the flat runs.
 
 Hand-written because no library offers a photo-vs-graphic decision that runs offline without model weights.
 """
@@ -23,25 +32,68 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-PHOTO_VERSION = "photo/1"
+PHOTO_VERSION = "photo/2"
 
 TILE = 64  # native-resolution tile edge (px) for the residual statistics
 GRID = 16  # tiles per axis, evenly spread (at most 256 tiles, whatever the image size)
 SAMPLE_PIXELS = 1 << 20  # the equality statistic reads about this many pixels, whatever the image size
-COLOUR_PIXELS = 1 << 18  # and the saturation statistic about this many
+SMALL = 512  # long side (px) of the area downscale the colour and structure statistics read
+QUIET_SIGMA = 0.05  # tiles whose noise estimate is below this (grey levels) carry no noise to compare across scales
 
-# Immerkaer (1996), "Fast noise variance estimation", CVIU 64(2): the difference of two Laplacians cancels image
-# structure up to second order, so what is left is noise (and the finest texture).
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-
-FEATURES = ("runs", "zero", "corr", "sat")
+FEATURES = tuple("runs zero sig10 kurt corr ncol sratio chroma sat gzero pal edge planar rstd".split())
 # Logistic regression on the standardised features: z = (x - MEAN) / SCALE, score = 1 / (1 + exp(-(COEF . z + B))).
-# Fitted by `benchmarks/photo_classifier.py --fit` (scikit-learn LogisticRegression, C=1, balanced classes) on the
-# whole labelled set; the figures it reports for the decision are leave-one-group-out (held out), not these.
-MEAN = (-0.670515, -0.573821, 0.749159, 0.403203)
-SCALE = (0.550129, 0.467881, 0.30165, 0.303748)
-COEF = (-1.07798, -0.644772, 0.242927, -0.0564181)
-INTERCEPT = 0.00768561
+# Fitted by `benchmarks/photo_classifier.py --fit` (scikit-learn LogisticRegression, balanced classes, C below chosen
+# by 5-fold group cross-validation) on the whole labelled set; the figures it reports are held out, not these.
+C = 1.0
+MEAN = (
+    -0.663209,
+    0.419625,
+    -0.619976,
+    1.22012,
+    0.734899,
+    -1.50515,
+    1.17571,
+    -0.406761,
+    0.420583,
+    0.216821,
+    -1.52697,
+    -1.70291,
+    0.31871,
+    0.420839,
+)
+SCALE = (
+    0.544446,
+    0.343566,
+    0.530733,
+    0.682261,
+    0.300683,
+    0.998942,
+    0.830499,
+    0.847311,
+    0.284867,
+    0.313875,
+    0.810979,
+    0.990339,
+    0.331412,
+    0.749014,
+)
+COEF = (
+    -0.583335,
+    -1.33973,
+    -1.24989,
+    -0.533596,
+    0.397983,
+    0.845601,
+    -0.491744,
+    -0.734193,
+    0.0283495,
+    -1.6438,
+    -0.639818,
+    1.10699,
+    0.462342,
+    -0.0584951,
+)
+INTERCEPT = -1.13054
 
 
 def _pack(rgb: np.ndarray) -> np.ndarray:
@@ -59,8 +111,7 @@ def flat_runs(rgb: np.ndarray) -> float:
     area crosses block borders unchanged. So the rate is taken per phase (x mod 8 for horizontal pairs, y mod 8 for
     vertical ones) and the minimum kept: for a JPEG that is the pairs straddling block borders, wherever the grid
     lies (crops and rotations shift it); for other images all phases agree. Sampled on bands of 9 rows starting at
-    multiples of 8, so each band holds one vertical pair of every phase. (Leaving out pairs of clipped pixels, which
-    are flat in photos too, was tried and separated worse on the labelled set.)
+    multiples of 8, so each band holds one vertical pair of every phase.
     """
     hh, w = rgb.shape[:2]
     if hh < 9 or w < 9:
@@ -75,51 +126,144 @@ def flat_runs(rgb: np.ndarray) -> float:
     return (rh + rv) / 2
 
 
-def residual_stats(rgb: np.ndarray) -> tuple[float, float]:
-    """(zero, corr) over an even GRID x GRID set of TILE-px tiles of the Immerkaer residual.
+def tile_stack(rgb: np.ndarray, tile: int = TILE, grid: int = GRID) -> np.ndarray:
+    """(n, t, t, 3) copy of an even grid x grid set of t-px tiles, t = tile (or the short side, made even)."""
+    h, w = rgb.shape[:2]
+    t = min(tile, h, w) // 2 * 2
+    ys = np.unique(np.linspace(0, h - t, grid).astype(int))
+    xs = np.unique(np.linspace(0, w - t, grid).astype(int))
+    rows = rgb[ys[:, None] + np.arange(t)]  # (ny, t, w, 3)
+    st = rows[:, :, xs[:, None] + np.arange(t)]  # (ny, t, nx, t, 3)
+    return np.ascontiguousarray(st.transpose(0, 2, 1, 3, 4).reshape(-1, t, t, 3))
 
-    zero: median over tiles of the share of pixels whose luma residual is exactly 0. A render's smooth areas are
-    exact polynomials of the pixel grid (residual 0); a photo's carry sensor noise, so even after JPEG most residuals
-    are non-zero. corr: median over tiles of the correlation between the red and green residuals. A camera's colour
-    filter array is demosaiced by interpolating each channel from its neighbours, which couples the channels' fine
-    detail and noise (0.6-1.0 in the photos here); flat-shaded and gradient renders have independent or no residual
-    in the two channels (tiles where either channel has none are skipped; none left -> 1.0, the greyscale value).
+
+def immerkaer(a: np.ndarray) -> np.ndarray:
+    """Residual of the 3x3 kernel [[1,-2,1],[-2,4,-2],[1,-2,1]] over the last two axes (valid part).
+
+    Immerkaer (1996), "Fast noise variance estimation", CVIU 64(2): the kernel is the outer product of two second
+    differences, so it cancels image structure up to second order (planes and, per axis, parabolas), and what is
+    left is noise (and the finest texture); for white noise of std s, E|r| = 6 s sqrt(2/pi).
+    """
+    d = a[..., :-2, :] - 2 * a[..., 1:-1, :] + a[..., 2:, :]
+    return d[..., :-2] - 2 * d[..., 1:-1] + d[..., 2:]
+
+
+def _rowcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    ok = den > 0
+    return np.where(ok, (a * b).sum(1) / np.where(ok, den, 1), np.nan)
+
+
+def tile_features(rgb: np.ndarray) -> dict[str, float]:
+    """Noise and demosaicing cues over the native-resolution tiles (medians/percentiles over tiles).
+
+    - zero: share of pixels whose 8-bit luma Immerkaer residual is exactly 0. A render's smooth areas are exact
+      polynomials of the pixel grid; a photo's carry sensor noise, so even after JPEG most residuals are non-zero.
+    - sig10: log10 of the 10th percentile of the Immerkaer noise estimate sqrt(pi/2) mean|r| / 6: a photo has
+      noise even in its quietest tiles, a render's clean areas have none.
+    - kurt: log10 kurtosis m4/m2^2 of the residual: camera noise is near-Gaussian (3), a graphic's residual is
+      zero almost everywhere and large on its edges (heavy-tailed).
+    - corr: red/green residual correlation. A colour filter array is demosaiced by interpolating each channel from
+      its neighbours, which couples the channels' fine detail and noise (0.6-1.0 in the photos here); flat-shaded
+      and gradient renders have independent or no residual in the two channels (tiles where either channel has
+      none are skipped; none left -> 1.0, the greyscale value).
+    - sratio: noise estimate of the 2x2-averaged tile over that of the tile, on the quieter half of the tiles. For
+      white (per-pixel, independent) noise, the grain renders add, averaging four pixels halves it (0.5 before
+      the residual's own gain; ~0.9 measured); demosaiced, resampled and compressed camera noise is spatially
+      correlated and fine scene texture is scale-free, so the ratio is higher (median 1.26 in photos here, 0.92 in
+      graphics).
+    - chroma: log10 of the chroma (Cb-, Cr-like) residual over the luma residual: independent per-channel grain
+      puts as much noise in chroma as in luma; demosaicing and 4:2:0 JPEG chroma subsampling smooth chroma.
+    - ncol: log10 of the number of distinct RGB colours in a tile over its pixel count: a graphic's palette is
+      small, a photo's noise makes nearly every pixel distinct.
+    """
+    st = tile_stack(rgb)
+    n, t = st.shape[:2]
+    if t < 8:
+        return dict.fromkeys(("zero", "sig10", "kurt", "corr", "sratio", "chroma", "ncol"), 0.0) | {"zero": 1.0}
+    g8 = cv2.cvtColor(st.reshape(n * t, t, 3), cv2.COLOR_RGB2GRAY).reshape(n, t, t).astype(np.float32)
+    r = immerkaer(g8)
+    sig = np.sqrt(np.pi / 2) * np.abs(r).mean((1, 2)) / 6.0
+    rr = r.reshape(n, -1)
+    m2, m4 = (rr**2).mean(1), (rr**4).mean(1)
+    kurt = np.where(m2 > 0, m4 / np.where(m2 > 0, m2 * m2, 1), 1e3)  # a residual-free tile counts as spiky
+
+    stf = st.astype(np.float32)
+    res_r, res_g = (immerkaer(stf[..., c]).reshape(n, -1) for c in (0, 1))
+    c_rg = _rowcorr(res_r, res_g)
+
+    y = stf @ np.array([0.299, 0.587, 0.114], np.float32)
+    sig_y = np.sqrt(np.pi / 2) * np.abs(immerkaer(y)).mean((1, 2)) / 6.0
+    y2 = y.reshape(n, t // 2, 2, t // 2, 2).mean((2, 4))
+    sig_y2 = np.sqrt(np.pi / 2) * np.abs(immerkaer(y2)).mean((1, 2)) / 6.0
+    quiet = np.argsort(sig_y, kind="stable")[: n // 2 or 1]
+    quiet = quiet[sig_y[quiet] > QUIET_SIGMA]
+
+    ry = np.abs(immerkaer(y)).mean((1, 2))
+    rc = np.abs(immerkaer(stf[..., 2] - y)).mean((1, 2)) + np.abs(immerkaer(stf[..., 0] - y)).mean((1, 2))
+    has = ry > 0.1
+
+    packed = np.sort(_pack(st).reshape(n, -1), axis=1)
+    ncol = 1 + (packed[:, 1:] != packed[:, :-1]).sum(1)
+    return {
+        "zero": float(np.median((r == 0).mean((1, 2)))),
+        "sig10": float(np.log10(np.percentile(sig, 10) + 0.05)),
+        "kurt": float(np.log10(np.median(kurt))),
+        "corr": float(np.nanmedian(c_rg)) if np.isfinite(c_rg).any() else 1.0,
+        "sratio": float(np.median(sig_y2[quiet] / sig_y[quiet])) if quiet.size else 0.0,
+        "chroma": float(np.log10(np.median(rc[has] / ry[has]) + 0.01)) if has.any() else -2.0,
+        "ncol": float(np.log10(np.median(ncol) / (t * t))),
+    }
+
+
+def downscale_features(rgb: np.ndarray) -> dict[str, float]:
+    """Colour and structure cues on an area downscale to SMALL px on the long side (noise averaged away).
+
+    - sat: mean HSV saturation (0..1).
+    - gzero: share of pixels whose Sobel gradient magnitude is below 1 grey level: flat fills and clean gradients.
+    - pal: log10 of the share of the 4096 colours (4 bits per channel) that occur: a graphic's palette is small.
+    - edge: log10 of the share of Canny (50/150) edge pixels: photos hold texture everywhere, graphics have few
+      edges between smooth areas.
+    - planar: share of 16x16 blocks of luma that a least-squares plane fits to within 1 grey level RMS (flat fills,
+      linear gradients, low-poly facets); rstd: log10 of the median RMS of that fit (texture left over).
     """
     h, w = rgb.shape[:2]
-    t = min(TILE, h, w)
-    if t < 3:
-        return 1.0, 1.0
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    zero, corr = [], []
-    for y in np.unique(np.linspace(0, h - t, GRID).astype(int)).tolist():
-        for x in np.unique(np.linspace(0, w - t, GRID).astype(int)).tolist():
-            r = cv2.filter2D(gray[y : y + t, x : x + t].astype(np.float32), -1, _IMMERKAER)[1:-1, 1:-1]
-            zero.append(float((r == 0).mean()))
-            tile = rgb[y : y + t, x : x + t].astype(np.float32)
-            rr = cv2.filter2D(tile[..., 0], -1, _IMMERKAER)[1:-1, 1:-1].ravel()
-            rg = cv2.filter2D(tile[..., 1], -1, _IMMERKAER)[1:-1, 1:-1].ravel()
-            if rr.std() > 0 and rg.std() > 0:
-                corr.append(float(np.corrcoef(rr, rg)[0, 1]))
-    return float(np.median(zero)), float(np.median(corr)) if corr else 1.0
-
-
-def mean_saturation(rgb: np.ndarray) -> float:
-    """Mean HSV saturation (0..1) of a strided sample of about COLOUR_PIXELS pixels."""
-    h, w = rgb.shape[:2]
-    s = max(1, int(np.ceil(np.sqrt(h * w / COLOUR_PIXELS))))
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb[::s, ::s]), cv2.COLOR_RGB2HSV)
-    return float(hsv[..., 1].mean() / 255.0)
+    k = SMALL / max(h, w)
+    if k < 1:
+        rgb = cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    gs = g.astype(np.float32)
+    gm = cv2.magnitude(cv2.Sobel(gs, cv2.CV_32F, 1, 0), cv2.Sobel(gs, cv2.CV_32F, 0, 1))
+    q = (rgb >> 4).astype(np.uint32)
+    codes = (q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]
+    edges = cv2.Canny(g, 50, 150)
+    b = 16
+    hb, wb = g.shape[0] // b, g.shape[1] // b
+    if hb and wb:
+        blk = gs[: hb * b, : wb * b].reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(-1, b * b)
+        yy, xx = np.mgrid[0:b, 0:b]
+        a = np.stack([np.ones(b * b), xx.ravel(), yy.ravel()], 1)
+        coef, *_ = np.linalg.lstsq(a, blk.T, rcond=None)
+        rstd = (blk.T - a @ coef).std(0)
+    else:
+        rstd = np.zeros(1)
+    return {
+        "sat": float(hsv[..., 1].mean() / 255.0),
+        "gzero": float((gm < 1).mean()),
+        "pal": float(np.log10(np.unique(codes).size / 4096)),
+        "edge": float(np.log10((edges > 0).mean() + 1e-4)),
+        "planar": float((rstd < 1.0).mean()),
+        "rstd": float(np.log10(np.median(rstd) + 0.1)),
+    }
 
 
 def photo_features(rgb: np.ndarray) -> dict[str, float]:
     """The FEATURES of one HxWx3 uint8 sRGB picture, on the scales the regression uses (rates on a log scale)."""
-    zero, corr = residual_stats(rgb)
-    return {
-        "runs": float(np.log10(flat_runs(rgb) + 0.01)),
-        "zero": float(np.log10(zero + 0.01)),
-        "corr": corr,
-        "sat": mean_saturation(rgb),
-    }
+    f = {"runs": float(np.log10(flat_runs(rgb) + 0.01))} | tile_features(rgb) | downscale_features(rgb)
+    return {k: f[k] for k in FEATURES}
 
 
 def photo_score(features: dict[str, float]) -> float:
