@@ -340,8 +340,8 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
     - mean_luma, clip_low, clip_high: mean luma and the shares of pixels with luma <= 2 and >= 253.
     - jpeg_quality: :func:`estimate_jpeg_quality` of ``quantization`` (None when there is none).
     - photo_score: :func:`pipelines.curate.photo.photo_score` of :func:`pipelines.curate.photo.photo_features`, a
-      logistic regression (0..1, continuous) over exact flatness, the noise residual's zero share and red/green
-      correlation, and saturation, fitted and measured on ``tests/pipelines/curate/photo_labels.csv``.
+      logistic regression (0..1, continuous) over sensor-noise, demosaicing, exact-flatness, colour and structure
+      cues (photo/2), fitted and measured on ``tests/pipelines/curate/photo_labels.csv``.
     - period_snr, period_factor, reupsample_ratio: the effective-resolution evidence of
       :func:`pipelines.curate.effres.measure_effres` on the native luma (bounded rows and tiles).
     """
