@@ -87,11 +87,12 @@ cosine; mirrored pairs in one step), 2026-12-07, seeds 0 / 1 / 2 as three parall
 before (0.349 / 0.305 / 0.311) and after (0.499 / 0.496 / 0.497), sd of P(A) over prompts ≤ 7e-4: the gain is the
 tie answer dropping (P(tie) 0.30 / 0.39 / 0.38 → 0.001 / 0.008 / 0.006), not a preference.
 ``judge_acc_before=0.333 judge_acc_after=0.500``. With a constant 5e-3 after the warm-up (seed 2) the format broke
-at step ≈ 70 and the zero-spread guard stopped the run at step 98 (0.5 → 0.0, all malformed).
+at step ≈ 70 and the zero-spread guard stopped the run at step 98 (0.5 → 0.0, all malformed); KL β = 0.04 to
+the format-SFT model does not hold it at lr 1e-2 (cosine, seed 0: format lost at step ≈ 48, stopped at 51).
 
 Likely to reach the goal, not done for lack of time: a judge that looks at its images before GRPO — several hundred
 steps at a stable lr (the supervised escape took 60–100 steps at 1e-2; GRPO's gradient is about half and noisy;
-≈ 1 h a seed here), KL to the format-SFT model (β > 0) to keep the format at a larger lr, or a tiny judge first
+≈ 1 h a seed here), a larger KL to the format-SFT model to keep the format at a larger lr, or a tiny judge first
 taught to look at images by an SFT unrelated to the verdicts (e.g. naming the dominant colour of image 2).
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
