@@ -40,7 +40,22 @@ SAMPLE_PIXELS = 1 << 20  # the equality statistic reads about this many pixels, 
 SMALL = 512  # long side (px) of the area downscale the colour and structure statistics read
 QUIET_SIGMA = 0.05  # tiles whose noise estimate is below this (grey levels) carry no noise to compare across scales
 
-FEATURES = tuple("runs zero sig10 kurt corr ncol sratio chroma sat gzero pal edge planar rstd".split())
+FEATURES = (
+    "runs",
+    "zero",
+    "sig10",
+    "kurt",
+    "corr",
+    "ncol",
+    "sratio",
+    "chroma",
+    "sat",
+    "gzero",
+    "pal",
+    "edge",
+    "planar",
+    "rstd",
+)
 # Logistic regression on the standardised features: z = (x - MEAN) / SCALE, score = 1 / (1 + exp(-(COEF . z + B))).
 # Fitted by `benchmarks/photo_classifier.py --fit` (scikit-learn LogisticRegression, balanced classes, C below chosen
 # by 5-fold group cross-validation) on the whole labelled set; the figures it reports are held out, not these.
