@@ -89,7 +89,7 @@ tie answer dropping (P(tie) 0.30 / 0.39 / 0.38 → 0.001 / 0.008 / 0.006), not a
 ``judge_acc_before=0.333 judge_acc_after=0.500``. With a constant 5e-3 after the warm-up (seed 2) the format broke
 at step ≈ 70 and the zero-spread guard stopped the run at step 98 (0.5 → 0.0, all malformed); KL β = 0.04 to
 the format-SFT model does not hold it at lr 1e-2 (cosine, seed 0: format lost at step ≈ 48, stopped at 51); a
-cosine from 5e-3 over 400 steps loses it at step ≈ 164 (seed 0, P(right) = P(wrong) until then).
+cosine from 5e-3 over 400 steps loses it at step ≈ 164 (seed 0; P(right) = P(wrong) = 0.500 at step 100).
 
 Likely to reach the goal, not done for lack of time: a judge that looks at its images before GRPO — several hundred
 steps at a stable lr (the supervised escape took 60–100 steps at 1e-2; GRPO's gradient is about half and noisy;
