@@ -24,11 +24,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.curate.effres import EffRes, effective_scale, measure_effres
-from pipelines.curate.photo import photo_features, photo_score
+from pipelines.curate.effres import EFFRES_VERSION, EffRes, effective_scale, measure_effres
+from pipelines.curate.photo import PHOTO_VERSION, photo_features, photo_score
 from schemas.records import Rejection
 
-FILTERS_VERSION = "filters/3"  # 2: effective resolution (upscaled); 3: photo_score from pipelines.curate.photo
+# 2: effective resolution (upscaled); 3: photo_score from pipelines.curate.photo; 4: effres/2 rule and settings.
+# The photo and effres versions are part of it, so a change of either re-runs the filters of a resumed curation.
+FILTERS_VERSION = f"filters/4+{PHOTO_VERSION}+{EFFRES_VERSION}"
 
 # --- measurement constants (part of the score definitions, hence of FILTERS_VERSION) ---
 TILE = 64  # native-resolution tile edge (px) for the per-tile statistics

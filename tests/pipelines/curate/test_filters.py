@@ -384,7 +384,7 @@ def test_measure_rejects_wrong_input_and_handles_tiny_images() -> None:
         measure(np.zeros((16, 16, 3), np.float32))
     tiny = measure(_photo(size=256)[:20, :30])
     assert 0.0 <= tiny.photo_score <= 1.0 and 0.0 <= tiny.flat_fraction <= 1.0
-    assert FILTERS_VERSION == "filters/3"
+    assert FILTERS_VERSION == "filters/4+photo/2+effres/2"
 
 
 # Real data: the photo score on every Debian wallpaper and bundled sample picture is tested, held out, in
