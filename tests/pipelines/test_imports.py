@@ -78,3 +78,14 @@ def test_the_readme_layout_names_every_stage_and_module():
     for stage in STAGES:
         missing += [f"{stage}/{p.stem}" for p in (root / stage).glob("[!_]*.py") if p.stem not in section]
     assert missing == []
+
+
+def test_the_readme_layout_names_every_labelling_module():
+    """The labelling row of the layout table names each module of labelling/ (a split or a new module fails here)."""
+    from pathlib import Path
+
+    root = Path(pipelines.__path__[0]).parent
+    readme = (root / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `labelling/` |"))
+    missing = [p.stem for p in (root / "labelling").glob("[!_]*.py") if f"`{p.stem}`" not in row]
+    assert missing == []
