@@ -90,11 +90,13 @@ tie answer dropping (P(tie) 0.30 / 0.39 / 0.38 → 0.001 / 0.008 / 0.006), not a
 at step ≈ 70 and the zero-spread guard stopped the run at step 98 (0.5 → 0.0, all malformed); KL β = 0.04 to
 the format-SFT model does not hold it at lr 1e-2 (cosine, seed 0: format lost at step ≈ 48, stopped at 51); a
 cosine from 5e-3 over 400 steps loses it at step ≈ 164 (seed 0; P(right) = P(wrong) = 0.500 at step 100).
+A cosine from 3e-3 over 600 steps (seed 0, n = 160, 505 s at load 3–4) keeps the format and stays blind: P(right)
+= P(wrong) = 0.500 at steps 200, 400 and 600; held-out 0.5 → 0.5.
 
-Likely to reach the goal, not done for lack of time: a judge that looks at its images before GRPO — several hundred
-steps at a stable lr (the supervised escape took 60–100 steps at 1e-2; GRPO's gradient is about half and noisy;
-≈ 1 h a seed here), a larger KL to the format-SFT model to keep the format at a larger lr, or a tiny judge first
-taught to look at images by an SFT unrelated to the verdicts (e.g. naming the dominant colour of image 2).
+Likely to reach the goal, not done for lack of time: a judge that looks at its images before GRPO — a tiny judge
+first taught to look at them by an SFT unrelated to the verdicts (e.g. naming the dominant colour of image 2 or
+3), or a larger lr for the image path only with the format held by a larger KL; a stable lr alone did not do it
+in 600 steps (the supervised escape took 60–100 steps at 1e-2; GRPO's gradient is about half and noisy).
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
