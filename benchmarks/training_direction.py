@@ -249,6 +249,53 @@ def write_cast_workspace(root: Path, n: int, seed: int) -> Path:
     return root
 
 
+HUES = ("red", "yellow", "green", "cyan", "blue", "magenta")
+
+
+def colour_word(image, s_min: float = 0.15) -> str:
+    """A coarse colour word from an image's mean RGB: ``grey`` when its HSV saturation is below ``s_min``, else the
+    nearest of six 60° hue sectors centred on red, yellow, green, cyan, blue, magenta. On the cast task the cast
+    candidate is mostly ``red`` and the faithful one shares the LR's word; the words tell them apart in about 87 % of
+    pairs (seed 0, 300 pairs, ``s_min`` 0.15; 81 % at 0.05)."""
+    import colorsys
+
+    r, g, b = np.asarray(image.convert("RGB"), np.float64).reshape(-1, 3).mean(0) / 255
+    h, sat, _ = colorsys.rgb_to_hsv(r, g, b)
+    return "grey" if sat < s_min else HUES[int(((h * 360 + 30) % 360) // 60)]
+
+
+def describe_images(images: list) -> str:
+    """The describe cold start's think text: ``image k: <colour word>`` for each image in prompt order. A function of
+    the pixels only (``formatsft.train`` passes it the images, never the labels)."""
+    return "; ".join(f"image {k}: {colour_word(im)}" for k, im in enumerate(images, 1))
+
+
+@torch.no_grad()
+def description_accuracy(model_dir: Path, samples, budget: dict, limit: int = 24) -> dict:
+    """Share of the colour words a judge writes (greedy and sampled at T = 1, inside ``<think>``) that equal
+    ``describe_images``' word for that image position, on up to ``limit`` prompts (both orders)."""
+    import re
+
+    from training.reward.examples import PixelBudget, make_examples
+    from training.reward.judge import load_model, load_processor
+
+    model, proc = load_model(model_dir, "cpu", torch.float32), load_processor(model_dir)
+    exs = [ex for s in samples for ex in make_examples(s, PixelBudget.model_validate(budget), order="mirror")][:limit]
+    out = {}
+    for mode, kw in (("greedy", {"do_sample": False}), ("sampled", {"do_sample": True, "temperature": 1.0})):
+        right = total = 0
+        for ex in exs:
+            text = proc.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=False)
+            inp = proc(text=[text], images=ex.images, return_tensors="pt")
+            ids = model.generate(**inp, max_new_tokens=96, **kw)[0, inp["input_ids"].shape[1] :]
+            said = dict(re.findall(r"image (\d+): (\w+)", proc.decode(ids, skip_special_tokens=True)))
+            for k, im in enumerate(ex.images, 1):
+                total += 1
+                right += said.get(str(k)) == colour_word(im)
+        out[mode] = right / max(total, 1)
+    return out
+
+
 def judge_accuracy(model_dir: Path, samples) -> dict:
     from training.reward.evaluate import evaluate_pairs
     from training.reward.judge import load_judge
@@ -258,11 +305,12 @@ def judge_accuracy(model_dir: Path, samples) -> dict:
 
 
 @torch.no_grad()
-def verdict_probs(model_dir: Path, samples, budget: dict) -> dict:
-    """Teacher-forced P(consistency verdict) after the format prefix ``<think>compare</think><answer>consistency:``,
-    per prompt (both orders): mean P(right), P(wrong), P(tie), and the spread of P(A) over prompts. Greedy accuracy
-    only moves when the right verdict overtakes the wrong one; these show whether the policy's verdict depends on the
-    images at all (a judge blind to them has P(right) = P(wrong) and sd P(A) ≈ 0)."""
+def verdict_probs(model_dir: Path, samples, budget: dict, describe=None) -> dict:
+    """Teacher-forced P(consistency verdict) after the format prefix ``<think>compare</think><answer>consistency:``
+    (with ``describe``: ``<think>`` + the example's true description), per prompt (both orders): mean P(right),
+    P(wrong), P(tie), and the spread of P(A) over prompts. Greedy accuracy only moves when the right verdict overtakes
+    the wrong one; these show whether the policy's verdict depends on the images at all (a judge blind to them has
+    P(right) = P(wrong) and sd P(A) ≈ 0)."""
     from training.reward.examples import PixelBudget, make_examples
     from training.reward.judge import load_model, load_processor
 
@@ -273,9 +321,10 @@ def verdict_probs(model_dir: Path, samples, budget: dict) -> dict:
             text = proc.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=False)
             n = proc(text=[text], images=ex.images, return_tensors="pt")["input_ids"].shape[1]
             lp = []
+            think = describe(list(ex.images)) if describe else "compare"
             for v in ("A", "B", "tie"):
                 full = proc(
-                    text=[f"{text}<think>compare</think><answer>consistency: {v}"],
+                    text=[f"{text}<think>{think}</think><answer>consistency: {v}"],
                     images=ex.images,
                     return_tensors="pt",
                 )
@@ -307,6 +356,8 @@ def judge_seed(
     warmup: float = 0.0,
     schedule: str = "linear",
     pair_batches: bool = True,
+    cold_start: str = "format",
+    max_len: int = 48,
 ) -> dict:
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
@@ -317,9 +368,21 @@ def judge_seed(
     ws = write_cast_workspace(work / f"ws{seed}", n=n, seed=seed)
     base = build_tiny_qwen_vl(work / f"judge{seed}", seed=seed)
     train_s, held_s = split_by_lr(load_preferences(ws), 0.33, seed)
-    fmt = formatsft.train(base, train_s, work / f"sft{seed}", steps=sft_steps, budget=budget, seed=seed, lr=sft_lr)
+    describe = describe_images if cold_start == "describe" else None
+    fmt = formatsft.train(
+        base,
+        train_s,
+        work / f"sft{seed}",
+        steps=sft_steps,
+        budget=budget,
+        seed=seed,
+        lr=sft_lr,
+        **({"describe": describe, "max_new_tokens": max_len} if describe else {}),
+    )
+    desc_before = description_accuracy(fmt, held_s, budget) if describe else None
+    print(json.dumps({"seed": seed, "description_accuracy_after_sft": desc_before}), flush=True)
     before = judge_accuracy(fmt, held_s)
-    probs_before = verdict_probs(fmt, held_s, budget)
+    probs_before = verdict_probs(fmt, held_s, budget, describe)
     cfg = load_config(
         None,
         {
@@ -329,7 +392,7 @@ def judge_seed(
             "num_generations": group,
             "per_device_train_batch_size": batch,
             "max_steps": steps,
-            "max_completion_length": 48,
+            "max_completion_length": max_len,
             "holdout": 0.33,
             "order": "mirror",
             "pixel_budget": budget,
@@ -347,7 +410,8 @@ def judge_seed(
     summary = recipe.train(cfg)
     assert set(summary["held_out"]) == {s.rec.pair_id for s in held_s}  # the recipe held out the same pairs
     after = judge_accuracy(Path(summary["final"]), held_s)
-    probs_after = verdict_probs(Path(summary["final"]), held_s, budget)
+    probs_after = verdict_probs(Path(summary["final"]), held_s, budget, describe)
+    desc_after = description_accuracy(Path(summary["final"]), held_s, budget) if describe else None
     hist = [h for h in summary["log_history"] if "loss" in h]
     acc_r = [h.get("rewards/accuracy_reward_votes/mean", float("nan")) for h in hist]
     fmt_r = [h.get("rewards/format_reward/mean", float("nan")) for h in hist]
@@ -364,6 +428,9 @@ def judge_seed(
         "zero_spread_groups": float(np.nanmean(zero)) if zero else float("nan"),
         "probs_before": probs_before,
         "probs_after": probs_after,
+        "description_before": desc_before,
+        "description_after": desc_after,
+        "cold_start": cold_start,
         "held_pairs": len(held_s),
         "train_pairs": len(train_s),
         "stopped": summary["stopped"],
@@ -387,6 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge-n", type=int, default=160, help="cast pairs (a third held out by LR)")
     ap.add_argument("--judge-warmup", type=float, default=0.1, help="share of GRPO steps of lr warm-up")
     ap.add_argument("--judge-schedule", default="cosine", help="lr schedule after the warm-up")
+    ap.add_argument(
+        "--judge-cold-start",
+        choices=("format", "describe"),
+        default="format",
+        help="SFT think text: 'compare' (format) or a colour word per image from its pixels (describe)",
+    )
+    ap.add_argument("--judge-max-len", type=int, default=None, help="completion tokens (default 48; describe 96)")
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -414,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                         group=args.judge_group,
                         warmup=args.judge_warmup,
                         schedule=args.judge_schedule,
+                        cold_start=args.judge_cold_start,
+                        max_len=args.judge_max_len or (96 if args.judge_cold_start == "describe" else 48),
                     )
                 )
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -11,12 +11,20 @@ criterion when ties are labels, 1/2 when the label is A or B and the judge rarel
 Loss: next-token cross-entropy on the completion tokens only (the prompt, images included, is masked with −100),
 one example per forward, ``batch`` examples accumulated per AdamW step. Writes a judge folder (safetensors weights,
 processor, ``refreward.json``) that ``training.reward.judge.load_judge`` and the GRPO recipe load.
+
+Optional ``describe``: a function of the example's *images only* (the PIL views in prompt order) whose text replaces
+``compare`` inside ``<think>…</think>``, e.g. a colour word per image computed from its pixels
+(benchmarks/training_direction.py). It teaches a judge that ignores its images to look at each one by position — the
+ability a pre-trained MLLM brings — while the verdicts stay random as above. It is called with the images and never
+with the example, so it cannot read the labels: the cold start carries no preference information either way
+(tests/training/reward/test_reward_formatsft.py swaps the labels and gets identical targets).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +34,17 @@ from training.reward.judge import JUDGE_META, load_model, load_processor
 VERDICTS = ("A", "B", "tie")
 
 
-def format_target(rng: random.Random) -> str:
-    """A well-formed verdict answer with random verdicts (the format, no preference)."""
+def format_target(rng: random.Random, think: str = "compare") -> str:
+    """A well-formed verdict answer with random verdicts (the format, no preference) after ``think``."""
     c, n = rng.choice(VERDICTS), rng.choice(VERDICTS)
-    return f"<think>compare</think><answer>consistency: {c}; naturalness: {n}</answer>"
+    return f"<think>{think}</think><answer>consistency: {c}; naturalness: {n}</answer>"
+
+
+def target_for(ex: Any, rng: random.Random, describe: Callable[[list[Any]], str] | None = None) -> str:
+    """The SFT target of one example: ``describe`` sees ``ex.images`` only (never ``ex.labels`` / ``ex.votes``)."""
+    if describe is None:
+        return format_target(rng)
+    return format_target(rng, describe(list(ex.images)))
 
 
 def train(
@@ -41,6 +56,8 @@ def train(
     seed: int = 0,
     lr: float = 1e-3,
     batch: int = 4,
+    describe: Callable[[list[Any]], str] | None = None,
+    max_new_tokens: int = 48,
 ) -> Path:
     import torch
 
@@ -60,7 +77,9 @@ def train(
             ex = rng.choice(examples)
             prompt = processor.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=False)
             p_ids = processor(text=[prompt], images=ex.images, return_tensors="pt")
-            full = processor(text=[prompt + format_target(rng) + "<|im_end|>"], images=ex.images, return_tensors="pt")
+            full = processor(
+                text=[prompt + target_for(ex, rng, describe) + "<|im_end|>"], images=ex.images, return_tensors="pt"
+            )
             labels = full["input_ids"].clone()
             labels[:, : p_ids["input_ids"].shape[1]] = -100
             loss = model(**full, labels=labels).loss / batch
@@ -75,10 +94,12 @@ def train(
         "prompt_version": PROMPT_VERSION,
         "answer": "verdict",
         "pixel_budget": pb.model_dump(),
-        "max_new_tokens": 48,
+        "max_new_tokens": max_new_tokens,
         "base_model": str(Path(base).resolve()),
         "stage": "format-sft",
         "steps": steps,
     }
+    if describe is not None:
+        meta["cold_start"] = "describe"
     (out / JUDGE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

@@ -1,0 +1,96 @@
+"""The cold-start SFT's targets: the default is the old format target, and the describe cold start's text depends on
+the images only, never on the labels (swapping every label leaves every target identical)."""
+
+import dataclasses
+import json
+import random
+
+import numpy as np
+from PIL import Image
+from refreward_fixtures import TEST_BUDGET
+
+from training.reward import formatsft
+from training.reward.data import load_preferences
+from training.reward.examples import PixelBudget, make_examples
+from training.reward.judge import JUDGE_META
+
+SWAP = {"A": "B", "B": "A", "tie": "A"}
+
+
+def old_format_target(rng: random.Random) -> str:
+    """The target as formatsft wrote it before the describe option (kept here verbatim)."""
+    c, n = rng.choice(formatsft.VERDICTS), rng.choice(formatsft.VERDICTS)
+    return f"<think>compare</think><answer>consistency: {c}; naturalness: {n}</answer>"
+
+
+def spy_describe(calls: list):
+    """A describe function that would leak a label if it were handed the example (it reads ``labels`` when present)
+    and otherwise writes each image's mean RGB."""
+
+    def describe(arg):
+        calls.append(arg)
+        leak = str(getattr(arg, "labels", ""))
+        means = [np.asarray(im.convert("RGB"), float).reshape(-1, 3).mean(0).round().astype(int) for im in arg]
+        return leak + "; ".join(" ".join(map(str, m)) for m in means)
+
+    return describe
+
+
+def examples(ws):
+    pb = PixelBudget.model_validate(TEST_BUDGET)
+    return [ex for s in load_preferences(ws) for ex in make_examples(s, pb, order="mirror", seed=0)]
+
+
+def test_default_target_is_the_old_format_target(prefs_workspace):
+    exs = examples(prefs_workspace)
+    new, old = random.Random(3), random.Random(3)
+    for ex in exs * 3:
+        assert formatsft.target_for(ex, new) == old_format_target(old)
+        assert formatsft.format_target(new) == old_format_target(old)
+    assert new.random() == old.random()  # the same draws from the rng: the SFT's example order is unchanged
+
+
+def test_describe_targets_never_depend_on_the_labels(prefs_workspace):
+    exs = examples(prefs_workspace)
+    swapped = [
+        dataclasses.replace(
+            ex,
+            labels={c: SWAP[v] for c, v in ex.labels.items()},
+            votes={c: {"A": v["B"], "B": v["A"], "tie": v["tie"]} for c, v in ex.votes.items()},
+        )
+        for ex in exs
+    ]
+    assert all(s.labels != e.labels for s, e in zip(swapped, exs, strict=True))
+    calls: list = []
+    describe = spy_describe(calls)
+    r1, r2 = random.Random(5), random.Random(5)
+    t1 = [formatsft.target_for(ex, r1, describe) for ex in exs]
+    t2 = [formatsft.target_for(ex, r2, describe) for ex in swapped]
+    assert t1 == t2
+    assert all(isinstance(c, list) and all(isinstance(im, Image.Image) for im in c) for c in calls)
+    # the description does follow the images: the two screen orders of a pair show A and B swapped
+    assert any(t.split("</think>")[0] != u.split("</think>")[0] for t, u in zip(t1[::2], t1[1::2], strict=True))
+    # and the verdicts are the random format verdicts, drawn as without describe
+    r3 = random.Random(5)
+    assert [t.split("</think>")[1] for t in t1] == [old_format_target(r3).split("</think>")[1] for _ in exs]
+
+
+def test_train_writes_the_cold_start_in_the_judge_meta(tiny_judge, prefs_workspace, tmp_path):
+    samples = load_preferences(prefs_workspace)
+    default = formatsft.train(tiny_judge, samples, tmp_path / "fmt", steps=1, budget=TEST_BUDGET, batch=1)
+    meta = json.loads((default / JUDGE_META).read_text())
+    assert meta["max_new_tokens"] == 48 and "cold_start" not in meta and meta["stage"] == "format-sft"
+    calls: list = []
+    desc = formatsft.train(
+        tiny_judge,
+        samples,
+        tmp_path / "desc",
+        steps=2,
+        budget=TEST_BUDGET,
+        batch=1,
+        describe=spy_describe(calls),
+        max_new_tokens=96,
+    )
+    meta = json.loads((desc / JUDGE_META).read_text())
+    assert meta["max_new_tokens"] == 96 and meta["cold_start"] == "describe"
+    assert len(calls) == 2 and all(isinstance(c, list) for c in calls)
