@@ -47,8 +47,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.curate.effres import EFFRES_VERSION, EffRes, effective_scale, measure_effres
-from pipelines.curate.filters import FilterSettings
+from pipelines.curate.effres import EFFRES_VERSION, EffRes, measure_effres
+from pipelines.curate.filters import FilterSettings, scale_under
 
 Image.MAX_IMAGE_PIXELS = None
 B = "/usr/share/backgrounds"
@@ -196,15 +196,7 @@ def estimate(r: dict, s: FilterSettings | None) -> float:
         if r["snr"] >= 60.0:
             return round(r["factor"], 3)
         return 2.0 if r["r2"] is not None and r["r2"] < 6.5 else 1.0
-    ev = EffRes(r["snr"], r["factor"], r["r2"], r["r15"])
-    return effective_scale(
-        ev,
-        s.min_period_snr,
-        s.max_reupsample_ratio,
-        s.max_reupsample_ratio_15,
-        s.strong_period_snr,
-        s.max_reupsample_ratio_15_strong,
-    )
+    return scale_under(EffRes(r["snr"], r["factor"], r["r2"], r["r15"]), s)
 
 
 def table(rows: list[dict], s: FilterSettings) -> str:

@@ -372,7 +372,11 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
 def upscale_estimate(scores: Scores, settings: FilterSettings) -> float:
     """The picture's estimated upscale factor (1.0 = native) under ``settings`` (pipelines.curate.effres)."""
     ev = EffRes(scores.period_snr, scores.period_factor, scores.reupsample_ratio, scores.reupsample_ratio_15)
-    s = settings
+    return scale_under(ev, settings)
+
+
+def scale_under(ev: EffRes, s: FilterSettings) -> float:
+    """``effective_scale`` of the evidence ``ev`` with the thresholds of ``s`` (the one place that maps them)."""
     return effective_scale(
         ev,
         s.min_period_snr,

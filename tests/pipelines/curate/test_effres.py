@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from pipelines.curate.effres import EffRes, effective_scale, measure_effres
-from pipelines.curate.filters import FilterSettings, judge, measure
+from pipelines.curate.filters import FilterSettings, judge, measure, scale_under
 
 B = Path("/usr/share/backgrounds")
 PHOTOS = [
@@ -71,15 +71,7 @@ def downscaled(rgb: np.ndarray, d: float, kernel: str) -> np.ndarray:
 
 def estimate(rgb: np.ndarray, s: FilterSettings | None = None) -> float:
     s = s or FilterSettings()
-    ev = measure_effres(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    return effective_scale(
-        ev,
-        s.min_period_snr,
-        s.max_reupsample_ratio,
-        s.max_reupsample_ratio_15,
-        s.strong_period_snr,
-        s.max_reupsample_ratio_15_strong,
-    )
+    return scale_under(measure_effres(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)), s)
 
 
 @pytest.mark.parametrize("name", PHOTOS)
