@@ -25,8 +25,9 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 # images: 2 adds the effective-resolution columns (effective_scale .. reupsample_ratio). Version-1 parts stay
-# readable: the catalog reads parts with union_by_name, so their rows have those columns as NULL.
-IMAGES_SCHEMA_VERSION = 2
+# readable: the catalog reads parts with union_by_name, so their rows have those columns as NULL. 3 adds the rest
+# of the effres evidence (period_factor, reupsample_ratio_15), so every rejected or kept decision can be re-derived.
+IMAGES_SCHEMA_VERSION = 3
 
 
 @dataclass(slots=True)
@@ -72,6 +73,9 @@ class ImageRec:
     effective_long_side: int | None = None  # estimated native long side: max(width, height) / effective_scale
     period_snr: float | None = None  # evidence: resampling-periodicity SNR near 1/3 cycles/px
     reupsample_ratio: float | None = None  # evidence: re-upsampling ratio R(2); None without a structured tile
+    # version 3: the rest of the effres evidence; NULL in version-1 and -2 parts
+    period_factor: float | None = None  # evidence: the upscale factor the periodicity peak gives
+    reupsample_ratio_15: float | None = None  # evidence: R(1.5), low when the band above 1/3 cycles/px is empty
     schema_version: int = IMAGES_SCHEMA_VERSION
 
 
@@ -170,6 +174,8 @@ IMAGES = _t(
     ("effective_long_side", I32, True),
     ("period_snr", F64, True),
     ("reupsample_ratio", F64, True),
+    ("period_factor", F64, True),
+    ("reupsample_ratio_15", F64, True),
     V,
     version=IMAGES_SCHEMA_VERSION,
 )

@@ -321,6 +321,8 @@ def _build_source(uri, root: str | None, walked: bool, unit: str, ws: Workspace,
             round(max(w, h) / upscale),
             scores.period_snr,
             scores.reupsample_ratio,
+            scores.period_factor,
+            scores.reupsample_ratio_15,
         )
     )
     _write_thumb(ws.thumb(key), dec.rgb)

@@ -143,9 +143,28 @@ def test_tables_have_schema_version_and_sql_command_works(first_run):
     assert cols == ["reason", "n"] and sum(n for _, n in rows) == s["rejected"]
     from schemas.records import TABLES
 
-    for table in ("sources", "images", "rejects", "samples"):  # images: 2 (effective resolution), the others 1
+    for table in ("sources", "images", "rejects", "samples"):  # images: 3 (effres evidence), the others 1
         version = TABLES[table][0].__dataclass_fields__["schema_version"].default
         assert query(ws, f"select distinct schema_version from {table}")[1] == [(version,)]
+
+
+def test_images_table_keeps_the_effres_evidence_that_re_derives_the_estimate(first_run, photo_dir):
+    """images schema 3 stores all four effres measurements; with the run's thresholds they give back the stored
+    ``effective_scale`` of every decoded picture (a dropped or swapped evidence column breaks this)."""
+    ws, _ = first_run
+    from pipelines.curate.decode import decode_image
+    from pipelines.curate.effres import EffRes
+    from pipelines.curate.filters import measure, scale_under
+    from pipelines.store.catalog import query
+
+    cols = "uri, period_snr, period_factor, reupsample_ratio, reupsample_ratio_15, effective_scale"
+    rows = query(ws, f"select {cols} from images order by uri")[1]
+    settings = small_cfg().filters
+    assert rows and [scale_under(EffRes(*r[1:5]), settings) for r in rows] == [r[5] for r in rows]
+    uri, *stored = next(r for r in rows if r[4] is not None)[:5]  # one picture measured again, column by column
+    dec = decode_image((photo_dir[0] / uri).read_bytes(), uri, small_cfg().decode)
+    sc = measure(dec.rgb, dec.quantization)
+    assert stored == [sc.period_snr, sc.period_factor, sc.reupsample_ratio, sc.reupsample_ratio_15]
 
 
 def test_rerun_skips_finished_units_and_is_byte_identical(first_run, photo_dir):
