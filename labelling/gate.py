@@ -24,13 +24,13 @@ are dropped, the per-task lists of annotators keep only the user. With nobody el
 Studio's "Compare All" has nothing to compare. Changing or deleting an annotation or a draft is allowed only on the
 user's own (the owner is looked up with the admin token). Images: ``/data/local-files/?d=<relative path>`` only for an
 image file under ``images/`` named by plain path segments; Label Studio then keeps it inside its document root
-(``<workspace>/served``, holding only a link to the images, see ``labelling.server.served_root``) and inside a
+(``<workspace>/served``, holding only a link to the images, see ``labelling.accounts.served_root``) and inside a
 storage of a project. Image names there are sha256 digests,
 so an image not referenced by a task the annotator received cannot be guessed.
 
 Outbound requests. Every HTML page gets a Content-Security-Policy that allows this origin only (plus inline code,
 ``data:`` and ``blob:``, which the bundle needs): the browser cannot reach Sentry, a CDN or anything else even if a
-setting were missed (Label Studio's own Sentry is switched off in ``labelling.server.server_env``).
+setting were missed (Label Studio's own Sentry is switched off in ``labelling.accounts.server_env``).
 
 Landing. After login an annotator is sent to ``/sr4k/stream``, which redirects to the labelling stream
 (``/projects/<id>/data?labeling=1``) of the newest project (or ``?project=<id>``); ``/`` and ``/projects/`` go there
