@@ -47,6 +47,20 @@ def target_for(ex: Any, rng: random.Random, describe: Callable[[list[Any]], str]
     return format_target(rng, describe(list(ex.images)))
 
 
+def param_groups(model: Any, lr: float, vision_lr: float | None = None) -> list[dict[str, Any]]:
+    """AdamW parameter groups: every trainable parameter at ``lr`` (default), or with ``vision_lr`` the vision
+    tower's (names containing ``visual``) at ``vision_lr`` — 0 freezes them — and the rest at ``lr``."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if vision_lr is None:
+        return [{"params": [p for _, p in params]}]
+    vision = [p for n, p in params if "visual" in n]
+    if vision_lr == 0:
+        for p in vision:
+            p.requires_grad_(False)
+    groups = [{"params": [p for n, p in params if "visual" not in n], "lr": lr}]
+    return groups + ([{"params": vision, "lr": vision_lr}] if vision_lr > 0 else [])
+
+
 def train(
     base: str | Path,
     samples: list[Any],
@@ -58,6 +72,7 @@ def train(
     batch: int = 4,
     describe: Callable[[list[Any]], str] | None = None,
     max_new_tokens: int = 48,
+    vision_lr: float | None = None,
 ) -> Path:
     import torch
 
@@ -70,7 +85,7 @@ def train(
     examples = [ex for s in samples for ex in make_examples(s, pb, order="mirror", seed=seed)]
     if not examples:
         raise ValueError("format SFT needs at least one preference sample")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    opt = torch.optim.AdamW(param_groups(model, lr, vision_lr), lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         for _ in range(batch):

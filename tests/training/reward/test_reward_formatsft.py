@@ -94,3 +94,33 @@ def test_train_writes_the_cold_start_in_the_judge_meta(tiny_judge, prefs_workspa
     meta = json.loads((desc / JUDGE_META).read_text())
     assert meta["max_new_tokens"] == 96 and meta["cold_start"] == "describe"
     assert len(calls) == 2 and all(isinstance(c, list) for c in calls)
+
+
+def test_vision_lr_groups_and_freezing(tiny_judge, prefs_workspace, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from training.reward.judge import load_model
+
+    model = load_model(tiny_judge, "cpu", torch.float32)
+    names = [n for n, _ in model.named_parameters()]
+    (default,) = formatsft.param_groups(model, 1e-2)  # default: one group of every parameter at the optimizer's lr
+    assert "lr" not in default and [id(p) for p in default["params"]] == [id(p) for p in model.parameters()]
+    text, vision = formatsft.param_groups(model, 1e-2, vision_lr=1e-3)
+    assert (text["lr"], vision["lr"]) == (1e-2, 1e-3)
+    assert len(vision["params"]) == sum("visual" in n for n in names) > 0
+    assert len(text["params"]) + len(vision["params"]) == len(names)
+    # vision_lr = 0: the vision tower is frozen (bit-identical after training), the language model moves
+    out = formatsft.train(
+        tiny_judge,
+        load_preferences(prefs_workspace),
+        tmp_path / "f",
+        steps=2,
+        budget=TEST_BUDGET,
+        batch=1,
+        vision_lr=0,
+    )
+    before, after = load_file(tiny_judge / "model.safetensors"), load_file(out / "model.safetensors")
+    vis = [k for k in before if "visual" in k]
+    assert vis and all(torch.equal(before[k], after[k]) for k in vis)
+    assert any(not torch.equal(before[k], after[k]) for k in before if "visual" not in k)
