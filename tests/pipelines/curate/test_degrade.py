@@ -402,20 +402,28 @@ def test_poisson_counts_match_numpy_poisson(level: int, vals: int) -> None:
 
 
 @pytest.mark.parametrize("gray", [False, True])
-def test_poisson_noise_is_basicsr_formula(gray: bool) -> None:
+@pytest.mark.parametrize("n_levels", [None, 128])
+def test_poisson_noise_is_basicsr_formula(gray: bool, n_levels: int | None) -> None:
     """add_poisson_noise == generate_poisson_noise_pt written out: 8-bit levels of the image (or its luma), vals =
     2**ceil(log2(#levels)), noise = (Poisson(l * vals / 255) / vals - l / 255) * scale on the unrounded image, then
     clamp; the counts drawn with the same generator in one call (rows of even element count, so block-wise draws
-    consume the same 64-bit words)."""
+    consume the same 64-bit words). ``n_levels=128``: a grey image of exactly 128 levels, where vals is 128 (a count
+    off by one would give 256)."""
     from pipelines.curate.degrade_noise import add_poisson_noise
 
-    img = np.random.default_rng(8).random((1500, 64, 3), dtype=np.float32) * 0.6 + 0.2  # 3 blocks of rows
+    rng = np.random.default_rng(8)
+    if n_levels is None:
+        img = rng.random((1500, 64, 3), dtype=np.float32) * 0.6 + 0.2  # 3 blocks of rows
+    else:  # even levels 2..254 (+ level 0 from the overshoot below), off the rounding boundaries, R = G = B
+        lv = rng.integers(1, n_levels, (1500, 64, 1)) * 2 + rng.uniform(-0.3, 0.3, (1500, 64, 1))
+        img = (lv / 255).astype(np.float32).repeat(3, axis=2)
     img[::97, ::5] = -0.004  # a bicubic overshoot below 0: level 0, not a mirrored level 1
     ours = img.copy()
     add_poisson_noise(ours, 1.7, gray, np.random.Generator(np.random.PCG64(9)))
     src = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None] if gray else img
     levels = np.clip(np.rint(src * np.float32(255)), 0, 255).astype(np.uint8)  # float32, as torch's (img * 255)
     vals = 2 ** math.ceil(math.log2(len(np.unique(levels))))
+    assert n_levels is None or (len(np.unique(levels)) == n_levels and vals == n_levels)
     k = _poisson_counts(levels.ravel(), vals, np.random.Generator(np.random.PCG64(9))).reshape(levels.shape)
     ref = np.clip(img + (k / vals - levels / 255) * 1.7, 0, 1)
     np.testing.assert_allclose(ours, ref, atol=2e-6)
@@ -689,6 +697,19 @@ def test_area_resize_equals_the_prefix_sum_reference(src, dst) -> None:
     out = area_resize(img, *dst)
     assert out.shape == (*dst, 3) and out.dtype == np.float32 and out.flags.c_contiguous
     assert np.array_equal(out, _area_prefix_sum(img, *dst))
+
+
+@pytest.mark.parametrize(("src", "dst"), [((257, 129), (86, 43)), ((100, 37), (40, 37)), ((30, 45), (47, 90))])
+def test_area_resize_by_bands_of_output_rows(src, dst, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4K image is resized in many ~2 MB bands of output rows; the small images above fit in one. With the band
+    shrunk to a few rows (an uneven last band included) every band boundary must give the same values: a row lost,
+    repeated or left unwritten between two bands would show."""
+    import pipelines.curate.degrade as mod
+
+    img = np.random.default_rng(7).random((*src, 3), dtype=np.float32)
+    monkeypatch.setattr(mod, "_AREA_BAND", 7 * img[0].size)  # 7 input rows' worth: bands of 7 output rows
+    assert -(-dst[0] // 7) >= 6 and dst[0] % 7  # several bands, the last one partial
+    assert np.array_equal(mod.area_resize(img, *dst), _area_prefix_sum(img, *dst))
 
 
 def test_fast_routes_keep_the_seeded_lr(monkeypatch: pytest.MonkeyPatch) -> None:
