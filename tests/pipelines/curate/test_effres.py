@@ -116,6 +116,39 @@ def test_decision_rule_on_evidence():
     assert scale(0.0, None, None) == 1.0
 
 
+def test_scale_under_passes_each_setting_to_its_threshold():
+    """scale_under (what judge, the images table check and the benchmark use) hands every FilterSettings field to
+    the effective_scale parameter of the same name: with each threshold moved on its own, over evidence on both sides
+    of the defaults, it equals effective_scale called by keyword (two thresholds swapped would differ here)."""
+    names = (
+        "min_period_snr",
+        "max_reupsample_ratio",
+        "max_reupsample_ratio_15",
+        "strong_period_snr",
+        "max_reupsample_ratio_15_strong",
+    )
+    evidence = [
+        EffRes(snr, 1.48, r2, r15)
+        for snr in (5.0, 12.0, 40.0)
+        for r2 in (4.0, 7.8, 9.0, 20.0, None)
+        for r15 in (3.5, 4.8, 6.0, None)
+    ]
+    moved = {
+        "min_period_snr": 20.0,
+        "max_reupsample_ratio": 8.0,
+        "max_reupsample_ratio_15": 3.0,
+        "strong_period_snr": 10.0,
+        "max_reupsample_ratio_15_strong": 6.5,
+    }
+    for s in [FilterSettings()] + [FilterSettings(**{k: v}) for k, v in moved.items()]:
+        want = [effective_scale(ev, **{n: getattr(s, n) for n in names}) for ev in evidence]
+        assert [scale_under(ev, s) for ev in evidence] == want
+    # the grid tells the settings apart: each moved threshold changes at least one decision
+    base = [scale_under(ev, FilterSettings()) for ev in evidence]
+    for k, v in moved.items():
+        assert [scale_under(ev, FilterSettings(**{k: v})) for ev in evidence] != base, k
+
+
 def test_judge_rejects_upscaled_with_the_factor_and_the_effective_resolution():
     rgb = photo(PHOTOS[0])
     s = FilterSettings(min_short_side=1600, photos_only=False)  # this test is about the upscaled rule only
