@@ -270,3 +270,66 @@ def test_fast_dedup_equals_brute_force_on_planted_copies():
     assert fast == brute
     found = {k for k, _, _ in fast}
     assert "astro-crop.png" in found and "storm/portrait.jpg" in found and len(found) >= 8
+
+
+class _Templates:
+    """A part whose template at each width is given (``_best_over`` only asks ``template(level, which, width)``)."""
+
+    def __init__(self, tpls: dict[int, np.ndarray]):
+        self.tpls = tpls
+
+    def template(self, level: str, which: str, tw: int) -> np.ndarray | None:
+        return self.tpls.get(tw)
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        (0.02, 0.035, 0.012, 0.03, 0.025, 0.04, 0.016, 0.028),  # exact scores 1e-4 to 1e-3 apart: close calls
+        (0.09, 0.12, 0.012, 0.1, 0.08, 0.11, 0.095, 0.085),  # one width stands out, the others > SCREEN_EPS below
+    ],
+    ids=["close", "one-clear"],
+)
+def test_screen_estimates_within_half_eps_never_change_the_answer(noise):
+    """_best_over's contract with coarse_screen: estimates off by up to SCREEN_EPS / 2 from the exact scores give the
+    width the exact search gives, and the same pass/fail against ``floor``. Real pictures rarely have two widths
+    within SCREEN_EPS of each other, so here the part at 8 widths is the container's corner plus noise of a chosen
+    level per width (NCC about 1 - level^2 / 2): rescoring only the best estimate, trusting an estimate just below
+    ``floor``, or a lone estimate just above it, would give another answer."""
+    from pipelines.curate.dedup import _GRID, SCREEN_EPS, _best_over, _ncc_max
+
+    rng = np.random.default_rng(3)
+    big = cv2.GaussianBlur(rng.random((64, 64), dtype=np.float32), (0, 0), 2.0)
+    fracs = _GRID[:8]
+    tpls = {}
+    for f, level in zip(fracs, noise, strict=True):
+        tw = round(f * 64)
+        tpls[tw] = big[:tw, :tw] + np.float32(level * big.std()) * rng.standard_normal((tw, tw), dtype=np.float32)
+    part = _Templates(tpls)
+    exact = np.array([_ncc_max(big, tpls[round(f * 64)]) for f in fracs])
+    order = np.argsort(-exact)
+    assert order[0] == 2  # the least noise
+    if max(noise) < 0.05:
+        assert exact[order[0]] - exact[order[1]] < SCREEN_EPS / 2 and np.ptp(exact) < SCREEN_EPS
+    else:
+        assert exact[order[0]] - exact[order[1]] > 2 * SCREEN_EPS
+    score, frac = _best_over(big, part, "c", "whole", fracs, 2.0)
+    assert frac == fracs[order[0]] and score == exact[order[0]]
+    half = 0.49 * SCREEN_EPS
+    for j in range(len(fracs)):  # estimates that put width j on top (or keep the best there)
+        approx = np.where(np.arange(len(fracs)) == j, exact + half, exact - half)
+        got = _best_over(big, part, "c", "whole", fracs, 2.0, approx)
+        assert got[1] == frac and abs(got[0] - score) <= SCREEN_EPS / 2, (j, got, frac)
+    for floor in (score - 0.2 * SCREEN_EPS, score + 0.2 * SCREEN_EPS):  # the exact best just above / below floor
+        for shift in (-half, half):
+            got = _best_over(big, part, "c", "whole", fracs, 2.0, exact + shift, floor)
+            assert (got[0] >= floor) == (score >= floor), (floor - score, shift, got)
+            if score >= floor:
+                assert got[1] == frac
+    for _ in range(200):  # and any estimates within the bound
+        approx = exact + rng.uniform(-half, half, exact.size)
+        floor = score + rng.uniform(-2, 2) * SCREEN_EPS
+        got = _best_over(big, part, "c", "whole", fracs, 2.0, approx, floor)
+        assert (got[0] >= floor) == (score >= floor)
+        if score >= floor:
+            assert got[1] == frac
