@@ -211,3 +211,26 @@ def test_push_dying_between_import_and_mapping_adopts_instead_of_reimporting(ls,
     assert {k: v[0]["id"] for k, v in final.items()} == {k: m["task_id"] for k, m in mapping.items()}
     gold = [m for m in mapping.values() if m["is_gold"]]
     assert len(gold) == n_gold and all(m["gold_consistency"] == "a" for m in gold)  # answers survive adoption
+
+
+def test_a_task_deleted_on_the_server_is_imported_again_by_the_rerun(ls):
+    """Reconcile's shortcut (the mapping plus the tasks above its largest id, when the project's count agrees) is
+    only taken when it is the server's state: after a mapped task was deleted on the server (by hand, in the admin
+    UI), the count disagrees, the full listing runs, and the rerun imports that pair again, once."""
+    ws, settings = ls
+    make_lr_set(ws, "dl", 4, seed=8)
+    make_pairs(ws, "dl", 8, "dl", seed=3)
+    first = push.push_pairs(ws, "dl", project="deleted", gold_rate=0.0, settings=settings)
+    pid = first["project_id"]
+    again = push.push_pairs(ws, "dl", project="deleted", gold_rate=0.0, settings=settings)
+    assert again["imported"] == 0 and again["listed"] == "tasks after the mapped ones"  # the shortcut, when right
+    api = server.Api.for_workspace(ws, settings)
+    gone_pair, gone = sorted((k, m["task_id"]) for k, m in push.mapping(ws, pid).items())[0]
+    api.request("DELETE", f"/api/tasks/{gone}/")
+    r = push.push_pairs(ws, "dl", project="deleted", gold_rate=0.0, settings=settings)
+    assert r["listed"].startswith("every task") and r["imported"] == 1 and r["duplicates"] == 0
+    assert r["tasks_on_server"] == first["tasks_on_server"]
+    final = push.server_tasks(api, pid)
+    assert all(len(v) == 1 for v in final.values()) and final[gone_pair][0]["id"] != gone
+    mapped = push.mapping(ws, pid)
+    assert {k: v[0]["id"] for k, v in final.items()} == {k: m["task_id"] for k, m in mapped.items()}
