@@ -264,16 +264,22 @@ def colour_word(image, s_min: float = 0.15) -> str:
     return "grey" if sat < s_min else HUES[int(((h * 360 + 30) % 360) // 60)]
 
 
+CODES = {"red": "r", "yellow": "y", "green": "g", "cyan": "c", "blue": "b", "magenta": "m", "grey": "n"}
+
+
 def describe_images(images: list) -> str:
-    """The describe cold start's think text: ``image k: <colour word>`` for each image in prompt order. A function of
-    the pixels only (``formatsft.train`` passes it the images, never the labels)."""
-    return "; ".join(f"image {k}: {colour_word(im)}" for k, im in enumerate(images, 1))
+    """The describe cold start's think text: ``k:<code>`` for each image k in prompt order, the code one letter of
+    ``colour_word`` (``CODES``), e.g. ``1:y 2:y 3:r 4:n 5:n 6:r``. A function of the pixels only (``formatsft.train``
+    passes it the images, never the labels). Fixed length on purpose (one token per letter, 3 per image): every code
+    and the verdict then sit at the same position in every prompt; with the words (``image 2: yellow``, 2–6 tokens a
+    word) 2,000 SFT steps never made the description depend on the images (below)."""
+    return " ".join(f"{k}:{CODES[colour_word(im)]}" for k, im in enumerate(images, 1))
 
 
 @torch.no_grad()
 def description_accuracy(model_dir: Path, samples, budget: dict, limit: int = 24) -> dict:
-    """Share of the colour words a judge writes (greedy and sampled at T = 1, inside ``<think>``) that equal
-    ``describe_images``' word for that image position, on up to ``limit`` prompts (both orders)."""
+    """Share of the colour codes a judge writes (greedy and sampled at T = 1, inside ``<think>``) that equal
+    ``describe_images``' code for that image position, on up to ``limit`` prompts (both orders)."""
     import re
 
     from training.reward.examples import PixelBudget, make_examples
@@ -287,11 +293,12 @@ def description_accuracy(model_dir: Path, samples, budget: dict, limit: int = 24
         for ex in exs:
             text = proc.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=False)
             inp = proc(text=[text], images=ex.images, return_tensors="pt")
-            ids = model.generate(**inp, max_new_tokens=96, **kw)[0, inp["input_ids"].shape[1] :]
-            said = dict(re.findall(r"image (\d+): (\w+)", proc.decode(ids, skip_special_tokens=True)))
+            ids = model.generate(**inp, max_new_tokens=48, **kw)[0, inp["input_ids"].shape[1] :]
+            think = proc.decode(ids, skip_special_tokens=True).split("</think>")[0]
+            said = dict(re.findall(r"(\d):(\w)", think))
             for k, im in enumerate(ex.images, 1):
                 total += 1
-                right += said.get(str(k)) == colour_word(im)
+                right += said.get(str(k)) == CODES[colour_word(im)]
         out[mode] = right / max(total, 1)
     return out
 
@@ -358,6 +365,9 @@ def judge_seed(
     pair_batches: bool = True,
     cold_start: str = "format",
     max_len: int = 48,
+    sft_vision_lr: float | None = None,
+    freeze_vision: bool = False,
+    beta: float = 0.0,
 ) -> dict:
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
@@ -378,6 +388,7 @@ def judge_seed(
         seed=seed,
         lr=sft_lr,
         **({"describe": describe, "max_new_tokens": max_len} if describe else {}),
+        **({"vision_lr": sft_vision_lr} if sft_vision_lr is not None else {}),
     )
     desc_before = description_accuracy(fmt, held_s, budget) if describe else None
     print(json.dumps({"seed": seed, "description_accuracy_after_sft": desc_before}), flush=True)
@@ -402,9 +413,9 @@ def judge_seed(
             "pair_batches": pair_batches,
             "save_steps": 10_000,
             "temperature": 1.0,
-            "beta": 0.0,
+            "beta": beta,
             "seed": seed,
-            "freeze_vision": False,
+            "freeze_vision": freeze_vision,
         },
     )
     summary = recipe.train(cfg)
@@ -460,7 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         default="format",
         help="SFT think text: 'compare' (format) or a colour word per image from its pixels (describe)",
     )
-    ap.add_argument("--judge-max-len", type=int, default=None, help="completion tokens (default 48; describe 96)")
+    ap.add_argument("--judge-max-len", type=int, default=None, help="completion tokens")
+    ap.add_argument("--sft-vision-lr", type=float, default=None, help="cold-start lr of the vision tower (0 frozen)")
+    ap.add_argument("--judge-freeze-vision", action="store_true", help="GRPO with the vision tower frozen")
+    ap.add_argument("--judge-beta", type=float, default=0.0, help="GRPO KL coefficient to the cold-start model")
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -489,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
                         warmup=args.judge_warmup,
                         schedule=args.judge_schedule,
                         cold_start=args.judge_cold_start,
-                        max_len=args.judge_max_len or (96 if args.judge_cold_start == "describe" else 48),
+                        max_len=args.judge_max_len or 48,
+                        sft_vision_lr=args.sft_vision_lr,
+                        freeze_vision=args.judge_freeze_vision,
+                        beta=args.judge_beta,
                     )
                 )
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
