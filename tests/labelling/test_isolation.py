@@ -145,6 +145,7 @@ def test_secrets_are_private_outside_the_document_root_and_never_in_argv(ls, mon
     u = server.add_annotator(ws, "carol@lab.org", settings=settings)
     assert argv and u["url"].startswith(server.gate_url(settings))
     creds = server.credentials(ws)
+    assert stat.S_IMODE((d / "credentials.json").stat().st_mode) == 0o600  # rewritten with a password: still 0600
     state = json.loads((d / "server.json").read_text())
     for p in (state["pid"], state["gate_pid"]):
         argv.append(Path(f"/proc/{p}/cmdline").read_text().split("\0"))
