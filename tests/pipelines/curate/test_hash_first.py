@@ -166,3 +166,23 @@ def test_overlapped_hr_encode_gives_identical_records_and_shards(tmp_path):
     rows, tars, summary = out[True]
     assert summary["samples"] >= 3 and tars  # something was built and shipped
     assert any(r[2] == "crop_duplicate" for r in rows["rejects"])  # the crop found by dedup
+
+
+def _encode_in_child(rgb):
+    """In a forked worker: an HR encode through the build's encoder pool, bounded (a pool whose threads stayed in
+    the parent would never run it)."""
+    return steps._encoder().submit(steps.encode_png, rgb, 1).result(timeout=10)
+
+
+def test_the_encoder_pool_is_made_again_in_a_forked_child():
+    """A process runner forks workers from a parent that may have built with the overlapped encode already: the
+    child must get its own encode threads (the parent's do not exist there), and encode the same bytes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    want = steps._encoder().submit(steps.encode_png, rgb, 1).result(timeout=30)  # the parent's pool exists
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        assert pool.submit(_encode_in_child, rgb).result(timeout=60) == want
