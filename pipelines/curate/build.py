@@ -150,15 +150,22 @@ class CurateConfig(BaseModel):
         return self
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the output bytes (unit_size only regroups work, overlap_encode only
-        schedules it)."""
+        """Hash of everything that changes the output: the settings (unit_size only regroups work, overlap_encode
+        only schedules it) and the step versions. A new ``FILTERS_VERSION`` or ``DEGRADE_VERSION`` means other
+        decisions or other bytes, so a resumed curation must rebuild its units, not keep the old ones: the unit
+        markers, the pixel claims and the packed-shard reuse all compare this hash."""
         data = self.model_dump(mode="json", exclude={"unit_size", "overlap_encode"})
+        data["step_versions"] = step_versions()
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def versions(self) -> str:
-        steps = {"decode": DECODE_VERSION, "filters": FILTERS_VERSION, "crop": CROP_VERSION}
-        steps |= {"degrade": DEGRADE_VERSION, "dedup": DEDUP_VERSION, "config": self.config_hash()}
-        return json.dumps(steps, sort_keys=True)
+        return json.dumps(step_versions() | {"config": self.config_hash()}, sort_keys=True)
+
+
+def step_versions() -> dict[str, str]:
+    """The version of every step whose output a sample depends on (read at call time)."""
+    steps = {"decode": DECODE_VERSION, "filters": FILTERS_VERSION, "crop": CROP_VERSION}
+    return steps | {"degrade": DEGRADE_VERSION, "dedup": DEDUP_VERSION}
 
 
 def hr_step(scale: int) -> int:

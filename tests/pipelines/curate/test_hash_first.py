@@ -124,6 +124,28 @@ def test_prune_rebuilds_units_whose_kept_copy_left_and_drops_its_claim(copies, t
     assert held and not any(Path(u).name == "a.png" for u in held)
 
 
+@pytest.mark.parametrize("name", ["FILTERS_VERSION", "DEGRADE_VERSION", "DECODE_VERSION", "CROP_VERSION"])
+def test_a_step_version_bump_rebuilds_every_unit_of_a_resumed_curation(copies, tmp_path, monkeypatch, name):
+    """New filter or degradation code means other decisions or other bytes: after a step-version bump no finished
+    unit counts as done, the rerun builds again (the lowest copy at least; the others skip it under the new
+    claims) and every sample records the new version. Before, ``unit_done`` compared the settings only, so a
+    resumed curation kept the old samples and shards."""
+    import json
+
+    ws = tmp_path / "ws"
+    run(copies, ws)
+    cfg = small_cfg()
+    units = steps.plan(str(copies), cfg, workspace=ws).units
+    assert all(steps.unit_done(Workspace(ws), u.name, cfg) for u in units)
+    monkeypatch.setattr(steps, name, getattr(steps, name) + "+bumped")
+    assert not any(steps.unit_done(Workspace(ws), u.name, cfg) for u in units)
+    counts, summary = run(copies, ws)
+    assert len(counts) == len(units) and sum(c["built"] for c in counts) >= 1 and summary["kept"] == 1
+    con = duckdb.connect()
+    stamped = con.execute(f"select distinct versions from read_parquet('{ws}/tables/samples/*.parquet')").fetchall()
+    assert [json.loads(v)[name.split("_")[0].lower()] for (v,) in stamped] == [getattr(steps, name)]
+
+
 # --- the build's scheduling leaves every record and byte unchanged (issue 16: overlapping encode) --------------------
 
 MATE = Path("/usr/share/backgrounds/mate/nature")
