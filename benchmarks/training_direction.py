@@ -93,13 +93,35 @@ cosine from 5e-3 over 400 steps loses it at step ≈ 164 (seed 0; P(right) = P(w
 A cosine from 3e-3 over 600 steps (seed 0, n = 160, 505 s at load 3–4) keeps the format and stays blind: P(right)
 = P(wrong) = 0.500 at steps 200, 400 and 600; held-out 0.5 → 0.5.
 
-Likely to reach the goal, not done for lack of time: a judge that looks at its images before GRPO — a tiny judge
-first taught to look at them by an SFT unrelated to the verdicts (e.g. naming the dominant colour of image 2 or
-3), or a larger lr for the image path only with the format held by a larger KL; a stable lr alone did not do it
-in 600 steps (the supervised escape took 60–100 steps at 1e-2; GRPO's gradient is about half and noisy).
+Describe cold start (``--judge-cold-start describe``; 2026-12-07 midday, n = 160, load 5–11 on the 2 cores): the
+SFT's think text names a colour per image, computed from the pixels only (``describe_images``; verdicts still
+random, the labels never reach it), so the judge is taught to look at each image by position before GRPO.
+
+- Colour *words* (``image 2: yellow``, 2–6 tokens a word; seed 0): one description for every prompt (greedy
+  description accuracy ≤ 0.54, the marginal) after 600 steps at lr 1e-2 or 3e-3, with the vision tower at 1e-3
+  (``formatsft`` ``vision_lr``) or frozen, and after 1,000 steps (vision at 1e-3; the 6 images or the 3 global
+  views).
+- Fixed-length *codes* (``2:y``, 3 tokens an image, so every code and the verdict sit at one position in every
+  prompt), lr 1e-2: the description starts to follow the images at step ≈ 600 (seed 0, 16 held-out prompts: 15
+  distinct descriptions at steps 600 and 700, 1 at 100; greedy code accuracy 0.44 / 0.53 / 0.54 / 0.62 / 0.66 /
+  0.59 at steps 100 / 200 / 600 / 700 / 800 / 900).
+- Then GRPO as the defaults above (seeds 0 / 1 / 2 as parallel processes, 1,933 s each with 1,500 SFT steps):
+
+  | GRPO setting | seed | description accuracy, SFT → GRPO | held-out before → after | P(right) / P(wrong) after |
+  |---|---|---|---|---|
+  | 200 steps, lr 3e-3, β = 0, vision trained | 0 | 0.58 → 0.35 | 0.58 → 0.50 | 0.505 / 0.483 |
+  | — | 1 | 0.57 → 0.33 | 0.00 → 0.50 | 0.496 / 0.496 |
+  | — | 2 | 0.36 → 0.07 | 0.00 → 0.50 | 0.499 / 0.499 |
+
+  P(right) / P(wrong) are teacher-forced after the *true* description: the verdict does not read the codes (sd of
+  P(A) over prompts ≤ 0.026), and without a KL term GRPO erodes the description it does not reward.
+  ``judge_acc_before=0.193 judge_acc_after=0.500`` (β = 0).
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
+    # the describe cold start (add --judge-steps 300 --judge-beta 0.1 --judge-freeze-vision for its second row)
+    for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 \
+        --judge-cold-start describe --sft-steps 1500 --sft-lr 1e-2 & done
     python benchmarks/training_direction.py --seeds 1 --sr-steps 4 --judge-steps 2 --sft-steps 4   # smoke
 """
 
@@ -272,7 +294,7 @@ def describe_images(images: list) -> str:
     ``colour_word`` (``CODES``), e.g. ``1:y 2:y 3:r 4:n 5:n 6:r``. A function of the pixels only (``formatsft.train``
     passes it the images, never the labels). Fixed length on purpose (one token per letter, 3 per image): every code
     and the verdict then sit at the same position in every prompt; with the words (``image 2: yellow``, 2–6 tokens a
-    word) 2,000 SFT steps never made the description depend on the images (below)."""
+    word) 1,000 SFT steps never made the description depend on the images (module docstring)."""
     return " ".join(f"{k}:{CODES[colour_word(im)]}" for k, im in enumerate(images, 1))
 
 
