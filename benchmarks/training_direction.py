@@ -112,10 +112,17 @@ random, the labels never reach it), so the judge is taught to look at each image
   | 200 steps, lr 3e-3, β = 0, vision trained | 0 | 0.58 → 0.35 | 0.58 → 0.50 | 0.505 / 0.483 |
   | — | 1 | 0.57 → 0.33 | 0.00 → 0.50 | 0.496 / 0.496 |
   | — | 2 | 0.36 → 0.07 | 0.00 → 0.50 | 0.499 / 0.499 |
+  | 300 steps, lr 3e-3, β = 0.1, vision frozen | 0 | 0.58 → 0.56 | 0.58 → **0.97** | **0.939 / 0.058** |
+  | — | 1 | 0.57 → 0.53 | 0.00 → 0.50 | 0.480 / 0.480 |
+  | — | 2 | 0.36 → 0.36 | 0.00 → 0.50 | 0.494 / 0.494 |
 
-  P(right) / P(wrong) are teacher-forced after the *true* description: the verdict does not read the codes (sd of
-  P(A) over prompts ≤ 0.026), and without a KL term GRPO erodes the description it does not reward.
-  ``judge_acc_before=0.193 judge_acc_after=0.500`` (β = 0).
+  P(right) / P(wrong) are teacher-forced after the *true* description. Without a KL term GRPO erodes the
+  description it does not reward and the verdict stays blind (sd of P(A) over prompts ≤ 0.026):
+  ``judge_acc_before=0.193 judge_acc_after=0.500``. With β = 0.1 to the cold-start model and the vision tower
+  frozen (1,690 s a seed, load 2–7) the description holds, and in seed 0 the judge learns the task for the first
+  time — accuracy reward 0.43 → 0.96 over the run, held-out 0.97, P(A) now follows the images (sd 0.46) — while
+  seeds 1 and 2 stay blind (sd ≤ 0.011): ``judge_acc_before=0.193 judge_acc_after=0.657``. Goal not met in 2 of 3
+  seeds.
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
