@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -83,11 +85,71 @@ def _main(
             err.print(f"[dim]{escape(api)}[/]")
 
 
+_INTERRUPTED = threading.Event()
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def _note_interrupt(signum, frame) -> None:
+    """SIGINT handler: remember the Ctrl-C, then raise ``KeyboardInterrupt`` as Python's default handler does."""
+    _INTERRUPTED.set()
+    signal.default_int_handler(signum, frame)
+
+
+def _force_quit_on_second_interrupt(fd: int) -> None:
+    """Daemon thread: a second Ctrl-C ends the process at once (exit 130). The first one raises
+    ``KeyboardInterrupt``, but only when the main thread next runs Python code: a DuckDB query that started as the
+    first arrived ignores it and runs on (measured: ``sr4k sql`` over a long query, SIGINT 1-3 s after the start,
+    still running 30 s and a second SIGINT later). The C-level handler writes each signal's number to the wake-up
+    fd at once, whatever the main thread is doing; this thread reads it. The embedded Prefect API dies with its
+    parent (``PR_SET_PDEATHSIG``), so ``os._exit`` leaves no server behind."""
+    seen = 0
+    while chunk := os.read(fd, 64):
+        seen += chunk.count(signal.SIGINT)
+        if seen >= 2:
+            error("interrupted twice (Ctrl-C): stopped at once", fix="rerun the same command to go on")
+            os._exit(INTERRUPTED_EXIT)
+
+
+def _watch_interrupts() -> None:
+    """Record every Ctrl-C (:func:`_note_interrupt`) and force-quit on the second (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # someone (a test harness, an embedding program) owns SIGINT
+    signal.signal(signal.SIGINT, _note_interrupt)
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    if (old := signal.set_wakeup_fd(w, warn_on_full_buffer=False)) != -1:  # another wake-up fd is in use: keep it
+        signal.set_wakeup_fd(old)
+        os.close(r), os.close(w)
+        return
+    threading.Thread(target=_force_quit_on_second_interrupt, args=(r,), daemon=True, name="sr4k-ctrl-c").start()
+
+
+def _interrupted() -> NoReturn:
+    error("interrupted (Ctrl-C)", fix="rerun the same command to go on from what finished")
+    raise SystemExit(INTERRUPTED_EXIT)
+
+
 def main() -> None:
-    """Console entry point: a user-facing one-line error for an unexpected failure; the traceback with --debug."""
+    """Console entry point: a user-facing one-line error for an unexpected failure; the traceback with --debug.
+
+    A Ctrl-C always ends the command with exit code 130 and one line, whatever caught the ``KeyboardInterrupt`` on
+    its way up: DuckDB turns it into ``RuntimeError: Query interrupted``, and a library or flow that catches it and
+    carries on would otherwise let an interrupted command exit 0 (seen under load: a curation stopped with SIGINT
+    finished and exited 0). The SIGINT handler records the interrupt; the exit code follows the record."""
+    _watch_interrupts()
     try:
         app()
-    except Exception as e:  # typer/click exit through SystemExit, which passes untouched
+    except SystemExit:
+        if _INTERRUPTED.is_set():
+            _interrupted()
+        raise
+    except BaseException as e:  # typer/click exit through SystemExit, handled above
+        if _INTERRUPTED.is_set():
+            _interrupted()
+        if isinstance(e, KeyboardInterrupt) or not isinstance(e, Exception):
+            raise
         if _DEBUG or "--debug" in sys.argv:
             raise
         first = (str(e).strip().splitlines() or [""])[0]
@@ -96,6 +158,8 @@ def main() -> None:
         error(f"{type(e).__name__}: {first}")
         err.print("[dim]rerun with --debug for the full traceback[/]")
         raise SystemExit(1) from None
+    if _INTERRUPTED.is_set():  # app() returned although a Ctrl-C came
+        _interrupted()
 
 
 def load_curate_config(path: Path | None, overrides: dict[str, Any]):
