@@ -135,9 +135,10 @@ def main() -> None:
     """Console entry point: a user-facing one-line error for an unexpected failure; the traceback with --debug.
 
     A Ctrl-C always ends the command with exit code 130 and one line, whatever caught the ``KeyboardInterrupt`` on
-    its way up: DuckDB turns it into ``RuntimeError: Query interrupted``, and a library or flow that catches it and
-    carries on would otherwise let an interrupted command exit 0 (seen under load: a curation stopped with SIGINT
-    finished and exited 0). The SIGINT handler records the interrupt; the exit code follows the record."""
+    its way up: DuckDB turns it into ``RuntimeError: Query interrupted`` (reported as an SQL error before), and a
+    library or flow that catches it and carries on would let an interrupted command exit 0. The SIGINT handler
+    records the interrupt; the exit code follows the record. A command started with SIGINT ignored (``nohup``,
+    ``cmd &`` in a script) keeps ignoring it, as such a command should."""
     _watch_interrupts()
     try:
         app()

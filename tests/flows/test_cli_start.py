@@ -59,6 +59,11 @@ def _env(home) -> dict:
     return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
 
 
+def default_sigint() -> None:
+    """``preexec_fn``: SIGINT's default action in the child (a suite run with ``&`` or ``nohup`` has it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_curate(tmp_path) -> tuple[subprocess.Popen, int]:
     """A real ``sr4k curate`` of one image, stopped by the caller; returns it and its embedded API's pid."""
     from PIL import Image
@@ -82,7 +87,14 @@ def _start_curate(tmp_path) -> tuple[subprocess.Popen, int]:
         "--min-short-side",
         "256",
     ]
-    p = subprocess.Popen(cmd, env=_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        cmd,
+        env=_env(tmp_path / "home"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,  # as typed in a terminal, also when the suite itself runs in the background
+    )
     pid = _embedded_pid(p.stderr.readline())
     assert _alive(pid), "the embedded API should run while the command does"
     return p, pid
