@@ -115,18 +115,24 @@ random, the labels never reach it), so the judge is taught to look at each image
   | 300 steps, lr 3e-3, β = 0.1, vision frozen | 0 | 0.58 → 0.56 | 0.58 → **0.97** | **0.939 / 0.058** |
   | — | 1 | 0.57 → 0.53 | 0.00 → 0.50 | 0.480 / 0.480 |
   | — | 2 | 0.36 → 0.36 | 0.00 → 0.50 | 0.494 / 0.494 |
+  | 500 steps, otherwise as above | 0 | 0.58 → 0.63 | 0.58 → **0.97** | **0.943 / 0.056** |
+  | — | 1 | 0.57 → 0.57 | 0.00 → 0.50 | 0.500 / 0.500 |
+  | — | 2 | 0.36 → 0.36 | 0.00 → 0.50 | 0.495 / 0.494 |
 
   P(right) / P(wrong) are teacher-forced after the *true* description. Without a KL term GRPO erodes the
   description it does not reward and the verdict stays blind (sd of P(A) over prompts ≤ 0.026):
   ``judge_acc_before=0.193 judge_acc_after=0.500``. With β = 0.1 to the cold-start model and the vision tower
   frozen (1,690 s a seed, load 2–7) the description holds, and in seed 0 the judge learns the task for the first
   time — accuracy reward 0.43 → 0.96 over the run, held-out 0.97, P(A) now follows the images (sd 0.46) — while
-  seeds 1 and 2 stay blind (sd ≤ 0.011): ``judge_acc_before=0.193 judge_acc_after=0.657``. Goal not met in 2 of 3
-  seeds.
+  seeds 1 and 2 stay blind (sd ≤ 0.011): ``judge_acc_before=0.193 judge_acc_after=0.657``. 500 steps (1,412 /
+  1,986 / 2,038 s, load 4–7) change nothing: seed 0 again 0.97 (its run ended at step 223 on the zero-spread guard
+  because every rollout was right), seeds 1 and 2 blind (sd ≤ 0.002), ``judge_acc_after=0.657``. Goal not met in 2
+  of 3 seeds: the describe cold start makes the escape possible, not reliable (seed 2's description is the weakest,
+  0.36; seed 1's, 0.57, is as good as seed 0's). The benchmark's default stays the format cold start.
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
-    # the describe cold start (add --judge-steps 300 --judge-beta 0.1 --judge-freeze-vision for its second row)
+    # describe cold start; rows 2 and 3: add --judge-beta 0.1 --judge-freeze-vision --judge-steps 300 (or 500)
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 \
         --judge-cold-start describe --sft-steps 1500 --sft-lr 1e-2 & done
     python benchmarks/training_direction.py --seeds 1 --sr-steps 4 --judge-steps 2 --sft-steps 4   # smoke
