@@ -139,6 +139,29 @@ def zero_spread_guard(patience: int = ZERO_SPREAD_PATIENCE):
 
     from transformers import TrainerCallback
 
+    def why(logs: dict) -> str:
+        """What zero spread means here, from the logged reward means: answers malformed, the training prompts
+        learnt (every rollout right: stopping is the point), or one answer per prompt (sampling too narrow)."""
+        means = {k.split("/")[1]: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}
+        fmt = next((v for k, v in means.items() if "format" in k), float("nan"))
+        acc = next((v for k, v in means.items() if "format" not in k), float("nan"))
+        said = f"mean format reward {fmt:.3f}, mean preference reward {acc:.3f}"
+        if not fmt >= 0.9:
+            return (
+                f"{said}): all answers scored alike - most often none is well-formed; start from a format "
+                "cold-start (training.reward.formatsft) or raise temperature / max_completion_length"
+            )
+        if acc >= 0.95:
+            return (
+                f"{said}): every rollout earns the full reward - the judge answers its training prompts right and "
+                "there is nothing left to learn from them; evaluate it on held-out pairs (sr4k eval-reward) or add "
+                "harder pairs"
+            )
+        return (
+            f"{said}): well-formed answers, but each prompt's samples all say the same - raise temperature or "
+            "num_generations"
+        )
+
     class ZeroSpreadGuard(TrainerCallback):
         reason: str | None = None
         streak = 0
@@ -149,13 +172,7 @@ def zero_spread_guard(patience: int = ZERO_SPREAD_PATIENCE):
                 return
             self.streak = self.streak + 1 if frac >= 1.0 else 0
             if frac >= 1.0:
-                fmt = (logs or {}).get("rewards/format_reward/mean", float("nan"))
-                msg = (
-                    f"step {state.global_step}: every group's reward has zero spread (no gradient; mean format "
-                    f"reward {fmt:.3f}): all answers scored alike - most often none is well-formed; "
-                    "start from a format cold-start (training.reward.formatsft) or raise temperature / "
-                    "max_completion_length"
-                )
+                msg = f"step {state.global_step}: every group's reward has zero spread (no gradient; {why(logs)})"
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
                 if self.streak >= patience:
                     self.reason = f"stopped after {self.streak} steps without reward spread: {msg}"

@@ -231,6 +231,30 @@ def test_zero_spread_guard_warns_and_stops_the_run():
     assert control.should_training_stop and "without reward spread" in guard.reason
 
 
+@pytest.mark.parametrize(
+    ("fmt", "acc", "said"),
+    [
+        (0.05, 0.0, "none is well-formed"),  # malformed answers: the format cold start
+        (1.0, 0.98, "nothing left to learn"),  # every rollout right: the task is learnt (seen in training_direction)
+        (0.99, 0.5, "raise temperature or num_generations"),  # one answer per prompt, right or wrong at chance
+    ],
+)
+def test_zero_spread_guard_says_which_zero_spread_it_is(fmt, acc, said):
+    from types import SimpleNamespace
+
+    guard = recipe.zero_spread_guard(patience=1)
+    control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(global_step=7)
+    logs = {
+        "frac_reward_zero_std": 1.0,
+        "rewards/format_reward/mean": fmt,
+        "rewards/accuracy_reward_votes/mean": acc,
+        "reward": fmt + acc,
+    }
+    with pytest.warns(RuntimeWarning, match=said):
+        guard.on_log(None, state, control, logs=logs)
+    assert control.should_training_stop and said in guard.reason
+
+
 class _nothing:
     def __enter__(self):
         return self
