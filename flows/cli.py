@@ -155,7 +155,8 @@ def main() -> None:
             raise
         first = (str(e).strip().splitlines() or [""])[0]
         if (rc := prefect_api.embedded_api_exit()) is not None:
-            first += f" (the embedded Prefect API stopped with exit code {rc}; its messages are above)"
+            log = prefect_api.embedded_api_log()
+            first += f" (the embedded Prefect API stopped with exit code {rc}; its log: {log})"
         error(f"{type(e).__name__}: {first}")
         err.print("[dim]rerun with --debug for the full traceback[/]")
         raise SystemExit(1) from None

@@ -138,12 +138,24 @@ def start_embedded_api() -> str:
         "--lifespan",
         "on",
     ]
+    log = embedded_api_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # The server writes to its own log, not to the command's terminal: stopped while it starts (a command that
+    # refuses in one line, a Ctrl-C) it printed ~25 lines of cancelled-startup traceback after the command's error.
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         _EMBEDDED = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            pass_fds=(sock.fileno(),),
+            preexec_fn=_die_with_parent,
         )
     finally:
         sock.close()  # the server holds the socket now; if it dies, connections are refused at once, not queued
+        os.close(out)
     atexit.register(stop_embedded_api)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
@@ -152,6 +164,11 @@ def start_embedded_api() -> str:
         f"Prefect: embedded API {url} (pid {_EMBEDDED.pid}, starting alongside this command; "
         "`sr4k server` in another shell keeps one up)"
     )
+
+
+def embedded_api_log() -> Path:
+    """Where the embedded API's own output goes: ``$PREFECT_HOME/sr4k-embedded-api.log`` (appended, mode 0600)."""
+    return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser() / "sr4k-embedded-api.log"
 
 
 def embedded_api_exit() -> int | None:

@@ -117,6 +117,11 @@ def test_a_one_image_curation_uses_the_early_api_and_stops_it(tmp_path):
     import duckdb
 
     p, pid = _start_curate(tmp_path)
+    # The server's own output goes to a private log in PREFECT_HOME, never to the command's terminal (stopped while
+    # starting, it printed a cancelled-startup traceback after a refused command's one-line error).
+    log = tmp_path / "home" / "sr4k-embedded-api.log"
+    assert {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (1, 2)} == {str(log)}
+    assert log.stat().st_mode & 0o777 == 0o600
     _, errs = p.communicate(timeout=900)
     assert p.returncode == 0, errs
     _assert_stopped(pid)
