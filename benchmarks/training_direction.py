@@ -338,6 +338,40 @@ def description_accuracy(model_dir: Path, samples, budget: dict, limit: int = 24
     return out
 
 
+def example_images(samples, budget: dict) -> list:
+    """The views (PIL) of every example of ``samples``, both orders: what the judge sees, image by image."""
+    from training.reward.examples import PixelBudget, make_examples
+
+    pb = PixelBudget.model_validate(budget)
+    return [im for s in samples for ex in make_examples(s, pb, order="mirror") for im in ex.images]
+
+
+def colour_code(image) -> str:
+    """The align stage's caption of one image: the one-letter ``CODES`` of its ``colour_word``."""
+    return CODES[colour_word(image)]
+
+
+@torch.no_grad()
+def caption_accuracy(model_dir: Path, images: list, limit: int = 384) -> dict:
+    """Greedy single-image caption accuracy after the align stage (``formatsft.align``'s prompt), on up to ``limit``
+    images, against the share of the commonest code (what a judge blind to its images gets at best)."""
+    from collections import Counter
+
+    from training.reward.formatsft import ALIGN_INSTRUCTION
+    from training.reward.judge import load_model, load_processor
+
+    model, proc = load_model(model_dir, "cpu", torch.float32), load_processor(model_dir)
+    msg = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ALIGN_INSTRUCTION}]}]
+    prompt = proc.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+    ims = images[:limit]
+    right = 0
+    for im in ims:
+        inp = proc(text=[prompt], images=[im], return_tensors="pt")
+        right += proc.tokenizer.decode(model(**inp).logits[0, -1].argmax()).strip() == colour_code(im)
+    codes = Counter(colour_code(im) for im in ims)
+    return {"accuracy": right / max(len(ims), 1), "commonest": codes.most_common(1)[0][1] / max(len(ims), 1)}
+
+
 def judge_accuracy(model_dir: Path, samples) -> dict:
     from training.reward.evaluate import evaluate_pairs
     from training.reward.judge import load_judge
@@ -403,6 +437,8 @@ def judge_seed(
     sft_vision_lr: float | None = None,
     freeze_vision: bool = False,
     beta: float = 0.0,
+    align_steps: int = 0,
+    align_lr: float = 3e-3,
 ) -> dict:
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
@@ -414,6 +450,13 @@ def judge_seed(
     base = build_tiny_qwen_vl(work / f"judge{seed}", seed=seed)
     train_s, held_s = split_by_lr(load_preferences(ws), 0.33, seed)
     describe = describe_images if cold_start == "describe" else None
+    captions = None
+    if align_steps:
+        base = formatsft.align(
+            base, example_images(train_s, budget), colour_code, work / f"align{seed}", align_steps, align_lr, seed=seed
+        )
+        captions = caption_accuracy(base, example_images(held_s, budget))
+        print(json.dumps({"seed": seed, "caption_accuracy_after_align": captions}), flush=True)
     fmt = formatsft.train(
         base,
         train_s,
@@ -477,6 +520,8 @@ def judge_seed(
         "description_before": desc_before,
         "description_after": desc_after,
         "cold_start": cold_start,
+        "align_steps": align_steps,
+        "caption_accuracy": captions,
         "held_pairs": len(held_s),
         "train_pairs": len(train_s),
         "stopped": summary["stopped"],
@@ -506,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         default="format",
         help="SFT think text: 'compare' (format) or a colour word per image from its pixels (describe)",
     )
+    ap.add_argument(
+        "--align-steps",
+        type=int,
+        default=0,
+        help="single-image colour-caption steps (32 images each) before the cold start (formatsft.align; 0: none)",
+    )
+    ap.add_argument("--align-lr", type=float, default=3e-3, help="lr of the align stage")
     ap.add_argument("--judge-max-len", type=int, default=None, help="completion tokens")
     ap.add_argument("--sft-vision-lr", type=float, default=None, help="cold-start lr of the vision tower (0 frozen)")
     ap.add_argument("--judge-freeze-vision", action="store_true", help="GRPO with the vision tower frozen")
@@ -542,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
                         sft_vision_lr=args.sft_vision_lr,
                         freeze_vision=args.judge_freeze_vision,
                         beta=args.judge_beta,
+                        align_steps=args.align_steps,
+                        align_lr=args.align_lr,
                     )
                 )
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)

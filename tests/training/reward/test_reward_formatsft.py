@@ -124,3 +124,46 @@ def test_vision_lr_groups_and_freezing(tiny_judge, prefs_workspace, tmp_path):
     vis = [k for k in before if "visual" in k]
     assert vis and all(torch.equal(before[k], after[k]) for k in vis)
     assert any(not torch.equal(before[k], after[k]) for k in before if "visual" not in k)
+
+
+def solid(rgb, rng: np.random.Generator, side: int = 28) -> Image.Image:
+    """A ``side``² image of one colour plus a little noise (what ``align`` captions, in the test's two classes)."""
+    arr = np.clip(np.array(rgb, float) + rng.normal(0, 6, (side, side, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def test_align_teaches_a_blind_judge_to_caption_images_it_never_saw(tiny_judge, prefs_workspace, tmp_path):
+    """The align stage (single-image caption SFT) must make the caption follow the image: reddish → ``r``, bluish →
+    ``b``, half each, so a judge blind to its images scores at most 0.5 on held-out images. Fails if the images do not
+    reach the model, if the loss masks the caption instead of the prompt, or if the captions are mismatched with their
+    images. The aligned folder must also load as ``train``'s base."""
+    import torch
+
+    from training.reward.judge import load_model, load_processor
+
+    rng = np.random.default_rng(0)
+
+    def sample(k):
+        return [solid((200, 40, 40), rng) for _ in range(k)] + [solid((40, 40, 200), rng) for _ in range(k)]
+
+    caption = {True: "r", False: "b"}
+
+    def cap(im):
+        r, _, b = np.asarray(im, float).reshape(-1, 3).mean(0)
+        return caption[bool(r > b)]
+
+    out = formatsft.align(tiny_judge, sample(8), cap, tmp_path / "aligned", steps=40, lr=1e-2, batch=8)
+    model, proc = load_model(out, "cpu", torch.float32), load_processor(out)
+    msg = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": formatsft.ALIGN_INSTRUCTION}]}]
+    prompt = proc.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+    held = sample(6)
+    with torch.no_grad():
+        said = [
+            proc.tokenizer.decode(
+                model(**proc(text=[prompt], images=[im], return_tensors="pt")).logits[0, -1].argmax()
+            )
+            for im in held
+        ]
+    right = sum(s.strip() == cap(im) for s, im in zip(said, held, strict=True))
+    assert right == len(held), said
+    formatsft.train(out, load_preferences(prefs_workspace), tmp_path / "fmt", steps=1, budget=TEST_BUDGET, batch=1)
