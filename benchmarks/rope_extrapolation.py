@@ -37,7 +37,9 @@ Run (CPU, one thread)::
     python benchmarks/rope_extrapolation.py --steps 20 --seeds 1 --eval-images 2 --lap 0.1   # smoke run, < 1 min
 
 Measured 2026-12-07 (``--steps 2000 --batch 4``, resumed across restarts that reordered the jobs; each (seed, model)
-depends only on its seed; ``nice -n 5``, one thread, on a 2-core machine at load average 12-22: ~9 min per model).
+depends only on its seed; ``nice -n 5``, one thread, on a 2-core machine at load average 12-22: ~9 min per model;
+the last 6 models — L_AP seeds 1/2, trained at 2g seeds 1/2 — on 2026-12-07 afternoon at load 3–4, ~2–2.5 min each,
+as two processes on copies of the JSON, merged: every arm now has 3 seeds).
 The g-models reach +2.68 ± 0.13 dB over bicubic at their own grid (3 seeds). PSNR gain (dB) at 2g / 4g, and Δ = the
 gain minus that of the trained RoPE (none), paired by seed, mean ± 95 % t-interval (n = 3 unless noted):
 
@@ -50,8 +52,9 @@ yarn (grid-scaled ramp)     +1.56 ± 0.04     −0.14 ± 0.11     +0.69 ± 0.18 
 yarn-pub (published β)      +1.32 ± 0.13     −0.37 ± 0.29     +0.52 ± 0.33     −0.02 ± 0.14
 pi                          +1.30 ± 0.14     −0.40 ± 0.30     +0.51 ± 0.35     −0.03 ± 0.15
 tiled at g                  +1.66 ± 0.07     −0.04 ± 0.23     +0.73 ± 0.10     +0.19 ± 0.25
-trained at 2g, none (n=1)   +1.56            −0.19            +0.60            +0.22
-trained at 2g, yarn (n=1)                                     +0.77            +0.38
+trained at 2g, none         +1.57 ± 0.04     −0.13 ± 0.20     +0.68 ± 0.16     +0.14 ± 0.19
+trained at 2g, ntk                                            +0.71 ± 0.14     +0.18 ± 0.21
+trained at 2g, yarn                                           +0.79 ± 0.05     +0.25 ± 0.30
 =========================== ================ ================ ================ ================
 
 Periodicity peak at 4g: none 0.0012, ntk 0.0010, yarn 0.0005, pi / yarn-pub / tiled 0.0004 (at 2g 0.0051-0.0053
@@ -60,18 +63,19 @@ in every arm); R at the trained-grid period (32 px) at 4g ≤ 0.0006 in every ar
 no periodic artefacts from a model trained to convergence (the 300-step run of 2026-12-06 showed them, and yarn
 removed them). Recommendation (training.sr.rfr, "Which mode"): ``ntk`` by default, ``yarn`` at ≥ 4× the trained grid.
 
-L_AP on (same g-model recipe, λ × L_AP added; R32 = R at 32 px at 4g, none):
+L_AP on (same g-model recipe, λ × L_AP added; R32 = R at 32 px at 4g, none; λ = 0: 0.0006 / 0.0001 / 0.0003):
 
-| λ_AP | seeds | gain at g (per seed) | at 2g | at 4g | R32 at 4g per seed (λ = 0) | peak at 4g |
+| λ_AP | seeds | gain at g (per seed) | at 2g | at 4g | R32 at 4g per seed | peak at 4g |
 |---|---|---|---|---|---|---|
-| 0 | 0,1,2 | +2.68 ± 0.13 (+2.66/+2.63/+2.73) | +1.70 ± 0.16 | +0.54 ± 0.34 | 0.0006 / 0.0001 / 0.0003 | 0.0012 |
-| 0.01 | 0,1 | +2.17 ± 0.55 (+2.13/+2.22) | +1.50 ± 0.12 | +0.44 ± 0.04 | 0.0002 (0.0006) / 0.0003 (0.0001) | 0.0010 |
-| 0.1 | 0,1 | -0.66 ± 7.85 (-0.04/-1.28) | -0.61 ± 6.73 | -0.73 ± 7.71 | 0.0045 (0.0006) / 0.0009 (0.0001) | 0.0032 |
-| 1 | 0 | -3.04 (-3.04) | -1.06 | -1.95 | 0.0769 (0.0006) | 0.0866 |
+| 0 | 0,1,2 | +2.68 ± 0.13 (+2.66/+2.63/+2.73) | +1.70 ± 0.16 | +0.54 ± 0.34 | (as left) | 0.0012 |
+| 0.01 | 0,1,2 | +2.23 ± 0.29 (+2.13/+2.22/+2.36) | +1.46 ± 0.18 | +0.45 ± 0.04 | 0.0002 / 0.0003 / 0.0002 | 0.0009 |
+| 0.1 | 0,1,2 | -0.93 ± 1.93 (-0.04/-1.28/-1.48) | -0.99 ± 2.11 | -1.17 ± 2.41 | 0.0045 / 0.0009 / 0.0002 | 0.0024 |
+| 1 | 0,1,2 | -1.05 ± 4.27 (-3.04/-0.06/-0.06) | -0.41 ± 1.38 | -0.76 ± 2.56 | 0.0769 / 0.0059 / 0.0058 | 0.0332 |
 
 L_AP on 32-px crops trains against detail: its floor on natural content there (a ×2 bicubic output against its HR:
-3.7e-3 mean) is 18× its margin τ. λ = 0.01 cost 0.54 / 0.41 dB (seeds 0 / 1) at the own grid, and the small 4×
-periodicity moved either way; λ = 0.1 and 1 took most or all of the SR gain and raised the periodicity at 4× 7-130×.
+3.7e-3 mean) is 18× its margin τ. λ = 0.01 cost 0.44 ± 0.21 dB at the own grid (every seed) and lowered the small
+4× periodicity in 2 seeds of 3; λ = 0.1 and 1 took most or all of the SR gain in every seed (λ = 1 seeds 1 and 2 stay
+at bicubic, −0.06 dB) and raised R32 at 4× 7–130× in 5 of the 6 (seed, λ) runs (λ = 0.1 seed 2: 0.7×).
 The floor falls to 1.6e-5 at 256 px and 2.9e-6 at 512 px (×4 bicubic), where L_AP is inert on natural outputs: this
 experiment cannot show its benefit at the stage-1 crop, only that it must not run on small crops (training.sr.config
 warns below 256 px; the default λ = 1 is kept for the 512-px default crop, the reasons there).

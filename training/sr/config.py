@@ -128,10 +128,10 @@ class LossConfig(BaseModel):
     # is 2.5e-3 / 9.4e-3 at 64 px, 3.0e-4 / 1.3e-3 at 128, 1.6e-5 / 7.1e-5 at 256, 2.9e-6 / 1.2e-5 at 512 px: below
     # 256 px this floor exceeds the margin tau = 2e-4 and the +2/255 grid signal (3e-4), so L_AP trains against
     # detail. Measured there (32-px crops, a transformer trained from scratch, floor 3.7e-3): lambda = 0.01 cost
-    # 0.5 dB of its +2.7 dB over bicubic; 0.1 and 1 took most or all of it (-0.04 / -1.28 and -3.0 dB) and *raised*
-    # the periodicity at 4x the grid 7-130x. At >= 256 px the floor is 3-70x below tau: L_AP is inert on natural
-    # outputs and acts only on excess periodicity. Below AP_MIN_CROP a warning says so (not an error: tests and the
-    # demo run tiny crops).
+    # 0.44 dB of its +2.7 dB over bicubic; 0.1 and 1 took most or all of it in every one of 3 seeds and *raised*
+    # the periodicity at 4x the grid 7-130x in 5 of 6 (seed, lambda) runs. At >= 256 px the floor is 3-70x below
+    # tau: L_AP is inert on natural outputs and acts only on excess periodicity. Below AP_MIN_CROP a warning says
+    # so (not an error: tests and the demo run tiny crops).
     ap: float = Field(1.0, ge=0, description="weight lambda of L_AP (0 = off); meant for crops >= 256 px")
     ap_tau: float = Field(2e-4, ge=0, description="L_AP margin tau: lag share above the reference's that is free")
     ap_stride_weight: float = Field(4.0, ge=0, description="extra L_AP weight at token/VAE-stride lattice lags")
