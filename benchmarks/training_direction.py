@@ -9,12 +9,18 @@
     task a tiny model can see: the LR is a smooth random colour field, one candidate its faithful bicubic ×4 upscale,
     the other the same with a colour cast (R + m, G − m/2, B − m, m ∈ [50, 90] grey levels); 3 of 3 votes for the
     faithful one on both criteria, faithful = ``a`` in even pairs and ``b`` in odd ones (``write_cast_workspace``).
-    Tiny random Qwen2.5-VL (hidden 32), 6 images of one vision token each. A cold-start SFT teaches the answer
-    *format* only (``training.reward.formatsft``: verdicts drawn at random), then GRPO with the recipe's rewards and
-    a trainable vision tower (``freeze_vision: false``; why: below), mirrored pairs sharing a step (the recipe's
-    ``pair_batches``), 10 % warm-up then cosine. Held-out accuracy (consistency, both A/B orders, greedy, pairs of LR
-    images never trained on: about a third of ``--judge-n`` = 160) before GRPO (= after the format SFT) and after,
-    and the teacher-forced verdict probabilities (``verdict_probs``: does the verdict depend on the images at all?).
+    Tiny random Qwen2.5-VL (hidden 32), 6 images of one vision token each. The defaults, in three stages, none of
+    which sees a label before GRPO: (1) align (``formatsft.align``, the analogue of LLaVA's stage-1 feature
+    alignment): 1,000 steps of single-image captioning, the caption a one-letter colour code of the image's pixels;
+    (2) the describe cold start (``formatsft.train`` with ``describe``): 1,000 steps of SFT on the judge's real
+    prompt whose think text is the colour code of each of the 6 images and whose verdicts are random; (3) GRPO with
+    the recipe's rewards, KL β = 0.1 to the cold-start model, the vision tower frozen, mirrored pairs sharing a step
+    (the recipe's ``pair_batches``), 10 % warm-up then cosine. Held-out accuracy (consistency, both A/B orders,
+    greedy, pairs of LR images never trained on: about a third of ``--judge-n`` = 160) before GRPO (= after the
+    cold start) and after, the teacher-forced verdict probabilities (``verdict_probs``: does the verdict depend on
+    the images at all?), the held-out caption and description accuracies. ``--judge-cold-start format
+    --align-steps 0 --judge-beta 0 --no-judge-freeze-vision --sft-steps 80 --judge-steps 200`` is the earlier
+    format-only pipeline (tables below).
 
 Final line: ``sr_grpo_gain_min=… judge_acc_before=… judge_acc_after=…``. Goals: gain > 0 in every seed; judge
 ≥ 0.75 held-out and ≥ 0.2 above its start.
@@ -128,14 +134,46 @@ random, the labels never reach it), so the judge is taught to look at each image
   1,986 / 2,038 s, load 4–7) change nothing: seed 0 again 0.97 (its run ended at step 223 on the zero-spread guard
   because every rollout was right), seeds 1 and 2 blind (sd ≤ 0.002), ``judge_acc_after=0.657``. Goal not met in 2
   of 3 seeds: the describe cold start makes the escape possible, not reliable (seed 2's description is the weakest,
-  0.36; seed 1's, 0.57, is as good as seed 0's). The benchmark's default stays the format cold start.
+  0.36; seed 1's, 0.57, is as good as seed 0's). (The format cold start stayed the default until the align stage.)
 
-    nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds
+Align stage (the defaults now; 2026-12-07 afternoon, n = 160, 2–3 processes in parallel at load 2–4, 6–13 min a
+seed): ``formatsft.align`` — 1,000 steps of single-image captioning (32 images a step, ``colour_code``, every weight
+trained; 35 s) — before the describe SFT, then GRPO with β = 0.1 and the vision tower frozen (lr 3e-3 cosine, 16
+completions a step, G = 4 unless said). Held-out caption accuracy after align 0.70 / 0.88 / 0.71 / 0.70 (seeds 0–3;
+the commonest code alone: 0.42 / 0.37 / 0.34 / 0.38). Description accuracy is greedy, after the describe SFT:
+
+| describe SFT | GRPO | seed | description | held-out before → after | P(right) / P(wrong) after | sd P(A) |
+|---|---|---|---|---|---|---|
+| 300 | 300 | 0 | 0.57 | 0.50 → **0.88** | 0.80 / 0.20 | 0.39 |
+| 300 | 300 | 1 | 0.51 | 0.00 → **0.91** | 0.86 / 0.13 | 0.44 |
+| 300 | 300 | 2 | 0.47 | 0.14 → 0.51 | 0.50 / 0.48 | 0.04 |
+| 300 | 600 | 2 | 0.47 | 0.14 → **0.84** | 0.70 / 0.30 | 0.30 |
+| **1,000 (default)** | **300** | 0 | 0.67 | 0.42 → 0.50 | 0.50 / 0.49 | 0.02 |
+| **1,000** | **300** | 1 | 0.51 | 0.50 → **0.88** | 0.85 / 0.14 | 0.45 |
+| **1,000** | **300** | 2 | 0.77 | 0.50 → **0.89** | 0.93 / 0.06 | 0.49 |
+| **1,000** | **300** | 3 | 0.67 | 0.00 → 0.50 | 0.49 / 0.49 | 0.00 |
+| 1,000 | 600 | 0 / 1 / 2 / 3 | as above | 0.49 / **0.89** / **0.95** / 0.50 | seeds 0 and 3: 0.50 / 0.50 | |
+| 1,000 | 300, G = 8 (32 a step) | 0 / 3 | as above | 0.51 / 0.50 | 0.50 / 0.49, 0.50 / 0.50 | |
+| 1,000 | 300, lr 5e-3 | 0 / 1 / 3 | as above | 0.66 / **0.89** / 0.50 | seed 0: 0.61 / 0.39 | |
+| 1,000 | 600, lr 5e-3 | 0 | as above | 0.54 | 0.53 / 0.47 | 0.28 |
+| 1,000 | 300, lr 1e-2 | 0 | as above | 0.00 (format lost; zero-spread guard) | | |
+
+The align stage turns the escape from the blind saddle from 1 seed in 3 into 2 in 3 (seeds 0–2) and is cheap (35 s,
+and the describe SFT runs 1,000 steps, not 1,500). The defaults on seeds 0–2 (the bold rows; each seed
+as its own process, ``--skip-sr --first-seed k --seeds 1``) give ``judge_acc_before=0.473 judge_acc_after=0.757``:
+the mean meets the goal (≥ 0.75, +0.28 ≥ 0.2), **but not in every seed** — seed 0 with this schedule and seed 3
+under every setting tried stay blind (P(right) = P(wrong), sd P(A) ≤ 0.07), and over seeds 0–3 the mean after is
+0.69. A seed that escapes reaches 0.84–0.95 and its verdict follows the images (sd P(A) 0.30–0.49); the runs that
+escaped with every rollout right were stopped by the zero-spread guard ("nothing left to learn"). Whether a seed
+escapes is not predicted by its caption or description accuracy (seed 1 escapes in every setting with the weakest
+description, 0.51; seeds 0 and 3, at 0.67, mostly do not), nor fixed by a longer run, more rollouts per prompt or a
+larger lr (5e-3 moves seed 0 half-way, 1e-2 loses the format).
+
+    nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds, SR then judge
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
-    # describe cold start; rows 2 and 3: add --judge-beta 0.1 --judge-freeze-vision --judge-steps 300 (or 500)
-    for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 \
-        --judge-cold-start describe --sft-steps 1500 --sft-lr 1e-2 & done
-    python benchmarks/training_direction.py --seeds 1 --sr-steps 4 --judge-steps 2 --sft-steps 4   # smoke
+    # the format-only rows: add --judge-cold-start format --align-steps 0 --sft-steps 80 --judge-beta 0
+    #   --no-judge-freeze-vision --judge-steps 200; the describe rows: --align-steps 0 --sft-steps 1500
+    python benchmarks/training_direction.py --seeds 1 --sr-steps 4 --judge-steps 2 --sft-steps 4 --align-steps 4
 """
 
 from __future__ import annotations
@@ -529,16 +567,18 @@ def judge_seed(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds − 1")
     ap.add_argument("--sr-steps", type=int, default=80)
     ap.add_argument("--sr-lr", type=float, default=1e-2, help="AdamW lr of the LoRA in the GRPO stage")
     ap.add_argument("--sr-group", type=int, default=8, help="G samples per LR")
     ap.add_argument("--sr-batch", type=int, default=4, help="LRs per step")
-    ap.add_argument("--sft-steps", type=int, default=80, help="format cold-start SFT steps (4 examples each)")
-    ap.add_argument("--judge-steps", type=int, default=200)
-    ap.add_argument("--sft-lr", type=float, default=1e-2, help="format SFT lr (3e-3: sampled answers malformed)")
+    ap.add_argument("--sft-steps", type=int, default=1000, help="cold-start SFT steps (4 examples each)")
+    ap.add_argument("--judge-steps", type=int, default=300, help="GRPO steps of the judge")
+    ap.add_argument("--sft-lr", type=float, default=1e-2, help="cold-start SFT lr (3e-3: format answers malformed)")
     ap.add_argument("--judge-lr", type=float, default=3e-3, help="GRPO peak lr (5e-3 constant lost the format)")
     ap.add_argument("--judge-batch", type=int, default=16, help="completions per GRPO step")
     ap.add_argument("--judge-group", type=int, default=4, help="G rollouts per prompt")
@@ -548,20 +588,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--judge-cold-start",
         choices=("format", "describe"),
-        default="format",
-        help="SFT think text: 'compare' (format) or a colour word per image from its pixels (describe)",
+        default="describe",
+        help="SFT think text: 'compare' (format) or a colour code per image from its pixels (describe)",
     )
     ap.add_argument(
         "--align-steps",
         type=int,
-        default=0,
+        default=1000,
         help="single-image colour-caption steps (32 images each) before the cold start (formatsft.align; 0: none)",
     )
     ap.add_argument("--align-lr", type=float, default=3e-3, help="lr of the align stage")
     ap.add_argument("--judge-max-len", type=int, default=None, help="completion tokens")
     ap.add_argument("--sft-vision-lr", type=float, default=None, help="cold-start lr of the vision tower (0 frozen)")
-    ap.add_argument("--judge-freeze-vision", action="store_true", help="GRPO with the vision tower frozen")
-    ap.add_argument("--judge-beta", type=float, default=0.0, help="GRPO KL coefficient to the cold-start model")
+    ap.add_argument(
+        "--judge-freeze-vision",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="GRPO with the vision tower frozen",
+    )
+    ap.add_argument("--judge-beta", type=float, default=0.1, help="GRPO KL coefficient to the cold-start model")
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
