@@ -25,10 +25,28 @@
 Final line: ``sr_grpo_gain_min=… judge_acc_before=… judge_acc_after=…``. Goals: gain > 0 in every seed; judge
 ≥ 0.75 held-out and ≥ 0.2 above its start.
 
-Measured 2026-12-06 (2-core CPU shared by 7 jobs, niced; SR and judge parts run separately, --skip-judge /
---skip-sr): (a) 80 steps, G = 8, 4 LRs/step, lr 1e-2: gains +0.00118 / +0.00106 / +0.00158 ([0, 1] units; +0.30 /
-+0.27 / +0.40 grey levels), ``sr_grpo_gain_min=0.00106``; action-noise share of reward variance 0.67 / 0.81 / 0.47.
-(40 steps, 2 LRs/step: +0.93 / −0.04 / +0.15 grey levels — not every seed; with G = 4, lr 1e-3: ≈ 0.)
+(a) Measured 2026-12-07 afternoon (load 1–3, ~15–40 s a seed; ``--skip-judge --seeds 5``, then ``--first-seed 5
+--seeds 5``). Gains in grey levels (×255), 5 seeds unless said:
+
+| training pairs | LRs/step | held-out LRs | steps | lr | gains | negative |
+|---|---|---|---|---|---|---|
+| 8 | 4 | 4 | 80 | 1e-2 | −1.01 / +0.39 / +0.69 / +2.66 / +2.07 | 1 |
+| 8 | 4 | 4 | 80 | 3e-3 | +0.87 / +1.72 / −0.26 / +0.80 / −0.17 | 2 |
+| 8 | 4 | 4 | 200 | 3e-3 / 1e-2 | +1.43 / −0.48 / +0.16 / +1.45 / +0.24; +0.17 / −0.30 / +1.43 / −0.47 / +2.61 | 1; 2 |
+| 8 | 4 / 8 | 16 | 80 | 1e-2 | +0.12 / +0.69 / +1.12 / −0.09 / +1.78; +0.97 / +0.68 / +1.06 / +1.43 / −0.16 | 1; 1 |
+| 32 | 8 | 16 | 80 | 1e-2 | +1.20 / +0.89 / +1.94 / +1.41 / +0.19 | 0 |
+| **32** | **8** | **16** | **160** | **1e-2** | **+1.24 / +2.23 / +2.00 / +1.59 / +1.92** | **0** |
+| 32 | 8 | 16 | 160 | 1e-2 | seeds 5–9: −0.23 / +0.29 / +1.11 / +1.78 / +1.45 | 1 |
+
+The first row is the old default (8 training pairs, 4 LRs a step, 4 held-out LRs, 80 steps): on 2026-12-06 it gave
++0.30 / +0.27 / +0.40 in seeds 0–2, and now seed 0 gives −1.01 (same starting state: the action-noise shares are
+unchanged, 0.67 / 0.81 / 0.47; what changed the trajectory since was not traced). With 8 training pairs the policy
+fits their noise, and 4 held-out crops score it noisily: any setting of that size has a negative seed in 5. The
+defaults now (bold: 32 pairs, 8 LRs a step, 16 held-out, 160 steps) rise in seeds 0–4 (``sr_grpo_gain_min`` =
+1.24 / 255 = 0.00486) and in 9 of seeds 0–9 (mean +1.34; seed 5 −0.23): the direction is right on average and in
+most seeds, not guaranteed in every seed at this size. Action-noise share of the reward variance at the start:
+0.67 / 0.81 / 0.47 / 0.56 / 0.53 (seeds 0–4; input noise the rest). The recipe's sign is pinned by the tests
+(tests/training/sr: a flipped policy-gradient sign fails them).
 
 (b) NOT met. Earlier settings (2026-12-07 night, seed 0, load 12–25, a prototype of this code path; before = 0.5
 everywhere):
@@ -209,7 +227,16 @@ def policy_reward(run, pairs) -> float:
     return float(np.mean(out))
 
 
-def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8, batch: int = 4) -> dict:
+def sr_seed(
+    seed: int,
+    steps: int,
+    work: Path,
+    lr: float = 1e-2,
+    group: int = 8,
+    batch: int = 8,
+    n_held: int = 16,
+    n_train: int = 32,
+) -> dict:
     from op4ksr_fixtures import write_pairs_shards
 
     from training.sr import data, grpo
@@ -217,8 +244,8 @@ def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8,
     from training.sr.tiny import build_tiny_op4ksr
 
     tdir, vdir = build_tiny_op4ksr(work / f"tiny{seed}", seed=seed)
-    shards = write_pairs_shards(work / f"shards{seed}", n=8, hr=128, scale=4, seed=100 * seed)
-    held = write_pairs_shards(work / f"held{seed}", n=4, hr=128, scale=4, seed=100 * seed + 50)
+    shards = write_pairs_shards(work / f"shards{seed}", n=n_train, hr=128, scale=4, seed=100 * seed)
+    held = write_pairs_shards(work / f"held{seed}", n=n_held, hr=128, scale=4, seed=100 * seed + 50)
     torch.manual_seed(seed)
     cfg = TrainConfig.model_validate(
         {
@@ -237,7 +264,7 @@ def sr_seed(seed: int, steps: int, work: Path, lr: float = 1e-2, group: int = 8,
     )
     run = grpo.setup(cfg)
     stream = data.batches(data.pairs(data.shard_urls([str(held)]), 64, 4, seed, buffer=1), 1)
-    pairs = [next(stream) for _ in range(4)]
+    pairs = [next(stream) for _ in range(n_held)]
     hr, lr = next(run.batches)
     split = grpo.noise_split(run, hr, lr, states=4, actions=4)
     before = policy_reward(run, pairs)
@@ -572,10 +599,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds − 1")
-    ap.add_argument("--sr-steps", type=int, default=80)
+    ap.add_argument("--sr-steps", type=int, default=160, help="GRPO steps of the OP4KSR policy")
     ap.add_argument("--sr-lr", type=float, default=1e-2, help="AdamW lr of the LoRA in the GRPO stage")
     ap.add_argument("--sr-group", type=int, default=8, help="G samples per LR")
-    ap.add_argument("--sr-batch", type=int, default=4, help="LRs per step")
+    ap.add_argument("--sr-batch", type=int, default=8, help="LRs per step")
+    ap.add_argument("--sr-held", type=int, default=16, help="held-out LRs the policy mean is scored on")
+    ap.add_argument("--sr-train", type=int, default=32, help="training pairs (128-px HR, x4)")
     ap.add_argument("--sft-steps", type=int, default=1000, help="cold-start SFT steps (4 examples each)")
     ap.add_argument("--judge-steps", type=int, default=300, help="GRPO steps of the judge")
     ap.add_argument("--sft-lr", type=float, default=1e-2, help="cold-start SFT lr (3e-3: format answers malformed)")
@@ -618,7 +647,18 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             if not args.skip_sr:
-                sr_rows.append(sr_seed(seed, args.sr_steps, work, args.sr_lr, args.sr_group, args.sr_batch))
+                sr_rows.append(
+                    sr_seed(
+                        seed,
+                        args.sr_steps,
+                        work,
+                        args.sr_lr,
+                        args.sr_group,
+                        args.sr_batch,
+                        args.sr_held,
+                        args.sr_train,
+                    )
+                )
                 print(json.dumps({"sr": sr_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if not args.skip_judge:
                 judge_rows.append(
