@@ -170,6 +170,8 @@ the commonest code alone: 0.42 / 0.37 / 0.34 / 0.38). Description accuracy is gr
 | **1,000** | **300** | 1 | 0.51 | 0.50 → **0.88** | 0.85 / 0.14 | 0.45 |
 | **1,000** | **300** | 2 | 0.77 | 0.50 → **0.89** | 0.93 / 0.06 | 0.49 |
 | **1,000** | **300** | 3 | 0.67 | 0.00 → 0.50 | 0.49 / 0.49 | 0.00 |
+| **1,000** | **300** | 4 | 0.60 | 0.50 → **0.86** | 0.77 / 0.23 | 0.36 |
+| **1,000** | **300** | 5 | 0.47 | 0.45 → 0.50 | 0.49 / 0.50 | 0.02 |
 | 1,000 | 600 | 0 / 1 / 2 / 3 | as above | 0.49 / **0.89** / **0.95** / 0.50 | seeds 0 and 3: 0.50 / 0.50 | |
 | 1,000 | 300, G = 8 (32 a step) | 0 / 3 | as above | 0.51 / 0.50 | 0.50 / 0.49, 0.50 / 0.50 | |
 | 1,000 | 300, lr 5e-3 | 0 / 1 / 3 | as above | 0.66 / **0.89** / 0.50 | seed 0: 0.61 / 0.39 | |
@@ -177,15 +179,15 @@ the commonest code alone: 0.42 / 0.37 / 0.34 / 0.38). Description accuracy is gr
 | 1,000 | 300, lr 1e-2 | 0 | as above | 0.00 (format lost; zero-spread guard) | | |
 
 The align stage turns the escape from the blind saddle from 1 seed in 3 into 2 in 3 (seeds 0–2) and is cheap (35 s,
-and the describe SFT runs 1,000 steps, not 1,500). The defaults on seeds 0–2 (the bold rows; each seed
-as its own process, ``--skip-sr --first-seed k --seeds 1``) give ``judge_acc_before=0.473 judge_acc_after=0.757``:
-the mean meets the goal (≥ 0.75, +0.28 ≥ 0.2), **but not in every seed** — seed 0 with this schedule and seed 3
-under every setting tried stay blind (P(right) = P(wrong), sd P(A) ≤ 0.07), and over seeds 0–3 the mean after is
-0.69. A seed that escapes reaches 0.84–0.95 and its verdict follows the images (sd P(A) 0.30–0.49); the runs that
-escaped with every rollout right were stopped by the zero-spread guard ("nothing left to learn"). Whether a seed
-escapes is not predicted by its caption or description accuracy (seed 1 escapes in every setting with the weakest
-description, 0.51; seeds 0 and 3, at 0.67, mostly do not), nor fixed by a longer run, more rollouts per prompt or a
-larger lr (5e-3 moves seed 0 half-way, 1e-2 loses the format).
+and the describe SFT runs 1,000 steps, not 1,500). The defaults on seeds 0–2 (the bold rows; each seed as its own
+process, ``--skip-sr --first-seed k --seeds 1``) give ``judge_acc_before=0.473 judge_acc_after=0.757``: the mean
+meets the goal (≥ 0.75, +0.28 ≥ 0.2), **but not in every seed** — seed 0 with this schedule and seed 3 under every
+setting tried stay blind (P(right) = P(wrong), sd P(A) ≤ 0.07); over seeds 0–5 the defaults make 3 of 6 learn (seeds
+1, 2, 4; seed 5 blind too), mean after 0.69. A seed that escapes reaches 0.84–0.95 and its verdict follows the
+images (sd P(A) 0.30–0.49); the runs that escaped with every rollout right were stopped by the zero-spread guard
+("nothing left to learn"). Whether a seed escapes is not predicted by its caption or description accuracy (seed 1
+escapes in every setting with the weakest description, 0.51; seeds 0 and 3, at 0.67, mostly do not), nor fixed by a
+longer run, more rollouts per prompt or a larger lr (5e-3 moves seed 0 half-way, 1e-2 loses the format).
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds, SR then judge
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
