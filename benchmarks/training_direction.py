@@ -424,12 +424,11 @@ def caption_accuracy(model_dir: Path, images: list, limit: int = 384) -> dict:
     images, against the share of the commonest code (what a judge blind to its images gets at best)."""
     from collections import Counter
 
-    from training.reward.formatsft import ALIGN_INSTRUCTION
+    from training.reward.formatsft import align_prompt
     from training.reward.judge import load_model, load_processor
 
     model, proc = load_model(model_dir, "cpu", torch.float32), load_processor(model_dir)
-    msg = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ALIGN_INSTRUCTION}]}]
-    prompt = proc.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+    prompt = align_prompt(proc)
     ims = images[:limit]
     right = 0
     for im in ims:

@@ -74,6 +74,13 @@ def param_groups(model: Any, lr: float, vision_lr: float | None = None) -> list[
 ALIGN_INSTRUCTION = "colour"
 
 
+def align_prompt(processor: Any) -> str:
+    """The align stage's prompt: one image and ``ALIGN_INSTRUCTION``, in the processor's chat template, ready for the
+    caption (``align`` trains on it; evaluations ask the same)."""
+    msg = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ALIGN_INSTRUCTION}]}]
+    return processor.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+
+
 def align(
     base: str | Path,
     images: list[Any],
@@ -96,8 +103,7 @@ def align(
     rng = random.Random(seed)
     model = load_model(base, "cpu", torch.float32).train()
     processor = load_processor(base)
-    msg = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ALIGN_INSTRUCTION}]}]
-    prompt = processor.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+    prompt = align_prompt(processor)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     for step in range(steps):
         pick = [rng.choice(images) for _ in range(batch)]

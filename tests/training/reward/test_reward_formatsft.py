@@ -154,8 +154,7 @@ def test_align_teaches_a_blind_judge_to_caption_images_it_never_saw(tiny_judge, 
 
     out = formatsft.align(tiny_judge, sample(8), cap, tmp_path / "aligned", steps=40, lr=1e-2, batch=8)
     model, proc = load_model(out, "cpu", torch.float32), load_processor(out)
-    msg = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": formatsft.ALIGN_INSTRUCTION}]}]
-    prompt = proc.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+    prompt = formatsft.align_prompt(proc)
     held = sample(6)
     with torch.no_grad():
         said = [
