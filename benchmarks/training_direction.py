@@ -394,6 +394,17 @@ def describe_relation(images: list) -> str:
     return describe_images(images) + f" A:{same[0]} B:{same[1]}"
 
 
+def lr_verdicts(images: list) -> tuple[str, str]:
+    """The ``lr`` cold-start verdicts: a function of the LR alone — consistency ``A`` when the LR global view's code
+    (image 1) is grey, red or green, else ``B``; naturalness ``A`` when the LR crop's (image 4) is grey, blue or
+    magenta, else ``B``. The LR is the same in both orders of a mirrored pair while the label swaps, so these verdicts
+    agree with the label in exactly half of the prompts: no preference information (like random verdicts), but a
+    verdict the SFT can only fit by reading the prompt, where random verdicts are fitted best by a verdict that ignores
+    it (which is what left the blind seeds' verdict state constant)."""
+    codes = [CODES[colour_word(im)] for im in (images[0], images[3])]
+    return ("A" if codes[0] in "nrg" else "B", "A" if codes[1] in "nbm" else "B")
+
+
 def relation_agreement(samples, budget: dict) -> dict:
     """How far ``describe_relation``'s flags decide the consistency label by themselves, over both orders: share of
     prompts where exactly one candidate matches and it is the labelled one (``decides_right``), where exactly one
@@ -540,6 +551,7 @@ def judge_seed(
     beta: float = 0.0,
     align_steps: int = 0,
     align_lr: float = 3e-3,
+    sft_verdicts: str = "random",
     hidden: int = 32,
     layers: int = 2,
 ) -> dict:
@@ -568,6 +580,7 @@ def judge_seed(
         budget=budget,
         seed=seed,
         lr=sft_lr,
+        verdict=lr_verdicts if sft_verdicts == "lr" else None,
         **({"describe": describe, "max_new_tokens": max_len} if describe else {}),
         **({"vision_lr": sft_vision_lr} if sft_vision_lr is not None else {}),
     )
@@ -623,6 +636,7 @@ def judge_seed(
         "description_before": desc_before,
         "description_after": desc_after,
         "cold_start": cold_start,
+        "sft_verdicts": sft_verdicts,
         "align_steps": align_steps,
         "caption_accuracy": captions,
         "relation_agreement": relation_agreement(held_s, budget) if cold_start == "relate" else None,
@@ -676,6 +690,12 @@ def main(argv: list[str] | None = None) -> int:
         help="GRPO with the vision tower frozen",
     )
     ap.add_argument("--judge-beta", type=float, default=0.1, help="GRPO KL coefficient to the cold-start model")
+    ap.add_argument(
+        "--sft-verdicts",
+        choices=("random", "lr"),
+        default="random",
+        help="cold-start verdicts: random draws, or a function of the LR alone (lr_verdicts; label-free either way)",
+    )
     ap.add_argument("--judge-hidden", type=int, default=32, help="hidden size of the tiny random judge")
     ap.add_argument("--judge-layers", type=int, default=2, help="decoder layers of the tiny random judge")
     ap.add_argument("--skip-judge", action="store_true")
@@ -723,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
                         beta=args.judge_beta,
                         align_steps=args.align_steps,
                         align_lr=args.align_lr,
+                        sft_verdicts=args.sft_verdicts,
                         hidden=args.judge_hidden,
                         layers=args.judge_layers,
                     )

@@ -19,6 +19,14 @@ ability a pre-trained MLLM brings — while the verdicts stay random as above. I
 with the example, so it cannot read the labels: the cold start carries no preference information either way
 (tests/training/reward/test_reward_formatsft.py swaps the labels and gets identical targets).
 
+Optional ``verdict``: a function of the example's *images only* that gives the SFT's (consistency, naturalness)
+verdicts in place of the random draws. Random verdicts are fitted best by a verdict that ignores the prompt, and that
+is what 1,000 describe-SFT steps did in the tiny judge's seeds that GRPO never taught (the hidden state at the
+verdict varied 6-13x less across prompts than in a seed that learns; benchmarks/training_direction.py). A verdict
+read from the LR alone (``lr_verdicts`` there) carries no preference either — the LR is the same in both screen
+orders of a mirrored pair while the label swaps, so it agrees with the label in exactly half the prompts — but it can
+only be fitted by reading the prompt.
+
 Optional before both: ``align`` — single-image captioning, the analogue of LLaVA's stage 1 ("pre-training for feature
 alignment": image–caption pairs, one short caption per image, loss on the caption only; Liu et al. 2023, Visual
 Instruction Tuning §5) and of Qwen-VL's first, image–text stage. A real judge starts from an MLLM that has been
@@ -44,17 +52,23 @@ from training.reward.judge import JUDGE_META, load_model, load_processor
 VERDICTS = ("A", "B", "tie")
 
 
-def format_target(rng: random.Random, think: str = "compare") -> str:
-    """A well-formed verdict answer with random verdicts (the format, no preference) after ``think``."""
-    c, n = rng.choice(VERDICTS), rng.choice(VERDICTS)
+def format_target(rng: random.Random, think: str = "compare", verdicts: tuple[str, str] | None = None) -> str:
+    """A well-formed verdict answer after ``think``: verdicts drawn at random (the format, no preference), or the
+    given (consistency, naturalness) pair."""
+    c, n = verdicts if verdicts is not None else (rng.choice(VERDICTS), rng.choice(VERDICTS))
     return f"<think>{think}</think><answer>consistency: {c}; naturalness: {n}</answer>"
 
 
-def target_for(ex: Any, rng: random.Random, describe: Callable[[list[Any]], str] | None = None) -> str:
-    """The SFT target of one example: ``describe`` sees ``ex.images`` only (never ``ex.labels`` / ``ex.votes``)."""
-    if describe is None:
-        return format_target(rng)
-    return format_target(rng, describe(list(ex.images)))
+def target_for(
+    ex: Any,
+    rng: random.Random,
+    describe: Callable[[list[Any]], str] | None = None,
+    verdict: Callable[[list[Any]], tuple[str, str]] | None = None,
+) -> str:
+    """The SFT target of one example: ``describe`` and ``verdict`` see ``ex.images`` only (never ``ex.labels`` /
+    ``ex.votes``)."""
+    think = "compare" if describe is None else describe(list(ex.images))
+    return format_target(rng, think, None if verdict is None else verdict(list(ex.images)))
 
 
 def param_groups(model: Any, lr: float, vision_lr: float | None = None) -> list[dict[str, Any]]:
@@ -146,6 +160,7 @@ def train(
     describe: Callable[[list[Any]], str] | None = None,
     max_new_tokens: int = 48,
     vision_lr: float | None = None,
+    verdict: Callable[[list[Any]], tuple[str, str]] | None = None,
 ) -> Path:
     import torch
 
@@ -165,9 +180,8 @@ def train(
             ex = rng.choice(examples)
             prompt = processor.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=False)
             p_ids = processor(text=[prompt], images=ex.images, return_tensors="pt")
-            full = processor(
-                text=[prompt + target_for(ex, rng, describe) + "<|im_end|>"], images=ex.images, return_tensors="pt"
-            )
+            target = target_for(ex, rng, describe, verdict)
+            full = processor(text=[prompt + target + "<|im_end|>"], images=ex.images, return_tensors="pt")
             labels = full["input_ids"].clone()
             labels[:, : p_ids["input_ids"].shape[1]] = -100
             loss = model(**full, labels=labels).loss / batch
@@ -189,5 +203,7 @@ def train(
     }
     if describe is not None:
         meta["cold_start"] = "describe"
+    if verdict is not None:
+        meta["sft_verdicts"] = getattr(verdict, "__name__", "custom")
     (out / JUDGE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

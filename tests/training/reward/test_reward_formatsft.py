@@ -166,3 +166,29 @@ def test_align_teaches_a_blind_judge_to_caption_images_it_never_saw(tiny_judge, 
     right = sum(s.strip() == cap(im) for s, im in zip(said, held, strict=True))
     assert right == len(held), said
     formatsft.train(out, load_preferences(prefs_workspace), tmp_path / "fmt", steps=1, budget=TEST_BUDGET, batch=1)
+
+
+def test_verdict_function_sees_the_images_only_and_sets_the_verdicts(prefs_workspace):
+    """``verdict`` (the SFT's verdicts from the images, in place of random draws) is handed the images, never the
+    example: swapping every label leaves every target identical, and the target carries exactly its verdicts."""
+    exs = examples(prefs_workspace)
+    swapped = [dataclasses.replace(ex, labels={c: SWAP[v] for c, v in ex.labels.items()}) for ex in exs]
+    calls: list = []
+
+    def verdict(arg):
+        calls.append(arg)
+        if hasattr(arg, "labels"):  # would leak the label if it were handed the example
+            return arg.labels["consistency"], arg.labels["naturalness"]
+        bright = [float(np.asarray(im.convert("L"), float).mean()) for im in arg]
+        return ("A" if bright[1] > bright[2] else "B", "tie")
+
+    t1 = [formatsft.target_for(ex, random.Random(0), verdict=verdict) for ex in exs]
+    t2 = [formatsft.target_for(ex, random.Random(0), verdict=verdict) for ex in swapped]
+    assert t1 == t2
+    assert all(isinstance(c, list) and all(isinstance(im, Image.Image) for im in c) for c in calls)
+    for ex, t in zip(exs, t1, strict=True):
+        c, n = verdict(list(ex.images))
+        assert t == f"<think>compare</think><answer>consistency: {c}; naturalness: {n}</answer>"
+    # the two screen orders of a pair swap A and B, so a verdict read from the candidates flips with the order
+    firsts = [t.split("consistency: ")[1][0] for t in t1]
+    assert any(a != b for a, b in zip(firsts[::2], firsts[1::2], strict=True))
