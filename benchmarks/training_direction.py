@@ -193,6 +193,36 @@ images (sd P(A) 0.30–0.49); the runs that escaped with every rollout right wer
 escapes in every setting with the weakest description, 0.51; seeds 0 and 3, at 0.67, mostly do not), nor fixed by a
 longer run, more rollouts per prompt or a larger lr (5e-3 moves seed 0 half-way, 1e-2 loses the format).
 
+What the blind seeds lack (2026-12-07 evening, load 3–5, each seed its own process, defaults unless said). A probe
+after align + 1,000 ``relate`` cold-start steps (below; scratch script; held-out prompts teacher-forced up to
+``consistency:``): the final hidden state at the verdict varies across prompts by 0.0097 / 0.123 / 0.021 (mean sd per
+dimension, seeds 0 / 1 / 3, of which GRPO then teaches only seed 1; after align alone 0.80 / 0.47 / 0.16), the A − B
+logit by 0.007 / 0.10 / 0.036, while the verdict tokens' embeddings stay apart (|E_A − E_B| 1.1–1.7): random
+verdicts are fitted best by a verdict that ignores the prompt, and the cold start goes most of the way there. It is
+not the whole story: the sd of P(A) before GRPO (relate, seeds 0–5) does not separate the seeds that learn (1, 4, 5:
+0.022 / 0.004 / 0.022) from those that do not (0, 2, 3: 0.0008 / 0.008 / 0.004). Changes tried on the blind seeds
+(held-out before → after):
+
+| change | seed 0 | seed 3 | seed 5 |
+|---|---|---|---|
+| judge hidden 64 (``--judge-hidden 64``) | 0.47 → 0.50 | 0.00 → 0.50 | format lost at step ≈ 50 (lr not retuned) |
+| ``relate`` cold start (below) | 0.50 → 0.50 | 0.00 → 0.50 | 0.50 → **0.97** |
+| describe, verdicts from the LR alone (``--sft-verdicts lr``) | 0.46 → 0.71 | 0.50 → 0.50 | 0.50 → 0.50 |
+| the same, KL β = 0.02 | 0.46 → 0.70 | | |
+| ``relate`` and ``--sft-verdicts lr`` | 0.49 → 0.49 | 0.49 → 0.50 | |
+| cold-start loss −log P(A or B or tie) at the verdicts (not kept) | 0.50 → 0.50 | 0.50 → 0.50 | 0.50 → 0.50 |
+
+- The LR-only verdicts (label-free: they agree with the label in exactly half of the mirrored prompts) do keep the
+  verdict state alive (sd P(A) before GRPO 0.32 / 0.04 / 0.01 in seeds 0 / 3 / 5, against ≤ 0.003 with random
+  verdicts), and seed 0 moves half-way (P(right) 0.68–0.69), but seeds 3 and 5 stay blind.
+- ``relate`` (``--judge-cold-start relate``): the think text is the codes, then ``A:y|n B:y|n`` (does each
+  candidate's code equal the LR's; still pixels only). The flags decide 88 % of the held-out prompts by themselves
+  (12 % undecided, none wrong), a few tokens before the verdict; a seed still has to discover that a match is what is
+  preferred, and seeds 0 and 3 do not.
+  Over seeds 0–5 ``relate`` gives 0.50 / **0.92** / 0.50 / 0.50 / **0.99** / **0.97**: 3 of 6 again (seeds 1, 4, 5
+  rather than 1, 2, 4; mean 0.73, seeds 0–2 0.64), so the default stays ``describe``.
+- The set loss makes every verdict one letter (P(A) ≈ 1 for every prompt): no spread, nothing for GRPO.
+
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds, SR then judge
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done
     # the format-only rows: add --judge-cold-start format --align-steps 0 --sft-steps 80 --judge-beta 0

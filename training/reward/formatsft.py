@@ -20,12 +20,13 @@ with the example, so it cannot read the labels: the cold start carries no prefer
 (tests/training/reward/test_reward_formatsft.py swaps the labels and gets identical targets).
 
 Optional ``verdict``: a function of the example's *images only* that gives the SFT's (consistency, naturalness)
-verdicts in place of the random draws. Random verdicts are fitted best by a verdict that ignores the prompt, and that
-is what 1,000 describe-SFT steps did in the tiny judge's seeds that GRPO never taught (the hidden state at the
-verdict varied 6-13x less across prompts than in a seed that learns; benchmarks/training_direction.py). A verdict
-read from the LR alone (``lr_verdicts`` there) carries no preference either — the LR is the same in both screen
-orders of a mirrored pair while the label swaps, so it agrees with the label in exactly half the prompts — but it can
-only be fitted by reading the prompt.
+verdicts in place of the random draws. Random verdicts are fitted best by a verdict that ignores the prompt (in two
+tiny-judge seeds that GRPO never taught, the hidden state at the verdict varied 6–13× less across prompts after the
+cold start than in one that learns; benchmarks/training_direction.py). A verdict read from the LR alone
+(``lr_verdicts`` there) carries no preference either — the LR is the same in both screen orders of a mirrored pair
+while the label swaps, so it agrees with the label in exactly half the prompts — but it can only be fitted by reading
+the prompt. Measured there: it keeps the verdict's state alive, and it moved one blind seed of three half-way; it is
+an option, not the benchmark's default.
 
 Optional before both: ``align`` — single-image captioning, the analogue of LLaVA's stage 1 ("pre-training for feature
 alignment": image–caption pairs, one short caption per image, loss on the caption only; Liu et al. 2023, Visual
