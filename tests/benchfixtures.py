@@ -1,13 +1,28 @@
 """Test helpers for hostile benchmarks and CLI refusals, shared by the pipeline and flow tests."""
 
 import hashlib
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pyarrow.parquet as pq
 
 from pipelines.bench import sets as benchsets
 from pipelines.store.workspace import write_table
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package), registered in ``sys.modules`` under
+    ``name`` so its dataclasses and pickling resolve."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def forge_index(bench: Path, **row: object) -> None:

@@ -4,22 +4,16 @@ the test under a minute); the full run (256^2 -> 1024^2, 68 crops) is documented
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchfixtures import load_benchmark
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("skimage.data")
 
 from pipelines.bench.metrics import periodicity, periodicity_excess  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location(
-    "periodicity_flag", Path(__file__).parents[3] / "benchmarks" / "periodicity_flag.py"
-)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_benchmark("periodicity_flag")
 SCALE, STRIDE, lr_crops, plant = bench.SCALE, bench.STRIDE, bench.lr_crops, bench.plant
 
 

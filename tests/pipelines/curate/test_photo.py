@@ -15,21 +15,17 @@ Per-image table: ``benchmarks/results/photo_classifier.md``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchfixtures import load_benchmark
 
 from pipelines.curate import photo
 from pipelines.curate.filters import FilterSettings, judge, measure
 
 ROOT = Path(__file__).resolve().parents[3]
-_spec = importlib.util.spec_from_file_location("photo_classifier", ROOT / "benchmarks" / "photo_classifier.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["photo_classifier"] = bench
-_spec.loader.exec_module(bench)
+bench = load_benchmark("photo_classifier")
 
 THRESHOLD = FilterSettings().min_photo_score
 # Held-out figures measured on this set (benchmarks/results/photo_classifier.md): precision 0.763, recall 0.951. The

@@ -1,22 +1,13 @@
 """benchmarks/pairs_active.py runs end to end on a tiny setting, and its interval is the paired bootstrap."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+from benchfixtures import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("pairs_active", ROOT / "benchmarks" / "pairs_active.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["pairs_active"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("pairs_active")
 
 
 def test_ratio_interval_resamples_worlds_in_pairs(bench):

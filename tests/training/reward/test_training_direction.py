@@ -3,19 +3,14 @@ start, GRPO through the recipe, the held-out evaluations) and the SR path run, t
 and the final line is the one the issue asks for. The directional checks are the recipes' own tests; this one keeps
 the benchmark from rotting."""
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "training_direction.py"
+from benchfixtures import load_benchmark
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("training_direction", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("training_direction")
 
 
 def test_smoke_run_writes_every_seed_and_the_final_line(tmp_path, capsys):

@@ -1,19 +1,12 @@
 """The GPU timing script runs end to end in its --tiny mode on the CPU and says clearly when CUDA is missing."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "op4ksr_gpu.py"
+from benchfixtures import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("op4ksr_gpu", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("op4ksr_gpu")
 
 
 def test_gpu_script_tiny_mode(capsys):

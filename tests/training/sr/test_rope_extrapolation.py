@@ -1,22 +1,16 @@
 """benchmarks/rope_extrapolation.py: its model starts at bicubic, its intervals are Student-t, a run writes every
 arm and a rerun resumes from the JSON without training again."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "rope_extrapolation.py"
+from benchfixtures import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def rope():
-    spec = importlib.util.spec_from_file_location("rope_extrapolation", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("rope_extrapolation")
 
 
 def test_model_starts_at_bicubic_and_rfr_acts_only_beyond_the_trained_grid(rope):
