@@ -212,9 +212,10 @@ not the whole story: the sd of P(A) before GRPO (relate, seeds 0–5) does not s
 | ``relate`` and ``--sft-verdicts lr`` | 0.49 → 0.49 | 0.49 → 0.50 | |
 | cold-start loss −log P(A or B or tie) at the verdicts (not kept) | 0.50 → 0.50 | 0.50 → 0.50 | 0.50 → 0.50 |
 
-- The LR-only verdicts (label-free: they agree with the label in exactly half of the mirrored prompts) do keep the
-  verdict state alive (sd P(A) before GRPO 0.32 / 0.04 / 0.01 in seeds 0 / 3 / 5, against ≤ 0.003 with random
-  verdicts), and seed 0 moves half-way (P(right) 0.68–0.69), but seeds 3 and 5 stay blind.
+- The LR-only verdicts (label-free: they agree with the label in exactly half of the mirrored prompts) give the
+  verdict more spread in seeds 0 and 3, not in 5 (sd P(A) before GRPO 0.32 / 0.04 / 0.01 in seeds 0 / 3 / 5, against
+  0.0008 / 0.004 / 0.022 with random verdicts in the ``relate`` runs), and seed 0 moves half-way (P(right) 0.68–0.69),
+  but seeds 3 and 5 stay blind.
 - ``relate`` (``--judge-cold-start relate``): the think text is the codes, then ``A:y|n B:y|n`` (does each
   candidate's code equal the LR's; still pixels only). The flags decide 88 % of the held-out prompts by themselves
   (12 % undecided, none wrong), a few tokens before the verdict; a seed still has to discover that a match is what is

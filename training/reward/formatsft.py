@@ -25,8 +25,8 @@ tiny-judge seeds that GRPO never taught, the hidden state at the verdict varied 
 cold start than in one that learns; benchmarks/training_direction.py). A verdict read from the LR alone
 (``lr_verdicts`` there) carries no preference either — the LR is the same in both screen orders of a mirrored pair
 while the label swaps, so it agrees with the label in exactly half the prompts — but it can only be fitted by reading
-the prompt. Measured there: it keeps the verdict's state alive, and it moved one blind seed of three half-way; it is
-an option, not the benchmark's default.
+the prompt. Measured there: it gave the verdict more spread in two blind seeds of three and moved one of them
+half-way; it is an option, not the benchmark's default.
 
 Optional before both: ``align`` — single-image captioning, the analogue of LLaVA's stage 1 ("pre-training for feature
 alignment": image–caption pairs, one short caption per image, loss on the caption only; Liu et al. 2023, Visual
