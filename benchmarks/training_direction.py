@@ -420,9 +420,14 @@ def describe_relation(images: list) -> str:
     perception a pre-trained MLLM brings ("B is redder than the LR"), and it agrees with the faithful candidate only as
     far as the colour codes do (``relation_agreement``). What GRPO must still learn is the preference itself: that a
     match is what is preferred, and which verdict letter names which screen position in both orders."""
-    codes = [CODES[colour_word(im)] for im in images]
-    same = ["y" if c == codes[0] else "n" for c in codes[1:3]]
-    return describe_images(images) + f" A:{same[0]} B:{same[1]}"
+    a, b = relation_flags(images)
+    return describe_images(images) + f" A:{'y' if a else 'n'} B:{'y' if b else 'n'}"
+
+
+def relation_flags(images: list) -> tuple[bool, bool]:
+    """Whether candidate A's and B's global views (images 2 and 3) have the LR global view's (image 1) code."""
+    lr, a, b = (CODES[colour_word(im)] for im in images[:3])
+    return a == lr, b == lr
 
 
 def lr_verdicts(images: list) -> tuple[str, str]:
@@ -431,23 +436,23 @@ def lr_verdicts(images: list) -> tuple[str, str]:
     magenta, else ``B``. The LR is the same in both orders of a mirrored pair while the label swaps, so these verdicts
     agree with the label in exactly half of the prompts: no preference information (like random verdicts), but a
     verdict the SFT can only fit by reading the prompt, where random verdicts are fitted best by a verdict that ignores
-    it (which is what left the blind seeds' verdict state constant)."""
+    it (in the seeds probed, much of what left the verdict's state nearly constant; module docstring)."""
     codes = [CODES[colour_word(im)] for im in (images[0], images[3])]
     return ("A" if codes[0] in "nrg" else "B", "A" if codes[1] in "nbm" else "B")
 
 
 def relation_agreement(samples, budget: dict) -> dict:
-    """How far ``describe_relation``'s flags decide the consistency label by themselves, over both orders: share of
-    prompts where exactly one candidate matches and it is the labelled one (``decides_right``), where exactly one
-    matches and it is the other (``decides_wrong``), and where the flags are equal (``undecided``)."""
+    """How far the ``relate`` flags (``relation_flags``) decide the consistency label by themselves, over both
+    orders: share of prompts where exactly one candidate matches and it is the labelled one (``decides_right``),
+    where exactly one matches and it is the other (``decides_wrong``), and where the flags are equal
+    (``undecided``)."""
     from training.reward.examples import PixelBudget, make_examples
 
     pb = PixelBudget.model_validate(budget)
     n = right = wrong = 0
     for s in samples:
         for ex in make_examples(s, pb, order="mirror"):
-            flags = describe_relation(list(ex.images)).split()[-2:]
-            a, b = (f.endswith(":y") for f in flags)
+            a, b = relation_flags(list(ex.images))
             n += 1
             if a != b:
                 right += ("A" if a else "B") == ex.labels["consistency"]

@@ -15,8 +15,6 @@ Per-image table: ``benchmarks/results/photo_classifier.md``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from benchfixtures import load_benchmark
@@ -24,7 +22,6 @@ from benchfixtures import load_benchmark
 from pipelines.curate import photo
 from pipelines.curate.filters import FilterSettings, judge, measure
 
-ROOT = Path(__file__).resolve().parents[3]
 bench = load_benchmark("photo_classifier")
 
 THRESHOLD = FilterSettings().min_photo_score
