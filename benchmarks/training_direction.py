@@ -590,6 +590,7 @@ def judge_seed(
     sft_verdicts: str = "random",
     hidden: int = 32,
     layers: int = 2,
+    policy_tokens: str = "all",
 ) -> dict:
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
@@ -644,6 +645,7 @@ def judge_seed(
             "save_steps": 10_000,
             "temperature": 1.0,
             "beta": beta,
+            "policy_tokens": policy_tokens,
             "seed": seed,
             "freeze_vision": freeze_vision,
         },
@@ -673,6 +675,7 @@ def judge_seed(
         "description_after": desc_after,
         "cold_start": cold_start,
         "sft_verdicts": sft_verdicts,
+        "policy_tokens": policy_tokens,
         "align_steps": align_steps,
         "caption_accuracy": captions,
         "relation_agreement": relation_agreement(held_s, budget) if cold_start == "relate" else None,
@@ -734,6 +737,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--judge-hidden", type=int, default=32, help="hidden size of the tiny random judge")
     ap.add_argument("--judge-layers", type=int, default=2, help="decoder layers of the tiny random judge")
+    ap.add_argument(
+        "--judge-policy-tokens",
+        choices=("all", "answer"),
+        default="all",
+        help="completion tokens the judge's GRPO loss reads (recipe policy_tokens)",
+    )
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -782,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
                         sft_verdicts=args.sft_verdicts,
                         hidden=args.judge_hidden,
                         layers=args.judge_layers,
+                        policy_tokens=args.judge_policy_tokens,
                     )
                 )
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)

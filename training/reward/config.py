@@ -70,6 +70,12 @@ class RewardConfig(BaseModel):
     )
     beta: float = Field(0.04, ge=0, description="KL coefficient to the reference model (0 = no reference model)")
     epsilon: float = Field(0.2, gt=0, description="PPO clip range")
+    policy_tokens: Literal["all", "answer"] = Field(
+        "all",
+        description="Completion tokens the policy-gradient and KL terms read: all of them (TRL, VisualQuality-R1), "
+        "or only those from '<answer>' on, the reasoning then moving only through shared weights (a completion "
+        "without '<answer>' keeps all its tokens, so the format is still taught)",
+    )
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("dapo", description="TRL GRPO loss normalisation")
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "batch", description="Advantage scaling; 'group' divides by the per-prompt std and undoes agreement weights"

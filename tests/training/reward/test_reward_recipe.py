@@ -283,3 +283,70 @@ def test_mirror_pairs_share_a_step_and_warmup_reaches_the_trainer(tiny_judge, pr
     assert args.get_warmup_steps(100) == 25 and args.lr_scheduler_type == "cosine"
     loose = batches(recipe.setup(cfg.model_copy(update={"pair_batches": False, "output_dir": str(tmp_path / "l")})))
     assert any(len({e.split(":")[0] for e in b}) == 2 for b in loose)  # shuffled single prompts: pairs split
+
+
+def test_answer_token_mask_starts_at_the_answer_tag(tiny_judge):
+    """The mask keeps exactly the tokens of ``<answer>…`` (not one token early or late), a row without the tag keeps
+    every token, and tokens after EOS (completion_mask 0) do not move the boundary."""
+    from training.reward.judge import load_processor
+
+    tok = load_processor(tiny_judge).tokenizer
+    think, answer = "<think>1:r 2:g 3:r A:y B:n</think>", "<answer>consistency: A; naturalness: tie</answer>"
+    rows = [tok.encode(think + answer), tok.encode("<think>no tag here</think> consistency: B"), tok.encode(answer)]
+    width = max(map(len, rows)) + 3
+    ids = torch.full((len(rows), width), tok.pad_token_id or 0, dtype=torch.long)
+    keep = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], keep[i, : len(r)] = torch.tensor(r), 1
+    mask = recipe.answer_token_mask(ids, keep, tok)
+    n0 = len(rows[0])
+    kept = ids[0, :n0][mask[0, :n0].bool()].tolist()
+    dropped = ids[0, :n0][~mask[0, :n0].bool()].tolist()
+    assert tok.decode(kept) == answer and tok.decode(dropped) == think
+    assert mask[1].bool().all()  # malformed: every token stays in the loss
+    assert mask[2].bool().all()  # the answer from the first token
+
+
+def test_answer_only_policy_puts_only_answer_tokens_in_the_loss(tiny_judge, prefs_workspace, tmp_path):
+    """policy_tokens: answer, through the trainer's own rollout path (generate patched to answer a well-formed
+    completion and a malformed one in turn): with every advantage 1, β = 0 and the rollout policy, TRL's dapo loss
+    is −(tokens in the loss) / num_items_in_batch, so the loss counts the tokens it reads: those from ``<answer>``
+    on in a well-formed completion plus all of a malformed one; with ``all``, every token."""
+    from training.reward.judge import load_processor
+
+    tok = load_processor(tiny_judge).tokenizer
+    good = "<think>1:r 2:g 3:r</think><answer>consistency: A; naturalness: tie</answer>"
+    texts = [good, "<think>1:r</think> consistency: B"]
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    counts, want = {}, {}
+    for mode in ("all", "answer"):
+        cfg = _cfg(tiny_judge, prefs_workspace, tmp_path / mode, max_steps=1, beta=0.0, policy_tokens=mode)
+        s = recipe.setup(cfg)
+
+        def fake_generate(input_ids, **kw):
+            rows = [[*tok.encode(texts[i % 2]), eos] for i in range(input_ids.size(0))]
+            width = max(map(len, rows))
+            out = torch.full((len(rows), width), eos, dtype=torch.long)
+            for i, r in enumerate(rows):
+                out[i, : len(r)] = torch.tensor(r)
+            return torch.cat([input_ids, out], dim=1)
+
+        s.trainer.model.generate = fake_generate
+        s.trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train; 1 accumulation window here
+        assert s.trainer.args.steps_per_generation == 1
+        batch = s.trainer._generate_and_score_completions(next(iter(s.trainer.get_train_dataloader())))
+        batch["advantages"] = torch.ones_like(batch["advantages"])
+        with torch.no_grad():
+            loss = s.trainer._compute_loss(s.trainer.model, batch)
+        counts[mode] = -float(loss) * float(batch["num_items_in_batch"])
+        n_rows = batch["completion_ids"].size(0)
+        n_good, n_bad = (n_rows + 1) // 2, n_rows // 2
+        n_answer = len(tok.encode(good[good.index("<answer>") :]))
+        if mode == "answer":
+            # the answer's tokens and the EOS of each good row, every token (and EOS) of each bad row
+            want[mode] = n_good * (n_answer + 1) + n_bad * (len(tok.encode(texts[1])) + 1)
+        else:
+            assert "tool_mask" not in batch
+            want[mode] = n_good * (len(tok.encode(good)) + 1) + n_bad * (len(tok.encode(texts[1])) + 1)
+    assert want["answer"] < want["all"]
+    assert counts == pytest.approx(want, rel=1e-4)
