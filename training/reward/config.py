@@ -72,9 +72,9 @@ class RewardConfig(BaseModel):
     epsilon: float = Field(0.2, gt=0, description="PPO clip range")
     policy_tokens: Literal["all", "answer"] = Field(
         "all",
-        description="Completion tokens the policy-gradient and KL terms read: all of them (TRL, VisualQuality-R1), "
-        "or only those from '<answer>' on, the reasoning then moving only through shared weights (a completion "
-        "without '<answer>' keeps all its tokens, so the format is still taught)",
+        description="Completion tokens the policy-gradient term reads: all of them (TRL, VisualQuality-R1), or only "
+        "those from '<answer>' on (a completion without '<answer>' keeps all, so the format is still taught); the "
+        "KL term reads every token either way",
     )
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("dapo", description="TRL GRPO loss normalisation")
     scale_rewards: Literal["group", "batch", "none"] = Field(

@@ -211,23 +211,32 @@ def answer_token_mask(completion_ids: Any, completion_mask: Any, tokenizer: Any,
     return out
 
 
+def answer_advantages(advantages: Any, completion_ids: Any, completion_mask: Any, tokenizer: Any) -> Any:
+    """Per-token advantages (B, T): each completion's advantage on its answer tokens (:func:`answer_token_mask`),
+    0 on its reasoning. TRL's loss takes (B, T) advantages as they are (it unsqueezes only a (B,) tensor)."""
+    mask = answer_token_mask(completion_ids, completion_mask, tokenizer)
+    return advantages.reshape(-1, 1) * mask.to(advantages.dtype)
+
+
 def answer_only_trainer(base: type) -> type:
-    """``policy_tokens: answer``: a GRPOTrainer whose loss (policy gradient and KL) reads only the answer tokens.
+    """``policy_tokens: answer``: a GRPOTrainer whose policy-gradient term reads only the answer tokens, while the
+    KL term to the reference still reads every token (it holds the reasoning and the format where they were).
 
     Why (measured in ``benchmarks/training_direction.py``): after a cold start that writes a pixel-determined
     reasoning, GRPO's signal is in the few verdict tokens, while the sampled variations of the reasoning get the
-    same advantage as the verdict they precede, i.e. noise of the same size spread over ~5x more tokens, in the
-    same shared weights whose Adam step it normalises. TRL already excludes tokens from the loss by ``tool_mask``
-    (tool outputs); this sets it to :func:`answer_token_mask`. Not in VisualQuality-R1 or TRL's recipes, which
-    train every token: an option, default off.
+    same advantage as the verdict they follow, i.e. noise of the same size spread over ~5x more tokens, in the
+    shared weights whose Adam step it normalises. Taking the reasoning out of the KL term too (TRL's ``tool_mask``)
+    lost the format in one seed of three, so only the advantages are masked (:func:`answer_advantages`). Not in
+    VisualQuality-R1 or TRL's recipes, which train every token: an option, default off.
     """
 
     class AnswerOnlyGRPOTrainer(base):
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
             tok = getattr(self.processing_class, "tokenizer", self.processing_class)
-            mask = answer_token_mask(out["completion_ids"], out["completion_mask"], tok)
-            out["tool_mask"] = mask if "tool_mask" not in out else out["tool_mask"] * mask
+            out["advantages"] = answer_advantages(
+                out["advantages"], out["completion_ids"], out["completion_mask"], tok
+            )
             return out
 
     return AnswerOnlyGRPOTrainer

@@ -307,11 +307,12 @@ def test_answer_token_mask_starts_at_the_answer_tag(tiny_judge):
     assert mask[2].bool().all()  # the answer from the first token
 
 
-def test_answer_only_policy_puts_only_answer_tokens_in_the_loss(tiny_judge, prefs_workspace, tmp_path):
+def test_answer_only_policy_gradient_reads_only_answer_tokens(tiny_judge, prefs_workspace, tmp_path):
     """policy_tokens: answer, through the trainer's own rollout path (generate patched to answer a well-formed
-    completion and a malformed one in turn): with every advantage 1, β = 0 and the rollout policy, TRL's dapo loss
-    is −(tokens in the loss) / num_items_in_batch, so the loss counts the tokens it reads: those from ``<answer>``
-    on in a well-formed completion plus all of a malformed one; with ``all``, every token."""
+    completion and a malformed one in turn). The batch's advantages become (B, T): the completion's own advantage
+    from ``<answer>`` on, 0 before it; all of a malformed completion. TRL's loss then counts only those tokens: with
+    advantages of 1 (masked the same way), β = 0 and the rollout policy, the dapo loss is −(tokens read) /
+    num_items_in_batch. The KL term still reads every token (no ``tool_mask``: masking it lost the format)."""
     from training.reward.judge import load_processor
 
     tok = load_processor(tiny_judge).tokenizer
@@ -335,18 +336,26 @@ def test_answer_only_policy_puts_only_answer_tokens_in_the_loss(tiny_judge, pref
         s.trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train; 1 accumulation window here
         assert s.trainer.args.steps_per_generation == 1
         batch = s.trainer._generate_and_score_completions(next(iter(s.trainer.get_train_dataloader())))
-        batch["advantages"] = torch.ones_like(batch["advantages"])
-        with torch.no_grad():
-            loss = s.trainer._compute_loss(s.trainer.model, batch)
-        counts[mode] = -float(loss) * float(batch["num_items_in_batch"])
-        n_rows = batch["completion_ids"].size(0)
+        assert "tool_mask" not in batch
+        ids, keep = batch["completion_ids"], batch["completion_mask"]
+        n_rows = ids.size(0)
         n_good, n_bad = (n_rows + 1) // 2, n_rows // 2
         n_answer = len(tok.encode(good[good.index("<answer>") :]))
         if mode == "answer":
+            adv = batch["advantages"]
+            mask = recipe.answer_token_mask(ids, keep, tok)
+            assert adv.shape == ids.shape and bool((mask[0] == 0).any()) and bool(mask[1].all())
+            per_row = adv.gather(1, mask.argmax(1, keepdim=True)).squeeze(1)  # each row's advantage at its answer
+            assert torch.equal(adv, per_row.unsqueeze(1) * mask) and float(per_row.abs().sum()) > 0
+            batch["advantages"] = recipe.answer_advantages(torch.ones(n_rows), ids, keep, tok)
             # the answer's tokens and the EOS of each good row, every token (and EOS) of each bad row
             want[mode] = n_good * (n_answer + 1) + n_bad * (len(tok.encode(texts[1])) + 1)
         else:
-            assert "tool_mask" not in batch
+            assert batch["advantages"].dim() == 1
+            batch["advantages"] = torch.ones(n_rows)
             want[mode] = n_good * (len(tok.encode(good)) + 1) + n_bad * (len(tok.encode(texts[1])) + 1)
+        with torch.no_grad():
+            loss = s.trainer._compute_loss(s.trainer.model, batch)
+        counts[mode] = -float(loss) * float(batch["num_items_in_batch"])
     assert want["answer"] < want["all"]
     assert counts == pytest.approx(want, rel=1e-4)
