@@ -244,11 +244,11 @@ every token:
 The last column is the defaults (every token in the policy gradient) rerun on the same machine, same cold start
 (identical description accuracies): the same three seeds learn, to the same accuracy, so masking the reasoning
 out of the policy gradient changes nothing measurable here, and the default stays every token. The description
-accuracies after the cold start on this machine
-(0.65 / 0.75 / 0.42 / 0.74 / 0.69 / 0.76) differ from those of the align table above (0.67 / 0.51 / 0.77 / 0.67 /
-0.60 / 0.47), measured on an earlier machine with the same code path and seeds: the cold start is deterministic on
-one machine but not across machines (CPU kernels), and seeds 1 and 2, which learned there with the defaults, stay
-blind here. Which seeds escape the blind saddle is a property of the whole run, not of the seed number.
+accuracies after the cold start on this machine (0.65 / 0.75 / 0.42 / 0.74 / 0.69 / 0.76) differ from those of the
+align table above (0.67 / 0.51 / 0.77 / 0.67 / 0.60 / 0.47), measured on an earlier machine with the same code path
+and seeds: the cold start is deterministic on one machine but not across machines (CPU kernels), and seeds 1 and 2,
+which learned there with the defaults, stay blind here. Which seeds escape the blind saddle is a property of the
+whole run, not of the seed number.
 
     nice -n 10 python benchmarks/training_direction.py                 # defaults: 3 seeds, SR then judge
     for k in 0 1 2; do nice -n 10 python benchmarks/training_direction.py --skip-sr --first-seed $k --seeds 1 & done

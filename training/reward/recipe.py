@@ -190,7 +190,7 @@ def answer_token_mask(completion_ids: Any, completion_mask: Any, tokenizer: Any,
 
     Token boundaries come from the decoded prefix lengths, found by bisection (about log2(length) decodes a row);
     decoded prefixes grow with the prefix, which bisection needs. ``completion_mask`` (TRL's, 0 after EOS) only
-    limits the text searched; the caller multiplies the two.
+    limits the text searched; TRL's loss applies it on top.
     """
     import torch
 
@@ -227,8 +227,8 @@ def answer_only_trainer(base: type) -> type:
     same advantage as the verdict they follow, noise spread over ~5x more tokens in the shared weights. Measured on
     6 seeds it changed nothing (the same 3 seeds learn as with every token, to the same accuracy). Taking the
     reasoning out of the KL term too (TRL's ``tool_mask``) lost the format in one seed of three, so only the
-    advantages are masked (:func:`answer_advantages`). Not in
-    VisualQuality-R1 or TRL's recipes, which train every token: an option, default off.
+    advantages are masked (:func:`answer_advantages`). Not in VisualQuality-R1 or TRL's recipes, which train every
+    token: an option, default off.
     """
 
     class AnswerOnlyGRPOTrainer(base):
