@@ -225,6 +225,10 @@ def curate(
         fail(f"--runner {runner!r}", fix=f"choose one of {', '.join(RUNNERS)}")
     try:  # the user errors that need no orchestrator: one line each, before Prefect starts
         probe_input(input)
+        if cfg.filters.photo_prior:
+            from pipelines.curate.photo import prior_models
+
+            prior_models()  # ncnn and the waifu2x weights present, or one line naming the fix
         with workspace_lock(out.expanduser().resolve(), "curate"):
             pass  # free now; the flow takes it for the whole run (and refuses if another run got there first)
     except ValueError as e:

@@ -537,7 +537,7 @@ def no_reference(rgb: np.ndarray) -> dict[str, float]:
     """
     _check_rgb(rgb)
     return {
-        "sharpness": float(filters.measure(rgb).sharpness),
+        "sharpness": float(filters.measure(rgb, photo_prior=False).sharpness),
         "hf_energy": hf_energy(rgb),
         "blockiness": blockiness(rgb),
     }

@@ -298,7 +298,7 @@ def _build_source(uri, root: str | None, walked: bool, unit: str, ws: Workspace,
     h, w = dec.rgb.shape[:2]
     key = dec.pixel_sha256[:24]
     source_sha = hashlib.sha256(data).hexdigest()
-    scores = measure(dec.rgb, dec.quantization)
+    scores = measure(dec.rgb, dec.quantization, cfg.filters.photo_prior)
     verdict = judge(w, h, scores, cfg.filters)
     upscale = upscale_estimate(scores, cfg.filters)
     small = cv2.resize(dec.rgb, (128, 128), interpolation=cv2.INTER_AREA)

@@ -178,6 +178,9 @@ class FilterSettings:
     min_photo_score: float = 0.5
     # False keeps illustrations and graphics (photo_score is still measured and stored)
     photos_only: bool = True
+    # photo_score with the learned-prior cue (photo/3, pipelines.curate.photo.prior_cue: two waifu2x passes, ~1 s of
+    # one core a source, needs ncnn + the waifu2x wheel); False: photo/2, ~0.1 s, lower precision
+    photo_prior: bool = True
     # Effective resolution (pipelines.curate.effres): reject ``upscaled`` when the estimated upscale factor is above
     # this (1.0 = native; the estimate is 1.0, ~1.5 or 2.0). Measured in benchmarks/results/effective_resolution.md.
     max_effective_scale: float = 1.3
@@ -320,8 +323,11 @@ def _exposure(gray: np.ndarray) -> tuple[float, float, float]:
 # ------------------------------------------------------------------------------------------------ public API
 
 
-def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = None) -> Scores:
-    """All filter scores of one decoded image (HxWx3 uint8 sRGB); ``quantization`` is PIL's ``Image.quantization``.
+def measure(
+    rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = None, photo_prior: bool = True
+) -> Scores:
+    """All filter scores of one decoded image (HxWx3 uint8 sRGB); ``quantization`` is PIL's ``Image.quantization``;
+    ``photo_prior`` is ``FilterSettings.photo_prior`` (photo/3 with the learned-prior cue, or photo/2).
 
     Luma is BT.601 (``cv2.COLOR_RGB2GRAY``), the 8-bit luma every JPEG encoder and blur detector uses. Tiles are
     TILE x TILE pixels at native resolution (remainders at the right/bottom edge are ignored).
@@ -343,7 +349,8 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
     - jpeg_quality: :func:`estimate_jpeg_quality` of ``quantization`` (None when there is none).
     - photo_score: :func:`pipelines.curate.photo.photo_score` of :func:`pipelines.curate.photo.photo_features`, a
       logistic regression (0..1, continuous) over sensor-noise, demosaicing, exact-flatness, colour and structure
-      cues (photo/2), fitted and measured on ``tests/pipelines/curate/photo_labels.csv``.
+      cues and, with ``photo_prior``, a learned-prior cue (photo/3), fitted and measured on
+      ``tests/pipelines/curate/photo_labels.csv``.
     - period_snr, period_factor, reupsample_ratio: the effective-resolution evidence of
       :func:`pipelines.curate.effres.measure_effres` on the native luma (bounded rows and tiles).
     """
@@ -361,7 +368,7 @@ def measure(rgb: np.ndarray, quantization: Mapping[int, Sequence[int]] | None = 
         mean_luma=mean_luma,
         clip_low=clip_low,
         clip_high=clip_high,
-        photo_score=photo_score(photo_features(rgb)),
+        photo_score=photo_score(photo_features(rgb, photo_prior)),
         period_snr=effres.period_snr,
         period_factor=effres.period_factor,
         reupsample_ratio=effres.reupsample_ratio,

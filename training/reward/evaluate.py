@@ -39,7 +39,7 @@ lr_psnr = lr_consistency_psnr  # fidelity to the input (higher = more faithful);
 
 
 def sharpness(lr: np.ndarray, cand: np.ndarray) -> float:
-    return float(filters.measure(cand).sharpness)
+    return float(filters.measure(cand, photo_prior=False).sharpness)
 
 
 def hf(lr: np.ndarray, cand: np.ndarray) -> float:

