@@ -46,6 +46,7 @@ Run
     .venv/bin/python benchmarks/curate_throughput.py --source generated --hr-size 4096 --count 4
     options: --count N  --hr-size 3840x2144|4096|2048  --source-size WxH  --workers K  --repeat R
              --breakdown M (sources in the per-stage breakdown; 0 = skip)  --no-prefect  --keep  --tmp DIR
+             --no-photo-prior (photo/2: what the learned-prior photo cue costs)
 """
 
 from __future__ import annotations
@@ -464,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="timed pipeline/floor runs (default 2)")
     ap.add_argument("--breakdown", type=int, default=None, help="sources in the stage breakdown (default all; 0 off)")
     ap.add_argument("--no-prefect", action="store_true", help="skip the one full curate_flow run")
+    ap.add_argument(
+        "--no-photo-prior", action="store_true", help="filters.photo_prior: false (photo/2, without the waifu2x cue)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--tmp", default=None, help="parent folder of the temporary folder (default: $TMPDIR)")
     args = ap.parse_args(argv)
@@ -475,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     # crop matching off: the real sources are overlapping windows of one photo, which it would (rightly) merge;
     # effective resolution is still measured, but not a reason to reject (see the module docstring)
     filters = {"min_short_side": min(2160, *size), "max_effective_scale": NO_UPSCALE_REJECT}
+    filters["photo_prior"] = not args.no_photo_prior
     cfg = CurateConfig(hr_size=hr, unit_size=1, crop_dup_min_ncc=None, filters=filters)
     tmp = Path(tempfile.mkdtemp(prefix="sr4k-bench-", dir=args.tmp))
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect-home"))  # a throwaway API database, as the tests use
