@@ -527,8 +527,8 @@ def blockiness(rgb: np.ndarray) -> float:
 def no_reference(rgb: np.ndarray) -> dict[str, float]:
     """Offline no-reference scores of one HxWx3 uint8 image.
 
-    - sharpness: ``filters.measure(rgb).sharpness``, the curation detail ratio (top octave / next octave of the
-      most structured tiles; ~0.35-0.41 for a bicubic 2x upscale, 0.5-1.2 for sharp photos).
+    - sharpness: ``filters.measure(rgb, photo_prior=False).sharpness``, the curation detail ratio (top octave /
+      next octave of the most structured tiles; ~0.35-0.41 for a bicubic 2x upscale, 0.5-1.2 for sharp photos).
     - hf_energy: :func:`hf_energy`, share of spectral energy above half-Nyquist.
     - blockiness: :func:`blockiness`, 8-px JPEG grid strength.
 

@@ -46,6 +46,7 @@ from pipelines.curate.dedup import DEDUP_VERSION, DedupItem, MatchView, find_dup
 from pipelines.curate.degrade import DEGRADE_VERSION, DegradeSettings, degrade, seed_for
 from pipelines.curate.filters import FILTERS_VERSION, FilterSettings, judge, measure, upscale_estimate
 from pipelines.curate.ingest import Listing, Unit, list_inputs, read_source, split_units
+from pipelines.curate.photo import PHOTO2, PHOTO3
 from pipelines.curate.split import holdout_split
 from pipelines.store import catalog
 from pipelines.store.shards import FIXED_MTIME, ShardWriter
@@ -155,16 +156,20 @@ class CurateConfig(BaseModel):
         decisions or other bytes, so a resumed curation must rebuild its units, not keep the old ones: the unit
         markers, the pixel claims and the packed-shard reuse all compare this hash."""
         data = self.model_dump(mode="json", exclude={"unit_size", "overlap_encode"})
-        data["step_versions"] = step_versions()
+        data["step_versions"] = step_versions(self.filters)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def versions(self) -> str:
-        return json.dumps(step_versions() | {"config": self.config_hash()}, sort_keys=True)
+        return json.dumps(step_versions(self.filters) | {"config": self.config_hash()}, sort_keys=True)
 
 
-def step_versions() -> dict[str, str]:
-    """The version of every step whose output a sample depends on (read at call time)."""
-    steps = {"decode": DECODE_VERSION, "filters": FILTERS_VERSION, "crop": CROP_VERSION}
+def step_versions(filters: FilterSettings | None = None) -> dict[str, str]:
+    """The version of every step whose output a sample depends on (read at call time); the filters' names the photo
+    model ``filters`` selects (photo/3, or photo/2 with ``photo_prior: false``)."""
+    filters_version = FILTERS_VERSION
+    if filters is not None and not filters.photo_prior:
+        filters_version = filters_version.replace(PHOTO3.version, PHOTO2.version)
+    steps = {"decode": DECODE_VERSION, "filters": filters_version, "crop": CROP_VERSION}
     return steps | {"degrade": DEGRADE_VERSION, "dedup": DEDUP_VERSION}
 
 

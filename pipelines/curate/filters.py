@@ -10,7 +10,8 @@ Cost: ``measure`` runs once per input on a 2-core worker. Full-resolution passes
 conversion, histogram, one area downscale); tile statistics run on the 2x-downscaled luma, the colour statistics on
 about a million sampled pixels, and the native-resolution Laplacian only on the 10% of tiles that sharpness reads.
 Sharpness and the exact-equality statistic must see native pixels, because what they look for (the top octave of
-detail, pixel-exact flat runs) does not survive downscaling. 0.1-0.2 s for a 5640x3172 photo on 2 cores.
+detail, pixel-exact flat runs) does not survive downscaling. measure + judge: 0.24 s of CPU a 4608x2576 source
+with photo/2, 0.95 s with photo/3's learned prior (``benchmarks/curate_throughput.py``).
 Calibration data and per-image numbers: the notes at the top of ``tests/pipelines/test_filters.py``.
 
 Everything that changes a score or a default bumps ``FILTERS_VERSION``.
@@ -178,8 +179,8 @@ class FilterSettings:
     min_photo_score: float = 0.5
     # False keeps illustrations and graphics (photo_score is still measured and stored)
     photos_only: bool = True
-    # photo_score with the learned-prior cue (photo/3, pipelines.curate.photo.prior_cue: two waifu2x passes, ~1 s of
-    # one core a source, needs ncnn + the waifu2x wheel); False: photo/2, ~0.1 s, lower precision
+    # photo_score with the learned-prior cue (photo/3, pipelines.curate.photo.prior_cue: two waifu2x passes, ~0.7 s
+    # of CPU a source, needs ncnn + the waifu2x wheel); False: photo/2, lower precision (held out 0.76 against 0.86)
     photo_prior: bool = True
     # Effective resolution (pipelines.curate.effres): reject ``upscaled`` when the estimated upscale factor is above
     # this (1.0 = native; the estimate is 1.0, ~1.5 or 2.0). Measured in benchmarks/results/effective_resolution.md.

