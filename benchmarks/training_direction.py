@@ -223,6 +223,11 @@ not the whole story: the sd of P(A) before GRPO (relate, seeds 0–5) does not s
   Over seeds 0–5 ``relate`` gives 0.50 / **0.92** / 0.50 / 0.50 / **0.99** / **0.97**: 3 of 6 again (seeds 1, 4, 5
   rather than 1, 2, 4; mean 0.73, seeds 0–2 0.64), so the default stays ``describe``.
 - The set loss makes every verdict one letter (P(A) ≈ 1 for every prompt): no spread, nothing for GRPO.
+- The verdict tokens masked out of the describe cold start's loss (2026-12-08, seeds 1 / 2 / 5, a scratch patch of
+  ``formatsft.train``, not an option here): the SFT no longer fits random verdicts, so the teacher-forced verdict does
+  vary across prompts before GRPO (sd P(A) 0.09 / 0.06 / 0.12, against 0.0008-0.022 with random verdicts), but no
+  verdict token was ever a target, so every greedy answer is malformed (1.0 before and after; held-out 0.0 → 0.0)
+  and GRPO's format reward reaches only 0.13-0.49 in 300 steps.
 
 Policy gradient on the answer only (``--judge-policy-tokens answer``, the recipe's ``policy_tokens: answer``;
 2026-12-07 night, a fresh machine, load 3–8, 3 seeds at a time, defaults otherwise). Hypothesis: the sampled
