@@ -228,6 +228,15 @@ not the whole story: the sd of P(A) before GRPO (relate, seeds 0–5) does not s
   vary across prompts before GRPO (sd P(A) 0.09 / 0.06 / 0.12, against 0.0008-0.022 with random verdicts), but no
   verdict token was ever a target, so every greedy answer is malformed (1.0 before and after; held-out 0.0 → 0.0)
   and GRPO's format reward reaches only 0.13-0.49 in 300 steps.
+- The verdict tokens weighted 0.1 in the describe cold start's loss (2026-12-08, the same scratch patch: per-token
+  cross-entropy of the completion, normalised by its token count as HF's loss is, the 2 verdict tokens of ~30
+  weighted 0.1 instead of 1; everything else the defaults). The format is still learned (0 malformed after) and the
+  random verdicts pull the verdict towards ignoring the prompt ten times less. Seeds 0-5: 0.50 → 0.50 / 0.49 →
+  **0.99** / 0.50 → 0.50 / 0.07 → **0.95** / 0.72 → 0.88 / 0.50 → 0.75, against the defaults' 0.88 / 0.50 / 0.52 /
+  0.95 / 0.97 / 0.55 on the same machine: seeds 1 and 5 now learn, seed 0 no longer does (seed 2's describe cold
+  start failed: description accuracy 0.32), seed 4 starts at 0.72 (its verdict already reads the prompt after the
+  cold start) and gains only 0.16. Mean after 0.76 against 0.73: again about half the seeds, different ones, not
+  the fix; not an option.
 
 Policy gradient on the answer only (``--judge-policy-tokens answer``, the recipe's ``policy_tokens: answer``;
 2026-12-07 night, a fresh machine, load 3–8, 3 seeds at a time, defaults otherwise). Hypothesis: the sampled
