@@ -98,11 +98,10 @@ def test_learned_prior_rejects_a_render_with_grain_that_photo2_passes(labelled) 
     items, _, _ = labelled
     china = next(it for it in items if it.path.endswith("china.jpg"))
     shell = next(it for it in items if "/Shell/" in it.path)
-    rgb_china, rgb_shell = bench.decode(china), bench.decode(shell)
-    assert photo.prior_cue(rgb_china) > 0.7 and photo.prior_cue(rgb_shell) < 0.1
-    f = photo.photo_features(rgb_shell)
-    assert photo.PHOTO2.score(f) > THRESHOLD > photo.PHOTO3.score(f)
-    assert photo.PHOTO3.score(photo.photo_features(rgb_china)) > THRESHOLD
+    f_china, f_shell = photo.photo_features(bench.decode(china)), photo.photo_features(bench.decode(shell))
+    assert f_china["prior"] > 0.7 and f_shell["prior"] < 0.1
+    assert photo.PHOTO2.score(f_shell) > THRESHOLD > photo.PHOTO3.score(f_shell)
+    assert photo.PHOTO3.score(f_china) > THRESHOLD
 
 
 @pytest.mark.parametrize("reg", [photo.PHOTO3, photo.PHOTO2], ids=lambda r: r.version)
@@ -173,11 +172,10 @@ def test_upconv7_gives_the_bytes_of_the_models_stage_runner() -> None:
     rng = np.random.default_rng(0)
     img = cv2.GaussianBlur((rng.random((45, 70, 3)) * 255).astype(np.uint8), (0, 0), 1.5)
     img[:, :20, 0] = 250  # a red band: an R/B swap shows
-    for stem, name in zip(photo.PRIOR_MODELS, ("waifu2x-photo-x2", "waifu2x-anime-x2"), strict=True):
-        ours = photo.Upconv7(stem).upscale(img)
-        np.testing.assert_array_equal(ours, NcnnUpscaler.load(name, tile=0, threads=1).upscale(img))
-    photo_up, anime_up = (photo.Upconv7(stem).upscale(img) for stem in photo.PRIOR_MODELS)
-    assert (photo_up != anime_up).mean() > 0.1  # two different priors
+    ours = [photo.Upconv7(stem).upscale(img) for stem in photo.PRIOR_MODELS]
+    for up, name in zip(ours, ("waifu2x-photo-x2", "waifu2x-anime-x2"), strict=True):
+        np.testing.assert_array_equal(up, NcnnUpscaler.load(name, tile=0, threads=1).upscale(img))
+    assert (ours[0] != ours[1]).mean() > 0.1  # two different priors
 
 
 def test_score_is_continuous_and_in_range(labelled) -> None:
