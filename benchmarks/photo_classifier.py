@@ -117,8 +117,8 @@ def fit(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, GroupKFold
 
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-12
-    z = (x - mean) / scale
+    mean, scale = np.nanmean(x, axis=0), np.nanstd(x, axis=0) + 1e-12
+    z = np.nan_to_num((x - mean) / scale, nan=0.0)  # NaN = no evidence: the mean, as Regression.score reads it
     model = LogisticRegression(class_weight="balanced", max_iter=5000)
     if c is None:
         n_splits = min(5, len(set(groups)))
@@ -136,7 +136,7 @@ def held_out_scores(x: np.ndarray, y: np.ndarray, groups: list[str], c: float | 
     for grp in np.unique(g):
         te = g == grp
         mean, scale, coef, b, _ = fit(x[~te], y[~te], g[~te], c)
-        out[te] = 1.0 / (1.0 + np.exp(-(((x[te] - mean) / scale) @ coef + b)))
+        out[te] = 1.0 / (1.0 + np.exp(-(np.nan_to_num((x[te] - mean) / scale, nan=0.0) @ coef + b)))
     return out
 
 
