@@ -28,6 +28,16 @@ while the label swaps, so it agrees with the label in exactly half the prompts �
 the prompt. Measured there: it gave the verdict more spread in two blind seeds of three and moved one of them
 half-way; it is an option, not the benchmark's default.
 
+Optional ``verdict_target="uniform"``: at the verdict tokens the loss is the cross-entropy to the uniform
+distribution over {A, B, tie}, −(1/3) Σ_v log p(v), instead of the cross-entropy to one verdict drawn at random. Its
+gradient is the *expectation* of the random draw's gradient (E_v[∇ −log p(v)] with v uniform), so it teaches the same
+thing — a well-formed verdict, no preference — without the per-example noise: the random draws are
+labels the judge cannot predict from the prompt, and a small judge fits them best by making the verdict ignore the
+prompt (the hidden state at the verdict barely varies across prompts after that cold start), which leaves GRPO at a
+blind saddle in about half the seeds. The uniform target is that noise integrated out (a Rao–Blackwellised cold
+start); the verdict tokens fed as context (teacher forcing) are still the random draws. Measured in
+benchmarks/training_direction.py, where it is the default. It needs each verdict to be one token (checked).
+
 Optional before both: ``align`` — single-image captioning, the analogue of LLaVA's stage 1 ("pre-training for feature
 alignment": image–caption pairs, one short caption per image, loss on the caption only; Liu et al. 2023, Visual
 Instruction Tuning §5) and of Qwen-VL's first, image–text stage. A real judge starts from an MLLM that has been
@@ -51,6 +61,47 @@ from training.reward.examples import PROMPT_VERSION, PixelBudget, make_examples
 from training.reward.judge import JUDGE_META, load_model, load_processor
 
 VERDICTS = ("A", "B", "tie")
+VERDICT_KEYS = ("consistency: ", "naturalness: ")
+
+
+def verdict_token_ids(tok: Any) -> list[int]:
+    """The token id of each of VERDICTS as it follows a verdict key in a target (``"consistency: A"``); ValueError
+    when a verdict is not exactly one token there (the uniform target is over single tokens)."""
+    ids = []
+    head = tok(VERDICT_KEYS[0].rstrip(), add_special_tokens=False)["input_ids"]  # the space goes with the verdict
+    for v in VERDICTS:
+        full = tok(VERDICT_KEYS[0] + v, add_special_tokens=False)["input_ids"]
+        if full[: len(head)] != head or len(full) != len(head) + 1:
+            raise ValueError(f"verdict_target 'uniform' needs one-token verdicts; {v!r} is {full[len(head) :]}")
+        ids.append(full[-1])
+    return ids
+
+
+def verdict_positions(tok: Any, target: str, input_ids: list[int]) -> list[int]:
+    """Indices in ``input_ids`` (a prompt followed by ``target`` + ``<|im_end|>``) of the verdict tokens of
+    ``target``: the token after each of VERDICT_KEYS. ValueError when the tail of ``input_ids`` is not ``target``'s
+    own tokenization (the prompt and the target would then share a token)."""
+    enc = tok(target + "<|im_end|>", return_offsets_mapping=True, add_special_tokens=False)
+    ids, offs = enc["input_ids"], enc["offset_mapping"]
+    n = len(ids)
+    if list(input_ids[-n:]) != ids:
+        raise ValueError("the target's tokens are not the tail of the input: cannot place the verdict tokens")
+    starts = [target.index(key) + len(key) for key in VERDICT_KEYS]
+    return [len(input_ids) - n + k for k, (a, b) in enumerate(offs) if any(a <= at < b for at in starts)]
+
+
+def uniform_verdict_loss(logits: Any, labels: Any, positions: list[int], verdict_ids: list[int]) -> Any:
+    """Mean next-token cross-entropy over the labelled tokens of one example (HF's loss), where the term of each
+    verdict token in ``positions`` is −mean_v log p(v) over ``verdict_ids`` instead (module docstring)."""
+    logp = logits[0, :-1].float().log_softmax(-1)
+    tgt = labels[0, 1:]
+    keep = tgt != -100
+    ce = -logp.gather(1, tgt.clamp(min=0)[:, None])[:, 0]
+    for p in positions:
+        if int(labels[0, p]) not in verdict_ids:
+            raise ValueError(f"token {p} is not a verdict")
+        ce[p - 1] = -logp[p - 1, verdict_ids].mean()
+    return (ce * keep).sum() / keep.sum()
 
 
 def format_target(rng: random.Random, think: str = "compare", verdicts: tuple[str, str] | None = None) -> str:
@@ -162,15 +213,23 @@ def train(
     max_new_tokens: int = 48,
     vision_lr: float | None = None,
     verdict: Callable[[list[Any]], tuple[str, str]] | None = None,
+    verdict_target: str = "draw",
 ) -> Path:
+    """The cold-start SFT (module docstring); ``verdict_target``: ``draw`` (cross-entropy to the random verdict) or
+    ``uniform`` (to the uniform distribution over VERDICTS; not with ``verdict``). Returns the judge folder."""
     import torch
 
+    if verdict_target not in ("draw", "uniform"):
+        raise ValueError(f"verdict_target must be 'draw' or 'uniform', got {verdict_target!r}")
+    if verdict_target == "uniform" and verdict is not None:
+        raise ValueError("verdict_target 'uniform' replaces the verdicts' targets: it cannot be used with verdict")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     pb = PixelBudget.model_validate(budget or {})
     model = load_model(base, "cpu", torch.float32).train()
     processor = load_processor(base)
     tok = processor.tokenizer
+    verdict_ids = verdict_token_ids(tok) if verdict_target == "uniform" else []
     examples = [ex for s in samples for ex in make_examples(s, pb, order="mirror", seed=seed)]
     if not examples:
         raise ValueError("format SFT needs at least one preference sample")
@@ -185,7 +244,11 @@ def train(
             full = processor(text=[prompt + target + "<|im_end|>"], images=ex.images, return_tensors="pt")
             labels = full["input_ids"].clone()
             labels[:, : p_ids["input_ids"].shape[1]] = -100
-            loss = model(**full, labels=labels).loss / batch
+            if verdict_ids:
+                at = verdict_positions(tok, target, full["input_ids"][0].tolist())
+                loss = uniform_verdict_loss(model(**full).logits, labels, at, verdict_ids) / batch
+            else:
+                loss = model(**full, labels=labels).loss / batch
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -206,5 +269,7 @@ def train(
         meta["cold_start"] = "describe"
     if verdict is not None:
         meta["sft_verdicts"] = getattr(verdict, "__name__", "custom")
+    if verdict_target != "draw":
+        meta["verdict_target"] = verdict_target
     (out / JUDGE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

@@ -6,6 +6,7 @@ import json
 import random
 
 import numpy as np
+import pytest
 from PIL import Image
 from refreward_fixtures import TEST_BUDGET
 
@@ -192,3 +193,54 @@ def test_verdict_function_sees_the_images_only_and_sets_the_verdicts(prefs_works
     # the two screen orders of a pair swap A and B, so a verdict read from the candidates flips with the order
     firsts = [t.split("consistency: ")[1][0] for t in t1]
     assert any(a != b for a, b in zip(firsts[::2], firsts[1::2], strict=True))
+
+
+def test_uniform_verdict_term_is_the_random_draws_expected_loss() -> None:
+    """At a verdict token the uniform target's term is the mean over VERDICTS of the cross-entropy a random draw of
+    that verdict would give (the draw's noise integrated out); every other token keeps its cross-entropy, and the
+    result is HF's mean over the labelled tokens."""
+    import torch
+
+    torch.manual_seed(0)
+    vocab, ids = 12, [3, 7, 9]
+    logits = torch.randn(1, 8, vocab) * 3
+    labels = torch.tensor([[-100, -100, 5, 1, 7, 2, 4, 0]])  # a verdict (7) at index 4
+    draws = []
+    for v in ids:
+        lab = labels.clone()
+        lab[0, 4] = v
+        ce = torch.nn.functional.cross_entropy(logits[0, :-1], lab[0, 1:], ignore_index=-100, reduction="none")
+        draws.append(ce)
+    expected = torch.stack(draws).mean(0).sum() / 6  # 6 labelled tokens
+    got = formatsft.uniform_verdict_loss(logits, labels, [4], ids)
+    assert torch.allclose(got, expected, atol=1e-6)
+    plain = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100)
+    assert torch.allclose(formatsft.uniform_verdict_loss(logits, labels, [], ids), plain, atol=1e-6)
+    assert not torch.allclose(got, plain, atol=1e-3)  # the verdict's term did change
+    with pytest.raises(ValueError, match="not a verdict"):
+        formatsft.uniform_verdict_loss(logits, labels, [3], ids)  # token 3 is not a verdict
+
+
+def test_verdict_positions_are_the_verdict_tokens(tiny_judge) -> None:
+    from training.reward.judge import load_processor
+
+    tok = load_processor(tiny_judge).tokenizer
+    vids = formatsft.verdict_token_ids(tok)
+    assert [tok.decode([i]).strip() for i in vids] == list(formatsft.VERDICTS)
+    for c, n in (("tie", "B"), ("A", "tie"), ("B", "A")):
+        t = formatsft.format_target(random.Random(0), "1:r 2:g 3:b", (c, n))
+        ids = tok("<|im_start|>assistant\n" + t + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        pos = formatsft.verdict_positions(tok, t, ids)
+        assert [tok.decode([ids[p]]).strip() for p in pos] == [c, n]
+        assert all(ids[p] in vids for p in pos)
+
+
+def test_uniform_cold_start_trains_and_is_recorded(tiny_judge, prefs_workspace, tmp_path) -> None:
+    samples = load_preferences(prefs_workspace)
+    out = formatsft.train(
+        tiny_judge, samples, tmp_path / "u", steps=1, budget=TEST_BUDGET, batch=2, verdict_target="uniform"
+    )
+    assert json.loads((out / JUDGE_META).read_text())["verdict_target"] == "uniform"
+    for kw in ({"verdict_target": "soft"}, {"verdict_target": "uniform", "verdict": lambda ims: ("A", "A")}):
+        with pytest.raises(ValueError, match="verdict_target"):
+            formatsft.train(tiny_judge, samples, tmp_path / "x", steps=1, budget=TEST_BUDGET, batch=1, **kw)
