@@ -13,7 +13,8 @@
     which sees a label before GRPO: (1) align (``formatsft.align``, the analogue of LLaVA's stage-1 feature
     alignment): 1,000 steps of single-image captioning, the caption a one-letter colour code of the image's pixels;
     (2) the describe cold start (``formatsft.train`` with ``describe``): 1,000 steps of SFT on the judge's real
-    prompt whose think text is the colour code of each of the 6 images and whose verdicts are random; (3) GRPO with
+    prompt whose think text is the colour code of each of the 6 images, its verdict tokens trained to the uniform
+    distribution over A / B / tie (``verdict_target="uniform"``, since 2026-12-08; before, random draws); (3) GRPO with
     the recipe's rewards, KL β = 0.1 to the cold-start model, the vision tower frozen, mirrored pairs sharing a step
     (the recipe's ``pair_batches``), 10 % warm-up then cosine. Held-out accuracy (consistency, both A/B orders,
     greedy, pairs of LR images never trained on: about a third of ``--judge-n`` = 160) before GRPO (= after the
@@ -237,6 +238,23 @@ not the whole story: the sd of P(A) before GRPO (relate, seeds 0–5) does not s
   start failed: description accuracy 0.32), seed 4 starts at 0.72 (its verdict already reads the prompt after the
   cold start) and gains only 0.16. Mean after 0.76 against 0.73: again about half the seeds, different ones, not
   the fix; not an option.
+- The verdict tokens trained to the uniform distribution over A / B / tie in the describe cold start
+  (``--sft-verdict-target uniform``, ``formatsft`` ``verdict_target``; 2026-12-08, seeds 0-5 via a scratch patch of
+  the same loss, then the option itself on seeds 6-8): the random draw's expected gradient without its noise. If
+  fitting the draws' noise were what blinds the verdict, this would keep it reading the prompt. It does not: sd P(A)
+  over held-out prompts after the cold start 0.0009 / 0.022 / 0.003 / 0.003 / 0.004 / 0.004 (seeds 0-5), as small as
+  with the draws. Held out before -> after, seeds 0-5: 0.38 -> 0.50 / 0.05 -> **0.83** / 0.16 -> **0.96** / 0.05 ->
+  **0.85** / 0.10 -> 0.50 / 0.38 -> **0.80**, against the draws' 0.88 / 0.50 / 0.52 / 0.95 / 0.97 / 0.55 on the same
+  machine: 4 of 6 learn instead of 3, other seeds (1, 2, 3, 5 instead of 0, 3, 4), mean after 0.74 against 0.73.
+  Seeds 6-8, both targets through the option, 6 processes at once (load 6-8): uniform 0.00 -> 0.43 (14 % malformed,
+  description 0.40) / 0.49 -> **0.94** / 0.50 -> **0.91**; draws 0.43 -> 0.50 / 0.50 -> **0.93** / 0.50 -> 0.50. Over
+  seeds 0-8, paired: **uniform 6 of 9 learn, mean after 0.75; draws 4 of 9, mean 0.70** (Fisher's exact p ~ 0.6: not
+  a significant difference). Every seed that learns reads the images (sd P(A) 0.38-0.48 after, P(right) 0.73-0.95),
+  every blind one does not (sd ≤ 0.05). The mechanism guessed is wrong (the verdict is as prompt-blind after the
+  cold start either way), but the uniform target is the better of the two on the broadest paired comparison here,
+  so it is the default since 2026-12-08 (``--sft-verdict-target draw`` for the earlier cold start). Its greedy
+  verdict before GRPO is often ``tie`` (the three verdicts within ~0.01), hence the lower "before" figures.
+  Still not every seed.
 
 Policy gradient on the answer only (``--judge-policy-tokens answer``, the recipe's ``policy_tokens: answer``;
 2026-12-07 night, a fresh machine, load 3–8, 3 seeds at a time, defaults otherwise). Hypothesis: the sampled
@@ -631,6 +649,7 @@ def judge_seed(
     hidden: int = 32,
     layers: int = 2,
     policy_tokens: str = "all",
+    verdict_target: str = "uniform",
 ) -> dict:
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
@@ -658,6 +677,7 @@ def judge_seed(
         seed=seed,
         lr=sft_lr,
         verdict=lr_verdicts if sft_verdicts == "lr" else None,
+        verdict_target=verdict_target,
         **({"describe": describe, "max_new_tokens": max_len} if describe else {}),
         **({"vision_lr": sft_vision_lr} if sft_vision_lr is not None else {}),
     )
@@ -715,6 +735,7 @@ def judge_seed(
         "description_after": desc_after,
         "cold_start": cold_start,
         "sft_verdicts": sft_verdicts,
+        "verdict_target": verdict_target,
         "policy_tokens": policy_tokens,
         "align_steps": align_steps,
         "caption_accuracy": captions,
@@ -775,6 +796,12 @@ def main(argv: list[str] | None = None) -> int:
         default="random",
         help="cold-start verdicts: random draws, or a function of the LR alone (lr_verdicts; label-free either way)",
     )
+    ap.add_argument(
+        "--sft-verdict-target",
+        choices=("uniform", "draw"),
+        default="uniform",
+        help="cold-start loss at the verdict tokens: uniform over A/B/tie, or the random draw (formatsft)",
+    )
     ap.add_argument("--judge-hidden", type=int, default=32, help="hidden size of the tiny random judge")
     ap.add_argument("--judge-layers", type=int, default=2, help="decoder layers of the tiny random judge")
     ap.add_argument(
@@ -787,6 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-sr", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.sft_verdicts == "lr" and args.sft_verdict_target == "uniform":
+        ap.error("--sft-verdicts lr sets the verdicts' targets: add --sft-verdict-target draw")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     sr_rows, judge_rows = [], []
@@ -832,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
                         hidden=args.judge_hidden,
                         layers=args.judge_layers,
                         policy_tokens=args.judge_policy_tokens,
+                        verdict_target=args.sft_verdict_target,
                     )
                 )
                 print(json.dumps({"judge": judge_rows[-1]}), f"({time.perf_counter() - t0:.0f} s)", flush=True)

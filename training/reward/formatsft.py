@@ -30,13 +30,15 @@ half-way; it is an option, not the benchmark's default.
 
 Optional ``verdict_target="uniform"``: at the verdict tokens the loss is the cross-entropy to the uniform
 distribution over {A, B, tie}, −(1/3) Σ_v log p(v), instead of the cross-entropy to one verdict drawn at random. Its
-gradient is the *expectation* of the random draw's gradient (E_v[∇ −log p(v)] with v uniform), so it teaches the same
-thing — a well-formed verdict, no preference — without the per-example noise: the random draws are
-labels the judge cannot predict from the prompt, and a small judge fits them best by making the verdict ignore the
-prompt (the hidden state at the verdict barely varies across prompts after that cold start), which leaves GRPO at a
-blind saddle in about half the seeds. The uniform target is that noise integrated out (a Rao–Blackwellised cold
-start); the verdict tokens fed as context (teacher forcing) are still the random draws. Measured in
-benchmarks/training_direction.py, where it is the default. It needs each verdict to be one token (checked).
+gradient is the *expectation* of the random draw's gradient (E_v[∇ −log p(v)] with v uniform): the same cold start
+with the draw's per-example noise integrated out (a Rao–Blackwellised target); the verdict tokens fed as context
+(teacher forcing) are still the random draws. The hypothesis it tested: the draws are labels the judge cannot predict
+from the prompt, and fitting that noise is what makes the verdict ignore the prompt and leaves GRPO at a blind saddle
+in about half the seeds. Refuted (benchmarks/training_direction.py, 2026-12-08): with the uniform target the
+verdict's spread across prompts after the cold start is as small as with the draws (sd P(A) 0.0003–0.02). Yet GRPO
+then taught 6 of 9 seeds against 4 of 9 with the draws (held-out mean 0.75 against 0.70, paired seeds; not a
+significant difference), so the benchmark uses it by default; here the default stays ``draw``, the target this
+module has always written. It needs each verdict to be one token (checked).
 
 Optional before both: ``align`` — single-image captioning, the analogue of LLaVA's stage 1 ("pre-training for feature
 alignment": image–caption pairs, one short caption per image, loss on the caption only; Liu et al. 2023, Visual

@@ -6,6 +6,7 @@ the benchmark from rotting."""
 import json
 import re
 
+import pytest
 from benchfixtures import load_benchmark
 
 
@@ -28,6 +29,7 @@ def test_smoke_run_writes_every_seed_and_the_final_line(tmp_path, capsys):
     assert float(m.group(3)) == round(judge["after"], 3)
     assert judge["align_steps"] == 2 and 0 <= judge["caption_accuracy"]["accuracy"] <= 1
     assert judge["cold_start"] == "describe" and judge["description_before"] is not None
+    assert judge["verdict_target"] == "uniform"  # the default cold start (formatsft verdict_target)
     assert judge["held_pairs"] + judge["train_pairs"] == 12
 
 
@@ -51,3 +53,11 @@ def test_lr_verdicts_carry_no_preference_and_the_relation_flags_follow_the_image
     assert len({v for v, _ in verdicts}) == 2 and len({n for _, n in verdicts}) == 2
     rel = td.relation_agreement(load_preferences(tmp_path / "ws"), budget.model_dump())
     assert rel["decides_wrong"] == 0 and rel["decides_right"] > 0.5
+
+
+def test_lr_verdicts_with_a_uniform_verdict_target_is_a_one_line_error(capsys):
+    td = load()
+    with pytest.raises(SystemExit) as exc:
+        td.main(["--sft-verdicts", "lr", "--sft-verdict-target", "uniform"])
+    assert exc.value.code == 2
+    assert "add --sft-verdict-target draw" in capsys.readouterr().err
