@@ -109,6 +109,11 @@ def feature_matrix(items: list[Labelled]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
+def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(x - mean) / scale, NaN (no evidence) read as the mean, as Regression.score reads it."""
+    return np.nan_to_num((x - mean) / scale, nan=0.0)
+
+
 def fit(
     x: np.ndarray, y: np.ndarray, groups: list[str] | np.ndarray, c: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
@@ -118,7 +123,7 @@ def fit(
     from sklearn.model_selection import GridSearchCV, GroupKFold
 
     mean, scale = np.nanmean(x, axis=0), np.nanstd(x, axis=0) + 1e-12
-    z = np.nan_to_num((x - mean) / scale, nan=0.0)  # NaN = no evidence: the mean, as Regression.score reads it
+    z = standardise(x, mean, scale)
     model = LogisticRegression(class_weight="balanced", max_iter=5000)
     if c is None:
         n_splits = min(5, len(set(groups)))
@@ -136,7 +141,7 @@ def held_out_scores(x: np.ndarray, y: np.ndarray, groups: list[str], c: float | 
     for grp in np.unique(g):
         te = g == grp
         mean, scale, coef, b, _ = fit(x[~te], y[~te], g[~te], c)
-        out[te] = 1.0 / (1.0 + np.exp(-(np.nan_to_num((x[te] - mean) / scale, nan=0.0) @ coef + b)))
+        out[te] = 1.0 / (1.0 + np.exp(-(standardise(x[te], mean, scale) @ coef + b)))
     return out
 
 

@@ -654,6 +654,7 @@ def judge_seed(
     from training.reward import formatsft, recipe
     from training.reward.config import load_config
     from training.reward.data import load_preferences, split_by_lr
+    from training.reward.judge import JUDGE_META
     from training.reward.tiny import build_tiny_qwen_vl
 
     budget = {"global_max_pixels": 28 * 28, "crop_size": 28, "n_crops": 1}  # 6 images of one vision token each
@@ -735,7 +736,8 @@ def judge_seed(
         "description_after": desc_after,
         "cold_start": cold_start,
         "sft_verdicts": sft_verdicts,
-        "verdict_target": verdict_target,
+        # what the cold start recorded it trained with (formatsft writes it when not the draws), not the argument
+        "verdict_target": json.loads((fmt / JUDGE_META).read_text()).get("verdict_target", "draw"),
         "policy_tokens": policy_tokens,
         "align_steps": align_steps,
         "caption_accuracy": captions,
